@@ -1,0 +1,253 @@
+/* receive.c -- SP_receive, SP_scat_receive and SP_poll (SPEC.md 6.5, 9.1-9.6).
+ *
+ * The library never reads ahead of the message it returns: a program that
+ * select()s on the mailbox must see it readable while messages are pending.
+ * Each message costs two reads: the header, then groups and payload together.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+static int readv_full(int fd, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        if (iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+            continue;
+        }
+        ssize_t n = readv(fd, iov, iovcnt);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* Reads the next header (and a reject's old-type word) off the socket. */
+static int read_header(session *s, wire_header *h, uint32_t *old_type)
+{
+    uint8_t raw[WIRE_HEADER_SIZE + WIRE_REJECT_EXTRA];
+    if (io_read_full(s->fd, raw, WIRE_HEADER_SIZE) != 0)
+        return CONNECTION_CLOSED;
+    if (wire_decode_header(raw, h) != 0)
+        return ILLEGAL_MESSAGE;
+    *old_type = 0;
+    if (h->type & WIRE_REJECT_MESS) {
+        if (io_read_full(s->fd, raw + WIRE_HEADER_SIZE, WIRE_REJECT_EXTRA) != 0)
+            return CONNECTION_CLOSED;
+        *old_type = wire_get_u32(raw + WIRE_HEADER_SIZE, h->order) & ~WIRE_MARKER;
+    }
+    if (h->num_groups < 0 || h->data_len < 0 || h->num_groups > WIRE_MAX_RECV_GROUPS ||
+        h->data_len > WIRE_MAX_RECV_DATA)
+        return ILLEGAL_MESSAGE;
+    return 0;
+}
+
+/* Copies `len` body bytes at offset `off` of a scatter into or out of `flat`. */
+static void scat_copy(scatter *scat, uint8_t *flat, size_t len, int to_flat)
+{
+    size_t done = 0;
+    for (int i = 0; i < scat->num_elements && done < len; i++) {
+        size_t n = (size_t)scat->elements[i].len;
+        if (n > len - done)
+            n = len - done;
+        if (to_flat)
+            memcpy(flat + done, scat->elements[i].buf, n);
+        else
+            memcpy(scat->elements[i].buf, flat + done, n);
+        done += n;
+    }
+}
+
+/* Validates a regular membership body and brings it to host order. */
+static int fix_membership_body(scatter *scat, size_t len, wire_order order)
+{
+    uint8_t *body;
+    int flat = scat->num_elements >= 1 && (size_t)scat->elements[0].len >= len;
+    if (flat) {
+        body = (uint8_t *)scat->elements[0].buf;
+    } else {
+        body = malloc(len ? len : 1);
+        if (!body)
+            return ILLEGAL_MESSAGE;
+        scat_copy(scat, body, len, 1);
+    }
+    int ok = wire_memb_body_valid(body, len, order);
+    if (ok)
+        wire_memb_body_to_host(body, len, order);
+    if (!flat) {
+        if (ok)
+            scat_copy(scat, body, len, 0);
+        free(body);
+    }
+    return ok ? 0 : ILLEGAL_MESSAGE;
+}
+
+static int own_index(const session *s, const char groups[][MAX_GROUP_NAME], int n)
+{
+    for (int i = 0; i < n; i++)
+        if (memcmp(groups[i], s->private_group, WIRE_SLOT) == 0)
+            return i;
+    return -1;
+}
+
+static int receive_locked(session *s, service *service_type, char sender[MAX_GROUP_NAME],
+                          int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                          int16 *mess_type, int *endian_mismatch, scatter *scat)
+{
+    sess_state st = sess_get_state(s);
+    if (st == SESS_CLOSED)
+        return ILLEGAL_SESSION;
+    if (st == SESS_ERROR)
+        return NET_ERROR_ON_SESSION;
+
+    int drop = (*service_type & DROP_RECV) != 0;
+    wire_header h;
+    uint32_t old_type;
+    if (s->have_saved) {
+        h = s->saved;
+        old_type = s->saved_old_type;
+    } else {
+        int r = read_header(s, &h, &old_type);
+        if (r != 0) {
+            sess_set_error(s);
+            return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : r;
+        }
+    }
+
+    int is_reject = (h.type & WIRE_REJECT_MESS) != 0;
+    uint32_t svc = is_reject ? (old_type | WIRE_REJECT_MESS) : h.type;
+    int is_memb = Is_membership_mess(svc) != 0;
+    size_t capacity = 0;
+    for (int i = 0; i < scat->num_elements; i++)
+        capacity += (size_t)scat->elements[i].len;
+    if (max_groups < 0)
+        max_groups = 0;
+
+    *service_type = (service)svc;
+    memcpy(sender, h.sender, WIRE_SLOT);
+    sender[WIRE_SLOT - 1] = '\0';
+    int16 hinted = wire_hint_mess_type(h.hint);
+    int mismatch = wire_hint_order(h.hint) != wire_host_order();
+
+    int groups_short = h.num_groups > max_groups;
+    int data_short = (size_t)h.data_len > capacity;
+    if (!drop && (groups_short || data_short)) {
+        /* Leave the message pending; the next call sees it again (9.3). */
+        s->have_saved = 1;
+        s->saved = h;
+        s->saved_old_type = old_type;
+        *mess_type = is_memb ? 0 : hinted;
+        *num_groups = groups_short ? -h.num_groups : 0;
+        *endian_mismatch = data_short ? -h.data_len : 0;
+        return groups_short ? GROUPS_TOO_SHORT : BUFFER_TOO_SHORT;
+    }
+    s->have_saved = 0; /* consumed from here on, whatever happens */
+
+    int kept_groups = groups_short ? max_groups : h.num_groups;
+    size_t kept_data = data_short ? capacity : (size_t)h.data_len;
+    struct iovec iov[1 + MAX_CLIENT_SCATTER_ELEMENTS];
+    int n = 0;
+    iov[n].iov_base = groups;
+    iov[n++].iov_len = (size_t)kept_groups * WIRE_SLOT;
+    int io_ok = 1;
+    if (groups_short) {
+        io_ok = readv_full(s->fd, iov, n) == 0 &&
+                io_discard(s->fd, (size_t)(h.num_groups - kept_groups) * WIRE_SLOT) == 0;
+        n = 0;
+    }
+    size_t left = kept_data;
+    for (int i = 0; i < scat->num_elements && left > 0; i++) {
+        size_t take = (size_t)scat->elements[i].len < left ? (size_t)scat->elements[i].len : left;
+        iov[n].iov_base = scat->elements[i].buf;
+        iov[n++].iov_len = take;
+        left -= take;
+    }
+    if (io_ok)
+        io_ok = readv_full(s->fd, iov, n) == 0;
+    if (io_ok && data_short)
+        io_ok = io_discard(s->fd, (size_t)h.data_len - kept_data) == 0;
+    if (!io_ok) {
+        sess_set_error(s);
+        return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : CONNECTION_CLOSED;
+    }
+    for (int i = 0; i < kept_groups; i++)
+        groups[i][WIRE_SLOT - 1] = '\0';
+
+    *num_groups = groups_short ? -h.num_groups : h.num_groups;
+    if (is_memb) {
+        *endian_mismatch = 0;
+        *mess_type = -1;
+        if ((svc & WIRE_REG_MEMB_MESS) && !data_short) {
+            if (fix_membership_body(scat, (size_t)h.data_len, h.order) != 0)
+                return ILLEGAL_MESSAGE;
+            if (!groups_short)
+                *mess_type = (int16)own_index(s, (const char(*)[MAX_GROUP_NAME])groups,
+                                              kept_groups);
+        }
+    } else {
+        *mess_type = hinted;
+        *endian_mismatch = mismatch;
+    }
+    return data_short ? BUFFER_TOO_SHORT : h.data_len;
+}
+
+int SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                    int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                    int16 *mess_type, int *endian_mismatch, scatter *scat_mess)
+{
+    if (!scat_mess || scat_mess->num_elements < 0 ||
+        scat_mess->num_elements > MAX_CLIENT_SCATTER_ELEMENTS)
+        return ILLEGAL_MESSAGE;
+    for (int i = 0; i < scat_mess->num_elements; i++)
+        if (scat_mess->elements[i].len < 0)
+            return ILLEGAL_MESSAGE;
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    service ignored = 0;
+    pthread_mutex_lock(&s->recv_lock);
+    int r = receive_locked(s, service_type ? service_type : &ignored, sender, max_groups,
+                           num_groups, groups, mess_type, endian_mismatch, scat_mess);
+    pthread_mutex_unlock(&s->recv_lock);
+    sess_release(s);
+    return r;
+}
+
+int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+               int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+               int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess)
+{
+    scatter scat;
+    scat.num_elements = 1;
+    scat.elements[0].buf = mess;
+    scat.elements[0].len = max_mess_len;
+    return SP_scat_receive(mbox, service_type, sender, max_groups, num_groups, groups,
+                           mess_type, endian_mismatch, &scat);
+}
+
+int SP_poll(mailbox mbox)
+{
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    int pending = 0;
+    int r = ioctl(s->fd, FIONREAD, &pending);
+    sess_release(s);
+    return r == 0 ? pending : ILLEGAL_SESSION;
+}

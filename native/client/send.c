@@ -1,0 +1,166 @@
+/* send.c -- join, leave and the four multicast calls (SPEC.md 5, 9.7). */
+#include "session.h"
+
+#include <string.h>
+
+/* Everything a send may carry besides exactly one service bit. Request and
+ * internal bits get a connection killed by the daemon, so they are refused. */
+#define SEND_ALLOWED (WIRE_SERVICE_BITS | WIRE_SELF_DISCARD | WIRE_MEMBERSHIP_BITS | \
+                      WIRE_DROP_RECV | WIRE_MARKER)
+
+static int service_ok(service service_type)
+{
+    uint32_t t = (uint32_t)service_type;
+    uint32_t svc = t & WIRE_SERVICE_BITS;
+    if (svc == 0 || (svc & (svc - 1)) != 0)
+        return 0; /* none, or more than one service bit */
+    return (t & ~SEND_ALLOWED) == 0;
+}
+
+/* Writes one message atomically with respect to other senders on the
+ * connection: header, group slots, then the payload pieces. */
+static int send_message(session *s, uint32_t type, int num_groups, const uint8_t *slots,
+                        int16 mess_type, const scatter *payload, int data_len)
+{
+    uint8_t header[WIRE_HEADER_SIZE], hint[4];
+    struct iovec iov[2 + MAX_CLIENT_SCATTER_ELEMENTS];
+    int n = 0;
+
+    wire_make_hint(hint, mess_type);
+    wire_encode_header(header, type, s->private_group, num_groups, hint, data_len);
+    iov[n].iov_base = header;
+    iov[n++].iov_len = sizeof header;
+    if (num_groups > 0) {
+        iov[n].iov_base = (void *)slots;
+        iov[n++].iov_len = (size_t)num_groups * WIRE_SLOT;
+    }
+    for (int i = 0; i < payload->num_elements; i++) {
+        if (payload->elements[i].len > 0) {
+            iov[n].iov_base = payload->elements[i].buf;
+            iov[n++].iov_len = (size_t)payload->elements[i].len;
+        }
+    }
+
+    int r;
+    pthread_mutex_lock(&s->send_lock);
+    sess_state st = sess_get_state(s);
+    if (st == SESS_CLOSED) {
+        r = ILLEGAL_SESSION;
+    } else if (st == SESS_ERROR) {
+        r = NET_ERROR_ON_SESSION;
+    } else if (io_writev_full(s->fd, iov, n) != 0) {
+        sess_set_error(s);
+        r = CONNECTION_CLOSED;
+    } else {
+        r = data_len;
+    }
+    pthread_mutex_unlock(&s->send_lock);
+    return r;
+}
+
+static int scat_send(mailbox mbox, service service_type, int num_groups,
+                     const uint8_t *slots, int16 mess_type, const scatter *scat)
+{
+    if (!service_ok(service_type))
+        return ILLEGAL_SERVICE;
+    if (num_groups < 0 || num_groups > WIRE_MAX_GROUPS)
+        return ILLEGAL_GROUP;
+    if (!scat || scat->num_elements < 0 || scat->num_elements > MAX_CLIENT_SCATTER_ELEMENTS)
+        return ILLEGAL_MESSAGE;
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    int r;
+    long long total = 0;
+    for (int i = 0; i < scat->num_elements; i++) {
+        if (scat->elements[i].len < 0) {
+            sess_release(s);
+            return ILLEGAL_MESSAGE;
+        }
+        total += scat->elements[i].len;
+    }
+    if (sess_get_state(s) == SESS_ERROR)
+        r = NET_ERROR_ON_SESSION;
+    else if (total + (long long)WIRE_SLOT * num_groups > WIRE_MAX_BODY)
+        r = MESSAGE_TOO_LONG;
+    else
+        r = send_message(s, (uint32_t)service_type & ~WIRE_DROP_RECV, num_groups, slots,
+                         mess_type, scat, (int)total);
+    sess_release(s);
+    return r;
+}
+
+static void one_slot(uint8_t slot[WIRE_SLOT], const char *group)
+{
+    wire_put_slot(slot, group, group ? strnlen(group, WIRE_MAX_NAME) : 0);
+}
+
+int SP_scat_multicast(mailbox mbox, service service_type, const char *group,
+                      int16 mess_type, const scatter *scat_mess)
+{
+    uint8_t slot[WIRE_SLOT];
+    one_slot(slot, group);
+    return scat_send(mbox, service_type, 1, slot, mess_type, scat_mess);
+}
+
+int SP_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                 int mess_len, const char *mess)
+{
+    scatter scat;
+    scat.num_elements = 1;
+    scat.elements[0].buf = (char *)mess;
+    scat.elements[0].len = mess_len;
+    return SP_scat_multicast(mbox, service_type, group, mess_type, &scat);
+}
+
+int SP_multigroup_scat_multicast(mailbox mbox, service service_type, int num_groups,
+                                 const char groups[][MAX_GROUP_NAME], int16 mess_type,
+                                 const scatter *scat_mess)
+{
+    uint8_t slots[WIRE_MAX_GROUPS][WIRE_SLOT];
+    if (num_groups < 0 || num_groups > WIRE_MAX_GROUPS || (num_groups > 0 && !groups))
+        return ILLEGAL_GROUP;
+    /* Re-slot each name so that every slot is NUL terminated and padded. */
+    for (int i = 0; i < num_groups; i++)
+        wire_put_slot(slots[i], groups[i], strnlen(groups[i], WIRE_MAX_NAME));
+    return scat_send(mbox, service_type, num_groups, &slots[0][0], mess_type, scat_mess);
+}
+
+int SP_multigroup_multicast(mailbox mbox, service service_type, int num_groups,
+                            const char groups[][MAX_GROUP_NAME], int16 mess_type,
+                            int mess_len, const char *mess)
+{
+    scatter scat;
+    scat.num_elements = 1;
+    scat.elements[0].buf = (char *)mess;
+    scat.elements[0].len = mess_len;
+    return SP_multigroup_scat_multicast(mbox, service_type, num_groups, groups, mess_type,
+                                        &scat);
+}
+
+static int membership_request(mailbox mbox, uint32_t type, const char *group)
+{
+    size_t len = group ? strnlen(group, WIRE_SLOT) : 0;
+    if (!wire_group_name_ok(group, len))
+        return ILLEGAL_GROUP;
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    uint8_t slot[WIRE_SLOT];
+    scatter none;
+    none.num_elements = 0;
+    wire_put_slot(slot, group, len);
+    int r = send_message(s, type, 1, slot, 0, &none, 0);
+    sess_release(s);
+    return r;
+}
+
+int SP_join(mailbox mbox, const char *group)
+{
+    return membership_request(mbox, WIRE_JOIN_MESS, group);
+}
+
+int SP_leave(mailbox mbox, const char *group)
+{
+    return membership_request(mbox, WIRE_LEAVE_MESS, group);
+}

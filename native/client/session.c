@@ -1,0 +1,194 @@
+/* session.c -- see session.h. */
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static session **table;   /* indexed by descriptor */
+static size_t table_size;
+
+session *sess_register(int fd, const uint8_t *private_group, size_t len)
+{
+    if (fd < 0)
+        return NULL;
+    session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->fd = fd;
+    s->refs = 1;
+    s->state = SESS_OPEN;
+    pthread_mutex_init(&s->send_lock, NULL);
+    pthread_mutex_init(&s->recv_lock, NULL);
+    wire_put_slot(s->private_group, (const char *)private_group, len);
+    s->private_group_len = wire_slot_len(s->private_group);
+
+    pthread_mutex_lock(&table_lock);
+    if ((size_t)fd >= table_size) {
+        size_t n = table_size ? table_size : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        session **grown = realloc(table, n * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&table_lock);
+            free(s);
+            return NULL;
+        }
+        memset(grown + table_size, 0, (n - table_size) * sizeof *grown);
+        table = grown;
+        table_size = n;
+    }
+    /* The descriptor is ours, so no live session can still own this slot. */
+    table[fd] = s;
+    pthread_mutex_unlock(&table_lock);
+    return s;
+}
+
+session *sess_acquire(mailbox mbox)
+{
+    session *s = NULL;
+    pthread_mutex_lock(&table_lock);
+    if (mbox >= 0 && (size_t)mbox < table_size && table[mbox] &&
+        table[mbox]->state != SESS_CLOSED) {
+        s = table[mbox];
+        s->refs++;
+    }
+    pthread_mutex_unlock(&table_lock);
+    return s;
+}
+
+/* Drops one reference; the last one frees the slot and closes the socket. */
+static void unref_locked(session *s, int *destroy)
+{
+    *destroy = --s->refs == 0;
+    if (*destroy && (size_t)s->fd < table_size && table[s->fd] == s)
+        table[s->fd] = NULL;
+}
+
+static void destroy(session *s)
+{
+    close(s->fd);
+    pthread_mutex_destroy(&s->send_lock);
+    pthread_mutex_destroy(&s->recv_lock);
+    free(s);
+}
+
+void sess_release(session *s)
+{
+    int gone;
+    pthread_mutex_lock(&table_lock);
+    unref_locked(s, &gone);
+    pthread_mutex_unlock(&table_lock);
+    if (gone)
+        destroy(s);
+}
+
+void sess_set_error(session *s)
+{
+    pthread_mutex_lock(&table_lock);
+    if (s->state == SESS_OPEN)
+        s->state = SESS_ERROR;
+    pthread_mutex_unlock(&table_lock);
+}
+
+sess_state sess_get_state(session *s)
+{
+    pthread_mutex_lock(&table_lock);
+    sess_state st = s->state;
+    pthread_mutex_unlock(&table_lock);
+    return st;
+}
+
+int sess_close(session *s)
+{
+    int gone = 0;
+    pthread_mutex_lock(&table_lock);
+    if (s->state == SESS_CLOSED) {
+        pthread_mutex_unlock(&table_lock);
+        return -1;
+    }
+    s->state = SESS_CLOSED;
+    /* Wake any thread blocked on the socket; the descriptor itself stays
+     * open until the last reference is gone. */
+    shutdown(s->fd, SHUT_RDWR);
+    unref_locked(s, &gone); /* the table's reference */
+    pthread_mutex_unlock(&table_lock);
+    if (gone)
+        destroy(s);
+    return 0;
+}
+
+int sess_hold(mailbox mbox)
+{
+    session *s = sess_acquire(mbox);
+    return s ? 0 : ILLEGAL_SESSION; /* the call reference becomes the hold */
+}
+
+void sess_unhold(mailbox mbox)
+{
+    session *s = NULL;
+    pthread_mutex_lock(&table_lock);
+    if (mbox >= 0 && (size_t)mbox < table_size)
+        s = table[mbox];
+    pthread_mutex_unlock(&table_lock);
+    if (s)
+        sess_release(s);
+}
+
+int io_read_full(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int io_writev_full(int fd, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        struct msghdr msg = {0};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)iovcnt;
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+int io_discard(int fd, size_t len)
+{
+    uint8_t sink[4096];
+    while (len > 0) {
+        size_t n = len < sizeof sink ? len : sizeof sink;
+        if (io_read_full(fd, sink, n) != 0)
+            return -1;
+        len -= n;
+    }
+    return 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * session.h -- the client library's connection table and socket I/O
+ * (internal). Locking follows SPEC.md 9.9: one global table lock held only
+ * briefly, and per connection a send lock and a receive lock.
+ *
+ * A mailbox number is the connection's socket descriptor, as in Spread, so
+ * existing programs may select() on it. Sessions are reference counted:
+ * every call holds a reference while it runs, and the descriptor is closed
+ * only when the last reference goes. A disconnect therefore wakes a blocked
+ * receive (shutdown) but cannot let a new connection reuse the descriptor
+ * while that receive is still inside.
+ */
+#ifndef SPREAD_CLIENT_SESSION_H
+#define SPREAD_CLIENT_SESSION_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "sp.h"
+#include "../wire.h"
+
+typedef enum { SESS_OPEN, SESS_ERROR, SESS_CLOSED } sess_state;
+
+typedef struct session {
+    int fd;
+    int refs;                  /* table + calls in progress + holds; under table lock */
+    sess_state state;          /* under table lock */
+    pthread_mutex_t send_lock;
+    pthread_mutex_t recv_lock;
+    uint8_t private_group[WIRE_SLOT]; /* NUL padded */
+    size_t private_group_len;
+    /* Saved header of a message left unconsumed by a short buffer (9.3). */
+    int have_saved;
+    wire_header saved;
+    uint32_t saved_old_type;   /* reject messages only */
+} session;
+
+/* Registers a connected socket; returns the new session (table ref only). */
+session *sess_register(int fd, const uint8_t *private_group, size_t len);
+/* Takes a call reference on an open or errored session, or NULL (ILLEGAL_SESSION). */
+session *sess_acquire(mailbox mbox);
+void sess_release(session *s);
+/* Marks the session failed (NET_ERROR_ON_SESSION from now on). */
+void sess_set_error(session *s);
+/* Removes the session from use: later calls get ILLEGAL_SESSION. Wakes a
+ * blocked receive. Returns 0, or -1 if it was already closed. */
+int sess_close(session *s);
+/* Returns the current state (under the table lock). */
+sess_state sess_get_state(session *s);
+/* Extra references that keep the descriptor open after a disconnect. */
+int sess_hold(mailbox mbox);
+void sess_unhold(mailbox mbox);
+
+/* Blocking socket I/O. 0 on success, -1 on EOF or error. */
+int io_read_full(int fd, void *buf, size_t len);
+int io_writev_full(int fd, struct iovec *iov, int iovcnt);
+/* Reads and throws away `len` bytes. */
+int io_discard(int fd, size_t len);
+
+#endif /* SPREAD_CLIENT_SESSION_H */

@@ -1,0 +1,34 @@
+/*
+ * spx.h -- extensions of the spread-client native library beyond Spread 4's
+ * API. Bindings use them when they run on our library; none of them exist
+ * in Spread's own libspread.
+ */
+#ifndef SPREAD_CLIENT_SPX_H
+#define SPREAD_CLIENT_SPX_H
+
+#include <stddef.h>
+
+#include "sp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The text SP_error prints for a code ("unrecognized error" for others). */
+const char *SPX_error_text(int error);
+
+/* Parses a daemon address string ("4803", "4803@host"); 0 or ILLEGAL_SPREAD.
+ * host is "" for the unix socket /tmp/<port>. */
+int SPX_parse_address(const char *spread_name, int *port, char *host, size_t host_size);
+
+/* Keeps a mailbox's descriptor open after SP_disconnect until SPX_release,
+ * so that a thread racing into a call on it gets ILLEGAL_SESSION and never
+ * reaches a new connection that reused the number. 0 or ILLEGAL_SESSION. */
+int SPX_hold(mailbox mbox);
+void SPX_release(mailbox mbox);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPREAD_CLIENT_SPX_H */

@@ -1,0 +1,282 @@
+/* wire.c -- see wire.h. No I/O, no allocation. */
+#include "wire.h"
+
+#include <string.h>
+
+wire_order wire_host_order(void)
+{
+    const uint16_t probe = 1;
+    uint8_t first;
+    memcpy(&first, &probe, 1);
+    return first ? WIRE_LE : WIRE_BE;
+}
+
+uint32_t wire_get_u32(const uint8_t *p, wire_order order)
+{
+    if (order == WIRE_LE)
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24;
+}
+
+void wire_put_u32(uint8_t *p, uint32_t v, wire_order order)
+{
+    for (int i = 0; i < 4; i++) {
+        uint8_t b = (uint8_t)(v >> (8 * i));
+        p[order == WIRE_LE ? i : 3 - i] = b;
+    }
+}
+
+int32_t wire_get_i32(const uint8_t *p, wire_order order)
+{
+    uint32_t u = wire_get_u32(p, order);
+    int32_t v;
+    memcpy(&v, &u, sizeof v); /* two's complement reinterpretation, no UB */
+    return v;
+}
+
+/* Byte order from the marker bits of a raw 32-bit field: bit 7 and bit 31
+ * are either both set (LE sender) or both clear (BE sender). The pattern
+ * reads the same in both orders, so bytes 0 and 3 decide. */
+static int marker_order(const uint8_t raw[4], wire_order *order)
+{
+    int lo = (raw[0] & 0x80) != 0, hi = (raw[3] & 0x80) != 0;
+    if (lo != hi)
+        return -1;
+    *order = lo ? WIRE_LE : WIRE_BE;
+    return 0;
+}
+
+int wire_decode_header(const uint8_t in[WIRE_HEADER_SIZE], wire_header *h)
+{
+    if (marker_order(in, &h->order) != 0)
+        return -1;
+    h->type = wire_get_u32(in, h->order) & ~WIRE_MARKER;
+    memcpy(h->sender, in + 4, WIRE_SLOT);
+    h->num_groups = wire_get_i32(in + 36, h->order);
+    memcpy(h->hint, in + 40, 4);
+    h->data_len = wire_get_i32(in + 44, h->order);
+    return 0;
+}
+
+void wire_encode_header(uint8_t out[WIRE_HEADER_SIZE], uint32_t type,
+                        const uint8_t sender[WIRE_SLOT], int32_t num_groups,
+                        const uint8_t hint[4], int32_t data_len)
+{
+    wire_put_u32(out, (type & ~WIRE_MARKER) | WIRE_MARKER, WIRE_LE);
+    memcpy(out + 4, sender, WIRE_SLOT);
+    wire_put_u32(out + 36, (uint32_t)num_groups, WIRE_LE);
+    memcpy(out + 40, hint, 4);
+    wire_put_u32(out + 44, (uint32_t)data_len, WIRE_LE);
+}
+
+void wire_make_hint(uint8_t hint[4], int16_t mess_type)
+{
+    uint32_t m = (uint32_t)(uint16_t)mess_type;
+    wire_put_u32(hint, ((m << 8) & 0x00FFFF00u) | WIRE_MARKER, WIRE_LE);
+}
+
+wire_order wire_hint_order(const uint8_t hint[4])
+{
+    wire_order order;
+    /* A hint with mixed marker bits has no order; read it as little-endian. */
+    if (marker_order(hint, &order) != 0)
+        return WIRE_LE;
+    return order;
+}
+
+int16_t wire_hint_mess_type(const uint8_t hint[4])
+{
+    uint32_t v = wire_get_u32(hint, wire_hint_order(hint)) & ~WIRE_MARKER;
+    uint16_t m = (uint16_t)((v >> 8) & 0xFFFFu);
+    int16_t out;
+    memcpy(&out, &m, sizeof out); /* sign extension without UB */
+    return out;
+}
+
+int wire_hint_valid(const uint8_t hint[4])
+{
+    wire_order order;
+    if (marker_order(hint, &order) != 0)
+        return 0;
+    return (wire_get_u32(hint, order) & ~WIRE_HINT_ALLOWED) == 0;
+}
+
+void wire_put_slot(uint8_t slot[WIRE_SLOT], const char *name, size_t len)
+{
+    if (len > WIRE_MAX_NAME)
+        len = WIRE_MAX_NAME;
+    memset(slot, 0, WIRE_SLOT);
+    if (len)
+        memcpy(slot, name, len);
+}
+
+size_t wire_slot_len(const uint8_t slot[WIRE_SLOT])
+{
+    const uint8_t *nul = memchr(slot, 0, WIRE_SLOT);
+    return nul ? (size_t)(nul - slot) : WIRE_SLOT;
+}
+
+int wire_name_char_ok(uint8_t c)
+{
+    return c >= 0x24 && c <= 0x7E;
+}
+
+static int chars_ok(const uint8_t *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!wire_name_char_ok(s[i]))
+            return 0;
+    return 1;
+}
+
+int wire_group_name_ok(const char *name, size_t len)
+{
+    return len >= 1 && len <= WIRE_MAX_NAME && chars_ok((const uint8_t *)name, len);
+}
+
+int wire_private_name_ok(const char *name, size_t len)
+{
+    return len >= 1 && len <= WIRE_MAX_PRIVATE_NAME && chars_ok((const uint8_t *)name, len);
+}
+
+int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len,
+                             const uint8_t **daemon, size_t *daemon_len)
+{
+    if (len < 4 || s[0] != '#')
+        return -1;
+    const uint8_t *sep = memchr(s + 1, '#', len - 1);
+    if (!sep)
+        return -1;
+    size_t n = (size_t)(sep - (s + 1));
+    size_t d = len - n - 2;
+    if (n < 1 || n > WIRE_MAX_PRIVATE_NAME || d < 1 || d > WIRE_MAX_PROC_NAME)
+        return -1;
+    if (!chars_ok(s + 1, n) || !chars_ok(sep + 1, d))
+        return -1;
+    *name_len = n;
+    *daemon = sep + 1;
+    *daemon_len = d;
+    return 0;
+}
+
+int wire_version_value(int major, int minor, int patch)
+{
+    return major * 10000 + minor * 100 + patch;
+}
+
+int wire_version_has_patch(int major, int minor)
+{
+    return wire_version_value(major, minor, 0) > WIRE_PATCH_THRESHOLD;
+}
+
+size_t wire_encode_connect(uint8_t out[WIRE_CONNECT_MAX], int membership, int priority,
+                           const char *name, size_t name_len)
+{
+    if (priority < 0)
+        priority = 0;
+    if (priority > 1)
+        priority = 1;
+    if (!name)
+        name_len = 0;
+    if (name_len > WIRE_MAX_PRIVATE_NAME)
+        name_len = WIRE_MAX_PRIVATE_NAME;
+    out[0] = WIRE_VERSION_MAJOR;
+    out[1] = WIRE_VERSION_MINOR;
+    out[2] = WIRE_VERSION_PATCH;
+    out[3] = (uint8_t)((membership ? 1 : 0) | (priority << 4));
+    out[4] = (uint8_t)name_len;
+    if (name_len)
+        memcpy(out + 5, name, name_len);
+    return 5 + name_len;
+}
+
+void wire_encode_auth_choice(uint8_t out[WIRE_AUTH_CHOICE], const char *const names[], int n)
+{
+    memset(out, 0, WIRE_AUTH_CHOICE);
+    for (int i = 0; i < n && i < WIRE_AUTH_METHODS; i++) {
+        size_t len = strnlen(names[i], WIRE_AUTH_NAME - 1);
+        memcpy(out + i * WIRE_AUTH_NAME, names[i], len);
+    }
+}
+
+int wire_auth_list_has(const uint8_t *list, size_t len, const char *name)
+{
+    size_t want = strlen(name), i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && list[j] != ' ')
+            j++;
+        if (j - i == want && want > 0 && memcmp(list + i, name, want) == 0)
+            return 1;
+        i = j + 1;
+    }
+    return 0;
+}
+
+size_t wire_encode_accept(uint8_t out[WIRE_ACCEPT_MAX], int with_patch,
+                          const uint8_t *private_group, size_t len)
+{
+    size_t n = 0;
+    if (len > WIRE_MAX_NAME)
+        len = WIRE_MAX_NAME;
+    out[n++] = WIRE_ACCEPT;
+    out[n++] = WIRE_VERSION_MAJOR;
+    out[n++] = WIRE_VERSION_MINOR;
+    if (with_patch)
+        out[n++] = WIRE_VERSION_PATCH;
+    out[n++] = (uint8_t)len;
+    memcpy(out + n, private_group, len);
+    return n + len;
+}
+
+void wire_encode_memb_body(uint8_t out[WIRE_MEMB_BODY_SIZE], const int32_t gid[3],
+                           const uint8_t member[WIRE_SLOT])
+{
+    for (int i = 0; i < 3; i++)
+        wire_put_u32(out + 4 * i, (uint32_t)gid[i], WIRE_LE);
+    wire_put_u32(out + 12, 1, WIRE_LE); /* one vs-set */
+    wire_put_u32(out + 16, 0, WIRE_LE); /* ours is the first */
+    wire_put_u32(out + 20, 1, WIRE_LE); /* holding one member */
+    memcpy(out + 24, member, WIRE_SLOT);
+}
+
+int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order)
+{
+    if (len < WIRE_MEMB_SETS_AT)
+        return 0;
+    int32_t k = wire_get_i32(body + 12, order);
+    int32_t local = wire_get_i32(body + 16, order);
+    if (k < 1 || local < 0)
+        return 0;
+    size_t pos = WIRE_MEMB_SETS_AT, want = WIRE_MEMB_SETS_AT + (size_t)local;
+    int found = 0;
+    for (int32_t i = 0; i < k; i++) {
+        if (len - pos < 4)
+            return 0;
+        int32_t n = wire_get_i32(body + pos, order);
+        if (n < 0 || (size_t)n > (len - pos - 4) / WIRE_SLOT)
+            return 0;
+        if (pos == want)
+            found = 1;
+        pos += 4 + (size_t)n * WIRE_SLOT;
+    }
+    return found;
+}
+
+void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order)
+{
+    wire_order host = wire_host_order();
+    if (order == host)
+        return;
+    for (size_t off = 0; off < WIRE_MEMB_SETS_AT; off += 4)
+        wire_put_u32(body + off, wire_get_u32(body + off, order), host);
+    int32_t k = wire_get_i32(body + 12, host);
+    size_t pos = WIRE_MEMB_SETS_AT;
+    for (int32_t i = 0; i < k && len - pos >= 4; i++) {
+        uint32_t n = wire_get_u32(body + pos, order);
+        wire_put_u32(body + pos, n, host);
+        pos += 4 + (size_t)n * WIRE_SLOT;
+        if (pos > len)
+            break;
+    }
+}

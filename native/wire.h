@@ -1,0 +1,129 @@
+/*
+ * wire.h -- the Spread 4 client protocol's byte layout (SPEC.md 2, 3, 6, 7).
+ *
+ * This is the only place in the tree that knows where bytes go on the wire.
+ * It is sans-IO: pure functions over caller-supplied buffers with explicit
+ * lengths. The client library and the embedded daemon both use it.
+ */
+#ifndef SPREAD_CLIENT_WIRE_H
+#define SPREAD_CLIENT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_HEADER_SIZE      48
+#define WIRE_SLOT             32     /* group / member name slot (MAX_GROUP_NAME) */
+#define WIRE_MAX_NAME         31     /* bytes of a name inside a slot */
+#define WIRE_MAX_PRIVATE_NAME 10
+#define WIRE_MAX_PROC_NAME    19     /* daemon name, without NUL */
+#define WIRE_MARKER           0x80000080u
+#define WIRE_MAX_BODY         144000 /* MAX_MESSAGE_BODY_LEN */
+#define WIRE_DAEMON_MAX_TOTAL 143952 /* data_len + 32*num_groups, daemon check */
+#define WIRE_MAX_GROUPS       100    /* MAX_GROUPS_PER_MESSAGE */
+#define WIRE_REJECT_EXTRA     4      /* old-type word after a reject header */
+
+/* Sanity bounds for what a client accepts from a daemon. Membership messages
+ * may list more than 100 members, so these are wider than the send limits. */
+#define WIRE_MAX_RECV_GROUPS  65536
+#define WIRE_MAX_RECV_DATA    (4 * 1024 * 1024)
+
+/* Request types (c2s only) and internal bits never valid in a request. */
+#define WIRE_JOIN_MESS        0x00010000u
+#define WIRE_LEAVE_MESS       0x00020000u
+#define WIRE_KILL_MESS        0x00040000u
+#define WIRE_INTERNAL_BITS    (0x0000C000u | 0x00080000u | 0x00100000u | 0x00200000u)
+#define WIRE_REJECT_MESS      0x00400000u
+#define WIRE_SERVICE_BITS     0x0000003Fu
+#define WIRE_SELF_DISCARD     0x00000040u
+#define WIRE_DROP_RECV        0x01000000u
+#define WIRE_MEMBERSHIP_BITS  0x00003F00u
+#define WIRE_CAUSED_BY_JOIN   0x00000100u
+#define WIRE_CAUSED_BY_LEAVE  0x00000200u
+#define WIRE_CAUSED_BY_DISC   0x00000400u
+#define WIRE_CAUSED_BY_NET    0x00000800u
+#define WIRE_REG_MEMB_MESS    0x00001000u
+#define WIRE_TRANSITION_MESS  0x00002000u
+#define WIRE_HINT_ALLOWED     (WIRE_MARKER | 0x00FFFF00u)
+
+/* Membership bodies (SPEC.md 6.1, 6.3). */
+#define WIRE_MEMB_BODY_SIZE   56
+#define WIRE_TRANS_BODY_SIZE  12
+#define WIRE_MEMB_SETS_AT     20     /* first vs-set, and base of the local offset */
+
+/* Handshake (SPEC.md 2). */
+#define WIRE_VERSION_MAJOR    4
+#define WIRE_VERSION_MINOR    0
+#define WIRE_VERSION_PATCH    0
+#define WIRE_CONNECT_MAX      (5 + WIRE_MAX_PRIVATE_NAME)
+#define WIRE_AUTH_NAME        30
+#define WIRE_AUTH_METHODS     3
+#define WIRE_AUTH_CHOICE      (WIRE_AUTH_NAME * WIRE_AUTH_METHODS)
+#define WIRE_AUTH_LIST_MAX    90
+#define WIRE_ACCEPT           1
+#define WIRE_ACCEPT_MAX       (1 + 3 + 1 + WIRE_MAX_NAME)
+#define WIRE_MIN_VERSION      30100  /* 3.1.0 */
+#define WIRE_PATCH_THRESHOLD  31400  /* a patch byte follows when maj*10000+min*100 > this */
+#define WIRE_AUTH_THRESHOLD   31600  /* auth negotiation from 3.16.0 */
+#define WIRE_PRIORITY_VERSION 30800  /* priority > 0 needs a daemon >= 3.8.0 */
+
+typedef enum { WIRE_LE = 0, WIRE_BE = 1 } wire_order;
+
+/* A decoded message header. `type` has the marker stripped. */
+typedef struct {
+    uint32_t type;
+    uint8_t sender[WIRE_SLOT];
+    int32_t num_groups;
+    int32_t data_len;
+    uint8_t hint[4];   /* raw bytes: daemons forward them untouched */
+    wire_order order;  /* byte order of type, num_groups and data_len */
+} wire_header;
+
+wire_order wire_host_order(void);
+uint32_t wire_get_u32(const uint8_t *p, wire_order order);
+void wire_put_u32(uint8_t *p, uint32_t v, wire_order order);
+int32_t wire_get_i32(const uint8_t *p, wire_order order);
+
+/* Header. Decoding fails (-1) on mixed byte-order marker bits. */
+int wire_decode_header(const uint8_t in[WIRE_HEADER_SIZE], wire_header *h);
+/* Encodes little-endian with the marker set; `sender` is a slot (32 bytes). */
+void wire_encode_header(uint8_t out[WIRE_HEADER_SIZE], uint32_t type,
+                        const uint8_t sender[WIRE_SLOT], int32_t num_groups,
+                        const uint8_t hint[4], int32_t data_len);
+
+/* The 16-bit message type carried in the hint (SPEC.md 3.3). */
+void wire_make_hint(uint8_t hint[4], int16_t mess_type);
+int16_t wire_hint_mess_type(const uint8_t hint[4]);
+wire_order wire_hint_order(const uint8_t hint[4]);
+int wire_hint_valid(const uint8_t hint[4]);
+
+/* Group slots: a name of 0..31 bytes, NUL padded to 32. */
+void wire_put_slot(uint8_t slot[WIRE_SLOT], const char *name, size_t len);
+size_t wire_slot_len(const uint8_t slot[WIRE_SLOT]);
+int wire_name_char_ok(uint8_t c);
+int wire_group_name_ok(const char *name, size_t len); /* 1..31 legal bytes */
+int wire_private_name_ok(const char *name, size_t len); /* 1..10 legal bytes */
+/* Splits "#name#daemon" (len bytes); returns 0 and the two parts, or -1. */
+int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len,
+                             const uint8_t **daemon, size_t *daemon_len);
+
+/* Handshake. */
+int wire_version_value(int major, int minor, int patch);
+int wire_version_has_patch(int major, int minor);
+size_t wire_encode_connect(uint8_t out[WIRE_CONNECT_MAX], int membership, int priority,
+                           const char *name, size_t name_len);
+/* Auth choice: up to 3 NUL-terminated names of < 30 bytes in 30-byte slots. */
+void wire_encode_auth_choice(uint8_t out[WIRE_AUTH_CHOICE], const char *const names[], int n);
+/* Is `name` one of the space-separated words of `list` (len bytes)? */
+int wire_auth_list_has(const uint8_t *list, size_t len, const char *name);
+size_t wire_encode_accept(uint8_t out[WIRE_ACCEPT_MAX], int with_patch,
+                          const uint8_t *private_group, size_t len);
+
+/* Membership bodies. A regular membership body is valid when its vs-sets
+ * fit in `len` bytes and the local offset points at one of them. */
+void wire_encode_memb_body(uint8_t out[WIRE_MEMB_BODY_SIZE], const int32_t gid[3],
+                           const uint8_t member[WIRE_SLOT]);
+int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order);
+/* Converts the integers of a valid regular membership body to host order. */
+void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order);
+
+#endif /* SPREAD_CLIENT_WIRE_H */

@@ -1,0 +1,674 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, embedsignature=True
+"""The Cython backend: the classic ``import spread`` surface over the native
+client library (native/, sp.h). Every call that can block releases the GIL.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.pythread cimport (PyThread_acquire_lock, PyThread_allocate_lock,
+                               PyThread_free_lock, PyThread_release_lock,
+                               PyThread_type_lock, WAIT_LOCK)
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memset
+
+from .libspread cimport *
+
+include "_constants.pxi"
+
+from ._errors import error_class
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum: EINTR
+
+DEF SLOT = 32
+ctypedef char slot_t[32]
+DEF MAX_GROUPS = 100
+DEF CACHED_GROUPS = 8
+DEF FIRST_BUFFER = 16384
+DEF FIRST_GROUPS = 16
+DEF MAX_PAYLOAD = 144000
+
+# Not Spread constants; the classic module had them.
+DEFAULT_BUFFER_SIZE = 10000
+DEFAULT_GROUPS_SIZE = 10
+NAME_ENCODING = "utf-8"
+
+
+cdef str _error_text(int code):
+    return SPX_error_text(code).decode("ascii")
+
+
+def error_text(int code):
+    """The Spread library's text for an error code (what SP_error prints)."""
+    return _error_text(code)
+
+
+cdef int _raise(int code, str where=None) except -1:
+    text = _error_text(code)
+    if where:
+        text = f"{where}: {text}"
+    raise error_class(code)(code, text)
+
+
+cdef bytes _to_bytes(object name, str what):
+    """A name given as str or bytes, as the bytes put on the wire."""
+    cdef bytes b
+    if type(name) is bytes:
+        b = <bytes>name
+    elif isinstance(name, str):
+        b = (<str>name).encode(NAME_ENCODING, "surrogateescape")
+    elif isinstance(name, (bytes, bytearray, memoryview)):
+        b = bytes(name)
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(name).__name__}")
+    if memchr(PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b)) != NULL:
+        raise ValueError(f"{what} must not contain NUL characters: {name!r}")
+    return b
+
+
+cdef bytes _group_bytes(object group):
+    """A destination group name: 1 to 31 bytes."""
+    cdef bytes b = _to_bytes(group, "group name")
+    if PyBytes_GET_SIZE(b) == 0:
+        raise ValueError("group name must not be empty")
+    if PyBytes_GET_SIZE(b) > SLOT - 1:
+        raise ValueError(f"group name longer than {SLOT - 1} bytes: {group!r}")
+    return b
+
+
+cdef inline Py_ssize_t _slot_len(const char *slot) noexcept nogil:
+    cdef const char *nul = <const char *>memchr(slot, 0, SLOT)
+    return (nul - slot) if nul != NULL else SLOT
+
+
+cdef object _decode(const char *slot, bint as_bytes):
+    cdef Py_ssize_t n = _slot_len(slot)
+    if as_bytes:
+        return PyBytes_FromStringAndSize(slot, n)
+    return PyUnicode_DecodeUTF8(slot, n, "surrogateescape")
+
+
+cdef tuple _decode_slots(const slot_t *slots, int n, bint as_bytes):
+    cdef tuple t = PyTuple_New(n)
+    cdef int i
+    for i in range(n):
+        name = _decode(slots[i], as_bytes)
+        Py_INCREF(name)
+        PyTuple_SET_ITEM(t, i, name)
+    return t
+
+
+cdef int _wait_readable(int fd, int timeout_ms) noexcept nogil:
+    """1 when readable (or hung up), 0 on time-out, -1 when interrupted."""
+    cdef pollfd p
+    p.fd = fd
+    p.events = POLLIN
+    p.revents = 0
+    cdef int r = poll(&p, 1, timeout_ms)
+    if r > 0:
+        return 1
+    if r == 0:
+        return 0
+    return -1 if errno == EINTR else 1  # other errors: let the receive report them
+
+
+cdef class GroupId:
+    """A group id: opaque, compared with ``==`` and ``!=``, hashable."""
+    cdef group_id gid
+
+    def __eq__(self, other):
+        if not isinstance(other, GroupId):
+            return NotImplemented
+        return bool(SP_equal_group_ids(self.gid, (<GroupId>other).gid))
+
+    def __ne__(self, other):
+        if not isinstance(other, GroupId):
+            return NotImplemented
+        return not SP_equal_group_ids(self.gid, (<GroupId>other).gid)
+
+    def __hash__(self):
+        return hash((self.gid.id[0], self.gid.id[1], self.gid.id[2]))
+
+    def __repr__(self):
+        return "<group_id %08X:%08X:%08X>" % (
+            <unsigned int>self.gid.id[0], <unsigned int>self.gid.id[1],
+            <unsigned int>self.gid.id[2])
+
+    @property
+    def id(self):
+        """The three 32-bit integers: (daemon address, membership time, counter)."""
+        return (self.gid.id[0], self.gid.id[1], self.gid.id[2])
+
+
+cdef GroupId _group_id(group_id gid):
+    cdef GroupId g = GroupId.__new__(GroupId)
+    g.gid = gid
+    return g
+
+
+cdef class RegularMsg:
+    """A data message (or a reject of one of our requests, see service_type)."""
+    cdef readonly object sender
+    cdef readonly tuple groups
+    cdef readonly bytes message
+    cdef readonly int msg_type
+    cdef readonly int endian
+    cdef readonly int service_type
+
+    def __repr__(self):
+        return (f"<RegularMsg sender={self.sender!r} groups={self.groups!r} "
+                f"msg_type={self.msg_type} len={len(self.message)}>")
+
+
+cdef class MembershipMsg:
+    """A membership notice for a group we belong to."""
+    cdef readonly int reason
+    cdef readonly int msg_subtype
+    cdef readonly int service_type
+    cdef readonly object group
+    cdef readonly object group_id
+    cdef readonly tuple members
+    cdef readonly tuple extra
+    cdef readonly tuple orig_members
+    cdef readonly object changed_member
+
+    def __repr__(self):
+        return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
+                f"members={self.members!r} changed_member={self.changed_member!r}>")
+
+
+cdef class Mailbox:
+    """A connection to a Spread daemon; made by :func:`connect`."""
+    cdef mailbox _mbox
+    cdef readonly object private_group
+    cdef bint _live                  # _setup ran: the mailbox is ours to close
+    cdef bint _closed
+    cdef bint _released
+    cdef bint _bytes_names
+    cdef int _active                 # calls in progress (GIL-protected)
+    cdef PyThread_type_lock _rlock   # guards the receive buffers
+    cdef char *_buf
+    cdef int _buf_size
+    cdef slot_t *_groups
+    cdef int _groups_size
+    # Decoded-name caches: consecutive messages mostly share sender and groups.
+    cdef char _last_sender[32]
+    cdef object _last_sender_obj
+    cdef char _last_groups[CACHED_GROUPS][32]
+    cdef int _last_ngroups
+    cdef tuple _last_groups_obj
+    cdef object _last_group_in
+    cdef bytes _last_group_bytes
+    cdef object __weakref__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Mailbox objects are made by spread.connect()")
+
+    def __dealloc__(self):
+        if self._live:
+            if not self._closed:
+                with nogil:
+                    SP_disconnect(self._mbox)
+            if not self._released:
+                SPX_release(self._mbox)
+        free(self._buf)
+        free(self._groups)
+        if self._rlock != NULL:
+            PyThread_free_lock(self._rlock)
+
+    cdef int _setup(self, mailbox mbox, bytes private_group, bint bytes_names) except -1:
+        self._mbox = mbox
+        self._live = True
+        self._released = True  # until the hold below succeeds
+        self._bytes_names = bytes_names
+        self._last_ngroups = -1
+        self._rlock = PyThread_allocate_lock()
+        self._buf = <char *>malloc(FIRST_BUFFER)
+        self._groups = <slot_t *>malloc(FIRST_GROUPS * SLOT)
+        if self._rlock == NULL or self._buf == NULL or self._groups == NULL:
+            raise MemoryError()
+        self._buf_size = FIRST_BUFFER
+        self._groups_size = FIRST_GROUPS
+        self._released = SPX_hold(mbox) != 0
+        self.private_group = private_group if bytes_names else private_group.decode(
+            NAME_ENCODING, "surrogateescape")
+        return 0
+
+    # -- bookkeeping -------------------------------------------------------
+    cdef inline int _enter(self, str what) except -1:
+        if self._closed:
+            raise error_class(ILLEGAL_SESSION)(
+                ILLEGAL_SESSION, f"{what}() called on closed mbox")
+        self._active += 1
+        return 0
+
+    cdef inline void _leave(self) noexcept:
+        self._active -= 1
+        if self._closed and self._active == 0 and not self._released:
+            self._released = True
+            SPX_release(self._mbox)
+
+    @property
+    def closed(self):
+        """True once disconnect() (or kill()) has been called."""
+        return self._closed
+
+    def fileno(self):
+        """The socket descriptor, for select() and event loops."""
+        return self._mbox
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"fd={self._mbox}"
+        return f"<spread.Mailbox {self.private_group!r} {state}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
+        return False
+
+    # -- connection ----------------------------------------------------------
+    def disconnect(self):
+        """Leaves every group and closes the connection; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        with nogil:
+            SP_disconnect(self._mbox)
+        if self._active == 0 and not self._released:
+            self._released = True
+            SPX_release(self._mbox)
+
+    def kill(self):
+        """Closes the connection without a disconnect request (SP_kill)."""
+        if self._closed:
+            return
+        self._closed = True
+        with nogil:
+            SP_kill(self._mbox)
+        if self._active == 0 and not self._released:
+            self._released = True
+            SPX_release(self._mbox)
+
+    def join(self, group):
+        """Joins a group; membership notices follow as messages."""
+        cdef bytes g = _to_bytes(group, "group name")
+        cdef const char *p = g
+        cdef int r
+        self._enter("join")
+        with nogil:
+            r = SP_join(self._mbox, p)
+        self._leave()
+        if r < 0:
+            _raise(r, f"join({group!r})")
+
+    def leave(self, group):
+        """Leaves a group."""
+        cdef bytes g = _to_bytes(group, "group name")
+        cdef const char *p = g
+        cdef int r
+        self._enter("leave")
+        with nogil:
+            r = SP_leave(self._mbox, p)
+        self._leave()
+        if r < 0:
+            _raise(r, f"leave({group!r})")
+
+    def poll(self):
+        """The number of bytes waiting to be read (0 when none)."""
+        cdef int r
+        self._enter("poll")
+        with nogil:
+            r = SP_poll(self._mbox)
+        self._leave()
+        if r < 0:
+            _raise(r, "poll()")
+        return r
+
+    # -- sending ---------------------------------------------------------------
+    cdef inline bytes _dest(self, object group):
+        if group is self._last_group_in:
+            return self._last_group_bytes
+        cdef bytes b = _group_bytes(group)
+        self._last_group_in = group
+        self._last_group_bytes = b
+        return b
+
+    def multicast(self, int service_type, group, data, int msg_type=0):
+        """Sends data to a group (or a private group); returns its length.
+
+        data is any bytes-like object (sent without copying) or a str (sent
+        as UTF-8). msg_type is a 16-bit message type.
+        """
+        cdef bytes g = self._dest(group)
+        cdef const char *gp = g
+        cdef Py_buffer view
+        cdef bint have_view = False
+        cdef const char *p
+        cdef Py_ssize_t n
+        cdef int r
+        if msg_type < -32768 or msg_type > 65535:
+            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        if type(data) is bytes:
+            p = PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+        elif isinstance(data, str):
+            data = (<str>data).encode("utf-8")
+            p = PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            have_view = True
+            p = <const char *>view.buf
+            n = view.len
+        try:
+            if n > MAX_PAYLOAD:
+                _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+            self._enter("multicast")
+            with nogil:
+                r = SP_multicast(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+            self._leave()
+        finally:
+            if have_view:
+                PyBuffer_Release(&view)
+        if r < 0:
+            _raise(r, "multicast()")
+        return r
+
+    def multigroup_multicast(self, int service_type, groups, data, int msg_type=0):
+        """Sends one message to several groups (each receiver gets one copy)."""
+        cdef char slots[MAX_GROUPS][32]
+        cdef int count = 0
+        cdef bytes b
+        if isinstance(groups, (str, bytes)):
+            raise TypeError("groups must be a sequence of group names, not a single name")
+        for group in groups:
+            if count == MAX_GROUPS:
+                raise ValueError(f"at most {MAX_GROUPS} groups per message")
+            b = _group_bytes(group)
+            memset(slots[count], 0, SLOT)
+            memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+            count += 1
+        if count == 0:
+            raise ValueError("groups must name at least one group")
+        if msg_type < -32768 or msg_type > 65535:
+            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        cdef Py_buffer view
+        cdef bint have_view = False
+        cdef const char *p
+        cdef Py_ssize_t n
+        cdef int r
+        if isinstance(data, str):
+            data = (<str>data).encode("utf-8")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const char *>view.buf
+            n = view.len
+            if n > MAX_PAYLOAD:
+                _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes")
+            self._enter("multigroup_multicast")
+            with nogil:
+                r = SP_multigroup_multicast(self._mbox, service_type, count, slots,
+                                            <int16>msg_type, <int>n, p)
+            self._leave()
+        finally:
+            PyBuffer_Release(&view)
+        if r < 0:
+            _raise(r, "multigroup_multicast()")
+        return r
+
+    # -- receiving -------------------------------------------------------------
+    cdef int _grow(self, int need_groups, int need_bytes) except -1:
+        cdef void *p
+        if need_groups > self._groups_size:
+            p = realloc(self._groups, <size_t>need_groups * SLOT)
+            if p == NULL:
+                raise MemoryError()
+            self._groups = <slot_t *>p
+            self._groups_size = need_groups
+        if need_bytes > self._buf_size:
+            p = realloc(self._buf, <size_t>need_bytes)
+            if p == NULL:
+                raise MemoryError()
+            self._buf = <char *>p
+            self._buf_size = need_bytes
+        return 0
+
+    cdef object _sender(self, const char *sender):
+        if self._last_sender_obj is not None and memcmp(sender, self._last_sender, SLOT) == 0:
+            return self._last_sender_obj
+        obj = _decode(sender, self._bytes_names)
+        memcpy(self._last_sender, sender, SLOT)
+        self._last_sender_obj = obj
+        return obj
+
+    cdef tuple _group_tuple(self, int n):
+        if n == self._last_ngroups and memcmp(self._groups, self._last_groups, n * SLOT) == 0:
+            return self._last_groups_obj
+        cdef tuple t = _decode_slots(self._groups, n, self._bytes_names)
+        if n <= CACHED_GROUPS:
+            memcpy(self._last_groups, self._groups, n * SLOT)
+            self._last_ngroups = n
+            self._last_groups_obj = t
+        return t
+
+    def receive(self):
+        """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
+        cdef service svc = 0
+        cdef char sender[32]
+        cdef int num_groups = 0, endian = 0, n = 0, ready = 0
+        cdef int16 mess_type = 0
+        self._enter("receive")
+        try:
+            with nogil:
+                PyThread_acquire_lock(self._rlock, WAIT_LOCK)
+            try:
+                while True:
+                    with nogil:
+                        ready = _wait_readable(self._mbox, -1)
+                        if ready > 0:
+                            svc = 0
+                            n = SP_receive(self._mbox, &svc, sender, self._groups_size,
+                                           &num_groups, self._groups, &mess_type, &endian,
+                                           self._buf_size, self._buf)
+                    if ready < 0:
+                        PyErr_CheckSignals()  # raises KeyboardInterrupt and the like
+                        continue
+                    if n == BUFFER_TOO_SHORT or n == GROUPS_TOO_SHORT:
+                        self._grow(-num_groups, -endian)
+                        continue
+                    if n < 0:
+                        _raise(n, "receive()")
+                    return self._message(svc, sender, num_groups, mess_type, endian, n)
+            finally:
+                PyThread_release_lock(self._rlock)
+        finally:
+            self._leave()
+
+    cdef object _message(self, service svc, const char *sender, int num_groups,
+                         int16 mess_type, int endian, int n):
+        cdef RegularMsg msg
+        if Is_membership_mess(svc):
+            return self._membership(svc, sender, num_groups)
+        msg = RegularMsg.__new__(RegularMsg)
+        msg.sender = self._sender(sender)
+        msg.groups = self._group_tuple(num_groups)
+        msg.message = PyBytes_FromStringAndSize(self._buf, n)
+        msg.msg_type = mess_type
+        msg.endian = endian
+        msg.service_type = svc
+        return msg
+
+    cdef MembershipMsg _membership(self, service svc, const char *sender, int num_groups):
+        cdef MembershipMsg m = MembershipMsg.__new__(MembershipMsg)
+        cdef membership_info info
+        m.service_type = svc
+        m.reason = svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT |
+                          CAUSED_BY_NETWORK)
+        m.msg_subtype = svc & (REG_MEMB_MESS | TRANSITION_MESS)
+        m.group = self._sender(sender)
+        m.members = _decode_slots(self._groups, num_groups, self._bytes_names)
+        m.extra = ()
+        m.orig_members = ()
+        if Is_self_leave(svc):
+            return m
+        SP_get_memb_info(self._buf, svc, &info)
+        m.group_id = _group_id(info.gid)
+        if not Is_reg_memb_mess(svc):
+            return m
+        if svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT):
+            m.changed_member = _decode(info.changed_member, self._bytes_names)
+        m.orig_members, mine = _vs_sets(self._buf, info.num_vs_sets, self._bytes_names)
+        if 0 <= mine < len(m.orig_members):
+            m.extra = m.orig_members[mine]
+        return m
+
+    def _receive_raw(self, int max_groups, int max_len, int service_in=0):
+        """SP_receive with caller-sized buffers, for tests of the C semantics.
+
+        Returns (ret, service, sender, num_groups, groups, mess_type, endian,
+        data) with names as bytes and data the bytes stored in the buffer.
+        """
+        cdef service svc = service_in
+        cdef char sender[32]
+        cdef int num_groups = 0, endian = 0, r
+        cdef int16 mess_type = 0
+        cdef slot_t *groups = <slot_t *>malloc(max(max_groups, 1) * SLOT)
+        cdef char *buf = <char *>malloc(max(max_len, 1))
+        if groups == NULL or buf == NULL:
+            free(groups)
+            free(buf)
+            raise MemoryError()
+        memset(sender, 0, SLOT)
+        try:
+            self._enter("receive")
+            with nogil:
+                r = SP_receive(self._mbox, &svc, sender, max_groups, &num_groups, groups,
+                               &mess_type, &endian, max_len, buf)
+            self._leave()
+            kept = min(abs(num_groups), max_groups) if r >= 0 or r == BUFFER_TOO_SHORT else 0
+            stored = (r if r >= 0 else (max_len if r == BUFFER_TOO_SHORT and
+                                        service_in & DROP_RECV else 0))
+            return (r, svc, _decode(sender, True), num_groups,
+                    list(_decode_slots(groups, kept, True)), mess_type, endian,
+                    PyBytes_FromStringAndSize(buf, min(stored, max_len)))
+        finally:
+            free(groups)
+            free(buf)
+
+
+cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
+    """All vs-sets of a regular membership body, and the index of ours."""
+    cdef vs_set_info *sets = <vs_set_info *>malloc(max(count, 1) * sizeof(vs_set_info))
+    cdef slot_t *names
+    cdef unsigned int mine = 0
+    cdef int k, i, got
+    if sets == NULL:
+        raise MemoryError()
+    try:
+        k = SP_get_vs_sets_info(body, sets, count, &mine)
+        if k < 0:
+            _raise(k, "membership vs-sets")
+        result = []
+        for i in range(k):
+            names = <slot_t *>malloc(max(sets[i].num_members, 1) * SLOT)
+            if names == NULL:
+                raise MemoryError()
+            try:
+                got = SP_get_vs_set_members(body, &sets[i], names, sets[i].num_members)
+                if got < 0:
+                    _raise(got, "membership vs-set members")
+                result.append(_decode_slots(names, got, as_bytes))
+            finally:
+                free(names)
+        return tuple(result), <int>mine
+    finally:
+        free(sets)
+
+
+def memb_info(int service_type, bytes body):
+    """SP_get_memb_info and the vs-set helpers over a received body (tests)."""
+    cdef membership_info info
+    cdef const char *p = body
+    cdef int r = SP_get_memb_info(p, service_type, &info)
+    if r < 0:
+        return {"ret": r}
+    out = {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
+           "changed_member": _decode(info.changed_member, True).decode("ascii", "replace"),
+           "num_vs_sets": info.num_vs_sets,
+           "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
+    if Is_reg_memb_mess(service_type) and not Is_self_leave(service_type):
+        sets, mine = _vs_sets(p, info.num_vs_sets, True)
+        out["vs_sets"] = sets
+        out["my_vs_set_index"] = mine
+    return out
+
+
+def connect(daemon=None, name="", int priority=0, membership=1, *, bytes_names=False,
+            timeout=None):
+    """Connects to a Spread daemon and returns a Mailbox.
+
+    daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP); None means
+    "4803". name: the private name (at most 10 characters; "" lets the daemon
+    pick one). membership: whether to receive membership notices.
+    bytes_names: return names as bytes instead of str. timeout: seconds for
+    the connect and handshake together (None waits as long as it takes).
+    """
+    cdef bytes d = _to_bytes(daemon if daemon is not None else "4803", "daemon")
+    cdef bytes nm = _to_bytes(name if name is not None else "", "name")
+    if PyBytes_GET_SIZE(nm) > MAX_PRIVATE_NAME:
+        raise ValueError(f"private name longer than {MAX_PRIVATE_NAME} bytes: {name!r}")
+    cdef const char *dp = d
+    cdef const char *np = nm
+    cdef int want_membership = 1 if membership else 0
+    cdef mailbox mbox = -1
+    cdef char group[32]
+    cdef sp_time t
+    cdef int r
+    memset(group, 0, SLOT)
+    if timeout is None:
+        with nogil:
+            r = SP_connect(dp, np, priority, want_membership, &mbox, group)
+    else:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        t.sec = <long>timeout
+        t.usec = <long>((timeout - t.sec) * 1000000)
+        if t.sec == 0 and t.usec == 0:
+            t.usec = 1
+        with nogil:
+            r = SP_connect_timeout(dp, np, priority, want_membership, &mbox, group, t)
+    if r != ACCEPT_SESSION:
+        _raise(r, f"connect({daemon!r})" if daemon is not None else "connect()")
+    cdef Mailbox mb = Mailbox.__new__(Mailbox)
+    # On failure the half-made Mailbox disconnects as it is deallocated.
+    mb._setup(mbox, PyBytes_FromStringAndSize(group, _slot_len(group)), bool(bytes_names))
+    return mb
+
+
+def version():
+    """The Spread protocol version of the library: (major, minor, patch)."""
+    cdef int major = 0, minor = 0, patch = 0
+    SP_version(&major, &minor, &patch)
+    return (major, minor, patch)
+
+
+MailboxType = Mailbox
+RegularMsgType = RegularMsg
+MembershipMsgType = MembershipMsg

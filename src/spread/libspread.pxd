@@ -1,0 +1,76 @@
+# libspread.pxd -- the C API of native/include/sp.h (and our spx.h
+# extensions), declared once for Cython. Blocking calls are nogil.
+
+cdef extern from "sp.h" nogil:
+    # The constants are declared in _constants.pxi, which exports them to Python.
+
+    ctypedef int mailbox
+    ctypedef int service
+    ctypedef short int16
+
+    ctypedef struct sp_time:
+        long sec
+        long usec
+
+    ctypedef struct scat_element:
+        char *buf
+        int len
+
+    ctypedef struct scatter:
+        int num_elements
+        scat_element elements[100]
+
+    ctypedef struct group_id:
+        int id[3]
+
+    ctypedef struct vs_set_info:
+        unsigned int num_members
+        unsigned int members_offset
+
+    ctypedef struct membership_info:
+        group_id gid
+        char changed_member[32]
+        unsigned int num_vs_sets
+        vs_set_info my_vs_set
+
+    bint Is_regular_mess(int t)
+    bint Is_membership_mess(int t)
+    bint Is_reg_memb_mess(int t)
+    bint Is_transition_mess(int t)
+    bint Is_self_leave(int t)
+    bint Is_reject_mess(int t)
+
+    int SP_version(int *major, int *minor, int *patch)
+    int SP_connect(const char *spread_name, const char *private_name, int priority,
+                   int group_membership, mailbox *mbox, char *private_group)
+    int SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
+                           int group_membership, mailbox *mbox, char *private_group,
+                           sp_time time_out)
+    int SP_disconnect(mailbox mbox)
+    void SP_kill(mailbox mbox)
+    int SP_join(mailbox mbox, const char *group)
+    int SP_leave(mailbox mbox, const char *group)
+    int SP_multicast(mailbox mbox, service service_type, const char *group,
+                     int16 mess_type, int mess_len, const char *mess)
+    int SP_scat_multicast(mailbox mbox, service service_type, const char *group,
+                          int16 mess_type, const scatter *scat_mess)
+    int SP_multigroup_multicast(mailbox mbox, service service_type, int num_groups,
+                                const char (*groups)[32], int16 mess_type,
+                                int mess_len, const char *mess)
+    int SP_receive(mailbox mbox, service *service_type, char *sender,
+                   int max_groups, int *num_groups, char (*groups)[32],
+                   int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess)
+    int SP_get_memb_info(const char *memb_mess, service service_type,
+                         membership_info *memb_info)
+    int SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_sets,
+                            unsigned int *my_vs_set_index)
+    int SP_get_vs_set_members(const char *memb_mess, const vs_set_info *vs_set,
+                              char (*member_names)[32], int member_names_count)
+    int SP_poll(mailbox mbox)
+    int SP_equal_group_ids(group_id g1, group_id g2)
+
+
+cdef extern from "spx.h" nogil:
+    const char *SPX_error_text(int error)
+    int SPX_hold(mailbox mbox)
+    void SPX_release(mailbox mbox)
