@@ -602,22 +602,41 @@ cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
         free(sets)
 
 
-def memb_info(int service_type, bytes body):
-    """SP_get_memb_info and the vs-set helpers over a received body (tests)."""
+def _memb_info(int service_type, bytes body):
+    """SP_get_memb_info over a received body, as a dict (for tests)."""
     cdef membership_info info
-    cdef const char *p = body
-    cdef int r = SP_get_memb_info(p, service_type, &info)
+    cdef int r = SP_get_memb_info(body, service_type, &info)
     if r < 0:
         return {"ret": r}
-    out = {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
-           "changed_member": _decode(info.changed_member, True).decode("ascii", "replace"),
-           "num_vs_sets": info.num_vs_sets,
-           "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
-    if Is_reg_memb_mess(service_type) and not Is_self_leave(service_type):
-        sets, mine = _vs_sets(p, info.num_vs_sets, True)
-        out["vs_sets"] = sets
-        out["my_vs_set_index"] = mine
-    return out
+    return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
+            "changed_member": _decode(info.changed_member, True).decode("ascii", "replace"),
+            "num_vs_sets": info.num_vs_sets,
+            "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
+
+
+def _vs_sets_info(bytes body, int capacity):
+    """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
+    cdef vs_set_info *sets = <vs_set_info *>malloc(max(capacity, 1) * sizeof(vs_set_info))
+    cdef unsigned int mine = 0
+    cdef slot_t *names
+    cdef int k, i, got
+    if sets == NULL:
+        raise MemoryError()
+    try:
+        k = SP_get_vs_sets_info(body, sets, capacity, &mine)
+        if k < 0:
+            return {"ret": k}
+        out = []
+        for i in range(k):
+            names = <slot_t *>malloc(max(sets[i].num_members, 1) * SLOT)
+            got = SP_get_vs_set_members(body, &sets[i], names, sets[i].num_members)
+            out.append({"num_members": sets[i].num_members,
+                        "members_offset": sets[i].members_offset,
+                        "members": list(_decode_slots(names, max(got, 0), True))})
+            free(names)
+        return {"ret": k, "my_vs_set_index": mine, "sets": out}
+    finally:
+        free(sets)
 
 
 def connect(daemon=None, name="", int priority=0, membership=1, *, bytes_names=False,
