@@ -6,13 +6,16 @@ from glob import glob
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-NATIVE_SOURCES = ["native/wire.c", *sorted(glob("native/client/*.c"))]
-NATIVE_FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra"]
+NATIVE_SOURCES = [
+    "native/wire.c",
+    *sorted(glob("native/client/*.c")),
+    *sorted(glob("native/daemon/*.c")),
+]
 
 core = Extension(
     "spread._core",
     sources=["src/spread/_core.pyx", *NATIVE_SOURCES],
-    include_dirs=["native/include", "native"],
+    include_dirs=["native/include", "native", "native/daemon"],
     extra_compile_args=["-D_GNU_SOURCE"],
 )
 

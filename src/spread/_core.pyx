@@ -16,6 +16,7 @@ from libc.string cimport memchr, memcmp, memcpy, memset
 from .libspread cimport *
 
 include "_constants.pxi"
+include "_daemon.pxi"
 
 from ._errors import error_class
 

@@ -74,3 +74,27 @@ cdef extern from "spx.h" nogil:
     const char *SPX_error_text(int error)
     int SPX_hold(mailbox mbox)
     void SPX_release(mailbox mbox)
+
+
+cdef extern from "daemon.h" nogil:
+    enum:
+        SPD_LOG_QUIET
+        SPD_LOG_ERROR
+        SPD_LOG_INFO
+        SPD_LOG_DEBUG
+
+    ctypedef struct spd_config:
+        int port
+        const char *host
+        const char *name
+        int max_session_messages
+        int tcp
+        int unix_socket
+        int log_level
+
+    ctypedef struct spd_daemon:
+        pass
+
+    spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
+    int spd_run(spd_daemon *d, int stop_fd)
+    void spd_close(spd_daemon *d)

@@ -1,0 +1,106 @@
+/* internal.h -- the embedded daemon's state, shared by its modules. */
+#ifndef SPREAD_CLIENT_DAEMON_INTERNAL_H
+#define SPREAD_CLIENT_DAEMON_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../wire.h"
+#include "sp.h"
+#include "daemon.h"
+#include "table.h"
+
+#define SPD_MAX_CONNECTIONS 997
+#define SPD_READ_CHUNK      65536
+
+/* A message as delivered: shared by every receiver, freed with its last ref. */
+typedef struct msgbuf {
+    int refs;
+    size_t len;
+    uint8_t data[];
+} msgbuf;
+
+typedef enum { CL_CONNECT, CL_AUTH, CL_OPEN, CL_CLOSED } client_state;
+
+typedef struct group group;
+
+typedef struct client {
+    int fd;
+    client_state state;
+    unsigned long long id;      /* for logs */
+    int is_tcp;
+    int version;                /* major*10000 + minor*100 + patch */
+    int membership;
+    int priority;
+    char name[WIRE_MAX_PRIVATE_NAME + 1];
+    size_t name_len;
+    uint8_t private_group[WIRE_SLOT];
+    size_t private_group_len;
+    int name_registered;
+    struct timespec deadline;   /* handshake */
+    /* input */
+    uint8_t *in;
+    size_t in_len, in_cap;
+    /* output queue: a ring of messages; the head may be partly written */
+    msgbuf **q;
+    size_t q_cap, q_head, q_count, q_off;
+    int want_write;             /* EPOLLOUT armed */
+    int dirty;                  /* in the daemon's to-flush list */
+    /* groups this client belongs to */
+    group **groups;
+    size_t n_groups, cap_groups;
+    unsigned long long stamp;   /* de-duplicates receivers of one message */
+    struct client *next_pending; /* disconnect / free lists */
+    struct client *all_prev, *all_next; /* every connection */
+} client;
+
+struct group {
+    uint8_t name[WIRE_SLOT];
+    size_t name_len;
+    int32_t gid[3];
+    client **members;           /* sorted by private group name, byte-wise */
+    size_t n_members, cap_members;
+};
+
+struct spd_daemon {
+    spd_config cfg;
+    char name[WIRE_MAX_PROC_NAME + 1];
+    size_t name_len;
+    int epfd;
+    int tcp_fd, unix_fd;
+    char unix_path[108];
+    int32_t memb_id[2];         /* group id words 0 and 1 */
+    unsigned long long next_id, stamp;
+    size_t n_clients;
+    spd_table names;            /* private name -> client */
+    spd_table groups;           /* group name -> group */
+    client *pending_disconnect; /* closed, not yet removed from groups */
+    client *to_free;            /* removed; freed after the epoll batch */
+    client *all;                /* every connection, newest first */
+    size_t n_handshaking;
+    client **dirty;
+    size_t n_dirty, cap_dirty;
+    unsigned int rng;
+};
+
+/* server.c */
+void spd_log(spd_daemon *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+msgbuf *spd_msg_new(size_t len);
+void spd_msg_unref(msgbuf *m);
+/* Queues m for c (taking a reference); kills c if it is not reading. */
+void spd_enqueue(spd_daemon *d, client *c, msgbuf *m);
+/* Ends a connection: closes its socket now, removes it from its groups
+ * after the current event (SPEC.md 8.1). */
+void spd_kill(spd_daemon *d, client *c, const char *why);
+
+/* groups.c */
+void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len);
+void spd_leave(spd_daemon *d, client *c, const uint8_t *name, size_t len);
+void spd_remove_from_groups(spd_daemon *d, client *c);
+/* Delivers a validated data request (header h, groups, payload). */
+void spd_deliver(spd_daemon *d, client *sender, const wire_header *h,
+                 const uint8_t *groups, const uint8_t *data);
+
+#endif /* SPREAD_CLIENT_DAEMON_INTERNAL_H */

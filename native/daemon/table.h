@@ -1,0 +1,27 @@
+/* table.h -- a small open-addressing hash map from byte strings to pointers
+ * (the daemon's private-name and group tables). Keys are owned by values. */
+#ifndef SPREAD_CLIENT_DAEMON_TABLE_H
+#define SPREAD_CLIENT_DAEMON_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const uint8_t *key;  /* points into the value; NULL = empty slot */
+    size_t len;
+    void *value;
+    int tomb;            /* a deleted slot that lookups must walk past */
+} spd_slot;
+
+typedef struct {
+    spd_slot *slots;
+    size_t cap, used;    /* used counts live and tombstone slots */
+} spd_table;
+
+void *spd_table_get(const spd_table *t, const uint8_t *key, size_t len);
+/* Inserts or replaces; the key must stay valid while present. 0 or -1 (memory). */
+int spd_table_put(spd_table *t, const uint8_t *key, size_t len, void *value);
+void spd_table_del(spd_table *t, const uint8_t *key, size_t len);
+void spd_table_free(spd_table *t);
+
+#endif

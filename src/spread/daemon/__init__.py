@@ -1,0 +1,83 @@
+"""The embedded single-node Spread daemon.
+
+It speaks Spread 4's client protocol, so any Spread client can use it, and
+it applies the real daemon's slow-reader rule (a connection with
+``max_session_messages`` undelivered messages is killed). Run it with
+``python -m spread.daemon``, in a thread with :class:`Daemon`, or in a
+subprocess with :class:`spread.testing.EmbeddedDaemon`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .._core import LOG_LEVELS, NativeDaemon
+
+__all__ = ["Daemon", "LOG_LEVELS"]
+
+
+class Daemon:
+    """An embedded daemon served by a background thread of this process.
+
+    The event loop runs in C without the GIL, so it neither slows Python
+    threads down nor is slowed by them.
+    """
+
+    def __init__(self, port: int = 4803, *, host: str = "127.0.0.1", name: str = "localhost",
+                 max_session_messages: int = 1000, tcp: bool = True, unix_socket: bool = True,
+                 log_level: str = "error"):
+        self._native = NativeDaemon(port, host, name, max_session_messages, tcp, unix_socket,
+                                    log_level)
+        self.port = port
+        self.host = host
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def address(self) -> str:
+        """The TCP address string, "<port>@<host>"."""
+        return f"{self.port}@{self.host}"
+
+    @property
+    def unix_address(self) -> str:
+        """The unix-socket address string, "<port>" (socket /tmp/<port>)."""
+        return str(self.port)
+
+    def serve_forever(self) -> None:
+        """Serves in the calling thread until stop() is called."""
+        self._native.run(self._stop_r)
+
+    def start(self) -> "Daemon":
+        """Serves in a background thread."""
+        def serve():
+            try:
+                self.serve_forever()
+            except BaseException as e:  # reported by stop()
+                self._error = e
+
+        self._thread = threading.Thread(target=serve, name=f"spread-daemon-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving, closes every connection and removes the unix socket."""
+        if self._stop_w < 0:
+            return
+        os.write(self._stop_w, b"x")
+        if self._thread is not None:
+            self._thread.join()
+        self._native.close()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+        self._stop_r = self._stop_w = -1
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

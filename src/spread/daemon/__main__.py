@@ -1,0 +1,57 @@
+"""python -m spread.daemon: the embedded daemon in the foreground.
+
+Prints one line once it accepts connections; stops on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from .._core import LOG_LEVELS, NativeDaemon
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m spread.daemon", description=__doc__)
+    p.add_argument("--port", type=int, default=4803,
+                   help="TCP port, and unix socket /tmp/<port> (default 4803)")
+    p.add_argument("--host", default="127.0.0.1", help="IPv4 address for TCP (default 127.0.0.1)")
+    p.add_argument("--name", default="localhost",
+                   help="daemon name, the end of every private group (default localhost)")
+    p.add_argument("--max-session-messages", type=int, default=1000,
+                   help="undelivered messages after which a client is killed (default 1000)")
+    p.add_argument("--no-unix-socket", action="store_true", help="listen on TCP only")
+    p.add_argument("--no-tcp", action="store_true", help="listen on the unix socket only")
+    p.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        daemon = NativeDaemon(args.port, args.host, args.name, args.max_session_messages,
+                              not args.no_tcp, not args.no_unix_socket, args.log_level)
+    except (OSError, ValueError) as e:
+        print(f"spread.daemon: {e}", file=sys.stderr)
+        return 1
+    # A signal writes a byte to the wake-up pipe, which ends the C event loop.
+    stop_r, stop_w = os.pipe()
+    os.set_blocking(stop_w, False)
+    signal.set_wakeup_fd(stop_w)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    where = [] if args.no_tcp else [f"{args.port}@{args.host}"]
+    if not args.no_unix_socket:
+        where.append(f"{args.port} (/tmp/{args.port})")
+    print(f"spread.daemon ready: {args.name} on {' and '.join(where)}", flush=True)
+    try:
+        daemon.run(stop_r)
+    finally:
+        daemon.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
