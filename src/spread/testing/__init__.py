@@ -1,0 +1,178 @@
+"""Test helpers: an embedded daemon in a subprocess, and (in
+``spread.testing.plugin``) pytest fixtures built on it.
+
+Set ``SPREAD_TEST_DAEMON=<address>`` to point the fixtures at an external,
+real Spread daemon instead.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+__all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
+
+READY_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A TCP port in the range Spread clients accept (0..32767), free on
+    127.0.0.1, whose unix socket path /tmp/<port> is unused."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(10000, 32000)
+        if os.path.exists(f"/tmp/{port}"):
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port between 10000 and 32000")
+
+
+class EmbeddedDaemon:
+    """Runs ``python -m spread.daemon`` in a subprocess for the duration of a
+    ``with`` block (or between start() and stop()).
+
+    Options are those of the command line, as keyword arguments:
+    ``max_session_messages``, ``name``, ``host``, ``log_level``,
+    ``unix_socket`` (bool).
+    """
+
+    def __init__(self, port: int | None = None, **options):
+        self._fixed_port = port
+        self.port = port
+        self.options = options
+        self.process: subprocess.Popen | None = None
+        self.log: list[str] = []
+        self._log_thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return self.options.get("host", "127.0.0.1")
+
+    @property
+    def address(self) -> str:
+        """TCP address string, "<port>@127.0.0.1"."""
+        return f"{self.port}@{self.host}"
+
+    @property
+    def unix_address(self) -> str:
+        """Unix socket address string, "<port>"."""
+        return str(self.port)
+
+    def _command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "spread.daemon", "--port", str(self.port)]
+        for key, value in self.options.items():
+            flag = "--" + key.replace("_", "-")
+            if key == "unix_socket":
+                if not value:
+                    cmd.append("--no-unix-socket")
+            elif key == "tcp":
+                if not value:
+                    cmd.append("--no-tcp")
+            else:
+                cmd += [flag, str(value)]
+        if "log_level" not in self.options:
+            cmd += ["--log-level", "info"]
+        return cmd
+
+    def start(self) -> "EmbeddedDaemon":
+        attempts = 1 if self._fixed_port is not None else 5
+        for attempt in range(attempts):
+            if self._fixed_port is None:
+                self.port = free_port()
+            self.process = subprocess.Popen(
+                self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            line = self._wait_ready()
+            if line is not None:
+                self._log_thread = threading.Thread(target=self._drain_log, daemon=True)
+                self._log_thread.start()
+                return self
+            err = self.process.stderr.read() if self.process.stderr else ""
+            self.process.wait()
+            if attempt == attempts - 1:
+                raise RuntimeError(f"embedded daemon did not start: {err.strip()}")
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self) -> str | None:
+        """The ready line, or None if the process ended first."""
+        result: list[str] = []
+
+        def read():
+            result.append(self.process.stdout.readline())
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(READY_TIMEOUT)
+        if not result or not result[0]:
+            if self.process.poll() is None:
+                self.process.kill()
+            return None
+        return result[0]
+
+    def _drain_log(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
+        """Waits until a log line containing text appears."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in list(self.log)):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(READY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log_thread is not None:
+            self._log_thread.join(READY_TIMEOUT)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+        self.process = None
+
+    def __enter__(self) -> "EmbeddedDaemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ExternalDaemon:
+    """A daemon someone else runs, named by an address string."""
+
+    def __init__(self, address: str):
+        self.address = address
+        port, _, host = address.partition("@")
+        self.port = int(port)
+        self.unix_address = port
+        self.options: dict = {}
+
+    def start(self) -> "ExternalDaemon":
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> "ExternalDaemon":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
