@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 NATIVE_SOURCES = [
     "native/wire.c",
     *sorted(glob("native/client/*.c")),
-    *sorted(glob("native/daemon/*.c")),
+    *sorted(f for f in glob("native/daemon/*.c") if not f.endswith("main.c")),
 ]
 
 core = Extension(

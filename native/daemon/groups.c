@@ -177,6 +177,8 @@ static int group_name_order(const void *a, const void *b)
 
 void spd_remove_from_groups(spd_daemon *d, client *c)
 {
+    if (c->n_groups == 0)
+        return;
     /* Ascending group-name order, as the reference processes them. */
     qsort(c->groups, c->n_groups, sizeof(group *), group_name_order);
     for (size_t i = 0; i < c->n_groups; i++) {

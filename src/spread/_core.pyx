@@ -42,7 +42,9 @@ DEF MAX_GROUPS = 100
 DEF CACHED_GROUPS = 8
 DEF FIRST_BUFFER = 16384
 DEF FIRST_GROUPS = 16
-DEF MAX_PAYLOAD = 144000
+# data_len + 32 * groups above this gets a connection killed by every Spread 4
+# daemon, so the binding refuses it up front (the C library's own limit is 144000).
+DEF MAX_BODY = 143952
 
 # Not Spread constants; the classic module had them.
 DEFAULT_BUFFER_SIZE = 10000
@@ -379,7 +381,7 @@ cdef class Mailbox:
             p = <const char *>view.buf
             n = view.len
         try:
-            if n > MAX_PAYLOAD:
+            if n + SLOT > MAX_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
             self._enter("multicast")
             with nogil:
@@ -421,8 +423,8 @@ cdef class Mailbox:
         try:
             p = <const char *>view.buf
             n = view.len
-            if n > MAX_PAYLOAD:
-                _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes")
+            if n + SLOT * count > MAX_BODY:
+                _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {count} groups")
             self._enter("multigroup_multicast")
             with nogil:
                 r = SP_multigroup_multicast(self._mbox, service_type, count, slots,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -69,7 +70,10 @@ class EmbeddedDaemon:
         return str(self.port)
 
     def _command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "spread.daemon", "--port", str(self.port)]
+        # SPREAD_DAEMON_COMMAND runs another build with the same options (the
+        # stand-alone C daemon under sanitizers, in CI).
+        base = shlex.split(os.environ.get("SPREAD_DAEMON_COMMAND", ""))
+        cmd = (base or [sys.executable, "-m", "spread.daemon"]) + ["--port", str(self.port)]
         for key, value in self.options.items():
             flag = "--" + key.replace("_", "-")
             if key == "unix_socket":
@@ -132,6 +136,8 @@ class EmbeddedDaemon:
         return False
 
     def stop(self) -> None:
+        """Stops the daemon; raises RuntimeError if it had failed (a crash, or
+        a sanitizer report) rather than exiting cleanly."""
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -146,7 +152,11 @@ class EmbeddedDaemon:
         for stream in (self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
+        code = self.process.returncode
         self.process = None
+        if code != 0:
+            tail = "\n".join(self.log[-40:])
+            raise RuntimeError(f"embedded daemon exited with status {code}:\n{tail}")
 
     def __enter__(self) -> "EmbeddedDaemon":
         return self.start()

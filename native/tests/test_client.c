@@ -1,0 +1,284 @@
+/* test_client.c -- the sp.h API used the way Spread's example clients use it
+ * (a chat user: connect with a time-out, join, multicast, receive and decode
+ * memberships; a flooder: send and read back its own messages), plus the
+ * library's error paths and thread behaviour. Needs a running daemon:
+ *     test_client <port>
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sp.h"
+#include "spx.h"
+#include "check.h"
+
+#define MAX_MEMBERS 100
+#define MAX_MESSLEN 102400
+
+static char tcp_addr[64], unix_addr[16];
+
+static int recv_one(mailbox m, service *svc, char *sender, int *ng,
+                    char groups[][MAX_GROUP_NAME], int16 *mt, int *endian, char *mess)
+{
+    *svc = 0; /* always initialise: DROP_RECV is an input */
+    return SP_receive(m, svc, sender, MAX_MEMBERS, ng, groups, mt, endian, MAX_MESSLEN, mess);
+}
+
+static void test_connect_errors(void)
+{
+    mailbox m;
+    char pg[MAX_GROUP_NAME];
+    CHECK_EQ(SP_connect("4803x", "a", 0, 1, &m, pg), ILLEGAL_SPREAD);
+    CHECK_EQ(SP_connect("40000@127.0.0.1", "a", 0, 1, &m, pg), ILLEGAL_SPREAD);
+    CHECK_EQ(SP_connect("4803@", "a", 0, 1, &m, pg), ILLEGAL_SPREAD);
+    CHECK_EQ(SP_connect("1@127.0.0.1", "a", 0, 1, &m, pg), COULD_NOT_CONNECT);
+    CHECK_EQ(SP_connect(tcp_addr, "bad name", 0, 1, &m, pg), REJECT_ILLEGAL_NAME);
+    int major, minor, patch;
+    CHECK_EQ(SP_version(&major, &minor, &patch), 1);
+    CHECK(major == 4 && minor == 0 && patch == 0);
+}
+
+/* The chat user: memberships decoded with the helper functions. */
+static void test_user(void)
+{
+    mailbox a, b;
+    char pg_a[MAX_GROUP_NAME], pg_b[MAX_GROUP_NAME], sender[MAX_GROUP_NAME];
+    char groups[MAX_MEMBERS][MAX_GROUP_NAME], *mess = malloc(MAX_MESSLEN);
+    service svc;
+    int ng, endian;
+    int16 mt;
+    sp_time five = {5, 0};
+    CHECK_EQ(SP_connect_timeout(tcp_addr, "user_a", 0, 1, &a, pg_a, five), ACCEPT_SESSION);
+    CHECK(strcmp(pg_a, "#user_a#localhost") == 0);
+    CHECK_EQ(SP_connect(unix_addr, "user_b", 0, 1, &b, pg_b), ACCEPT_SESSION);
+    CHECK_EQ(SP_join(a, "chat"), 0);
+    CHECK_EQ(recv_one(a, &svc, sender, &ng, groups, &mt, &endian, mess), 56);
+    CHECK_EQ(SP_join(b, "chat"), 0);
+    CHECK_EQ(recv_one(b, &svc, sender, &ng, groups, &mt, &endian, mess), 56);
+    CHECK(Is_membership_mess(svc) && Is_reg_memb_mess(svc) && Is_caused_join_mess(svc));
+    CHECK(!Is_regular_mess(svc) && !Is_self_leave(svc));
+    CHECK_EQ(ng, 2);
+    CHECK_EQ(mt, 1); /* our index among the members */
+    CHECK(strcmp(sender, "chat") == 0 && strcmp(groups[0], pg_a) == 0);
+
+    membership_info info;
+    CHECK_EQ(SP_get_memb_info(mess, svc, &info), 1);
+    CHECK_EQ(info.gid.id[0], 0x7F000001);
+    CHECK_EQ(info.gid.id[2], 2);
+    CHECK(strcmp(info.changed_member, pg_b) == 0);
+    CHECK_EQ(info.num_vs_sets, 1);
+    CHECK_EQ(info.my_vs_set.num_members, 1);
+    CHECK_EQ(info.my_vs_set.members_offset, 24);
+    vs_set_info sets[4];
+    unsigned int mine = 9;
+    CHECK_EQ(SP_get_vs_sets_info(mess, sets, 4, &mine), 1);
+    CHECK_EQ(mine, 0);
+    char names[4][MAX_GROUP_NAME];
+    CHECK_EQ(SP_get_vs_set_members(mess, &sets[0], names, 4), 1);
+    CHECK(strcmp(names[0], pg_b) == 0);
+    CHECK_EQ(SP_get_vs_set_members(mess, &sets[0], names, 0), BUFFER_TOO_SHORT);
+    CHECK_EQ(SP_get_memb_info(mess, SAFE_MESS, &info), ILLEGAL_MESSAGE);
+
+    /* a sees b join too; the group ids agree. */
+    CHECK_EQ(recv_one(a, &svc, sender, &ng, groups, &mt, &endian, mess), 56);
+    membership_info info_a;
+    SP_get_memb_info(mess, svc, &info_a);
+    CHECK(SP_equal_group_ids(info.gid, info_a.gid));
+
+    /* Scatter send, scatter receive. */
+    scatter out, in;
+    char p1[] = "hello ", p2[] = "scattered ", p3[] = "world", r1[8], r2[64];
+    out.num_elements = 3;
+    out.elements[0].buf = p1, out.elements[0].len = 6;
+    out.elements[1].buf = p2, out.elements[1].len = 10;
+    out.elements[2].buf = p3, out.elements[2].len = 5;
+    CHECK_EQ(SP_scat_multicast(a, SAFE_MESS, "chat", 77, &out), 21);
+    in.num_elements = 2;
+    in.elements[0].buf = r1, in.elements[0].len = sizeof r1;
+    in.elements[1].buf = r2, in.elements[1].len = sizeof r2;
+    svc = 0;
+    CHECK_EQ(SP_scat_receive(b, &svc, sender, MAX_MEMBERS, &ng, groups, &mt, &endian, &in), 21);
+    CHECK(Is_safe_mess(svc) && Is_regular_mess(svc));
+    CHECK_EQ(mt, 77);
+    CHECK_EQ(endian, 0);
+    CHECK(memcmp(r1, "hello sc", 8) == 0 && memcmp(r2, "attered world", 13) == 0);
+    CHECK(strcmp(sender, pg_a) == 0);
+    CHECK_EQ(recv_one(a, &svc, sender, &ng, groups, &mt, &endian, mess), 21);
+
+    /* Multigroup, with the private group as a unicast destination. */
+    char dests[2][MAX_GROUP_NAME];
+    memset(dests, 0, sizeof dests);
+    strcpy(dests[0], "nobody-here");
+    strcpy(dests[1], pg_b);
+    CHECK_EQ(SP_multigroup_multicast(a, FIFO_MESS | SELF_DISCARD, 2, dests, -5, 4, "uni!"), 4);
+    CHECK_EQ(recv_one(b, &svc, sender, &ng, groups, &mt, &endian, mess), 4);
+    CHECK_EQ(ng, 2);
+    CHECK_EQ(mt, -5);
+    CHECK_EQ(svc, FIFO_MESS | SELF_DISCARD);
+    CHECK_EQ(SP_poll(a), 0);
+
+    /* Short buffers: the message stays until a big enough call. */
+    CHECK_EQ(SP_multicast(a, AGREED_MESS, "chat", 3, 10, "0123456789"), 10);
+    svc = 0;
+    CHECK_EQ(SP_receive(b, &svc, sender, MAX_MEMBERS, &ng, groups, &mt, &endian, 4, mess),
+             BUFFER_TOO_SHORT);
+    CHECK_EQ(endian, -10);
+    svc = 0;
+    CHECK_EQ(SP_receive(b, &svc, sender, 0, &ng, groups, &mt, &endian, 100, mess),
+             GROUPS_TOO_SHORT);
+    CHECK_EQ(ng, -1);
+    CHECK_EQ(recv_one(b, &svc, sender, &ng, groups, &mt, &endian, mess), 10);
+    CHECK(memcmp(mess, "0123456789", 10) == 0);
+    CHECK_EQ(recv_one(a, &svc, sender, &ng, groups, &mt, &endian, mess), 10);
+
+    /* Send-side checks. */
+    CHECK_EQ(SP_multicast(a, 0, "chat", 0, 1, "x"), ILLEGAL_SERVICE);
+    CHECK_EQ(SP_multicast(a, FIFO_MESS | SAFE_MESS, "chat", 0, 1, "x"), ILLEGAL_SERVICE);
+    CHECK_EQ(SP_multicast(a, SAFE_MESS, "chat", 0, 144001, mess), MESSAGE_TOO_LONG);
+    CHECK_EQ(SP_multicast(a, SAFE_MESS, "chat", 0, -1, mess), ILLEGAL_MESSAGE);
+    CHECK_EQ(SP_join(a, "#private"), ILLEGAL_GROUP);
+    CHECK_EQ(SP_join(a, ""), ILLEGAL_GROUP);
+    CHECK_EQ(SP_multigroup_multicast(a, SAFE_MESS, 101, dests, 0, 1, "x"), ILLEGAL_GROUP);
+
+    /* Leave: a self-leave notice for b, a leave membership for a. */
+    CHECK_EQ(SP_leave(b, "chat"), 0);
+    CHECK_EQ(recv_one(b, &svc, sender, &ng, groups, &mt, &endian, mess), 0);
+    CHECK(Is_self_leave(svc) && Is_membership_mess(svc));
+    CHECK_EQ(mt, -1);
+    CHECK_EQ(SP_get_memb_info(mess, svc, &info), 1);
+    CHECK_EQ(info.num_vs_sets, 0);
+    CHECK_EQ(recv_one(a, &svc, sender, &ng, groups, &mt, &endian, mess), 56);
+    CHECK(Is_caused_leave_mess(svc) && Is_reg_memb_mess(svc));
+
+    CHECK_EQ(SP_disconnect(b), 0);
+    CHECK_EQ(SP_disconnect(b), ILLEGAL_SESSION);
+    CHECK_EQ(SP_disconnect(a), 0);
+    CHECK_EQ(SP_poll(a), ILLEGAL_SESSION);
+    CHECK_EQ(SP_join(a, "chat"), ILLEGAL_SESSION);
+    free(mess);
+}
+
+/* The flooder: send and read back our own messages with a window. */
+static void test_flooder(void)
+{
+    mailbox m;
+    char pg[MAX_GROUP_NAME], sender[MAX_GROUP_NAME], groups[MAX_MEMBERS][MAX_GROUP_NAME];
+    char *mess = malloc(MAX_MESSLEN), payload[1000];
+    service svc;
+    int ng, endian, sent = 0, got = 0;
+    int16 mt;
+    memset(payload, 'f', sizeof payload);
+    CHECK_EQ(SP_connect(unix_addr, "flooder", 0, 0, &m, pg), ACCEPT_SESSION);
+    CHECK_EQ(SP_join(m, "flood"), 0);
+    int ok = 1;
+    while (got < 5000 && ok) {
+        while (sent < 5000 && sent - got < 200)
+            ok &= SP_multicast(m, RELIABLE_MESS, "flood", (int16)(sent++ & 0x7fff),
+                               sizeof payload, payload) == (int)sizeof payload;
+        int r = recv_one(m, &svc, sender, &ng, groups, &mt, &endian, mess);
+        ok &= r == (int)sizeof payload && mt == (int16)(got & 0x7fff);
+        got++;
+    }
+    CHECK(ok);
+    CHECK_EQ(got, 5000);
+    CHECK_EQ(SP_disconnect(m), 0);
+    free(mess);
+}
+
+struct blocked {
+    mailbox m;
+    int result;
+};
+
+static void *receive_thread(void *arg)
+{
+    struct blocked *b = arg;
+    char sender[MAX_GROUP_NAME], groups[4][MAX_GROUP_NAME], mess[64];
+    service svc = 0;
+    int ng, endian;
+    int16 mt;
+    b->result = SP_receive(b->m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof mess, mess);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char pg[MAX_GROUP_NAME];
+    struct blocked b;
+    pthread_t t;
+
+    /* A receive blocked in one thread; a multicast from another wakes it. */
+    CHECK_EQ(SP_connect(unix_addr, "thr1", 0, 0, &b.m, pg), ACCEPT_SESSION);
+    pthread_create(&t, NULL, receive_thread, &b);
+    usleep(50000);
+    CHECK_EQ(SP_multicast(b.m, AGREED_MESS, pg, 0, 4, "wake"), 4);
+    pthread_join(t, NULL);
+    CHECK_EQ(b.result, 4);
+
+    /* Disconnect from another thread wakes it with an error. */
+    pthread_create(&t, NULL, receive_thread, &b);
+    usleep(50000);
+    CHECK_EQ(SP_disconnect(b.m), 0);
+    pthread_join(t, NULL);
+    CHECK(b.result == ILLEGAL_SESSION || b.result == CONNECTION_CLOSED);
+
+    /* A held mailbox keeps its descriptor after disconnect: a new connection
+     * gets another number, and the old one answers ILLEGAL_SESSION. */
+    mailbox old, fresh;
+    CHECK_EQ(SP_connect(unix_addr, "thr2", 0, 0, &old, pg), ACCEPT_SESSION);
+    CHECK_EQ(SPX_hold(old), 0);
+    CHECK_EQ(SP_disconnect(old), 0);
+    CHECK_EQ(SP_connect(unix_addr, "thr3", 0, 0, &fresh, pg), ACCEPT_SESSION);
+    CHECK(fresh != old);
+    CHECK_EQ(SP_multicast(old, AGREED_MESS, pg, 0, 1, "x"), ILLEGAL_SESSION);
+    CHECK_EQ(SP_poll(old), ILLEGAL_SESSION);
+    SPX_release(old);
+    CHECK_EQ(SP_disconnect(fresh), 0);
+}
+
+/* The daemon kills a connection that sends two service bits: the library
+ * reports CONNECTION_CLOSED once, then NET_ERROR_ON_SESSION. */
+static void test_error_state(void)
+{
+    mailbox m;
+    char pg[MAX_GROUP_NAME], sender[MAX_GROUP_NAME], groups[4][MAX_GROUP_NAME], mess[64];
+    service svc;
+    int ng, endian;
+    int16 mt;
+    CHECK_EQ(SP_connect(unix_addr, "victim", 0, 1, &m, pg), ACCEPT_SESSION);
+    unsigned char raw[48] = {0x80 | 0x12, 0, 0, 0x80};
+    memcpy(raw + 4, pg, strlen(pg));
+    raw[40] = 0x80, raw[43] = 0x80;
+    CHECK_EQ(write(m, raw, sizeof raw), 48);
+    svc = 0;
+    CHECK_EQ(SP_receive(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof mess, mess),
+             CONNECTION_CLOSED);
+    svc = 0;
+    CHECK_EQ(SP_receive(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof mess, mess),
+             NET_ERROR_ON_SESSION);
+    CHECK_EQ(SP_multicast(m, SAFE_MESS, "g", 0, 1, "x"), NET_ERROR_ON_SESSION);
+    CHECK_EQ(SP_join(m, "g"), NET_ERROR_ON_SESSION);
+    CHECK(SP_poll(m) >= 0);
+    CHECK_EQ(SP_disconnect(m), 0);
+    CHECK_EQ(SP_receive(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof mess, mess),
+             ILLEGAL_SESSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s <daemon port>\n", argv[0]);
+        return 2;
+    }
+    snprintf(tcp_addr, sizeof tcp_addr, "%s@127.0.0.1", argv[1]);
+    snprintf(unix_addr, sizeof unix_addr, "%s", argv[1]);
+    test_connect_errors();
+    test_user();
+    test_flooder();
+    test_threads();
+    test_error_state();
+    SP_error(CONNECTION_CLOSED); /* prints the reference text */
+    return check_summary("test_client");
+}

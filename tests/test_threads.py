@@ -1,0 +1,123 @@
+"""Threads on one mailbox (SPEC.md 9.9) and interrupting a blocked receive."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+import spread
+
+
+def run_in_thread(fn):
+    result = {}
+    started = threading.Event()
+
+    def target():
+        started.set()
+        try:
+            result["value"] = fn()
+        except BaseException as e:
+            result["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    started.wait(5)
+    return t, result
+
+
+def test_receive_blocked_while_another_thread_multicasts(spread_mailbox_factory):
+    """The historical deadlock of the classic module's mailbox lock."""
+    m = spread_mailbox_factory()
+    t, result = run_in_thread(m.receive)
+    time.sleep(0.05)  # not synchronisation: lets the receiver block, if it can
+    assert t.is_alive()
+    m.multicast(spread.AGREED_MESS, m.private_group, b"wake up")
+    t.join(5)
+    assert not t.is_alive()
+    assert result["value"].message == b"wake up"
+
+
+def test_disconnect_wakes_a_blocked_receive(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    t, result = run_in_thread(m.receive)
+    time.sleep(0.05)
+    assert t.is_alive()
+    m.disconnect()
+    t.join(5)
+    assert not t.is_alive()
+    assert isinstance(result["error"], spread.SpreadError)
+    assert result["error"].code in (spread.ILLEGAL_SESSION, spread.CONNECTION_CLOSED)
+
+
+def test_many_threads_send_whole_messages(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    payloads = {i: bytes([i]) * (1000 + i) for i in range(8)}
+
+    def send(i):
+        for _ in range(50):
+            m.multicast(spread.FIFO_MESS, m.private_group, payloads[i], i)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in payloads]
+    for t in threads:
+        t.start()
+    counts = dict.fromkeys(payloads, 0)
+    for _ in range(8 * 50):
+        msg = m.receive()
+        assert msg.message == payloads[msg.msg_type]  # never interleaved
+        counts[msg.msg_type] += 1
+    for t in threads:
+        t.join(5)
+    assert set(counts.values()) == {50}
+
+
+def test_two_receiver_threads_get_whole_messages(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    sender = spread_mailbox_factory()
+    got = []
+    lock = threading.Lock()
+
+    def recv(n):
+        for _ in range(n):
+            msg = m.receive()
+            with lock:
+                got.append(msg.message)
+
+    threads = [threading.Thread(target=recv, args=(100,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(200):
+        sender.multicast(spread.AGREED_MESS, m.private_group, b"%d" % i * 50)
+    for t in threads:
+        t.join(10)
+    assert sorted(got) == sorted(b"%d" % i * 50 for i in range(200))
+
+
+def test_ctrl_c_interrupts_a_blocked_receive(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    main = threading.get_ident()
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        m.receive()
+    assert time.monotonic() - start < 5
+    timer.join()
+    # The mailbox still works afterwards.
+    m.multicast(spread.AGREED_MESS, m.private_group, b"after")
+    assert m.receive().message == b"after"
+
+
+def test_other_threads_run_while_receive_blocks(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    t, result = run_in_thread(m.receive)
+    counter = 0
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        counter += 1  # would barely move if receive() held the GIL
+    assert counter > 1000
+    m.multicast(spread.AGREED_MESS, m.private_group, b"done")
+    t.join(5)
+    assert result["value"].message == b"done"
