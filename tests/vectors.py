@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from spread.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 VECTOR_DIRS = [
@@ -37,24 +38,6 @@ def load(name: str) -> dict:
 
 def all_names() -> list[str]:
     return sorted(p.stem for p in vector_dir().glob("*.json"))
-
-
-def free_port(unix: bool = False) -> int:
-    """A port the classic address syntax accepts (0..32767) that is free."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20000, 32000)
-        if unix:
-            if not os.path.exists(f"/tmp/{port}"):
-                return port
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @dataclass
@@ -189,7 +172,7 @@ class ScriptedDaemon:
         self.errors: list[str] = []
         self.conns: dict[int, FakeConnection] = {}
         self.unix = unix
-        self.port = free_port(unix)
+        self.port = free_port()
         if unix:
             self.path = f"/tmp/{self.port}"
             self.listener = socket.socket(socket.AF_UNIX)

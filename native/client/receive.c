@@ -24,16 +24,7 @@ static int readv_full(int fd, struct iovec *iov, int iovcnt)
             continue;
         if (n <= 0)
             return -1;
-        size_t left = (size_t)n;
-        while (iovcnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        io_advance(&iov, &iovcnt, (size_t)n);
     }
     return 0;
 }

@@ -167,18 +167,22 @@ int io_writev_full(int fd, struct iovec *iov, int iovcnt)
                 continue;
             return -1;
         }
-        size_t left = (size_t)n;
-        while (iovcnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        io_advance(&iov, &iovcnt, (size_t)n);
     }
     return 0;
+}
+
+void io_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+    while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
 }
 
 int io_discard(int fd, size_t len)

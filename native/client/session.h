@@ -56,6 +56,8 @@ void sess_unhold(mailbox mbox);
 /* Blocking socket I/O. 0 on success, -1 on EOF or error. */
 int io_read_full(int fd, void *buf, size_t len);
 int io_writev_full(int fd, struct iovec *iov, int iovcnt);
+/* Moves an iovec cursor past `n` transferred bytes. */
+void io_advance(struct iovec **iov, int *iovcnt, size_t n);
 /* Reads and throws away `len` bytes. */
 int io_discard(int fd, size_t len);
 

@@ -289,49 +289,46 @@ cdef class Mailbox:
     # -- connection ----------------------------------------------------------
     def disconnect(self):
         """Leaves every group and closes the connection; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        with nogil:
-            SP_disconnect(self._mbox)
-        if self._active == 0 and not self._released:
-            self._released = True
-            SPX_release(self._mbox)
+        self._close(True)
 
     def kill(self):
         """Closes the connection without a disconnect request (SP_kill)."""
+        self._close(False)
+
+    cdef void _close(self, bint polite):
         if self._closed:
             return
         self._closed = True
         with nogil:
-            SP_kill(self._mbox)
+            if polite:
+                SP_disconnect(self._mbox)
+            else:
+                SP_kill(self._mbox)
+        # Threads still inside a call keep the descriptor until they leave.
         if self._active == 0 and not self._released:
             self._released = True
             SPX_release(self._mbox)
 
     def join(self, group):
         """Joins a group; membership notices follow as messages."""
-        cdef bytes g = _to_bytes(group, "group name")
-        cdef const char *p = g
-        cdef int r
-        self._enter("join")
-        with nogil:
-            r = SP_join(self._mbox, p)
-        self._leave()
-        if r < 0:
-            _raise(r, f"join({group!r})")
+        self._membership_request(group, True)
 
     def leave(self, group):
         """Leaves a group."""
+        self._membership_request(group, False)
+
+    cdef int _membership_request(self, object group, bint join) except -1:
         cdef bytes g = _to_bytes(group, "group name")
         cdef const char *p = g
         cdef int r
-        self._enter("leave")
+        what = "join" if join else "leave"
+        self._enter(what)
         with nogil:
-            r = SP_leave(self._mbox, p)
+            r = SP_join(self._mbox, p) if join else SP_leave(self._mbox, p)
         self._leave()
         if r < 0:
-            _raise(r, f"leave({group!r})")
+            _raise(r, f"{what}({group!r})")
+        return 0
 
     def poll(self):
         """The number of bytes waiting to be read (0 when none)."""

@@ -14,10 +14,27 @@ import threading
 
 from .._core import LOG_LEVELS, NativeDaemon
 
-__all__ = ["Daemon", "LOG_LEVELS"]
+__all__ = ["Daemon", "DaemonAddresses", "LOG_LEVELS"]
 
 
-class Daemon:
+class DaemonAddresses:
+    """The address strings of a daemon listening on ``port`` and ``host``."""
+
+    port: int
+    host: str
+
+    @property
+    def address(self) -> str:
+        """The TCP address string, "<port>@<host>"."""
+        return f"{self.port}@{self.host}"
+
+    @property
+    def unix_address(self) -> str:
+        """The unix-socket address string, "<port>" (socket /tmp/<port>)."""
+        return str(self.port)
+
+
+class Daemon(DaemonAddresses):
     """An embedded daemon served by a background thread of this process.
 
     The event loop runs in C without the GIL, so it neither slows Python
@@ -34,16 +51,6 @@ class Daemon:
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-
-    @property
-    def address(self) -> str:
-        """The TCP address string, "<port>@<host>"."""
-        return f"{self.port}@{self.host}"
-
-    @property
-    def unix_address(self) -> str:
-        """The unix-socket address string, "<port>" (socket /tmp/<port>)."""
-        return str(self.port)
 
     def serve_forever(self) -> None:
         """Serves in the calling thread until stop() is called."""

@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from ..daemon import DaemonAddresses
+
 __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
@@ -38,7 +40,7 @@ def free_port() -> int:
     raise RuntimeError("no free port between 10000 and 32000")
 
 
-class EmbeddedDaemon:
+class EmbeddedDaemon(DaemonAddresses):
     """Runs ``python -m spread.daemon`` in a subprocess for the duration of a
     ``with`` block (or between start() and stop()).
 
@@ -58,16 +60,6 @@ class EmbeddedDaemon:
     @property
     def host(self) -> str:
         return self.options.get("host", "127.0.0.1")
-
-    @property
-    def address(self) -> str:
-        """TCP address string, "<port>@127.0.0.1"."""
-        return f"{self.port}@{self.host}"
-
-    @property
-    def unix_address(self) -> str:
-        """Unix socket address string, "<port>"."""
-        return str(self.port)
 
     def _command(self) -> list[str]:
         # SPREAD_DAEMON_COMMAND runs another build with the same options (the
