@@ -573,18 +573,20 @@ cdef class Mailbox:
             free(buf)
 
 
-cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
-    """All vs-sets of a regular membership body, and the index of ours."""
-    cdef vs_set_info *sets = <vs_set_info *>malloc(max(count, 1) * sizeof(vs_set_info))
+cdef object _read_vs_sets(const char *body, int capacity, bint as_bytes):
+    """SP_get_vs_sets_info and SP_get_vs_set_members over a membership body:
+    (count, index of ours, [(num_members, members_offset, names), ...]), or
+    the negative error code."""
+    cdef vs_set_info *sets = <vs_set_info *>malloc(max(capacity, 1) * sizeof(vs_set_info))
     cdef slot_t *names
     cdef unsigned int mine = 0
     cdef int k, i, got
     if sets == NULL:
         raise MemoryError()
     try:
-        k = SP_get_vs_sets_info(body, sets, count, &mine)
+        k = SP_get_vs_sets_info(body, sets, capacity, &mine)
         if k < 0:
-            _raise(k, "membership vs-sets")
+            return k
         result = []
         for i in range(k):
             names = <slot_t *>malloc(max(sets[i].num_members, 1) * SLOT)
@@ -593,13 +595,22 @@ cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
             try:
                 got = SP_get_vs_set_members(body, &sets[i], names, sets[i].num_members)
                 if got < 0:
-                    _raise(got, "membership vs-set members")
-                result.append(_decode_slots(names, got, as_bytes))
+                    return got
+                result.append((sets[i].num_members, sets[i].members_offset,
+                               _decode_slots(names, got, as_bytes)))
             finally:
                 free(names)
-        return tuple(result), <int>mine
+        return k, <int>mine, result
     finally:
         free(sets)
+
+
+cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
+    """All vs-sets of a regular membership body, and the index of ours."""
+    r = _read_vs_sets(body, count, as_bytes)
+    if isinstance(r, int):
+        _raise(r, "membership vs-sets")
+    return tuple(names for _, _, names in r[2]), r[1]
 
 
 def _memb_info(int service_type, bytes body):
@@ -616,27 +627,12 @@ def _memb_info(int service_type, bytes body):
 
 def _vs_sets_info(bytes body, int capacity):
     """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
-    cdef vs_set_info *sets = <vs_set_info *>malloc(max(capacity, 1) * sizeof(vs_set_info))
-    cdef unsigned int mine = 0
-    cdef slot_t *names
-    cdef int k, i, got
-    if sets == NULL:
-        raise MemoryError()
-    try:
-        k = SP_get_vs_sets_info(body, sets, capacity, &mine)
-        if k < 0:
-            return {"ret": k}
-        out = []
-        for i in range(k):
-            names = <slot_t *>malloc(max(sets[i].num_members, 1) * SLOT)
-            got = SP_get_vs_set_members(body, &sets[i], names, sets[i].num_members)
-            out.append({"num_members": sets[i].num_members,
-                        "members_offset": sets[i].members_offset,
-                        "members": list(_decode_slots(names, max(got, 0), True))})
-            free(names)
-        return {"ret": k, "my_vs_set_index": mine, "sets": out}
-    finally:
-        free(sets)
+    r = _read_vs_sets(body, capacity, True)
+    if isinstance(r, int):
+        return {"ret": r}
+    return {"ret": r[0], "my_vs_set_index": r[1],
+            "sets": [{"num_members": n, "members_offset": off, "members": list(names)}
+                     for n, off, names in r[2]]}
 
 
 def connect(daemon=None, name="", int priority=0, membership=1, *, bytes_names=False,
