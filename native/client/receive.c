@@ -5,11 +5,13 @@
  * Each message costs two reads: the header, then groups and payload together.
  */
 #include "session.h"
+#include "spx.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 static int readv_full(int fd, struct iovec *iov, int iovcnt)
 {
@@ -29,12 +31,32 @@ static int readv_full(int fd, struct iovec *iov, int iovcnt)
     return 0;
 }
 
+/* Reads the header; a signal before its first byte interrupts the wait when
+ * the session asks for that (SPX_set_interruptible). */
+static int read_header_bytes(session *s, uint8_t *raw)
+{
+    size_t got = 0;
+    while (got < WIRE_HEADER_SIZE) {
+        ssize_t n = recv(s->fd, raw + got, WIRE_HEADER_SIZE - got, 0);
+        if (n > 0) {
+            got += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            if (got == 0 && atomic_load(&s->interruptible))
+                return SPX_INTERRUPTED;
+        } else {
+            return CONNECTION_CLOSED;
+        }
+    }
+    return 0;
+}
+
 /* Reads the next header (and a reject's old-type word) off the socket. */
 static int read_header(session *s, wire_header *h, uint32_t *old_type)
 {
     uint8_t raw[WIRE_HEADER_SIZE + WIRE_REJECT_EXTRA];
-    if (io_read_full(s->fd, raw, WIRE_HEADER_SIZE) != 0)
-        return CONNECTION_CLOSED;
+    int r = read_header_bytes(s, raw);
+    if (r != 0)
+        return r;
     if (wire_decode_header(raw, h) != 0)
         return ILLEGAL_MESSAGE;
     *old_type = 0;
@@ -115,6 +137,8 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         old_type = s->saved_old_type;
     } else {
         int r = read_header(s, &h, &old_type);
+        if (r == SPX_INTERRUPTED)
+            return r;
         if (r != 0) {
             sess_set_error(s);
             return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : r;
@@ -241,4 +265,14 @@ int SP_poll(mailbox mbox)
     int r = ioctl(s->fd, FIONREAD, &pending);
     sess_release(s);
     return r == 0 ? pending : ILLEGAL_SESSION;
+}
+
+int SPX_set_interruptible(mailbox mbox, int on)
+{
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    atomic_store(&s->interruptible, on ? 1 : 0);
+    sess_release(s);
+    return 0;
 }

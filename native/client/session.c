@@ -19,8 +19,9 @@ session *sess_register(int fd, const uint8_t *private_group, size_t len)
     if (!s)
         return NULL;
     s->fd = fd;
-    s->refs = 1;
-    s->state = SESS_OPEN;
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->state, SESS_OPEN);
+    atomic_init(&s->interruptible, 0);
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_mutex_init(&s->recv_lock, NULL);
     wire_put_slot(s->private_group, (const char *)private_group, len);
@@ -52,72 +53,58 @@ session *sess_acquire(mailbox mbox)
     session *s = NULL;
     pthread_mutex_lock(&table_lock);
     if (mbox >= 0 && (size_t)mbox < table_size && table[mbox] &&
-        table[mbox]->state != SESS_CLOSED) {
+        atomic_load(&table[mbox]->state) != SESS_CLOSED) {
         s = table[mbox];
-        s->refs++;
+        atomic_fetch_add(&s->refs, 1);
     }
     pthread_mutex_unlock(&table_lock);
     return s;
 }
 
-/* Drops one reference; the last one frees the slot and closes the socket. */
-static void unref_locked(session *s, int *destroy)
-{
-    *destroy = --s->refs == 0;
-    if (*destroy && (size_t)s->fd < table_size && table[s->fd] == s)
-        table[s->fd] = NULL;
-}
-
 static void destroy(session *s)
 {
+    pthread_mutex_lock(&table_lock);
+    if ((size_t)s->fd < table_size && table[s->fd] == s)
+        table[s->fd] = NULL;
+    pthread_mutex_unlock(&table_lock);
     close(s->fd);
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->recv_lock);
     free(s);
 }
 
+/* References reach zero only after sess_close dropped the table's one, and
+ * sess_acquire never takes a closed session, so zero is final. */
 void sess_release(session *s)
 {
-    int gone;
-    pthread_mutex_lock(&table_lock);
-    unref_locked(s, &gone);
-    pthread_mutex_unlock(&table_lock);
-    if (gone)
+    if (atomic_fetch_sub(&s->refs, 1) == 1)
         destroy(s);
 }
 
 void sess_set_error(session *s)
 {
-    pthread_mutex_lock(&table_lock);
-    if (s->state == SESS_OPEN)
-        s->state = SESS_ERROR;
-    pthread_mutex_unlock(&table_lock);
+    int open = SESS_OPEN;
+    atomic_compare_exchange_strong(&s->state, &open, SESS_ERROR);
 }
 
 sess_state sess_get_state(session *s)
 {
-    pthread_mutex_lock(&table_lock);
-    sess_state st = s->state;
-    pthread_mutex_unlock(&table_lock);
-    return st;
+    return (sess_state)atomic_load(&s->state);
 }
 
 int sess_close(session *s)
 {
-    int gone = 0;
     pthread_mutex_lock(&table_lock);
-    if (s->state == SESS_CLOSED) {
+    if (atomic_load(&s->state) == SESS_CLOSED) {
         pthread_mutex_unlock(&table_lock);
         return -1;
     }
-    s->state = SESS_CLOSED;
+    atomic_store(&s->state, SESS_CLOSED);
     /* Wake any thread blocked on the socket; the descriptor itself stays
      * open until the last reference is gone. */
     shutdown(s->fd, SHUT_RDWR);
-    unref_locked(s, &gone); /* the table's reference */
     pthread_mutex_unlock(&table_lock);
-    if (gone)
-        destroy(s);
+    sess_release(s); /* the table's reference */
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #define SPREAD_CLIENT_SESSION_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -25,8 +26,9 @@ typedef enum { SESS_OPEN, SESS_ERROR, SESS_CLOSED } sess_state;
 
 typedef struct session {
     int fd;
-    int refs;                  /* table + calls in progress + holds; under table lock */
-    sess_state state;          /* under table lock */
+    atomic_int refs;           /* table + calls in progress + holds */
+    atomic_int state;          /* sess_state; changed under the table lock */
+    atomic_int interruptible;  /* SPX_set_interruptible */
     pthread_mutex_t send_lock;
     pthread_mutex_t recv_lock;
     uint8_t private_group[WIRE_SLOT]; /* NUL padded */

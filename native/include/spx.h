@@ -27,6 +27,13 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
 int SPX_hold(mailbox mbox);
 void SPX_release(mailbox mbox);
 
+/* With this set, a receive on the mailbox that is waiting for the start of a
+ * message returns SPX_INTERRUPTED when a signal interrupts the wait (EINTR),
+ * instead of waiting on; nothing has been consumed. Bindings use it to run
+ * their signal handlers (Ctrl-C) without polling first. 0 or ILLEGAL_SESSION. */
+#define SPX_INTERRUPTED (-1000)
+int SPX_set_interruptible(mailbox mbox, int on);
+
 #ifdef __cplusplus
 }
 #endif

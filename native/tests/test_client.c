@@ -5,6 +5,7 @@
  *     test_client <port>
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,36 @@ static void test_threads(void)
     CHECK_EQ(SP_disconnect(fresh), 0);
 }
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+/* With SPX_set_interruptible, a signal ends a receive's wait for a message
+ * (SPX_INTERRUPTED) without consuming anything. */
+static void test_interruptible(void)
+{
+    char pg[MAX_GROUP_NAME];
+    struct blocked b;
+    pthread_t t;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1; /* no SA_RESTART */
+    sigaction(SIGUSR1, &sa, NULL);
+    CHECK_EQ(SP_connect(unix_addr, "intr", 0, 0, &b.m, pg), ACCEPT_SESSION);
+    CHECK_EQ(SPX_set_interruptible(b.m, 1), 0);
+    pthread_create(&t, NULL, receive_thread, &b);
+    usleep(50000);
+    pthread_kill(t, SIGUSR1);
+    pthread_join(t, NULL);
+    CHECK_EQ(b.result, SPX_INTERRUPTED);
+    CHECK_EQ(SP_multicast(b.m, AGREED_MESS, pg, 0, 4, "next"), 4);
+    receive_thread(&b);
+    CHECK_EQ(b.result, 4);
+    CHECK_EQ(SP_disconnect(b.m), 0);
+    CHECK_EQ(SPX_set_interruptible(b.m, 1), ILLEGAL_SESSION);
+}
+
 /* The daemon kills a connection that sends two service bits: the library
  * reports CONNECTION_CLOSED once, then NET_ERROR_ON_SESSION. */
 static void test_error_state(void)
@@ -279,6 +310,7 @@ int main(int argc, char **argv)
     test_flooder();
     test_threads();
     test_error_state();
+    test_interruptible();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");
 }

@@ -3,11 +3,9 @@
 client library (native/, sp.h). Every call that can block releases the GIL.
 """
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.pythread cimport (PyThread_acquire_lock, PyThread_allocate_lock,
-                               PyThread_free_lock, PyThread_release_lock,
-                               PyThread_type_lock, WAIT_LOCK)
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport free, malloc, realloc
@@ -23,18 +21,6 @@ from ._errors import error_class
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
     object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
-
-cdef extern from "<poll.h>" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    enum: POLLIN
-
-cdef extern from "<errno.h>" nogil:
-    int errno
-    enum: EINTR
 
 DEF SLOT = 32
 ctypedef char slot_t[32]
@@ -116,18 +102,48 @@ cdef tuple _decode_slots(const slot_t *slots, int n, bint as_bytes):
     return t
 
 
-cdef int _wait_readable(int fd, int timeout_ms) noexcept nogil:
-    """1 when readable (or hung up), 0 on time-out, -1 when interrupted."""
-    cdef pollfd p
-    p.fd = fd
-    p.events = POLLIN
-    p.revents = 0
-    cdef int r = poll(&p, 1, timeout_ms)
-    if r > 0:
-        return 1
-    if r == 0:
-        return 0
-    return -1 if errno == EINTR else 1  # other errors: let the receive report them
+ctypedef struct recv_buffers:
+    char *data
+    int data_size
+    slot_t *groups
+    int groups_size
+
+
+cdef int _bufs_init(recv_buffers *b) except -1:
+    b.data = <char *>malloc(FIRST_BUFFER)
+    b.groups = <slot_t *>malloc(FIRST_GROUPS * SLOT)
+    b.data_size = FIRST_BUFFER
+    b.groups_size = FIRST_GROUPS
+    if b.data == NULL or b.groups == NULL:
+        _bufs_free(b)
+        raise MemoryError()
+    return 0
+
+
+cdef void _bufs_free(recv_buffers *b) noexcept:
+    free(b.data)
+    free(b.groups)
+    b.data = NULL
+    b.groups = NULL
+    b.data_size = b.groups_size = 0
+
+
+cdef int _bufs_grow(recv_buffers *b, int need_groups, int need_bytes) except -1:
+    """Grows to what a BUFFER_TOO_SHORT / GROUPS_TOO_SHORT said; kept for next time."""
+    cdef void *p
+    if need_groups > b.groups_size:
+        p = realloc(b.groups, <size_t>need_groups * SLOT)
+        if p == NULL:
+            raise MemoryError()
+        b.groups = <slot_t *>p
+        b.groups_size = need_groups
+    if need_bytes > b.data_size:
+        p = realloc(b.data, <size_t>need_bytes)
+        if p == NULL:
+            raise MemoryError()
+        b.data = <char *>p
+        b.data_size = need_bytes
+    return 0
 
 
 cdef class GroupId:
@@ -164,6 +180,8 @@ cdef GroupId _group_id(group_id gid):
     return g
 
 
+@cython.no_gc
+@cython.freelist(64)
 cdef class RegularMsg:
     """A data message (or a reject of one of our requests, see service_type)."""
     cdef readonly object sender
@@ -178,6 +196,7 @@ cdef class RegularMsg:
                 f"msg_type={self.msg_type} len={len(self.message)}>")
 
 
+@cython.no_gc
 cdef class MembershipMsg:
     """A membership notice for a group we belong to."""
     cdef readonly int reason
@@ -204,11 +223,8 @@ cdef class Mailbox:
     cdef bint _released
     cdef bint _bytes_names
     cdef int _active                 # calls in progress (GIL-protected)
-    cdef PyThread_type_lock _rlock   # guards the receive buffers
-    cdef char *_buf
-    cdef int _buf_size
-    cdef slot_t *_groups
-    cdef int _groups_size
+    cdef recv_buffers _bufs
+    cdef bint _bufs_busy             # a receive is using _bufs (GIL-protected)
     # Decoded-name caches: consecutive messages mostly share sender and groups.
     cdef char _last_sender[32]
     cdef object _last_sender_obj
@@ -229,10 +245,7 @@ cdef class Mailbox:
                     SP_disconnect(self._mbox)
             if not self._released:
                 SPX_release(self._mbox)
-        free(self._buf)
-        free(self._groups)
-        if self._rlock != NULL:
-            PyThread_free_lock(self._rlock)
+        _bufs_free(&self._bufs)
 
     cdef int _setup(self, mailbox mbox, bytes private_group, bint bytes_names) except -1:
         self._mbox = mbox
@@ -240,14 +253,9 @@ cdef class Mailbox:
         self._released = True  # until the hold below succeeds
         self._bytes_names = bytes_names
         self._last_ngroups = -1
-        self._rlock = PyThread_allocate_lock()
-        self._buf = <char *>malloc(FIRST_BUFFER)
-        self._groups = <slot_t *>malloc(FIRST_GROUPS * SLOT)
-        if self._rlock == NULL or self._buf == NULL or self._groups == NULL:
-            raise MemoryError()
-        self._buf_size = FIRST_BUFFER
-        self._groups_size = FIRST_GROUPS
+        _bufs_init(&self._bufs)
         self._released = SPX_hold(mbox) != 0
+        SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
         self.private_group = private_group if bytes_names else private_group.decode(
             NAME_ENCODING, "surrogateescape")
         return 0
@@ -434,22 +442,6 @@ cdef class Mailbox:
         return r
 
     # -- receiving -------------------------------------------------------------
-    cdef int _grow(self, int need_groups, int need_bytes) except -1:
-        cdef void *p
-        if need_groups > self._groups_size:
-            p = realloc(self._groups, <size_t>need_groups * SLOT)
-            if p == NULL:
-                raise MemoryError()
-            self._groups = <slot_t *>p
-            self._groups_size = need_groups
-        if need_bytes > self._buf_size:
-            p = realloc(self._buf, <size_t>need_bytes)
-            if p == NULL:
-                raise MemoryError()
-            self._buf = <char *>p
-            self._buf_size = need_bytes
-        return 0
-
     cdef object _sender(self, const char *sender):
         if self._last_sender_obj is not None and memcmp(sender, self._last_sender, SLOT) == 0:
             return self._last_sender_obj
@@ -458,12 +450,12 @@ cdef class Mailbox:
         self._last_sender_obj = obj
         return obj
 
-    cdef tuple _group_tuple(self, int n):
-        if n == self._last_ngroups and memcmp(self._groups, self._last_groups, n * SLOT) == 0:
+    cdef tuple _group_tuple(self, const slot_t *groups, int n):
+        if n == self._last_ngroups and memcmp(groups, self._last_groups, n * SLOT) == 0:
             return self._last_groups_obj
-        cdef tuple t = _decode_slots(self._groups, n, self._bytes_names)
+        cdef tuple t = _decode_slots(groups, n, self._bytes_names)
         if n <= CACHED_GROUPS:
-            memcpy(self._last_groups, self._groups, n * SLOT)
+            memcpy(self._last_groups, groups, n * SLOT)
             self._last_ngroups = n
             self._last_groups_obj = t
         return t
@@ -472,50 +464,54 @@ cdef class Mailbox:
         """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
         cdef service svc = 0
         cdef char sender[32]
-        cdef int num_groups = 0, endian = 0, n = 0, ready = 0
+        cdef int num_groups = 0, endian = 0, n = 0
         cdef int16 mess_type = 0
+        cdef recv_buffers spare
+        cdef recv_buffers *b = &self._bufs
+        cdef bint own = not self._bufs_busy
         self._enter("receive")
+        if own:
+            self._bufs_busy = True
+        else:  # another thread is receiving into ours: use buffers of our own
+            b = &spare
+            _bufs_init(b)
         try:
-            with nogil:
-                PyThread_acquire_lock(self._rlock, WAIT_LOCK)
-            try:
-                while True:
-                    with nogil:
-                        ready = _wait_readable(self._mbox, -1)
-                        if ready > 0:
-                            svc = 0
-                            n = SP_receive(self._mbox, &svc, sender, self._groups_size,
-                                           &num_groups, self._groups, &mess_type, &endian,
-                                           self._buf_size, self._buf)
-                    if ready < 0:
-                        PyErr_CheckSignals()  # raises KeyboardInterrupt and the like
-                        continue
-                    if n == BUFFER_TOO_SHORT or n == GROUPS_TOO_SHORT:
-                        self._grow(-num_groups, -endian)
-                        continue
-                    if n < 0:
-                        _raise(n, "receive()")
-                    return self._message(svc, sender, num_groups, mess_type, endian, n)
-            finally:
-                PyThread_release_lock(self._rlock)
+            while True:
+                with nogil:
+                    svc = 0
+                    n = SP_receive(self._mbox, &svc, sender, b.groups_size, &num_groups,
+                                   b.groups, &mess_type, &endian, b.data_size, b.data)
+                if n >= 0:
+                    return self._message(b, svc, sender, num_groups, mess_type, endian, n)
+                if n == SPX_INTERRUPTED:
+                    PyErr_CheckSignals()  # raises KeyboardInterrupt and the like
+                elif n == BUFFER_TOO_SHORT or n == GROUPS_TOO_SHORT:
+                    _bufs_grow(b, -num_groups, -endian)
+                else:
+                    _raise(n, "receive()")
         finally:
+            if own:
+                self._bufs_busy = False
+            else:
+                _bufs_free(b)
             self._leave()
 
-    cdef object _message(self, service svc, const char *sender, int num_groups,
-                         int16 mess_type, int endian, int n):
+    cdef object _message(self, recv_buffers *b, service svc, const char *sender,
+                         int num_groups, int16 mess_type, int endian, int n):
         cdef RegularMsg msg
         if Is_membership_mess(svc):
-            return self._membership(svc, sender, num_groups)
+            return self._membership(b, svc, sender, num_groups)
         msg = RegularMsg.__new__(RegularMsg)
         msg.sender = self._sender(sender)
-        msg.groups = self._group_tuple(num_groups)
-        msg.message = PyBytes_FromStringAndSize(self._buf, n)
+        msg.groups = self._group_tuple(b.groups, num_groups)
+        msg.message = PyBytes_FromStringAndSize(b.data, n)
         msg.msg_type = mess_type
         msg.endian = endian
         msg.service_type = svc
         return msg
 
-    cdef MembershipMsg _membership(self, service svc, const char *sender, int num_groups):
+    cdef MembershipMsg _membership(self, recv_buffers *b, service svc, const char *sender,
+                                   int num_groups):
         cdef MembershipMsg m = MembershipMsg.__new__(MembershipMsg)
         cdef membership_info info
         m.service_type = svc
@@ -523,18 +519,18 @@ cdef class Mailbox:
                           CAUSED_BY_NETWORK)
         m.msg_subtype = svc & (REG_MEMB_MESS | TRANSITION_MESS)
         m.group = self._sender(sender)
-        m.members = _decode_slots(self._groups, num_groups, self._bytes_names)
+        m.members = _decode_slots(b.groups, num_groups, self._bytes_names)
         m.extra = ()
         m.orig_members = ()
         if Is_self_leave(svc):
             return m
-        SP_get_memb_info(self._buf, svc, &info)
+        SP_get_memb_info(b.data, svc, &info)
         m.group_id = _group_id(info.gid)
         if not Is_reg_memb_mess(svc):
             return m
         if svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT):
             m.changed_member = _decode(info.changed_member, self._bytes_names)
-        m.orig_members, mine = _vs_sets(self._buf, info.num_vs_sets, self._bytes_names)
+        m.orig_members, mine = _vs_sets(b.data, info.num_vs_sets, self._bytes_names)
         if 0 <= mine < len(m.orig_members):
             m.extra = m.orig_members[mine]
         return m

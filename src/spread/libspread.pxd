@@ -74,6 +74,8 @@ cdef extern from "spx.h" nogil:
     const char *SPX_error_text(int error)
     int SPX_hold(mailbox mbox)
     void SPX_release(mailbox mbox)
+    int SPX_INTERRUPTED
+    int SPX_set_interruptible(mailbox mbox, int on)
 
 
 cdef extern from "daemon.h" nogil:
