@@ -16,6 +16,8 @@ from .libspread cimport *
 include "_constants.pxi"
 include "_daemon.pxi"
 
+cdef class ThreadedReceiver
+
 from ._errors import error_class
 
 cdef extern from "Python.h":
@@ -233,6 +235,7 @@ cdef class Mailbox:
     cdef tuple _last_groups_obj
     cdef object _last_group_in
     cdef bytes _last_group_bytes
+    cdef object _receiver            # ThreadedReceiver while one is attached
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -279,8 +282,29 @@ cdef class Mailbox:
         """True once disconnect() (or kill()) has been called."""
         return self._closed
 
+    cdef ThreadedReceiver _attached(self):
+        """The receiver that owns this mailbox's input, if any; one that was
+        closed and has been drained lets go of the mailbox."""
+        if self._receiver is None:
+            return None
+        cdef ThreadedReceiver rx = <ThreadedReceiver>self._receiver
+        if rx._drained_and_closed():
+            self._receiver = None
+            return None
+        return rx
+
+    def start_receiver(self, **options):
+        """Starts a ThreadedReceiver on this mailbox and returns it. From then
+        on receive(), poll() and fileno() work through its queue, so the
+        daemon never sees a slow reader."""
+        return ThreadedReceiver(self, **options)
+
     def fileno(self):
-        """The socket descriptor, for select() and event loops."""
+        """The socket descriptor, for select() and event loops (with a
+        receiver attached: a descriptor readable while messages are queued)."""
+        cdef ThreadedReceiver rx = self._attached()
+        if rx is not None:
+            return rx.fileno()
         return self._mbox
 
     def __repr__(self):
@@ -307,6 +331,8 @@ cdef class Mailbox:
         if self._closed:
             return
         self._closed = True
+        if self._receiver is not None:
+            (<ThreadedReceiver>self._receiver).close()
         with nogil:
             if polite:
                 SP_disconnect(self._mbox)
@@ -341,6 +367,9 @@ cdef class Mailbox:
     def poll(self):
         """The number of bytes waiting to be read (0 when none)."""
         cdef int r
+        cdef ThreadedReceiver rx = self._attached()
+        if rx is not None:
+            return rx._poll_bytes()
         self._enter("poll")
         with nogil:
             r = SP_poll(self._mbox)
@@ -469,6 +498,12 @@ cdef class Mailbox:
         cdef recv_buffers spare
         cdef recv_buffers *b = &self._bufs
         cdef bint own = not self._bufs_busy
+        cdef ThreadedReceiver rx = self._attached()
+        if rx is not None:
+            try:
+                return rx.get()
+            except ReceiverClosed:
+                self._receiver = None  # closed meanwhile: read the socket again
         self._enter("receive")
         if own:
             self._bufs_busy = True
@@ -482,7 +517,8 @@ cdef class Mailbox:
                     n = SP_receive(self._mbox, &svc, sender, b.groups_size, &num_groups,
                                    b.groups, &mess_type, &endian, b.data_size, b.data)
                 if n >= 0:
-                    return self._message(b, svc, sender, num_groups, mess_type, endian, n)
+                    return self._message(svc, sender, b.groups, num_groups, mess_type, endian,
+                                         b.data, n)
                 if n == SPX_INTERRUPTED:
                     PyErr_CheckSignals()  # raises KeyboardInterrupt and the like
                 elif n == BUFFER_TOO_SHORT or n == GROUPS_TOO_SHORT:
@@ -496,22 +532,23 @@ cdef class Mailbox:
                 _bufs_free(b)
             self._leave()
 
-    cdef object _message(self, recv_buffers *b, service svc, const char *sender,
-                         int num_groups, int16 mess_type, int endian, int n):
+    cdef object _message(self, service svc, const char *sender, const slot_t *groups,
+                         int num_groups, int16 mess_type, int endian, const char *data, int n):
+        """The message object for one received message (from any source)."""
         cdef RegularMsg msg
         if Is_membership_mess(svc):
-            return self._membership(b, svc, sender, num_groups)
+            return self._membership(svc, sender, groups, num_groups, data)
         msg = RegularMsg.__new__(RegularMsg)
         msg.sender = self._sender(sender)
-        msg.groups = self._group_tuple(b.groups, num_groups)
-        msg.message = PyBytes_FromStringAndSize(b.data, n)
+        msg.groups = self._group_tuple(groups, num_groups)
+        msg.message = PyBytes_FromStringAndSize(data, n)
         msg.msg_type = mess_type
         msg.endian = endian
         msg.service_type = svc
         return msg
 
-    cdef MembershipMsg _membership(self, recv_buffers *b, service svc, const char *sender,
-                                   int num_groups):
+    cdef MembershipMsg _membership(self, service svc, const char *sender, const slot_t *groups,
+                                   int num_groups, const char *body):
         cdef MembershipMsg m = MembershipMsg.__new__(MembershipMsg)
         cdef membership_info info
         m.service_type = svc
@@ -519,18 +556,18 @@ cdef class Mailbox:
                           CAUSED_BY_NETWORK)
         m.msg_subtype = svc & (REG_MEMB_MESS | TRANSITION_MESS)
         m.group = self._sender(sender)
-        m.members = _decode_slots(b.groups, num_groups, self._bytes_names)
+        m.members = _decode_slots(groups, num_groups, self._bytes_names)
         m.extra = ()
         m.orig_members = ()
         if Is_self_leave(svc):
             return m
-        SP_get_memb_info(b.data, svc, &info)
+        SP_get_memb_info(body, svc, &info)
         m.group_id = _group_id(info.gid)
         if not Is_reg_memb_mess(svc):
             return m
         if svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT):
             m.changed_member = _decode(info.changed_member, self._bytes_names)
-        m.orig_members, mine = _vs_sets(b.data, info.num_vs_sets, self._bytes_names)
+        m.orig_members, mine = _vs_sets(body, info.num_vs_sets, self._bytes_names)
         if 0 <= mine < len(m.orig_members):
             m.extra = m.orig_members[mine]
         return m
@@ -683,3 +720,6 @@ def version():
 MailboxType = Mailbox
 RegularMsgType = RegularMsg
 MembershipMsgType = MembershipMsg
+
+
+include "_receiver.pxi"

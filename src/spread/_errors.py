@@ -19,8 +19,13 @@ __all__ = [
     "IllegalService",
     "IllegalMessage",
     "MessageTooLong",
+    "BacklogOverflow",
+    "ReceiverClosed",
+    "Empty",
     "error_class",
 ]
+
+import queue
 
 
 class SpreadError(Exception):
@@ -81,6 +86,19 @@ class IllegalMessage(SpreadError):
 
 class MessageTooLong(SpreadError):
     """Payload plus group names exceed the protocol limit (MESSAGE_TOO_LONG, -17)."""
+
+
+class BacklogOverflow(SpreadError):
+    """A ThreadedReceiver's backlog passed max_backlog_bytes with
+    on_overflow="disconnect": it disconnected after queueing what it had."""
+
+
+class ReceiverClosed(SpreadError):
+    """The ThreadedReceiver was closed and every queued message was taken."""
+
+
+class Empty(queue.Empty):
+    """No message arrived within the time-out (also a queue.Empty)."""
 
 
 _BY_CODE = {

@@ -100,3 +100,59 @@ cdef extern from "daemon.h" nogil:
     spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     int spd_run(spd_daemon *d, int stop_fd)
     void spd_close(spd_daemon *d)
+
+
+cdef extern from "receiver.h" nogil:
+    ctypedef int (*spr_receive_fn)(mailbox, service *, char *, int, int *, char (*)[32],
+                                   int16 *, int *, int, char *)
+    ctypedef int (*spr_mailbox_fn)(mailbox)
+    ctypedef void (*spr_release_fn)(mailbox)
+
+    ctypedef struct spr_library:
+        spr_receive_fn receive
+        spr_mailbox_fn disconnect
+        spr_mailbox_fn hold
+        spr_release_fn release
+
+    enum:
+        SPR_OVERFLOW_DISCONNECT
+        SPR_OVERFLOW_BLOCK
+        SPR_RUNNING
+        SPR_CLOSED
+        SPR_FAILED
+        SPR_OVERFLOWED
+
+    ctypedef struct spr_msg:
+        unsigned int size
+        int service
+        int data_len
+        int num_groups
+        int endian
+        int16 mess_type
+        char sender[32]
+
+    const char *spr_msg_data(const spr_msg *m)
+    const char (*spr_msg_groups(const spr_msg *m))[32]
+
+    ctypedef struct spr_stats:
+        unsigned long long received
+        unsigned long long delivered
+        size_t backlog_messages
+        size_t backlog_bytes
+        size_t peak_messages
+        size_t peak_bytes
+        int state
+        int error
+
+    ctypedef struct spr_receiver:
+        pass
+
+    spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
+                            int on_overflow, int *err)
+    int spr_fileno(const spr_receiver *r)
+    int spr_wait(spr_receiver *r, int timeout_ms)
+    int spr_peek(spr_receiver *r, const spr_msg **out, int max)
+    void spr_consume(spr_receiver *r, int n)
+    void spr_get_stats(spr_receiver *r, spr_stats *out)
+    void spr_close(spr_receiver *r)
+    void spr_free(spr_receiver *r)

@@ -1,0 +1,369 @@
+/* receiver.c -- see receiver.h. */
+#include "receiver.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define BLOCK_SIZE   (1u << 20)   /* queue storage is allocated in blocks of 1 MiB */
+#define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
+#define FIRST_GROUPS 16
+#define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
+
+typedef struct spr_block {
+    struct spr_block *next;
+    size_t size, used;       /* used: committed bytes, under the lock */
+    char data[];
+} spr_block;
+
+struct spr_receiver {
+    mailbox mbox;
+    spr_library lib;
+    size_t max_backlog;
+    int on_overflow;
+    int ready_fd;            /* eventfd: readable while messages are queued */
+    int wake_fd;             /* eventfd: tells the thread to stop */
+    int ready_signalled;
+    pthread_t thread;
+    int thread_running;
+    pthread_mutex_t lock;
+    pthread_cond_t space;    /* the backlog shrank, or closing */
+    int closing;
+    spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
+    size_t read_off;         /* consumer position in head */
+    spr_block *spare;        /* one emptied block kept for reuse */
+    spr_stats st;
+};
+
+static spr_block *block_new(spr_receiver *r, size_t need)
+{
+    size_t size = need > BLOCK_SIZE ? need : BLOCK_SIZE;
+    spr_block *b = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (r->spare && r->spare->size >= size) {
+        b = r->spare;
+        r->spare = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (!b) {
+        b = malloc(sizeof *b + size);
+        if (!b)
+            return NULL;
+        b->size = size;
+    }
+    b->next = NULL;
+    b->used = 0;
+    return b;
+}
+
+/* Readability of ready_fd follows "something to read"; under the lock. */
+static void update_ready(spr_receiver *r)
+{
+    int want = r->st.backlog_messages > 0 || r->st.state == SPR_FAILED ||
+               r->st.state == SPR_OVERFLOWED;
+    if (want && !r->ready_signalled) {
+        uint64_t one = 1;
+        ssize_t w = write(r->ready_fd, &one, sizeof one);
+        (void)w;
+        r->ready_signalled = 1;
+    } else if (!want && r->ready_signalled) {
+        uint64_t v;
+        ssize_t n = read(r->ready_fd, &v, sizeof v);
+        (void)n;
+        r->ready_signalled = 0;
+    }
+}
+
+static void end_with(spr_receiver *r, int state, int error)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->st.state == SPR_RUNNING) {
+        r->st.state = state;
+        r->st.error = error;
+    }
+    update_ready(r);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Waits until the mailbox has data (1) or the receiver is told to stop (0). */
+static int wait_for_data(spr_receiver *r)
+{
+    struct pollfd p[2] = {{r->mbox, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+    for (;;) {
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (p[1].revents & POLLIN))
+            return 0;
+        if (p[0].revents)
+            return 1; /* data, hang-up or error: SP_receive reports which */
+    }
+}
+
+static void *drain(void *arg)
+{
+    spr_receiver *r = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the application */
+
+    int max_groups = FIRST_GROUPS;
+    char(*groups)[MAX_GROUP_NAME] = malloc((size_t)max_groups * MAX_GROUP_NAME);
+    spr_block *cur = r->tail;
+    size_t need_room = MIN_ROOM;
+    if (!groups) {
+        end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
+               r->st.backlog_bytes >= r->max_backlog && !r->closing)
+            pthread_cond_wait(&r->space, &r->lock);
+        int closing = r->closing;
+        pthread_mutex_unlock(&r->lock);
+        if (closing)
+            break;
+
+        if (cur->size - cur->used < need_room) {
+            spr_block *b = block_new(r, need_room);
+            if (!b) {
+                end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
+                break;
+            }
+            pthread_mutex_lock(&r->lock);
+            cur->next = b; /* seals cur: nothing more is written to it */
+            r->tail = b;
+            pthread_mutex_unlock(&r->lock);
+            cur = b;
+            need_room = MIN_ROOM;
+        }
+        if (!wait_for_data(r))
+            break;
+
+        /* Receive straight into the block, after room for the entry head.
+         * Groups go to a side array and follow the payload once known. */
+        spr_msg *m = (spr_msg *)(cur->data + cur->used);
+        size_t room = cur->size - cur->used - sizeof *m;
+        size_t groups_room = (size_t)max_groups * MAX_GROUP_NAME;
+        int capacity = room > groups_room + 8 ? (int)(room - groups_room - 8) : 0;
+        service svc = 0;
+        int ng = 0, endian = 0;
+        int16 mt = 0;
+        int n = r->lib.receive(r->mbox, &svc, m->sender, max_groups, &ng, groups, &mt,
+                               &endian, capacity, (char *)(m + 1));
+        if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT) {
+            /* The message stays pending: make room and take it again. */
+            if (ng < -max_groups) {
+                void *g = realloc(groups, (size_t)(-ng) * MAX_GROUP_NAME);
+                if (!g) {
+                    end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
+                    break;
+                }
+                groups = g;
+                max_groups = -ng;
+            }
+            size_t data = endian < 0 ? (size_t)(-endian) : (size_t)capacity;
+            need_room = sizeof *m + ALIGN8(data) + (size_t)max_groups * MAX_GROUP_NAME + 16;
+            continue;
+        }
+        if (n == -1000) /* SPX_INTERRUPTED: nothing consumed */
+            continue;
+        if (n < 0) {
+            end_with(r, SPR_FAILED, n);
+            break;
+        }
+        m->service = svc;
+        m->data_len = n;
+        m->num_groups = ng;
+        m->endian = endian;
+        m->mess_type = mt;
+        memcpy((char *)spr_msg_groups(m), groups, (size_t)ng * MAX_GROUP_NAME);
+        m->size = (uint32_t)ALIGN8(sizeof *m + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
+
+        pthread_mutex_lock(&r->lock);
+        cur->used += m->size;
+        r->st.received++;
+        r->st.backlog_messages++;
+        r->st.backlog_bytes += (size_t)n;
+        if (r->st.backlog_messages > r->st.peak_messages)
+            r->st.peak_messages = r->st.backlog_messages;
+        if (r->st.backlog_bytes > r->st.peak_bytes)
+            r->st.peak_bytes = r->st.backlog_bytes;
+        update_ready(r);
+        int over = r->on_overflow == SPR_OVERFLOW_DISCONNECT && r->max_backlog &&
+                   r->st.backlog_bytes > r->max_backlog;
+        pthread_mutex_unlock(&r->lock);
+        if (over) {
+            /* Never a silent drop: stop here, leave the daemon cleanly, and
+             * let the consumer see the overflow after what is queued. */
+            r->lib.disconnect(r->mbox);
+            end_with(r, SPR_OVERFLOWED, 0);
+            break;
+        }
+    }
+    free(groups);
+    return NULL;
+}
+
+spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
+                        int on_overflow, int *err)
+{
+    spr_receiver *r = calloc(1, sizeof *r);
+    if (!r) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    r->mbox = mbox;
+    r->lib = *lib;
+    r->max_backlog = max_backlog_bytes;
+    r->on_overflow = on_overflow;
+    r->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->space, NULL);
+    r->head = r->tail = block_new(r, BLOCK_SIZE);
+    if (r->ready_fd < 0 || r->wake_fd < 0 || !r->head) {
+        *err = r->head ? errno : ENOMEM;
+        spr_free(r);
+        return NULL;
+    }
+    /* Keep the descriptor ours while the thread uses it (native library). */
+    if (r->lib.hold && r->lib.hold(mbox) != 0) {
+        *err = EBADF;
+        r->lib.release = NULL;
+        spr_free(r);
+        return NULL;
+    }
+    int e = pthread_create(&r->thread, NULL, drain, r);
+    if (e != 0) {
+        *err = e;
+        spr_free(r);
+        return NULL;
+    }
+    r->thread_running = 1;
+    return r;
+}
+
+int spr_fileno(const spr_receiver *r)
+{
+    return r->ready_fd;
+}
+
+int spr_wait(spr_receiver *r, int timeout_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+    pthread_mutex_unlock(&r->lock);
+    if (ready)
+        return 1;
+    struct pollfd p = {r->ready_fd, POLLIN, 0};
+    int n = poll(&p, 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? -1 : 1;
+    return n > 0 ? 1 : 0;
+}
+
+int spr_peek(spr_receiver *r, const spr_msg **out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->lock);
+    spr_block *b = r->head;
+    size_t off = r->read_off;
+    while (n < max && b) {
+        if (off < b->used) {
+            const spr_msg *m = (const spr_msg *)(b->data + off);
+            out[n++] = m;
+            off += m->size;
+        } else {
+            b = b->next;
+            off = 0;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+void spr_consume(spr_receiver *r, int n)
+{
+    pthread_mutex_lock(&r->lock);
+    size_t bytes = 0;
+    while (n > 0 && r->head) {
+        spr_block *b = r->head;
+        if (r->read_off < b->used) {
+            const spr_msg *m = (const spr_msg *)(b->data + r->read_off);
+            bytes += (size_t)m->data_len;
+            r->read_off += m->size;
+            n--;
+            r->st.backlog_messages--;
+            r->st.delivered++;
+        } else if (b->next) {
+            r->head = b->next; /* sealed and fully read */
+            r->read_off = 0;
+            if (r->spare)
+                free(b);
+            else
+                r->spare = b;
+        } else {
+            break;
+        }
+    }
+    r->st.backlog_bytes -= bytes;
+    update_ready(r);
+    pthread_cond_signal(&r->space);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void spr_get_stats(spr_receiver *r, spr_stats *out)
+{
+    pthread_mutex_lock(&r->lock);
+    *out = r->st;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void spr_close(spr_receiver *r)
+{
+    if (!r->thread_running)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->closing = 1;
+    pthread_cond_broadcast(&r->space);
+    pthread_mutex_unlock(&r->lock);
+    uint64_t one = 1;
+    ssize_t w = write(r->wake_fd, &one, sizeof one);
+    (void)w;
+    pthread_join(r->thread, NULL);
+    r->thread_running = 0;
+    end_with(r, SPR_CLOSED, 0);
+    if (r->lib.release) {
+        r->lib.release(r->mbox);
+        r->lib.release = NULL;
+    }
+}
+
+void spr_free(spr_receiver *r)
+{
+    if (!r)
+        return;
+    spr_close(r);
+    if (r->lib.release)
+        r->lib.release(r->mbox);
+    for (spr_block *b = r->head; b;) {
+        spr_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(r->spare);
+    if (r->ready_fd >= 0)
+        close(r->ready_fd);
+    if (r->wake_fd >= 0)
+        close(r->wake_fd);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->space);
+    free(r);
+}

@@ -1,0 +1,96 @@
+/*
+ * receiver.h -- the background receiver: a thread that drains a mailbox with
+ * SP_receive into an in-process queue owned by C, so the daemon never sees a
+ * slow reader (SPEC.md 8.7). It never touches Python: bindings take messages
+ * from the queue when their consumer asks, building objects then.
+ *
+ * The library is called through function pointers, so the same loop runs on
+ * our native library and on an external libspread.
+ *
+ * Messages are stored back to back in large blocks: SP_receive writes each
+ * payload straight into the queue, and nothing is allocated per message.
+ * Consumers (spr_wait, spr_peek, spr_consume, spr_stats) must not run
+ * concurrently with each other; the producer thread runs alongside them.
+ */
+#ifndef SPREAD_CLIENT_RECEIVER_H
+#define SPREAD_CLIENT_RECEIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp.h"
+
+typedef int (*spr_receive_fn)(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                              int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                              int16 *mess_type, int *endian_mismatch, int max_mess_len,
+                              char *mess);
+typedef int (*spr_mailbox_fn)(mailbox mbox);
+typedef void (*spr_release_fn)(mailbox mbox);
+
+typedef struct spr_library {
+    spr_receive_fn receive;        /* SP_receive */
+    spr_mailbox_fn disconnect;     /* SP_disconnect */
+    spr_mailbox_fn hold;           /* SPX_hold, or NULL */
+    spr_release_fn release;        /* SPX_release, or NULL */
+} spr_library;
+
+enum { SPR_OVERFLOW_DISCONNECT = 0, SPR_OVERFLOW_BLOCK = 1 };
+
+/* Why the queue will get no more messages. */
+enum { SPR_RUNNING = 0, SPR_CLOSED = 1, SPR_FAILED = 2, SPR_OVERFLOWED = 3 };
+
+/* One queued message: this head, the payload, padding to 8, the groups. */
+typedef struct spr_msg {
+    uint32_t size;              /* of the whole entry */
+    int32_t service;
+    int32_t data_len;
+    int32_t num_groups;
+    int32_t endian;
+    int16 mess_type;
+    char sender[MAX_GROUP_NAME];
+} spr_msg;
+
+static inline const char *spr_msg_data(const spr_msg *m)
+{
+    return (const char *)(m + 1);
+}
+
+static inline const char (*spr_msg_groups(const spr_msg *m))[MAX_GROUP_NAME]
+{
+    size_t padded = ((size_t)m->data_len + 7u) & ~(size_t)7u;
+    return (const char(*)[MAX_GROUP_NAME])(spr_msg_data(m) + padded);
+}
+
+typedef struct spr_stats {
+    unsigned long long received;   /* messages the thread took off the socket */
+    unsigned long long delivered;  /* messages consumers took from the queue */
+    size_t backlog_messages, backlog_bytes; /* queued now (payload bytes) */
+    size_t peak_messages, peak_bytes;
+    int state;                     /* SPR_* */
+    int error;                     /* the Spread error code when SPR_FAILED */
+} spr_stats;
+
+typedef struct spr_receiver spr_receiver;
+
+/* Starts draining mbox. max_backlog_bytes 0 means unbounded. Returns NULL
+ * with *err set to an errno value on failure. */
+spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
+                        int on_overflow, int *err);
+/* A descriptor readable exactly while messages are queued, or while the
+ * receiver has failed (so that select() wakes to see the error). */
+int spr_fileno(const spr_receiver *r);
+/* Waits for a message or an end: 1 ready, 0 time-out, -1 interrupted (EINTR).
+ * timeout_ms < 0 waits forever. */
+int spr_wait(spr_receiver *r, int timeout_ms);
+/* Up to max queued messages in order, without removing them. */
+int spr_peek(spr_receiver *r, const spr_msg **out, int max);
+/* Removes the first n messages (all previously peeked). */
+void spr_consume(spr_receiver *r, int n);
+void spr_get_stats(spr_receiver *r, spr_stats *out);
+/* Stops the thread (waking it from a blocked receive) and waits for it.
+ * Queued messages stay readable. Safe to call twice. */
+void spr_close(spr_receiver *r);
+/* Closes, then frees the queue. */
+void spr_free(spr_receiver *r);
+
+#endif /* SPREAD_CLIENT_RECEIVER_H */

@@ -1,0 +1,247 @@
+# _receiver.pxi -- ThreadedReceiver: Python's side of native/receiver.c
+# (included by _core.pyx after Mailbox). The drain thread is pure C; Python
+# objects are built only when a consumer takes messages.
+
+import atexit
+import os
+import time
+import weakref
+
+from ._errors import BacklogOverflow, Empty, ReceiverClosed
+
+DEF BATCH_PEEK = 256
+
+cdef object _live_receivers = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_receivers():
+    for rx in list(_live_receivers):
+        rx.close()
+
+
+cdef spr_library _native_library():
+    cdef spr_library lib
+    lib.receive = <spr_receive_fn>SP_receive
+    lib.disconnect = SP_disconnect
+    lib.hold = SPX_hold
+    lib.release = SPX_release
+    return lib
+
+
+cdef class ThreadedReceiver:
+    """Drains a mailbox in a background thread so the daemon never sees a
+    slow reader; take messages with get(), get_batch() or iteration.
+
+    max_backlog_bytes: None (unbounded, the default) or the most payload bytes
+    to hold. on_overflow: "disconnect" (leave the daemon cleanly; get()
+    raises BacklogOverflow once the queued messages are taken) or "block"
+    (stop draining until the consumer catches up; the daemon's own
+    slow-reader rule then applies).
+    """
+    cdef spr_receiver *_r
+    cdef readonly Mailbox mailbox
+    cdef bint _closed
+    cdef object __weakref__
+
+    def __cinit__(self, Mailbox mailbox not None, *, max_backlog_bytes=None,
+                  on_overflow="disconnect"):
+        cdef spr_library lib = _native_library()
+        cdef size_t limit = 0
+        cdef int policy, err = 0
+        if on_overflow not in ("disconnect", "block"):
+            raise ValueError(f'on_overflow must be "disconnect" or "block", not {on_overflow!r}')
+        policy = SPR_OVERFLOW_DISCONNECT if on_overflow == "disconnect" else SPR_OVERFLOW_BLOCK
+        if max_backlog_bytes is not None:
+            if max_backlog_bytes <= 0:
+                raise ValueError("max_backlog_bytes must be positive (or None)")
+            limit = max_backlog_bytes
+        mailbox._enter("start_receiver")
+        try:
+            if mailbox._receiver is not None:
+                raise ValueError("this mailbox already has a receiver")
+            with nogil:
+                self._r = spr_start(mailbox._mbox, &lib, limit, policy, &err)
+            if self._r == NULL:
+                raise OSError(err, f"cannot start the receiver: {os.strerror(err)}")
+            self.mailbox = mailbox
+            mailbox._receiver = self
+        finally:
+            mailbox._leave()
+        _live_receivers.add(self)
+
+    def __dealloc__(self):
+        if self._r != NULL:
+            with nogil:
+                spr_free(self._r)
+            self._r = NULL
+
+    def close(self):
+        """Stops the thread, even while it waits in receive. Queued messages
+        stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        with nogil:
+            spr_close(self._r)
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def fileno(self):
+        """A descriptor readable exactly while messages are queued (or an
+        error waits to be raised), for select, selectors and asyncio."""
+        return spr_fileno(self._r)
+
+    def qsize(self):
+        """The number of messages queued."""
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        return st.backlog_messages
+
+    @property
+    def backlog_bytes(self):
+        """Payload bytes queued."""
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        return st.backlog_bytes
+
+    @property
+    def stats(self):
+        """Counters: received, delivered, backlog and peak backlog (messages, bytes)."""
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        return {"received": st.received, "delivered": st.delivered,
+                "backlog_messages": st.backlog_messages, "backlog_bytes": st.backlog_bytes,
+                "peak_backlog_messages": st.peak_messages, "peak_backlog_bytes": st.peak_bytes}
+
+    cdef int _raise_end(self) except -1:
+        """Raises why no message will come, once the queue is empty."""
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        if st.state == SPR_RUNNING:
+            return 0
+        if st.state == SPR_FAILED:
+            _raise(st.error, "receive()")
+        if st.state == SPR_OVERFLOWED:
+            self.mailbox._close(False)
+            raise BacklogOverflow(CONNECTION_CLOSED,
+                                  "receiver backlog passed max_backlog_bytes; disconnected")
+        raise ReceiverClosed(ILLEGAL_SESSION, "the receiver is closed and drained")
+
+    cdef int _wait(self, object timeout) except -1:
+        """Waits for a message or an end; raises Empty after timeout seconds."""
+        cdef int ms, w
+        cdef double deadline = 0
+        if timeout is not None:
+            if timeout < 0:
+                raise ValueError("timeout must be non-negative")
+            deadline = time.monotonic() + timeout
+        while True:
+            if timeout is None:
+                ms = -1
+            else:
+                left = deadline - time.monotonic()
+                ms = 0 if left <= 0 else <int>(left * 1000) + 1
+            with nogil:
+                w = spr_wait(self._r, ms)
+            if w > 0:
+                return 0
+            if w < 0:
+                PyErr_CheckSignals()  # Ctrl-C
+            elif timeout is not None and time.monotonic() >= deadline:
+                raise Empty()
+
+    cdef object _build(self, const spr_msg *m):
+        return self.mailbox._message(m.service, m.sender, spr_msg_groups(m), m.num_groups,
+                                     m.mess_type, m.endian, spr_msg_data(m), m.data_len)
+
+    def get(self, timeout=None):
+        """The next message (RegularMsg or MembershipMsg). Blocks without the
+        GIL; raises spread.Empty after timeout seconds, and the connection's
+        error once every message received before it has been taken."""
+        cdef const spr_msg *m
+        while True:
+            if spr_peek(self._r, &m, 1) == 1:
+                obj = self._build(m)
+                spr_consume(self._r, 1)
+                return obj
+            self._raise_end()
+            if spr_peek(self._r, &m, 1) == 1:
+                continue
+            self._wait(timeout)
+
+    def get_nowait(self):
+        """The next message, or spread.Empty at once."""
+        return self.get(0)
+
+    def get_batch(self, int max_messages, timeout=None):
+        """Up to max_messages messages (at least one), waiting like get()."""
+        cdef const spr_msg *ms[BATCH_PEEK]
+        cdef int n, i, want
+        if max_messages < 1:
+            raise ValueError("max_messages must be at least 1")
+        while True:
+            want = min(max_messages, BATCH_PEEK)
+            n = spr_peek(self._r, ms, want)
+            if n > 0:
+                out = [None] * n
+                try:
+                    for i in range(n):
+                        out[i] = self._build(ms[i])
+                finally:
+                    spr_consume(self._r, n)
+                if n == want and max_messages > want:
+                    more = self._more(max_messages - n)
+                    if more:
+                        out.extend(more)
+                return out
+            self._raise_end()
+            if spr_peek(self._r, ms, 1) == 1:
+                continue
+            self._wait(timeout)
+
+    cdef list _more(self, int max_messages):
+        """Whatever else is queued right now, up to max_messages."""
+        cdef const spr_msg *ms[BATCH_PEEK]
+        cdef int n, i
+        out = []
+        while max_messages > 0:
+            n = spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
+            if n == 0:
+                break
+            try:
+                for i in range(n):
+                    out.append(self._build(ms[i]))
+            finally:
+                spr_consume(self._r, n)
+            max_messages -= n
+        return out
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return self.get()
+        except ReceiverClosed:
+            raise StopIteration
+
+    cdef bint _drained_and_closed(self):
+        cdef const spr_msg *m
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        return st.state == SPR_CLOSED and spr_peek(self._r, &m, 1) == 0
+
+    cdef int _poll_bytes(self):
+        cdef spr_stats st
+        spr_get_stats(self._r, &st)
+        return <int>(st.backlog_bytes + 48 * st.backlog_messages)

@@ -1,0 +1,362 @@
+"""ThreadedReceiver: the reader never falls behind the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import spread
+
+KB = b"k" * 1024
+
+
+def paced_sender(address, group, count, rate, stop, msg=KB):
+    """Multicasts `count` messages at `rate` per second from its own thread."""
+    def run():
+        with spread.connect(address, membership=0) as s:
+            start = time.monotonic()
+            for i in range(count):
+                if stop.is_set():
+                    return
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                s.multicast(spread.AGREED_MESS, group, msg, i % 32768)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def joined(address, group, **kw):
+    m = spread.connect(address, **kw)
+    m.join(group)
+    msg = m.receive()
+    assert isinstance(msg, spread.MembershipMsg)
+    return m
+
+
+@pytest.mark.timeout(120)
+def test_seed_scenario_with_receiver(spread_daemon_factory):
+    """1 KB at 1000/s for 10 s; the reader sleeps 0.1 s per message while
+    the sender runs, then reads the rest: nothing lost, no disconnect."""
+    daemon = spread_daemon_factory()  # the default limit of 1000
+    m = joined(daemon.address, "seed")
+    rx = m.start_receiver()
+    stop = threading.Event()
+    sender = paced_sender(daemon.address, "seed", 10000, 1000, stop)
+    got = []
+    while sender.is_alive():
+        got.append(m.receive())
+        time.sleep(0.1)
+    while len(got) < 10000:
+        got.extend(rx.get_batch(1000, timeout=10))
+    assert [g.msg_type for g in got] == [i % 32768 for i in range(10000)]
+    assert all(g.message == KB for g in got)
+    assert rx.stats["received"] == rx.stats["delivered"] == 10000
+    assert rx.stats["peak_backlog_messages"] > 1000  # the daemon would have killed us
+    m.multicast(spread.AGREED_MESS, m.private_group, b"still connected")
+    assert m.receive().message == b"still connected"
+    m.disconnect()
+
+
+@pytest.mark.timeout(120)
+def test_seed_scenario_without_receiver_is_killed(spread_daemon_factory):
+    """The same scenario with a plain receive() loop: the daemon kills it."""
+    daemon = spread_daemon_factory()
+    m = joined(daemon.address, "seed")
+    stop = threading.Event()
+    sender = paced_sender(daemon.address, "seed", 10000, 1000, stop)
+    got = 0
+    with pytest.raises(spread.ConnectionClosed):
+        while True:
+            m.receive()
+            got += 1
+            if sender.is_alive():
+                time.sleep(0.1)
+    stop.set()
+    sender.join(10)
+    assert got < 10000
+    m.disconnect()
+
+
+# The sender paces itself at 5,000 messages per second: the embedded daemon
+# forwards several times faster than a real Spread daemon, and a sender at
+# full speed can outrun even a C reader that the scheduler leaves waiting.
+SENDER_SCRIPT = textwrap.dedent("""
+    import sys, time, spread
+    address, group = sys.argv[1], sys.argv[2]
+    chunks = [bytes([65 + i]) * 800 for i in range(5)]
+    with spread.connect(address, membership=0) as m:
+        seq = 0
+        start = time.monotonic()
+        for _ in range(1000):
+            for chunk in chunks:
+                m.multicast(spread.FIFO_MESS, group, chunk, seq)
+                seq += 1
+            delay = start + seq / 5000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+""")
+
+
+def spin(stop):
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
+@pytest.mark.timeout(120)
+def test_busy_process_receives_everything(spread_daemon_factory):
+    """5,000 messages of ~800 bytes from another process while three Python
+    threads keep this one's CPU busy."""
+    daemon = spread_daemon_factory()
+    m = spread.connect(daemon.address, membership=0)
+    m.join("chunks")
+    rx = m.start_receiver()
+    stop = threading.Event()
+    spinners = [threading.Thread(target=spin, args=(stop,), daemon=True) for _ in range(3)]
+    for t in spinners:
+        t.start()
+    try:
+        proc = subprocess.run([sys.executable, "-c", SENDER_SCRIPT, daemon.address, "chunks"],
+                              timeout=60)
+        assert proc.returncode == 0
+        got = []
+        while len(got) < 5000:
+            got.extend(rx.get_batch(500, timeout=30))
+    finally:
+        stop.set()
+        for t in spinners:
+            t.join()
+    assert [g.msg_type for g in got] == list(range(5000))
+    assert [g.message[0] for g in got] == [65 + i % 5 for i in range(5000)]
+    m.disconnect()
+
+
+def test_connection_loss_returns_everything_then_the_error(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    m = spread.connect(daemon.address, membership=0)
+    m.join("loss")
+    rx = m.start_receiver()
+    with spread.connect(daemon.address, membership=0) as s:
+        for i in range(300):
+            s.multicast(spread.AGREED_MESS, "loss", b"%d" % i, i)
+        s.multicast(spread.AGREED_MESS, s.private_group, b"sync")
+        assert s.receive().message == b"sync"  # the daemon has written all 300
+    daemon.stop()
+    got = []
+    with pytest.raises(spread.ConnectionClosed):
+        while True:
+            got.append(rx.get(timeout=10).msg_type)
+    assert got == list(range(300))
+    with pytest.raises(spread.ConnectionClosed):  # and it stays raised
+        rx.get(timeout=1)
+    m.disconnect()
+
+
+def test_close_while_blocked_and_back_to_plain_receive(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    assert rx.get_nowait is not None
+    with pytest.raises(spread.Empty):
+        rx.get(timeout=0.05)
+    start = time.monotonic()
+    rx.close()
+    assert time.monotonic() - start < 2
+    assert rx.closed
+    with pytest.raises(spread.ReceiverClosed):
+        rx.get(timeout=1)
+    assert list(rx) == []
+    m.multicast(spread.AGREED_MESS, m.private_group, b"plain again")
+    assert m.receive().message == b"plain again"
+    assert m.fileno() != rx.fileno()
+
+
+def test_closed_receiver_keeps_queued_messages(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    for i in range(5):
+        m.multicast(spread.AGREED_MESS, m.private_group, b"q", i)
+    deadline = time.monotonic() + 5
+    while rx.qsize() < 5 and time.monotonic() < deadline:
+        time.sleep(0.001)  # polling a condition with a deadline, not a fixed wait
+    rx.close()
+    assert [msg.msg_type for msg in rx] == [0, 1, 2, 3, 4]
+    assert m.poll() == 0
+
+
+def test_iteration_and_context_manager(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    with m.start_receiver() as rx:
+        for i in range(3):
+            m.multicast(spread.AGREED_MESS, m.private_group, b"it", i)
+        seen = []
+        for msg in rx:
+            seen.append(msg.msg_type)
+            if len(seen) == 3:
+                break
+    assert seen == [0, 1, 2] and rx.closed
+
+
+def test_one_receiver_per_mailbox(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    with pytest.raises(ValueError):
+        m.start_receiver()
+    with pytest.raises(ValueError):
+        spread.ThreadedReceiver(m, on_overflow="drop")
+    rx.close()
+
+
+def test_disconnect_stops_the_receiver(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    m.disconnect()
+    assert rx.closed
+    with pytest.raises(spread.ReceiverClosed):
+        rx.get(timeout=1)
+
+
+def test_overflow_disconnect_after_queued_messages(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    m = spread.connect(daemon.address, membership=0)
+    m.join("of")
+    rx = m.start_receiver(max_backlog_bytes=10 * 1024)
+    with spread.connect(daemon.address, membership=0) as s:
+        for i in range(50):
+            s.multicast(spread.AGREED_MESS, "of", KB, i)
+    got = []
+    with pytest.raises(spread.BacklogOverflow):
+        while True:
+            got.append(rx.get(timeout=10).msg_type)
+    assert got == list(range(len(got))) and 10 <= len(got) <= 12
+    assert m.closed
+    with pytest.raises(spread.IllegalSession):
+        m.multicast(spread.AGREED_MESS, "of", b"x")
+
+
+def test_overflow_block_stops_draining(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    m = spread.connect(daemon.address, membership=0)
+    m.join("blk")
+    rx = m.start_receiver(max_backlog_bytes=10 * 1024, on_overflow="block")
+    with spread.connect(daemon.address, membership=0) as s:
+        for i in range(200):
+            s.multicast(spread.AGREED_MESS, "blk", KB, i)
+    deadline = time.monotonic() + 5
+    while rx.stats["received"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rx.stats["peak_backlog_bytes"] <= 11 * 1024
+    got = [msg.msg_type for msg in (rx.get(timeout=10) for _ in range(200))]
+    assert got == list(range(200))  # the rest waited in the daemon
+    assert rx.stats["peak_backlog_bytes"] <= 11 * 1024
+    m.disconnect()
+
+
+def test_many_receivers_in_one_process(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    boxes = [spread.connect(daemon.address, membership=0) for _ in range(20)]
+    receivers = []
+    for b in boxes:
+        b.join("many")
+        receivers.append(b.start_receiver())
+    with spread.connect(daemon.address, membership=0) as s:
+        for i in range(100):
+            s.multicast(spread.AGREED_MESS, "many", b"m", i)
+    for rx in receivers:
+        got = []
+        while len(got) < 100:
+            got.extend(rx.get_batch(100, timeout=10))
+        assert [g.msg_type for g in got] == list(range(100))
+    for b in boxes:
+        b.disconnect()
+
+
+def test_receive_and_fileno_through_receiver_with_selectors(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    m.start_receiver()
+    sel = selectors.DefaultSelector()
+    sel.register(m, selectors.EVENT_READ)
+    assert sel.select(0) == []
+    assert m.poll() == 0
+    m.multicast(spread.AGREED_MESS, m.private_group, b"sel")
+    assert sel.select(5)
+    assert m.poll() > 0
+    assert m.receive().message == b"sel"
+    assert sel.select(0) == []  # readable exactly while messages are queued
+    sel.close()
+
+
+def test_asyncio_add_reader(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    m.start_receiver()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = asyncio.Queue()
+        loop.add_reader(m.fileno(), lambda: got.put_nowait(m.receive()))
+        try:
+            for i in range(3):
+                m.multicast(spread.AGREED_MESS, m.private_group, b"aio", i)
+            return [(await asyncio.wait_for(got.get(), 5)).msg_type for _ in range(3)]
+        finally:
+            loop.remove_reader(m.fileno())
+
+    assert asyncio.run(main()) == [0, 1, 2]
+
+
+def test_sending_from_threads_while_receiving(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+
+    def send(k):
+        for i in range(100):
+            m.multicast(spread.FIFO_MESS, m.private_group, b"%d" % k, i)
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    got = []
+    while len(got) < 400:
+        got.extend(rx.get_batch(400, timeout=10))
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert [g.msg_type for g in got if g.message == b"%d" % k] == list(range(100))
+
+
+def test_ctrl_c_interrupts_get(spread_mailbox_factory):
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    main = threading.get_ident()
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        rx.get()
+    timer.join()
+    m.multicast(spread.AGREED_MESS, m.private_group, b"after")
+    assert rx.get(timeout=5).message == b"after"
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, spread
+    m = spread.connect(sys.argv[1])
+    rx = m.start_receiver()
+    m.join("exit")
+    print("started", flush=True)
+""")
+
+
+def test_interpreter_exit_with_a_running_receiver(spread_daemon):
+    out = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, spread_daemon.address],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "started"
