@@ -9,6 +9,7 @@ from setuptools import Extension, setup
 NATIVE_SOURCES = [
     "native/wire.c",
     "native/receiver.c",
+    "native/bench.c",
     *sorted(glob("native/client/*.c")),
     *sorted(f for f in glob("native/daemon/*.c") if not f.endswith("main.c")),
 ]

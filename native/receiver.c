@@ -13,6 +13,7 @@
 #define BLOCK_SIZE   (1u << 20)   /* queue storage is allocated in blocks of 1 MiB */
 #define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
 #define FIRST_GROUPS 16
+#define READAHEAD    (256 << 10)  /* bytes per system call with our library */
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -120,6 +121,8 @@ static void *drain(void *arg)
         end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
         return NULL;
     }
+    if (r->lib.readahead)
+        r->lib.readahead(r->mbox, READAHEAD);
     for (;;) {
         pthread_mutex_lock(&r->lock);
         while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
@@ -127,7 +130,9 @@ static void *drain(void *arg)
             pthread_cond_wait(&r->space, &r->lock);
         int closing = r->closing;
         pthread_mutex_unlock(&r->lock);
-        if (closing)
+        /* Closing: first queue what read-ahead buffered, so that the socket
+         * is left at a message boundary for whoever reads it next. */
+        if (closing && !(r->lib.pending && r->lib.pending(r->mbox) > 0))
             break;
 
         if (cur->size - cur->used < need_room) {
@@ -143,7 +148,8 @@ static void *drain(void *arg)
             cur = b;
             need_room = MIN_ROOM;
         }
-        if (!wait_for_data(r))
+        /* With read-ahead, buffered messages need no wait (and no poll). */
+        if (!(r->lib.pending && r->lib.pending(r->mbox) > 0) && !wait_for_data(r))
             break;
 
         /* Receive straight into the block, after room for the entry head.
@@ -208,6 +214,8 @@ static void *drain(void *arg)
         }
     }
     free(groups);
+    if (r->lib.readahead)
+        r->lib.readahead(r->mbox, 0);
     return NULL;
 }
 

@@ -32,6 +32,8 @@ typedef struct spr_library {
     spr_mailbox_fn disconnect;     /* SP_disconnect */
     spr_mailbox_fn hold;           /* SPX_hold, or NULL */
     spr_release_fn release;        /* SPX_release, or NULL */
+    int (*readahead)(mailbox mbox, int bytes); /* SPX_set_readahead, or NULL */
+    spr_mailbox_fn pending;        /* SPX_pending, or NULL */
 } spr_library;
 
 enum { SPR_OVERFLOW_DISCONNECT = 0, SPR_OVERFLOW_BLOCK = 1 };

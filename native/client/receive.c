@@ -1,8 +1,10 @@
 /* receive.c -- SP_receive, SP_scat_receive and SP_poll (SPEC.md 6.5, 9.1-9.6).
  *
- * The library never reads ahead of the message it returns: a program that
- * select()s on the mailbox must see it readable while messages are pending.
- * Each message costs two reads: the header, then groups and payload together.
+ * The library never reads ahead of the message it returns (unless a
+ * background receiver that owns the socket asks it to, SPX_set_readahead):
+ * a program that select()s on the mailbox must see it readable while
+ * messages are pending. Each message costs two reads: the header, then
+ * groups and payload together.
  */
 #include "session.h"
 #include "spx.h"
@@ -13,56 +15,21 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-static int readv_full(int fd, struct iovec *iov, int iovcnt)
-{
-    while (iovcnt > 0) {
-        if (iov->iov_len == 0) {
-            iov++;
-            iovcnt--;
-            continue;
-        }
-        ssize_t n = readv(fd, iov, iovcnt);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        io_advance(&iov, &iovcnt, (size_t)n);
-    }
-    return 0;
-}
-
-/* Reads the header; a signal before its first byte interrupts the wait when
- * the session asks for that (SPX_set_interruptible). */
-static int read_header_bytes(session *s, uint8_t *raw)
-{
-    size_t got = 0;
-    while (got < WIRE_HEADER_SIZE) {
-        ssize_t n = recv(s->fd, raw + got, WIRE_HEADER_SIZE - got, 0);
-        if (n > 0) {
-            got += (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            if (got == 0 && atomic_load(&s->interruptible))
-                return SPX_INTERRUPTED;
-        } else {
-            return CONNECTION_CLOSED;
-        }
-    }
-    return 0;
-}
-
 /* Reads the next header (and a reject's old-type word) off the socket. */
 static int read_header(session *s, wire_header *h, uint32_t *old_type)
 {
     uint8_t raw[WIRE_HEADER_SIZE + WIRE_REJECT_EXTRA];
-    int r = read_header_bytes(s, raw);
+    struct iovec iov = {raw, WIRE_HEADER_SIZE};
+    int r = stream_readv(s, &iov, 1, 1);
     if (r != 0)
         return r;
     if (wire_decode_header(raw, h) != 0)
         return ILLEGAL_MESSAGE;
     *old_type = 0;
     if (h->type & WIRE_REJECT_MESS) {
-        if (io_read_full(s->fd, raw + WIRE_HEADER_SIZE, WIRE_REJECT_EXTRA) != 0)
-            return CONNECTION_CLOSED;
+        struct iovec extra = {raw + WIRE_HEADER_SIZE, WIRE_REJECT_EXTRA};
+        if ((r = stream_readv(s, &extra, 1, 0)) != 0)
+            return r;
         *old_type = wire_get_u32(raw + WIRE_HEADER_SIZE, h->order) & ~WIRE_MARKER;
     }
     if (h->num_groups < 0 || h->data_len < 0 || h->num_groups > WIRE_MAX_RECV_GROUPS ||
@@ -182,8 +149,8 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
     iov[n++].iov_len = (size_t)kept_groups * WIRE_SLOT;
     int io_ok = 1;
     if (groups_short) {
-        io_ok = readv_full(s->fd, iov, n) == 0 &&
-                io_discard(s->fd, (size_t)(h.num_groups - kept_groups) * WIRE_SLOT) == 0;
+        io_ok = stream_readv(s, iov, n, 0) == 0 &&
+                stream_discard(s, (size_t)(h.num_groups - kept_groups) * WIRE_SLOT) == 0;
         n = 0;
     }
     size_t left = kept_data;
@@ -194,9 +161,9 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         left -= take;
     }
     if (io_ok)
-        io_ok = readv_full(s->fd, iov, n) == 0;
+        io_ok = stream_readv(s, iov, n, 0) == 0;
     if (io_ok && data_short)
-        io_ok = io_discard(s->fd, (size_t)h.data_len - kept_data) == 0;
+        io_ok = stream_discard(s, (size_t)h.data_len - kept_data) == 0;
     if (!io_ok) {
         sess_set_error(s);
         return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : CONNECTION_CLOSED;
@@ -263,6 +230,7 @@ int SP_poll(mailbox mbox)
         return ILLEGAL_SESSION;
     int pending = 0;
     int r = ioctl(s->fd, FIONREAD, &pending);
+    pending += (int)stream_buffered(s); /* a racy read is fine for a poll */
     sess_release(s);
     return r == 0 ? pending : ILLEGAL_SESSION;
 }

@@ -68,6 +68,7 @@ static void destroy(session *s)
         table[s->fd] = NULL;
     pthread_mutex_unlock(&table_lock);
     close(s->fd);
+    free(s->ra_buf);
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->recv_lock);
     free(s);
@@ -125,23 +126,6 @@ void sess_unhold(mailbox mbox)
         sess_release(s);
 }
 
-int io_read_full(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int io_writev_full(int fd, struct iovec *iov, int iovcnt)
 {
     while (iovcnt > 0) {
@@ -170,16 +154,4 @@ void io_advance(struct iovec **iov, int *iovcnt, size_t n)
         (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
         (*iov)->iov_len -= n;
     }
-}
-
-int io_discard(int fd, size_t len)
-{
-    uint8_t sink[4096];
-    while (len > 0) {
-        size_t n = len < sizeof sink ? len : sizeof sink;
-        if (io_read_full(fd, sink, n) != 0)
-            return -1;
-        len -= n;
-    }
-    return 0;
 }

@@ -33,6 +33,10 @@ typedef struct session {
     pthread_mutex_t recv_lock;
     uint8_t private_group[WIRE_SLOT]; /* NUL padded */
     size_t private_group_len;
+    /* Read-ahead (SPX_set_readahead), under the receive lock. */
+    uint8_t *ra_buf;
+    size_t ra_cap, ra_pos, ra_end;
+    int ra_on;
     /* Saved header of a message left unconsumed by a short buffer (9.3). */
     int have_saved;
     wire_header saved;
@@ -55,12 +59,16 @@ sess_state sess_get_state(session *s);
 int sess_hold(mailbox mbox);
 void sess_unhold(mailbox mbox);
 
-/* Blocking socket I/O. 0 on success, -1 on EOF or error. */
-int io_read_full(int fd, void *buf, size_t len);
+/* stream.c: exact reads of message parts, through the read-ahead buffer when
+ * there is one. `first`: the start of a message (may be interrupted). 0,
+ * CONNECTION_CLOSED or SPX_INTERRUPTED. Callers hold the receive lock. */
+int stream_readv(session *s, struct iovec *iov, int iovcnt, int first);
+int stream_discard(session *s, size_t len);
+size_t stream_buffered(const session *s);
+
+/* Blocking socket writes. 0 on success, -1 on EOF or error. */
 int io_writev_full(int fd, struct iovec *iov, int iovcnt);
 /* Moves an iovec cursor past `n` transferred bytes. */
 void io_advance(struct iovec **iov, int *iovcnt, size_t n);
-/* Reads and throws away `len` bytes. */
-int io_discard(int fd, size_t len);
 
 #endif /* SPREAD_CLIENT_SESSION_H */

@@ -34,6 +34,14 @@ void SPX_release(mailbox mbox);
 #define SPX_INTERRUPTED (-1000)
 int SPX_set_interruptible(mailbox mbox, int on);
 
+/* Read-ahead, for a reader that owns the socket (a background receiver): with
+ * bytes > 0, receives take many messages per system call through a buffer of
+ * that size; 0 turns it off (what is buffered is still returned first).
+ * While it is on, select() on the mailbox no longer shows buffered
+ * messages: SPX_pending tells how many bytes wait in the buffer. */
+int SPX_set_readahead(mailbox mbox, int bytes);
+int SPX_pending(mailbox mbox);
+
 #ifdef __cplusplus
 }
 #endif

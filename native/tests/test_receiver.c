@@ -12,7 +12,8 @@
 #include "check.h"
 
 static char addr[16];
-static const spr_library native = {SP_receive, SP_disconnect, SPX_hold, SPX_release};
+static const spr_library native = {SP_receive, SP_disconnect, SPX_hold, SPX_release,
+                                   SPX_set_readahead, SPX_pending};
 
 static mailbox connect_to(const char *name, const char *group)
 {

@@ -723,3 +723,4 @@ MembershipMsgType = MembershipMsg
 
 
 include "_receiver.pxi"
+include "_bench.pxi"

@@ -26,6 +26,8 @@ cdef spr_library _native_library():
     lib.disconnect = SP_disconnect
     lib.hold = SPX_hold
     lib.release = SPX_release
+    lib.readahead = SPX_set_readahead
+    lib.pending = SPX_pending
     return lib
 
 

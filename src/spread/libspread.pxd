@@ -76,6 +76,8 @@ cdef extern from "spx.h" nogil:
     void SPX_release(mailbox mbox)
     int SPX_INTERRUPTED
     int SPX_set_interruptible(mailbox mbox, int on)
+    int SPX_set_readahead(mailbox mbox, int bytes)
+    int SPX_pending(mailbox mbox)
 
 
 cdef extern from "daemon.h" nogil:
@@ -113,6 +115,8 @@ cdef extern from "receiver.h" nogil:
         spr_mailbox_fn disconnect
         spr_mailbox_fn hold
         spr_release_fn release
+        int (*readahead)(mailbox, int)
+        spr_mailbox_fn pending
 
     enum:
         SPR_OVERFLOW_DISCONNECT
@@ -156,3 +160,13 @@ cdef extern from "receiver.h" nogil:
     void spr_get_stats(spr_receiver *r, spr_stats *out)
     void spr_close(spr_receiver *r)
     void spr_free(spr_receiver *r)
+
+
+cdef extern from "bench.h" nogil:
+    int spb_multicast(mailbox m, const char *group, int size, int count, int16 last_type,
+                      double *seconds)
+    int spb_self(mailbox m, const char *group, int size, int count, int window, double *seconds)
+    int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int *error)
+    int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds,
+                 double *rtt_us)
+    int spb_pong(mailbox m, const char *reply_group, int16 end_type, long *echoed)

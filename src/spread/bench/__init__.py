@@ -1,0 +1,1 @@
+"""Benchmarks of the binding beside the native C client: python -m spread.bench."""

@@ -1,0 +1,141 @@
+"""One side of a two-process benchmark run:
+``python -m spread.bench.worker ROLE JSON-ARGS``. Prints "ready" once set
+up, then one JSON line with its result."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import spread
+from spread import _core
+from spread.bench.workloads import END, SVC
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+def send(address, group, size, count):
+    with spread.connect(address, membership=0) as m:
+        seconds = _core.c_multicast(m, group, size, count, END)
+    return {"sent": count - 1, "seconds": seconds}
+
+
+def _plain(m):
+    recv = m.receive
+    regular = spread.RegularMsg
+    n = 0
+    first = last = 0.0
+    clock = time.perf_counter
+    while True:
+        msg = recv()
+        if type(msg) is not regular:
+            continue
+        last = clock()
+        if n == 0:
+            first = last
+        if msg.msg_type == END:
+            return n, last - first
+        n += 1
+
+
+def _threaded(rx):
+    get_batch = rx.get_batch
+    n = 0
+    first = last = 0.0
+    clock = time.perf_counter
+    regular = spread.RegularMsg
+    while True:
+        for msg in get_batch(1000):
+            if type(msg) is not regular:
+                continue
+            last = clock()
+            if n == 0:
+                first = last
+            if msg.msg_type == END:
+                return n, last - first
+            n += 1
+
+
+def receive(address, group, kind):
+    m = spread.connect(address, membership=0)
+    m.join(group)
+    if kind == "threaded":
+        rx = m.start_receiver()
+    ready()
+    killed = False
+    error = 0
+    try:
+        if kind == "c":
+            n, seconds, error = _core.c_receive(m, END)
+            killed = error != 0
+        elif kind == "threaded":
+            n, seconds = _threaded(rx)
+        else:
+            n, seconds = _plain(m)
+    except spread.SpreadError as e:
+        n, seconds, killed, error = 0, 0.0, True, e.args[0]
+    m.disconnect()
+    return {"messages": n, "seconds": seconds, "rate": n / seconds if seconds else 0.0,
+            "killed": killed, "error": error}
+
+
+def pong(address, group, reply, impl):
+    with spread.connect(address, membership=0) as m:
+        m.join(group)
+        ready()
+        if impl == "c":
+            return {"echoed": _core.c_pong(m, reply, END)}
+        mc = m.multicast
+        recv = m.receive
+        regular = spread.RegularMsg
+        n = 0
+        while True:
+            msg = recv()
+            if type(msg) is not regular:
+                continue
+            if msg.msg_type == END:
+                return {"echoed": n}
+            mc(SVC, reply, msg.message)
+            n += 1
+
+
+def slow(address, group, sleepy, threaded):
+    """Sleeps 1 ms per message for the first `sleepy` messages, then reads
+    the rest at full speed; counts what arrives before the end or an error."""
+    m = spread.connect(address, membership=0)
+    m.join(group)
+    if threaded:
+        m.start_receiver()
+    ready()
+    n = 0
+    killed = False
+    try:
+        while True:
+            msg = m.receive()
+            if msg.msg_type == END:
+                break
+            n += 1
+            if n <= sleepy:
+                time.sleep(0.001)
+    except spread.SpreadError:
+        killed = True
+    m.disconnect()
+    return {"messages": n, "killed": killed}
+
+
+ROLES = {"send": send, "receive": receive, "pong": pong, "slow": slow}
+
+
+def main() -> None:
+    role, args = sys.argv[1], json.loads(sys.argv[2])
+    result = ROLES[role](**args)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench-worker"
+    main()

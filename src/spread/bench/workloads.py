@@ -1,0 +1,172 @@
+"""The benchmark workloads: each has a Python loop and the same loop in C
+(native/bench.c), run against the same daemon. Loops are plain functions
+with local names only, the way an application would write them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import spread
+from spread import _core
+
+SVC = spread.RELIABLE_MESS
+END = 99          # msg_type that ends a two-process run
+WINDOW = 100      # own messages in flight in the send-and-receive-own loop
+CHUNK = 2000      # messages between clock checks
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def _py_multicast(m, group, data, count):
+    mc = m.multicast
+    svc = SVC
+    for _ in range(count):
+        mc(svc, group, data)
+
+
+def multicast_rate(address: str, size: int, seconds: float, impl: str) -> float:
+    """Messages per second multicast to a group nobody has joined."""
+    group = unique("mc")
+    data = b"m" * size
+    with spread.connect(address, membership=0) as m:
+        sent, elapsed = 0, 0.0
+        while elapsed < seconds:
+            if impl == "c":
+                elapsed += _core.c_multicast(m, group, size, CHUNK)
+            else:
+                start = time.perf_counter()
+                _py_multicast(m, group, data, CHUNK)
+                elapsed += time.perf_counter() - start
+            sent += CHUNK
+        # The daemon has taken them all once our own message comes back.
+        m.multicast(SVC, m.private_group, b"")
+        m.receive()
+    return sent / elapsed
+
+
+def _py_self(m, group, data, count):
+    mc = m.multicast
+    recv = m.receive
+    svc = SVC
+    window = WINDOW
+    sent = got = 0
+    while got < count:
+        while sent < count and sent - got < window:
+            mc(svc, group, data)
+            sent += 1
+        recv()
+        got += 1
+
+
+def self_rate(address: str, size: int, seconds: float, impl: str) -> float:
+    """Own messages per second, sent and read back with a bounded window."""
+    group = unique("se")
+    data = b"s" * size
+    with spread.connect(address, membership=0) as m:
+        m.join(group)
+        done, elapsed = 0, 0.0
+        while elapsed < seconds:
+            if impl == "c":
+                elapsed += _core.c_self(m, group, size, CHUNK, WINDOW)
+            else:
+                start = time.perf_counter()
+                _py_self(m, group, data, CHUNK)
+                elapsed += time.perf_counter() - start
+            done += CHUNK
+    return done / elapsed
+
+
+# -- two processes ------------------------------------------------------------
+
+def worker(role: str, **args) -> subprocess.Popen:
+    """Starts `python -m spread.bench.worker` for one side of a run."""
+    return subprocess.Popen([sys.executable, "-m", "spread.bench.worker", role, json.dumps(args)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def worker_result(proc: subprocess.Popen, timeout: float) -> dict:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return {"error": "timeout"}
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": f"exit {proc.returncode}"}
+
+
+def wait_ready(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    line = proc.stdout.readline()
+    if "ready" not in line:
+        raise RuntimeError(f"benchmark worker did not start: {line!r}")
+
+
+def two_process(address: str, size: int, count: int, receiver: str) -> dict:
+    """A C sender at full speed; a receiver of kind `receiver` ("plain",
+    "threaded" or "c"). Returns the receiver's rate and whether it was killed."""
+    group = unique("tp")
+    rx = worker("receive", address=address, group=group, kind=receiver)
+    wait_ready(rx)
+    tx = worker("send", address=address, group=group, size=size, count=count)
+    sent = worker_result(tx, 120)
+    got = worker_result(rx, 120)
+    got["sent"] = sent.get("sent", 0)
+    return got
+
+
+def ping_pong(address: str, size: int, warmup: int, rounds: int, impl: str) -> list[float]:
+    """Round-trip times in microseconds; the echo side is of the same kind."""
+    ping_group, pong_group = unique("pi"), unique("po")
+    pong = worker("pong", address=address, group=pong_group, reply=ping_group, impl=impl)
+    wait_ready(pong)
+    with spread.connect(address, membership=0) as m:
+        m.join(ping_group)
+        if impl == "c":
+            rtts = _core.c_ping(m, pong_group, size, warmup, rounds)
+        else:
+            rtts = _py_ping(m, pong_group, b"p" * size, warmup, rounds)
+        m.multicast(SVC, pong_group, b"", END)
+    worker_result(pong, 30)
+    return rtts
+
+
+def _py_ping(m, peer, data, warmup, rounds):
+    mc = m.multicast
+    recv = m.receive
+    svc = SVC
+    clock = time.perf_counter
+    regular = spread.RegularMsg
+    out = []
+    for i in range(warmup + rounds):
+        start = clock()
+        mc(svc, peer, data)
+        while type(recv()) is not regular:
+            pass
+        if i >= warmup:
+            out.append((clock() - start) * 1e6)
+    return out
+
+
+def slow_reader(address: str, count: int, sleepy: int, threaded: bool) -> dict:
+    """A full-speed sender while the consumer sleeps 1 ms per message for its
+    first `sleepy` messages: is it killed, and how many messages are lost?"""
+    group = unique("sl")
+    rx = worker("slow", address=address, group=group, sleepy=sleepy, threaded=threaded)
+    wait_ready(rx)
+    tx = worker("send", address=address, group=group, size=1024, count=count)
+    sent = worker_result(tx, 120).get("sent", 0)
+    got = worker_result(rx, 120)
+    got["sent"] = sent
+    got["lost"] = sent - got.get("messages", 0)
+    return got
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
