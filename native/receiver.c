@@ -106,6 +106,45 @@ static int wait_for_data(spr_receiver *r)
     }
 }
 
+/* One message through SP_receive into the record at m (room bytes): its
+ * payload in place, its groups through a side array. BUFFER_TOO_SHORT and
+ * GROUPS_TOO_SHORT leave it pending, with *need_room (and the side array)
+ * grown to take it. */
+static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)[MAX_GROUP_NAME],
+                       int *max_groups, size_t *need_room)
+{
+    size_t groups_room = (size_t)*max_groups * MAX_GROUP_NAME;
+    size_t data_room = room > sizeof *m + groups_room + 8 ? room - sizeof *m - groups_room - 8 : 0;
+    service svc = 0;
+    int ng = 0, endian = 0;
+    int16 mt = 0;
+    int n = r->lib.receive(r->mbox, &svc, m->sender, *max_groups, &ng, *groups, &mt, &endian,
+                           data_room > 0x7fffffff ? 0x7fffffff : (int)data_room,
+                           (char *)(m + 1));
+    if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT) {
+        if (ng < -*max_groups) {
+            void *g = realloc(*groups, (size_t)(-ng) * MAX_GROUP_NAME);
+            if (!g)
+                return ILLEGAL_MESSAGE;
+            *groups = g;
+            *max_groups = -ng;
+        }
+        size_t data = endian < 0 ? (size_t)(-endian) : data_room;
+        *need_room = sizeof *m + ALIGN8(data) + (size_t)*max_groups * MAX_GROUP_NAME + 16;
+        return n;
+    }
+    if (n < 0)
+        return n;
+    m->service = svc;
+    m->data_len = n;
+    m->num_groups = ng;
+    m->endian = endian;
+    m->mess_type = mt;
+    memcpy((char *)spx_record_groups(m), *groups, (size_t)ng * MAX_GROUP_NAME);
+    m->size = (uint32_t)ALIGN8(sizeof *m + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
+    return n;
+}
+
 static void *drain(void *arg)
 {
     spr_receiver *r = arg;
@@ -152,31 +191,27 @@ static void *drain(void *arg)
         if (!(r->lib.pending && r->lib.pending(r->mbox) > 0) && !wait_for_data(r))
             break;
 
-        /* Receive straight into the block, after room for the entry head.
-         * Groups go to a side array and follow the payload once known. */
-        spr_msg *m = (spr_msg *)(cur->data + cur->used);
-        size_t room = cur->size - cur->used - sizeof *m;
-        size_t groups_room = (size_t)max_groups * MAX_GROUP_NAME;
-        int capacity = room > groups_room + 8 ? (int)(room - groups_room - 8) : 0;
-        service svc = 0;
-        int ng = 0, endian = 0;
-        int16 mt = 0;
-        int n = r->lib.receive(r->mbox, &svc, m->sender, max_groups, &ng, groups, &mt,
-                               &endian, capacity, (char *)(m + 1));
-        if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT) {
-            /* The message stays pending: make room and take it again. */
-            if (ng < -max_groups) {
-                void *g = realloc(groups, (size_t)(-ng) * MAX_GROUP_NAME);
-                if (!g) {
-                    end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
-                    break;
-                }
-                groups = g;
-                max_groups = -ng;
+        /* Receive straight into the block: many records per call from our
+         * library, else one message at a time through SP_receive. */
+        size_t room = cur->size - cur->used;
+        int count = 0, used = 0, n;
+        if (r->lib.records) {
+            n = r->lib.records(r->mbox, cur->data + cur->used,
+                               room > 0x7fffffff ? 0x7fffffff : (int)room, &used);
+            if (n == BUFFER_TOO_SHORT) {
+                need_room = (size_t)(-used);
+                continue; /* still pending: take it into a larger block */
             }
-            size_t data = endian < 0 ? (size_t)(-endian) : (size_t)capacity;
-            need_room = sizeof *m + ALIGN8(data) + (size_t)max_groups * MAX_GROUP_NAME + 16;
-            continue;
+            count = n;
+        } else {
+            n = receive_one(r, (spr_msg *)(cur->data + cur->used), room, &groups, &max_groups,
+                            &need_room);
+            if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT)
+                continue;
+            if (n >= 0) {
+                count = 1;
+                used = (int)((spr_msg *)(cur->data + cur->used))->size;
+            }
         }
         if (n == -1000) /* SPX_INTERRUPTED: nothing consumed */
             continue;
@@ -184,19 +219,17 @@ static void *drain(void *arg)
             end_with(r, SPR_FAILED, n);
             break;
         }
-        m->service = svc;
-        m->data_len = n;
-        m->num_groups = ng;
-        m->endian = endian;
-        m->mess_type = mt;
-        memcpy((char *)spr_msg_groups(m), groups, (size_t)ng * MAX_GROUP_NAME);
-        m->size = (uint32_t)ALIGN8(sizeof *m + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
-
+        size_t bytes = 0;
+        for (int off = 0, i = 0; i < count; i++) {
+            const spr_msg *m = (const spr_msg *)(cur->data + cur->used + off);
+            bytes += (size_t)m->data_len;
+            off += (int)m->size;
+        }
         pthread_mutex_lock(&r->lock);
-        cur->used += m->size;
-        r->st.received++;
-        r->st.backlog_messages++;
-        r->st.backlog_bytes += (size_t)n;
+        cur->used += (size_t)used;
+        r->st.received += (unsigned long long)count;
+        r->st.backlog_messages += (size_t)count;
+        r->st.backlog_bytes += bytes;
         if (r->st.backlog_messages > r->st.peak_messages)
             r->st.peak_messages = r->st.backlog_messages;
         if (r->st.backlog_bytes > r->st.peak_bytes)

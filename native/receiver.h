@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "sp.h"
+#include "spx.h"
 
 typedef int (*spr_receive_fn)(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
                               int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
@@ -34,6 +35,7 @@ typedef struct spr_library {
     spr_release_fn release;        /* SPX_release, or NULL */
     int (*readahead)(mailbox mbox, int bytes); /* SPX_set_readahead, or NULL */
     spr_mailbox_fn pending;        /* SPX_pending, or NULL */
+    int (*records)(mailbox mbox, char *buf, int len, int *used); /* SPX_receive_records, or NULL */
 } spr_library;
 
 enum { SPR_OVERFLOW_DISCONNECT = 0, SPR_OVERFLOW_BLOCK = 1 };
@@ -41,27 +43,9 @@ enum { SPR_OVERFLOW_DISCONNECT = 0, SPR_OVERFLOW_BLOCK = 1 };
 /* Why the queue will get no more messages. */
 enum { SPR_RUNNING = 0, SPR_CLOSED = 1, SPR_FAILED = 2, SPR_OVERFLOWED = 3 };
 
-/* One queued message: this head, the payload, padding to 8, the groups. */
-typedef struct spr_msg {
-    uint32_t size;              /* of the whole entry */
-    int32_t service;
-    int32_t data_len;
-    int32_t num_groups;
-    int32_t endian;
-    int16 mess_type;
-    char sender[MAX_GROUP_NAME];
-} spr_msg;
-
-static inline const char *spr_msg_data(const spr_msg *m)
-{
-    return (const char *)(m + 1);
-}
-
-static inline const char (*spr_msg_groups(const spr_msg *m))[MAX_GROUP_NAME]
-{
-    size_t padded = ((size_t)m->data_len + 7u) & ~(size_t)7u;
-    return (const char(*)[MAX_GROUP_NAME])(spr_msg_data(m) + padded);
-}
+/* One queued message: the record layout of spx.h (head, payload, padding to 8,
+ * group names), whichever library call filled it. */
+typedef spx_record spr_msg;
 
 typedef struct spr_stats {
     unsigned long long received;   /* messages the thread took off the socket */

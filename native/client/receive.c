@@ -223,6 +223,115 @@ int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
                            mess_type, endian_mismatch, &scat);
 }
 
+#define ALIGN8(n) (((size_t)(n) + 7u) & ~(size_t)7u)
+
+/* Is the next message wholly in the read-ahead buffer (so that taking it
+ * cannot block)? Headers that will be refused count as buffered. */
+static int next_message_buffered(const session *s)
+{
+    size_t have = stream_buffered(s);
+    wire_header h;
+    if (s->have_saved || have < WIRE_HEADER_SIZE)
+        return 0;
+    if (wire_decode_header(s->ra_buf + s->ra_pos, &h) != 0 || h.num_groups < 0 ||
+        h.data_len < 0 || h.num_groups > WIRE_MAX_RECV_GROUPS || h.data_len > WIRE_MAX_RECV_DATA)
+        return 1;
+    size_t total = WIRE_HEADER_SIZE + (h.type & WIRE_REJECT_MESS ? WIRE_REJECT_EXTRA : 0) +
+                   (size_t)h.num_groups * WIRE_SLOT + (size_t)h.data_len;
+    return have >= total;
+}
+
+static int grow_record_groups(session *s, int need)
+{
+    if (need <= s->rec_groups_cap)
+        return 0;
+    int cap = s->rec_groups_cap ? s->rec_groups_cap : 16;
+    while (cap < need)
+        cap *= 2;
+    void *p = realloc(s->rec_groups, (size_t)cap * MAX_GROUP_NAME);
+    if (!p)
+        return -1;
+    s->rec_groups = p;
+    s->rec_groups_cap = cap;
+    return 0;
+}
+
+int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
+{
+    *used = 0;
+    if (!buf || buf_len < 0)
+        return ILLEGAL_MESSAGE;
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    pthread_mutex_lock(&s->recv_lock);
+    int count = 0, r = 0;
+    size_t at = 0, len = (size_t)buf_len;
+    if (s->deferred_error) {
+        r = s->deferred_error;
+        s->deferred_error = 0;
+    } else if (grow_record_groups(s, 16) != 0) {
+        r = ILLEGAL_MESSAGE;
+    }
+    while (r == 0) {
+        if (count > 0 && !next_message_buffered(s))
+            break;
+        spx_record *rec = (spx_record *)(buf + at);
+        size_t reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
+        size_t room = len - at > reserve ? len - at - reserve : 0;
+        scatter scat;
+        scat.num_elements = 1;
+        scat.elements[0].buf = (char *)(rec + 1);
+        scat.elements[0].len = room > 0x7fffffff ? 0x7fffffff : (int)room;
+        service svc = 0;
+        int ng = 0, endian = 0;
+        int16 mt = 0;
+        char sender[MAX_GROUP_NAME];
+        int n = len - at >= sizeof *rec
+                    ? receive_locked(s, &svc, sender, s->rec_groups_cap, &ng, s->rec_groups, &mt,
+                                     &endian, &scat)
+                    : BUFFER_TOO_SHORT;
+        if (n == GROUPS_TOO_SHORT) {
+            if (grow_record_groups(s, -ng) != 0)
+                r = ILLEGAL_MESSAGE;
+            continue; /* the message is still pending */
+        }
+        if (n == BUFFER_TOO_SHORT) {
+            if (count == 0) {
+                size_t data = endian < 0 ? (size_t)(-endian) : room;
+                size_t need = reserve + ALIGN8(data);
+                *used = need > 0x7fffffff ? -0x7fffffff : -(int)need;
+                r = BUFFER_TOO_SHORT;
+            }
+            break;
+        }
+        if (n < 0) {
+            if (count == 0)
+                r = n;
+            else
+                s->deferred_error = n; /* reported by the next call */
+            break;
+        }
+        rec->service = svc;
+        rec->data_len = n;
+        rec->num_groups = ng;
+        rec->endian = endian;
+        rec->mess_type = mt;
+        memcpy(rec->sender, sender, MAX_GROUP_NAME);
+        memcpy((char *)spx_record_groups(rec), s->rec_groups, (size_t)ng * MAX_GROUP_NAME);
+        rec->size = (uint32_t)ALIGN8(sizeof *rec + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
+        at += rec->size;
+        count++;
+    }
+    pthread_mutex_unlock(&s->recv_lock);
+    sess_release(s);
+    if (count > 0) {
+        *used = (int)at;
+        return count;
+    }
+    return r;
+}
+
 int SP_poll(mailbox mbox)
 {
     session *s = sess_acquire(mbox);

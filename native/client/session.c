@@ -69,6 +69,7 @@ static void destroy(session *s)
     pthread_mutex_unlock(&table_lock);
     close(s->fd);
     free(s->ra_buf);
+    free(s->rec_groups);
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->recv_lock);
     free(s);

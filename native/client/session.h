@@ -37,6 +37,11 @@ typedef struct session {
     uint8_t *ra_buf;
     size_t ra_cap, ra_pos, ra_end;
     int ra_on;
+    /* SPX_receive_records: group names land here first; an error met after
+     * some records were written waits for the next call. */
+    char (*rec_groups)[MAX_GROUP_NAME];
+    int rec_groups_cap;
+    int deferred_error;
     /* Saved header of a message left unconsumed by a short buffer (9.3). */
     int have_saved;
     wire_header saved;

@@ -7,6 +7,7 @@
 #define SPREAD_CLIENT_SPX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sp.h"
 
@@ -41,6 +42,37 @@ int SPX_set_interruptible(mailbox mbox, int on);
  * messages: SPX_pending tells how many bytes wait in the buffer. */
 int SPX_set_readahead(mailbox mbox, int bytes);
 int SPX_pending(mailbox mbox);
+
+/* Many messages per call, for a reader that owns the socket. Each message is
+ * written to buf as a record: this head, the payload, padding to 8 bytes,
+ * then the group names; `size` is the whole record, a multiple of 8. */
+typedef struct spx_record {
+    uint32_t size;
+    int32_t service;        /* as SP_receive's service_type */
+    int32_t data_len;       /* as SP_receive's return value */
+    int32_t num_groups;
+    int32_t endian;         /* endian_mismatch */
+    int16 mess_type;
+    char sender[MAX_GROUP_NAME];
+} spx_record;
+
+static inline const char *spx_record_data(const spx_record *r)
+{
+    return (const char *)(r + 1);
+}
+
+static inline const char (*spx_record_groups(const spx_record *r))[MAX_GROUP_NAME]
+{
+    size_t padded = ((size_t)r->data_len + 7u) & ~(size_t)7u;
+    return (const char(*)[MAX_GROUP_NAME])(spx_record_data(r) + padded);
+}
+
+/* Receives one message as SP_receive does (waiting for it, interruptibly if
+ * set), then every further message that read-ahead already holds in full and
+ * that fits, as records in buf. Returns how many, with *used set to the bytes
+ * written; or an error code. When the first message does not fit, returns
+ * BUFFER_TOO_SHORT with *used = -(bytes it needs), leaving it pending. */
+int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used);
 
 #ifdef __cplusplus
 }

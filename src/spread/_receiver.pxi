@@ -28,6 +28,7 @@ cdef spr_library _native_library():
     lib.release = SPX_release
     lib.readahead = SPX_set_readahead
     lib.pending = SPX_pending
+    lib.records = SPX_receive_records
     return lib
 
 
@@ -36,7 +37,7 @@ cdef class ThreadedReceiver:
     slow reader; take messages with get(), get_batch() or iteration.
 
     max_backlog_bytes: None (unbounded, the default) or the most payload bytes
-    to hold. on_overflow: "disconnect" (leave the daemon cleanly; get()
+    to hold (one read of up to 256 KiB may pass it). on_overflow: "disconnect" (leave the daemon cleanly; get()
     raises BacklogOverflow once the queued messages are taken) or "block"
     (stop draining until the consumer catches up; the daemon's own
     slow-reader rule then applies).
@@ -163,8 +164,8 @@ cdef class ThreadedReceiver:
                 raise Empty()
 
     cdef object _build(self, const spr_msg *m):
-        return self.mailbox._message(m.service, m.sender, spr_msg_groups(m), m.num_groups,
-                                     m.mess_type, m.endian, spr_msg_data(m), m.data_len)
+        return self.mailbox._message(m.service, m.sender, spx_record_groups(m), m.num_groups,
+                                     m.mess_type, m.endian, spx_record_data(m), m.data_len)
 
     def get(self, timeout=None):
         """The next message (RegularMsg or MembershipMsg). Blocks without the

@@ -71,6 +71,18 @@ cdef extern from "sp.h" nogil:
 
 
 cdef extern from "spx.h" nogil:
+    ctypedef struct spx_record:
+        unsigned int size
+        int service
+        int data_len
+        int num_groups
+        int endian
+        int16 mess_type
+        char sender[32]
+
+    const char *spx_record_data(const spx_record *r)
+    const char (*spx_record_groups(const spx_record *r))[32]
+
     const char *SPX_error_text(int error)
     int SPX_hold(mailbox mbox)
     void SPX_release(mailbox mbox)
@@ -78,6 +90,7 @@ cdef extern from "spx.h" nogil:
     int SPX_set_interruptible(mailbox mbox, int on)
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
+    int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
 
 
 cdef extern from "daemon.h" nogil:
@@ -117,6 +130,7 @@ cdef extern from "receiver.h" nogil:
         spr_release_fn release
         int (*readahead)(mailbox, int)
         spr_mailbox_fn pending
+        int (*records)(mailbox, char *, int, int *)
 
     enum:
         SPR_OVERFLOW_DISCONNECT
@@ -126,17 +140,7 @@ cdef extern from "receiver.h" nogil:
         SPR_FAILED
         SPR_OVERFLOWED
 
-    ctypedef struct spr_msg:
-        unsigned int size
-        int service
-        int data_len
-        int num_groups
-        int endian
-        int16 mess_type
-        char sender[32]
-
-    const char *spr_msg_data(const spr_msg *m)
-    const char (*spr_msg_groups(const spr_msg *m))[32]
+    ctypedef spx_record spr_msg
 
     ctypedef struct spr_stats:
         unsigned long long received
