@@ -47,6 +47,7 @@ typedef struct client {
     size_t q_cap, q_head, q_count, q_off;
     int want_write;             /* EPOLLOUT armed */
     int dirty;                  /* in the daemon's to-flush list */
+    int lagging;                /* queue at or above the back-pressure mark */
     /* groups this client belongs to */
     group **groups;
     size_t n_groups, cap_groups;
@@ -79,6 +80,13 @@ struct spd_daemon {
     client *to_free;            /* removed; freed after the epoll batch */
     client *all;                /* every connection, newest first */
     size_t n_handshaking;
+    /* Back-pressure (SPEC.md 8.6): while a reader lags, stop reading requests
+     * for a while so that it gets the CPU to catch up; see server.c. */
+    int out_epfd;               /* lagging readers' EPOLLOUT, and the stop fd */
+    size_t n_lagging;
+    long long pause_budget_ns;  /* pause time left; refills at a tenth of real time */
+    struct timespec pause_stamp;
+    int paused;
     client **dirty;
     size_t n_dirty, cap_dirty;
     unsigned int rng;

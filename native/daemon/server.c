@@ -24,6 +24,18 @@
 #define HANDSHAKE_MS 1000
 #define WRITE_BATCH 64
 #define FLUSH_EARLY 64          /* flush a queue this long before queueing more */
+#define PAUSE_MAX_NS 100000000LL /* pause budget: at most 100 ms at a time ... */
+#define PAUSE_REFILL 10          /* ... refilled at 1/10 of elapsed time */
+
+/* Back-pressure. The reference daemon stops reading requests while its own
+ * ordering queue is long; it is also slow enough that senders rarely outrun
+ * a reader that reads. This daemon is much faster, so on a busy machine a
+ * reader that is merely descheduled for a few milliseconds would be killed.
+ * Instead, while some reader's queue is past half the limit, requests are not
+ * read (senders block in their sockets, and the CPU goes to the readers), but
+ * only within a budget: 100 ms at most, refilled at a tenth of real time. A
+ * reader that keeps falling behind therefore gets no lasting flow control and
+ * is killed at the same queue length as before. */
 
 void spd_log(spd_daemon *d, int level, const char *fmt, ...)
 {
@@ -90,6 +102,30 @@ static void clear_queue(client *c)
     c->q_off = 0;
 }
 
+static size_t lag_mark(const spd_daemon *d)
+{
+    size_t mark = (size_t)d->cfg.max_session_messages / 2;
+    return mark ? mark : 1;
+}
+
+static void set_lagging(spd_daemon *d, client *c, int lagging)
+{
+    if (c->lagging == lagging)
+        return;
+    c->lagging = lagging;
+    if (lagging) {
+        struct epoll_event ev = {0};
+        ev.events = EPOLLOUT;
+        ev.data.ptr = c;
+        epoll_ctl(d->out_epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        d->n_lagging++;
+    } else {
+        if (c->fd >= 0)
+            epoll_ctl(d->out_epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        d->n_lagging--;
+    }
+}
+
 void spd_kill(spd_daemon *d, client *c, const char *why)
 {
     if (c->state == CL_CLOSED)
@@ -99,6 +135,7 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
         d->n_handshaking--;
     spd_log(d, was_open ? SPD_LOG_INFO : SPD_LOG_DEBUG, "closing connection %llu (%.*s): %s",
             c->id, (int)c->private_group_len, (const char *)c->private_group, why);
+    set_lagging(d, c, 0);
     c->state = CL_CLOSED;
     epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -151,6 +188,8 @@ static void flush_client(spd_daemon *d, client *c)
     }
     if (c->state != CL_CLOSED && (c->q_count > 0) != c->want_write)
         set_events(d, c, c->q_count > 0);
+    if (c->state != CL_CLOSED && c->lagging && c->q_count < lag_mark(d))
+        set_lagging(d, c, 0);
 }
 
 static void mark_dirty(spd_daemon *d, client *c)
@@ -203,6 +242,8 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
     m->refs++;
     c->q[(c->q_head + c->q_count) % c->q_cap] = m;
     c->q_count++;
+    if (!c->lagging && c->q_count >= lag_mark(d))
+        set_lagging(d, c, 1);
     mark_dirty(d, c);
 }
 
@@ -615,12 +656,12 @@ static int listen_unix(spd_daemon *d, char *err, int err_size)
     return 0;
 }
 
-static int watch(spd_daemon *d, int fd, void *tag)
+static int watch(int epfd, int fd, void *tag)
 {
     struct epoll_event ev = {0};
     ev.events = EPOLLIN;
     ev.data.ptr = tag;
-    return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
@@ -631,7 +672,7 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
         return NULL;
     }
     d->cfg = *config;
-    d->tcp_fd = d->unix_fd = -1;
+    d->tcp_fd = d->unix_fd = d->epfd = d->out_epfd = -1;
     if (d->cfg.max_session_messages <= 0)
         d->cfg.max_session_messages = 1000;
     const char *name = config->name && *config->name ? config->name : "localhost";
@@ -661,10 +702,11 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     d->memb_id[1] = (int32_t)(time(NULL) + 1);
     d->rng = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (d->epfd < 0 || (d->cfg.tcp && listen_tcp(d, err, err_size) != 0) ||
+    d->out_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (d->epfd < 0 || d->out_epfd < 0 || (d->cfg.tcp && listen_tcp(d, err, err_size) != 0) ||
         (d->cfg.unix_socket && listen_unix(d, err, err_size) != 0) ||
-        (d->tcp_fd >= 0 && watch(d, d->tcp_fd, TAG_TCP) != 0) ||
-        (d->unix_fd >= 0 && watch(d, d->unix_fd, TAG_UNIX) != 0)) {
+        (d->tcp_fd >= 0 && watch(d->epfd, d->tcp_fd, TAG_TCP) != 0) ||
+        (d->unix_fd >= 0 && watch(d->epfd, d->unix_fd, TAG_UNIX) != 0)) {
         if (d->epfd < 0)
             snprintf(err, (size_t)err_size, "epoll: %s", strerror(errno));
         spd_close(d);
@@ -685,14 +727,34 @@ static void sweep_handshakes(spd_daemon *d)
     free_closed(d);
 }
 
+/* Charges the time since the last call to the pause budget (spent while
+ * paused, refilled otherwise) and says whether to pause now. */
+static int update_pause(spd_daemon *d)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long elapsed = (now.tv_sec - d->pause_stamp.tv_sec) * 1000000000LL +
+                        (now.tv_nsec - d->pause_stamp.tv_nsec);
+    d->pause_stamp = now;
+    d->pause_budget_ns += d->paused ? -elapsed : elapsed / PAUSE_REFILL;
+    if (d->pause_budget_ns > PAUSE_MAX_NS)
+        d->pause_budget_ns = PAUSE_MAX_NS;
+    d->paused = d->n_lagging > 0 && d->pause_budget_ns > 0;
+    return d->paused;
+}
+
 int spd_run(spd_daemon *d, int stop_fd)
 {
-    if (stop_fd >= 0 && watch(d, stop_fd, TAG_STOP) != 0)
+    clock_gettime(CLOCK_MONOTONIC, &d->pause_stamp);
+    d->pause_budget_ns = PAUSE_MAX_NS;
+    if (stop_fd >= 0 && (watch(d->epfd, stop_fd, TAG_STOP) != 0 ||
+                         watch(d->out_epfd, stop_fd, TAG_STOP) != 0))
         return -1;
     struct epoll_event events[256];
     spd_log(d, SPD_LOG_INFO, "serving as %s on port %d", d->name, d->cfg.port);
     for (;;) {
-        int n = epoll_wait(d->epfd, events, 256, 100);
+        int paused = update_pause(d);
+        int n = epoll_wait(paused ? d->out_epfd : d->epfd, events, 256, paused ? 5 : 100);
         if (n < 0 && errno != EINTR)
             return -1;
         for (int i = 0; i < n; i++) {
@@ -745,6 +807,8 @@ void spd_close(spd_daemon *d)
     }
     if (d->epfd >= 0)
         close(d->epfd);
+    if (d->out_epfd >= 0)
+        close(d->out_epfd);
     spd_table_free(&d->names);
     spd_table_free(&d->groups);
     free(d->dirty);
