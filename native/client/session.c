@@ -70,6 +70,7 @@ static void destroy(session *s)
     close(s->fd);
     free(s->ra_buf);
     free(s->rec_groups);
+    free(s->tail);
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->recv_lock);
     free(s);

@@ -37,6 +37,10 @@ typedef struct session {
     uint8_t *ra_buf;
     size_t ra_cap, ra_pos, ra_end;
     int ra_on;
+    /* The unsent rest of a message after SPX_PARTIAL, for SPX_finish_send. */
+    uint8_t *tail;
+    size_t tail_len;
+    int tail_result;
     /* SPX_receive_records: group names land here first; an error met after
      * some records were written waits for the next call. */
     char (*rec_groups)[MAX_GROUP_NAME];

@@ -43,6 +43,20 @@ int SPX_set_interruptible(mailbox mbox, int on);
 int SPX_set_readahead(mailbox mbox, int bytes);
 int SPX_pending(mailbox mbox);
 
+/* Sends that never wait, so that a binding need not give up its interpreter
+ * lock when the socket has room (the common case). They return what
+ * SP_multicast / SP_multigroup_multicast return, or SPX_WOULD_BLOCK: nothing
+ * was sent, call the blocking form; or SPX_PARTIAL: part was sent, and the
+ * caller must call SPX_finish_send next (it may block) to send the rest. */
+#define SPX_WOULD_BLOCK (-1001)
+#define SPX_PARTIAL (-1002)
+int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group,
+                         int16 mess_type, int mess_len, const char *mess);
+int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_groups,
+                                    const char groups[][MAX_GROUP_NAME], int16 mess_type,
+                                    int mess_len, const char *mess);
+int SPX_finish_send(mailbox mbox);
+
 /* Many messages per call, for a reader that owns the socket. Each message is
  * written to buf as a record: this head, the payload, padding to 8 bytes,
  * then the group names; `size` is the whole record, a multiple of 8. */

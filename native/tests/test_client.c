@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "sp.h"
 #include "spx.h"
@@ -239,6 +241,72 @@ static void test_threads(void)
     CHECK_EQ(SP_disconnect(fresh), 0);
 }
 
+/* A peer that completes the handshake and then never reads: the sender's
+ * socket fills, so the non-blocking sends must say so. */
+static void *silent_peer(void *arg)
+{
+    int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+    unsigned char req[64], choice[90];
+    static const unsigned char list[] = {5, 'N', 'U', 'L', 'L', ' '};
+    static const unsigned char acc[] = {1, 4, 0, 0, 12, '#', 'n', 'w', '#', 'l', 'o', 'c', 'a',
+                                        'l', 'h', 'o', 's', 't'};
+    if (fd < 0)
+        return NULL;
+    ssize_t n = recv(fd, req, sizeof req, 0);
+    (void)n;
+    n = write(fd, list, sizeof list);
+    n = recv(fd, choice, sizeof choice, MSG_WAITALL);
+    n = write(fd, acc, sizeof acc);
+    *(int *)arg = fd; /* hand the connection back; it is closed by the test */
+    return NULL;
+}
+
+static void test_nowait(void)
+{
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0), peer;
+    struct sockaddr_un a = {0};
+    a.sun_family = AF_UNIX;
+    int port = 32000 + (int)(getpid() % 700);
+    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", port);
+    unlink(a.sun_path);
+    CHECK_EQ(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(lfd, 1), 0);
+    pthread_t t;
+    peer = lfd;
+    pthread_create(&t, NULL, silent_peer, &peer);
+    mailbox m;
+    char pg[MAX_GROUP_NAME], where[16];
+    snprintf(where, sizeof where, "%d", port);
+    CHECK_EQ(SP_connect(where, "nw", 0, 0, &m, pg), ACCEPT_SESSION);
+    pthread_join(t, NULL);
+    static char big[50000];
+    int full = 0, partial = 0, sent = 0;
+    for (int i = 0; i < 1000 && !full; i++) {
+        int r = SPX_multicast_nowait(m, AGREED_MESS, "g", 0, sizeof big, big);
+        if (r == SPX_WOULD_BLOCK) {
+            full = 1;
+        } else if (r == SPX_PARTIAL) {
+            partial = 1;
+            full = 1; /* finishing would block on a peer that never reads: */
+            shutdown(peer, SHUT_RDWR); /* make the rest fail instead */
+            CHECK_EQ(SPX_finish_send(m), CONNECTION_CLOSED);
+        } else {
+            CHECK_EQ(r, (int)sizeof big);
+            sent++;
+        }
+    }
+    CHECK(full);
+    CHECK(sent > 0);
+    if (!partial) { /* a whole refusal leaves the connection usable */
+        CHECK_EQ(SPX_multicast_nowait(m, AGREED_MESS, "g", 0, sizeof big, big), SPX_WOULD_BLOCK);
+        CHECK_EQ(SPX_multicast_nowait(m, 0, "g", 0, 1, "x"), ILLEGAL_SERVICE);
+    }
+    SP_kill(m);
+    close(peer);
+    close(lfd);
+    unlink(a.sun_path);
+}
+
 static void on_usr1(int sig)
 {
     (void)sig;
@@ -311,6 +379,7 @@ int main(int argc, char **argv)
     test_threads();
     test_error_state();
     test_interruptible();
+    test_nowait();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");
 }

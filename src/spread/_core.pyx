@@ -235,6 +235,8 @@ cdef class Mailbox:
     cdef tuple _last_groups_obj
     cdef object _last_group_in
     cdef bytes _last_group_bytes
+    cdef int _last_length
+    cdef object _last_length_obj
     cdef object _receiver            # ThreadedReceiver while one is attached
     cdef object __weakref__
 
@@ -418,15 +420,28 @@ cdef class Mailbox:
             if n + SLOT > MAX_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
             self._enter("multicast")
-            with nogil:
-                r = SP_multicast(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+            # Without giving up the GIL when the socket has room; else wait without it.
+            r = SPX_multicast_nowait(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+            if r == SPX_WOULD_BLOCK:
+                with nogil:
+                    r = SP_multicast(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+            elif r == SPX_PARTIAL:
+                with nogil:
+                    r = SPX_finish_send(self._mbox)
             self._leave()
         finally:
             if have_view:
                 PyBuffer_Release(&view)
         if r < 0:
             _raise(r, "multicast()")
-        return r
+        return self._length(r)
+
+    cdef inline object _length(self, int r):
+        """The int for a byte count; the last one is reused (most sends repeat it)."""
+        if r != self._last_length or self._last_length_obj is None:
+            self._last_length = r
+            self._last_length_obj = r
+        return self._last_length_obj
 
     def multigroup_multicast(self, int service_type, groups, data, int msg_type=0):
         """Sends one message to several groups (each receiver gets one copy)."""
@@ -460,15 +475,21 @@ cdef class Mailbox:
             if n + SLOT * count > MAX_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {count} groups")
             self._enter("multigroup_multicast")
-            with nogil:
-                r = SP_multigroup_multicast(self._mbox, service_type, count, slots,
-                                            <int16>msg_type, <int>n, p)
+            r = SPX_multigroup_multicast_nowait(self._mbox, service_type, count, slots,
+                                                <int16>msg_type, <int>n, p)
+            if r == SPX_WOULD_BLOCK:
+                with nogil:
+                    r = SP_multigroup_multicast(self._mbox, service_type, count, slots,
+                                                <int16>msg_type, <int>n, p)
+            elif r == SPX_PARTIAL:
+                with nogil:
+                    r = SPX_finish_send(self._mbox)
             self._leave()
         finally:
             PyBuffer_Release(&view)
         if r < 0:
             _raise(r, "multigroup_multicast()")
-        return r
+        return self._length(r)
 
     # -- receiving -------------------------------------------------------------
     cdef object _sender(self, const char *sender):

@@ -91,6 +91,14 @@ cdef extern from "spx.h" nogil:
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
     int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
+    int SPX_WOULD_BLOCK
+    int SPX_PARTIAL
+    int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group,
+                             int16 mess_type, int mess_len, const char *mess)
+    int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_groups,
+                                        const char (*groups)[32], int16 mess_type,
+                                        int mess_len, const char *mess)
+    int SPX_finish_send(mailbox mbox)
 
 
 cdef extern from "daemon.h" nogil:
