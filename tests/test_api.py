@@ -421,3 +421,33 @@ def test_membership_short_buffer_reports_zero_mess_type(spread_mailbox_factory, 
     assert (ret, endian, mt) == (spread.BUFFER_TOO_SHORT, -56, 0)
     ret, svc, sender, ng, groups, mt, endian, data = a._receive_raw(10, 100)
     assert (ret, mt, ng) == (56, 0, 1)
+
+
+def test_payloads_kept_by_the_caller_never_change(spread_mailbox_factory):
+    """Received payloads are recycled only when nothing else refers to them."""
+    a = spread_mailbox_factory()
+    rx_plain = spread_mailbox_factory()
+    rx_thread = spread_mailbox_factory()
+    receiver = rx_thread.start_receiver()
+    kept, hashed = [], {}
+    count = 5000
+    for i in range(count):
+        data = bytes([i % 251]) * 1000
+        a.multigroup_multicast(spread.AGREED_MESS, [rx_plain.private_group,
+                                                    rx_thread.private_group], data, i % 30000)
+        if i % 200 == 199:  # read as we go: a plain reader must keep up
+            for k in range(i - 199, i + 1):
+                msg = rx_plain.receive()
+                if k % 7 == 0:
+                    kept.append(msg.message)
+                if k % 11 == 0:
+                    hashed[msg.message] = k
+    got_thread = []
+    while len(got_thread) < count:
+        got_thread.extend(receiver.get_batch(700, timeout=10))
+    for j, payload in enumerate(kept):
+        assert payload == bytes([(7 * j) % 251]) * 1000
+    for payload, i in hashed.items():
+        assert payload == bytes([i % 251]) * 1000
+    for i, msg in enumerate(got_thread):
+        assert msg.message == bytes([i % 251]) * 1000 and msg.msg_type == i % 30000
