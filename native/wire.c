@@ -3,37 +3,6 @@
 
 #include <string.h>
 
-wire_order wire_host_order(void)
-{
-    const uint16_t probe = 1;
-    uint8_t first;
-    memcpy(&first, &probe, 1);
-    return first ? WIRE_LE : WIRE_BE;
-}
-
-uint32_t wire_get_u32(const uint8_t *p, wire_order order)
-{
-    if (order == WIRE_LE)
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    return (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24;
-}
-
-void wire_put_u32(uint8_t *p, uint32_t v, wire_order order)
-{
-    for (int i = 0; i < 4; i++) {
-        uint8_t b = (uint8_t)(v >> (8 * i));
-        p[order == WIRE_LE ? i : 3 - i] = b;
-    }
-}
-
-int32_t wire_get_i32(const uint8_t *p, wire_order order)
-{
-    uint32_t u = wire_get_u32(p, order);
-    int32_t v;
-    memcpy(&v, &u, sizeof v); /* two's complement reinterpretation, no UB */
-    return v;
-}
-
 /* Byte order from the marker bits of a raw 32-bit field: bit 7 and bit 31
  * are either both set (LE sender) or both clear (BE sender). The pattern
  * reads the same in both orders, so bytes 0 and 3 decide. */

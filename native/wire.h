@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define WIRE_HEADER_SIZE      48
 #define WIRE_SLOT             32     /* group / member name slot (MAX_GROUP_NAME) */
@@ -78,10 +79,39 @@ typedef struct {
     wire_order order;  /* byte order of type, num_groups and data_len */
 } wire_header;
 
-wire_order wire_host_order(void);
-uint32_t wire_get_u32(const uint8_t *p, wire_order order);
-void wire_put_u32(uint8_t *p, uint32_t v, wire_order order);
-int32_t wire_get_i32(const uint8_t *p, wire_order order);
+/* Integer access in a given byte order; inline, as every message needs it. */
+static inline wire_order wire_host_order(void)
+{
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__)
+    return __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? WIRE_BE : WIRE_LE;
+#else
+    const uint16_t probe = 1;
+    uint8_t first;
+    memcpy(&first, &probe, 1);
+    return first ? WIRE_LE : WIRE_BE;
+#endif
+}
+
+static inline uint32_t wire_get_u32(const uint8_t *p, wire_order order)
+{
+    if (order == WIRE_LE)
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[0] << 24;
+}
+
+static inline void wire_put_u32(uint8_t *p, uint32_t v, wire_order order)
+{
+    for (int i = 0; i < 4; i++)
+        p[order == WIRE_LE ? i : 3 - i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline int32_t wire_get_i32(const uint8_t *p, wire_order order)
+{
+    uint32_t u = wire_get_u32(p, order);
+    int32_t v;
+    memcpy(&v, &u, sizeof v); /* two's complement reinterpretation, no UB */
+    return v;
+}
 
 /* Header. Decoding fails (-1) on mixed byte-order marker bits. */
 int wire_decode_header(const uint8_t in[WIRE_HEADER_SIZE], wire_header *h);

@@ -24,6 +24,12 @@ static ssize_t read_some(session *s, struct iovec *iov, int iovcnt, int may_inte
 
 int stream_readv(session *s, struct iovec *iov, int iovcnt, int first)
 {
+    /* Fast path: one piece, already buffered. */
+    if (iovcnt == 1 && iov->iov_len > 0 && s->ra_end - s->ra_pos >= iov->iov_len) {
+        memcpy(iov->iov_base, s->ra_buf + s->ra_pos, iov->iov_len);
+        s->ra_pos += iov->iov_len;
+        return 0;
+    }
     int progress = 0;
     while (iovcnt > 0) {
         if (iov->iov_len == 0) {
