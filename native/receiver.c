@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BLOCK_SIZE   (1u << 20)   /* queue storage is allocated in blocks of 1 MiB */
@@ -225,7 +226,12 @@ static void *drain(void *arg)
             bytes += (size_t)m->data_len;
             off += (int)m->size;
         }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
         pthread_mutex_lock(&r->lock);
+        r->st.last_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+        if (r->st.received == 0)
+            r->st.first_at = r->st.last_at;
         cur->used += (size_t)used;
         r->st.received += (unsigned long long)count;
         r->st.backlog_messages += (size_t)count;

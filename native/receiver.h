@@ -52,6 +52,8 @@ typedef struct spr_stats {
     unsigned long long delivered;  /* messages consumers took from the queue */
     size_t backlog_messages, backlog_bytes; /* queued now (payload bytes) */
     size_t peak_messages, peak_bytes;
+    double first_at, last_at;      /* CLOCK_MONOTONIC seconds of the first and the
+                                      latest message taken off the socket */
     int state;                     /* SPR_* */
     int error;                     /* the Spread error code when SPR_FAILED */
 } spr_stats;

@@ -279,6 +279,7 @@ def test_many_receivers_in_one_process(spread_daemon_factory):
         while len(got) < 100:
             got.extend(rx.get_batch(100, timeout=10))
         assert [g.msg_type for g in got] == list(range(100))
+        assert rx.stats["received"] == 100 and rx.stats["drain_rate"] >= 0
     for b in boxes:
         b.disconnect()
 

@@ -157,6 +157,8 @@ cdef extern from "receiver.h" nogil:
         size_t backlog_bytes
         size_t peak_messages
         size_t peak_bytes
+        double first_at
+        double last_at
         int state
         int error
 

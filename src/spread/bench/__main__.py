@@ -104,7 +104,7 @@ def run_step(address, kind, size, rep, cfg, raw):
             run[impl] = w.self_rate(address, size, cfg["seconds"], impl)
     elif kind == "2proc":
         count = cfg["count_2proc"] if size <= 1024 else cfg["count_2proc"] // 3
-        for impl in ("plain", "threaded", "c"):
+        for impl in ("plain", "threaded", "threaded_busy", "c"):
             run[impl] = w.two_process(address, size, count, impl)
     elif kind == "rtt":
         for impl in order:
@@ -149,17 +149,20 @@ def summarize(raw):
         elif kind == "2proc":
             c = [r["c"]["rate"] for r in runs]
             cell["summary"] = {}
-            for impl, label in (("plain", "receiver: receive()"),
-                                ("threaded", "receiver: ThreadedReceiver")):
-                py = [r[impl]["rate"] for r in runs]
+            for impl, label, field in (
+                    ("plain", "receiver: receive()", "rate"),
+                    ("threaded", "receiver: ThreadedReceiver get_batch", "rate"),
+                    ("threaded", "  its drain thread", "drain_rate"),
+                    ("threaded_busy", "  drain, Python thread spinning", "drain_rate")):
+                py = [r[impl][field] or 0.0 for r in runs]
                 ratio = [p / q if q else 0.0 for p, q in zip(py, c)]
                 killed = sum(r[impl]["killed"] for r in runs)
                 ckilled = sum(r["c"]["killed"] for r in runs)
                 note = f"killed {killed}/{len(runs)} (C {ckilled}/{len(runs)})"
                 rows.append((label, size, spread_of(py), spread_of(c), spread_of(ratio), note,
                              "msg/s"))
-                cell["summary"][impl] = {"py": spread_of(py), "c": spread_of(c),
-                                         "ratio": spread_of(ratio), "killed": killed}
+                cell["summary"][f"{impl} {field}"] = {"py": spread_of(py), "c": spread_of(c),
+                                                      "ratio": spread_of(ratio), "killed": killed}
         elif kind == "rtt":
             py = [r["py"]["median"] for r in runs]
             c = [r["c"]["median"] for r in runs]

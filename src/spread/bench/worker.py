@@ -60,11 +60,21 @@ def _threaded(rx):
             n += 1
 
 
+def _spin(stop):
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
 def receive(address, group, kind):
     m = spread.connect(address, membership=0)
     m.join(group)
-    if kind == "threaded":
+    threaded = kind.startswith("threaded")
+    stop = threading.Event()
+    if threaded:
         rx = m.start_receiver()
+    if kind == "threaded_busy":  # another Python thread spinning in this process
+        threading.Thread(target=_spin, args=(stop,), daemon=True).start()
     ready()
     killed = False
     error = 0
@@ -72,15 +82,17 @@ def receive(address, group, kind):
         if kind == "c":
             n, seconds, error = _core.c_receive(m, END)
             killed = error != 0
-        elif kind == "threaded":
+        elif threaded:
             n, seconds = _threaded(rx)
         else:
             n, seconds = _plain(m)
     except spread.SpreadError as e:
         n, seconds, killed, error = 0, 0.0, True, e.args[0]
+    stop.set()
+    drain = rx.stats["drain_rate"] if threaded else None
     m.disconnect()
     return {"messages": n, "seconds": seconds, "rate": n / seconds if seconds else 0.0,
-            "killed": killed, "error": error}
+            "drain_rate": drain, "killed": killed, "error": error}
 
 
 def pong(address, group, reply, impl):
