@@ -6,7 +6,9 @@ C baseline loops, as the marginal cost between two message counts:
 
 Each row runs the client under callgrind twice (small and large count) and
 divides the difference in total instructions by the difference in messages,
-which cancels start-up and interpreter costs. The daemon runs outside
+which cancels start-up and interpreter costs. The last column counts the
+interpreter's main thread alone: for the ThreadedReceiver, the consumer's
+cost without its C drain thread. The daemon runs outside
 valgrind with a very large slow-reader limit, so the slowed-down client is
 never killed.
 """
@@ -84,16 +86,23 @@ def fill(address: str, group: str, size: int, count: int) -> None:
         m.multicast(spread.RELIABLE_MESS, group, b"", 99)  # the end for c_receive
 
 
-def instructions(mode: str, size: int, count: int, address: str) -> int:
+def instructions(mode: str, size: int, count: int, address: str) -> tuple[int, int]:
+    """(whole process, main thread only) instructions for one client run."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+               f"--callgrind-out-file={out}",
                sys.executable, __file__, "--child", mode, str(size), str(count), address]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         m = re.search(r"Collected : (\d+)", proc.stderr)
         if proc.returncode != 0 or not m:
             raise RuntimeError(f"callgrind run failed: {proc.stderr[-2000:]}")
-        return int(m.group(1))
+        main = 0
+        with open(out + "-01") as f:  # thread 1: the interpreter's main thread
+            for line in f:
+                if line.startswith("totals:"):
+                    main = int(line.split()[1])
+        return int(m.group(1)), main
 
 
 ROWS = [
@@ -124,14 +133,17 @@ def main(argv=None) -> int:
     with EmbeddedDaemon(max_session_messages=100_000_000, log_level="error") as d:
         address = d.unix_address
         print(f"instructions per message, client process (callgrind, {small} vs {large} messages)")
-        print(f"{'path':32} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}")
+        print(f"{'path':32} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}  "
+              f"{'Python main thread':>18}")
         for label, py_mode, c_mode in ROWS:
             for size in sizes:
-                py = (instructions(py_mode, size, large, address) -
-                      instructions(py_mode, size, small, address)) / (large - small)
-                c = (instructions(c_mode, size, large, address) -
-                     instructions(c_mode, size, small, address)) / (large - small)
-                print(f"{label:32} {size:>7} {py:>9,.0f} {c:>7,.0f} {py / c:>6.2f}", flush=True)
+                py_l, py_s = (instructions(py_mode, size, n, address) for n in (large, small))
+                c_l, c_s = (instructions(c_mode, size, n, address) for n in (large, small))
+                py = (py_l[0] - py_s[0]) / (large - small)
+                py_main = (py_l[1] - py_s[1]) / (large - small)
+                c = (c_l[0] - c_s[0]) / (large - small)
+                print(f"{label:32} {size:>7} {py:>9,.0f} {c:>7,.0f} {py / c:>6.2f}  "
+                      f"{py_main:>18,.0f}", flush=True)
     return 0
 
 
