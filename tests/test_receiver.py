@@ -364,3 +364,31 @@ def test_interpreter_exit_with_a_running_receiver(spread_daemon):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "started"
+
+
+def test_several_consumer_threads_share_one_receiver(spread_mailbox_factory):
+    """Every message goes to exactly one consumer."""
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    count = 4000
+    taken = [[] for _ in range(4)]
+
+    def consume(k):
+        while True:
+            try:
+                batch = rx.get_batch(50, timeout=2)
+            except spread.Empty:
+                return
+            taken[k].extend(msg.msg_type for msg in batch)
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(count):
+        m.multicast(spread.FIFO_MESS, m.private_group, b"c", i % 30000)
+    for t in threads:
+        t.join(30)
+    everything = sorted(x for part in taken for x in part)
+    assert everything == list(range(count))
+    for part in taken:
+        assert part == sorted(part)  # each consumer sees its share in order

@@ -43,6 +43,7 @@ cdef class ThreadedReceiver:
     slow-reader rule then applies).
     """
     cdef spr_receiver *_r
+    cdef PyThread_type_lock _consumer
     cdef readonly Mailbox mailbox
     cdef bint _closed
     cdef object __weakref__
@@ -59,6 +60,9 @@ cdef class ThreadedReceiver:
             if max_backlog_bytes <= 0:
                 raise ValueError("max_backlog_bytes must be positive (or None)")
             limit = max_backlog_bytes
+        self._consumer = PyThread_allocate_lock()
+        if self._consumer == NULL:
+            raise MemoryError()
         mailbox._enter("start_receiver")
         try:
             if mailbox._receiver is not None:
@@ -78,6 +82,8 @@ cdef class ThreadedReceiver:
             with nogil:
                 spr_free(self._r)
             self._r = NULL
+        if self._consumer != NULL:
+            PyThread_free_lock(self._consumer)
 
     def close(self):
         """Stops the thread, even while it waits in receive. Queued messages
@@ -171,67 +177,68 @@ cdef class ThreadedReceiver:
         return self.mailbox._message(m.service, m.sender, spx_record_groups(m), m.num_groups,
                                      m.mess_type, m.endian, spx_record_data(m), m.data_len)
 
+    cdef int _lock(self) except -1:
+        """Consumers take turns: building objects can run Python code (a
+        garbage collection's finalizers), and with it another thread."""
+        if not PyThread_acquire_lock(self._consumer, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self._consumer, WAIT_LOCK)
+        return 0
+
+    cdef list _take(self, int max_messages):
+        """Builds and removes up to max_messages queued messages. A message
+        leaves the queue only once its object exists, so a failure loses
+        nothing: what was built is returned, the rest stays queued."""
+        cdef const spr_msg *ms[BATCH_PEEK]
+        cdef int n, i
+        out = []
+        self._lock()
+        try:
+            while max_messages > 0:
+                n = spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
+                if n == 0:
+                    break
+                chunk = [None] * n
+                try:
+                    for i in range(n):
+                        chunk[i] = self._build(ms[i])
+                except BaseException:
+                    if out:
+                        return out  # the error comes back on the next call
+                    raise
+                spr_consume(self._r, n)
+                if not out:
+                    out = chunk
+                else:
+                    out.extend(chunk)
+                max_messages -= n
+            return out
+        finally:
+            PyThread_release_lock(self._consumer)
+
     def get(self, timeout=None):
         """The next message (RegularMsg or MembershipMsg). Blocks without the
         GIL; raises spread.Empty after timeout seconds, and the connection's
         error once every message received before it has been taken."""
-        cdef const spr_msg *m
-        while True:
-            if spr_peek(self._r, &m, 1) == 1:
-                obj = self._build(m)
-                spr_consume(self._r, 1)
-                return obj
-            self._raise_end()
-            if spr_peek(self._r, &m, 1) == 1:
-                continue
-            self._wait(timeout)
+        return self.get_batch(1, timeout)[0]
 
     def get_nowait(self):
         """The next message, or spread.Empty at once."""
-        return self.get(0)
+        return self.get_batch(1, 0)[0]
 
     def get_batch(self, int max_messages, timeout=None):
         """Up to max_messages messages (at least one), waiting like get()."""
-        cdef const spr_msg *ms[BATCH_PEEK]
-        cdef int n, i, want
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         while True:
-            want = min(max_messages, BATCH_PEEK)
-            n = spr_peek(self._r, ms, want)
-            if n > 0:
-                out = [None] * n
-                try:
-                    for i in range(n):
-                        out[i] = self._build(ms[i])
-                finally:
-                    spr_consume(self._r, n)
-                if n == want and max_messages > want:
-                    more = self._more(max_messages - n)
-                    if more:
-                        out.extend(more)
+            out = self._take(max_messages)
+            if out:
                 return out
             self._raise_end()
-            if spr_peek(self._r, ms, 1) == 1:
-                continue
+            out = self._take(max_messages)  # what arrived before the end
+            if out:
+                return out
             self._wait(timeout)
-
-    cdef list _more(self, int max_messages):
-        """Whatever else is queued right now, up to max_messages."""
-        cdef const spr_msg *ms[BATCH_PEEK]
-        cdef int n, i
-        out = []
-        while max_messages > 0:
-            n = spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
-            if n == 0:
-                break
-            try:
-                for i in range(n):
-                    out.append(self._build(ms[i]))
-            finally:
-                spr_consume(self._r, n)
-            max_messages -= n
-        return out
 
     def __iter__(self):
         return self
