@@ -86,6 +86,35 @@ static int own_index(const session *s, const char groups[][MAX_GROUP_NAME], int 
     return -1;
 }
 
+/* The service type SP_receive reports: a reject's is its old type. */
+static uint32_t service_of(const wire_header *h, uint32_t old_type)
+{
+    return (h->type & WIRE_REJECT_MESS) ? (old_type | WIRE_REJECT_MESS) : h->type;
+}
+
+/* The outputs that depend on the kind of message (SPEC.md 6.5, 9.1), once
+ * its groups and body are in place: mess_type and endian_mismatch, and for a
+ * regular membership a checked body in host order. 0 or ILLEGAL_MESSAGE. */
+static int describe(const session *s, const wire_header *h, uint32_t svc,
+                    const char groups[][MAX_GROUP_NAME], int kept_groups, int groups_short,
+                    scatter *body, int data_short, int16 *mess_type, int *endian_mismatch)
+{
+    if (!Is_membership_mess(svc)) {
+        *mess_type = wire_hint_mess_type(h->hint);
+        *endian_mismatch = wire_hint_order(h->hint) != wire_host_order();
+        return 0;
+    }
+    *endian_mismatch = 0;
+    *mess_type = -1;
+    if ((svc & WIRE_REG_MEMB_MESS) && !data_short) {
+        if (fix_membership_body(body, (size_t)h->data_len, h->order) != 0)
+            return ILLEGAL_MESSAGE;
+        if (!groups_short)
+            *mess_type = (int16)own_index(s, groups, kept_groups);
+    }
+    return 0;
+}
+
 static int receive_locked(session *s, service *service_type, char sender[MAX_GROUP_NAME],
                           int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
                           int16 *mess_type, int *endian_mismatch, scatter *scat)
@@ -112,8 +141,7 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         }
     }
 
-    int is_reject = (h.type & WIRE_REJECT_MESS) != 0;
-    uint32_t svc = is_reject ? (old_type | WIRE_REJECT_MESS) : h.type;
+    uint32_t svc = service_of(&h, old_type);
     int is_memb = Is_membership_mess(svc) != 0;
     size_t capacity = 0;
     for (int i = 0; i < scat->num_elements; i++)
@@ -125,7 +153,6 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
     memcpy(sender, h.sender, WIRE_SLOT);
     sender[WIRE_SLOT - 1] = '\0';
     int16 hinted = wire_hint_mess_type(h.hint);
-    int mismatch = wire_hint_order(h.hint) != wire_host_order();
 
     int groups_short = h.num_groups > max_groups;
     int data_short = (size_t)h.data_len > capacity;
@@ -172,20 +199,9 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         groups[i][WIRE_SLOT - 1] = '\0';
 
     *num_groups = groups_short ? -h.num_groups : h.num_groups;
-    if (is_memb) {
-        *endian_mismatch = 0;
-        *mess_type = -1;
-        if ((svc & WIRE_REG_MEMB_MESS) && !data_short) {
-            if (fix_membership_body(scat, (size_t)h.data_len, h.order) != 0)
-                return ILLEGAL_MESSAGE;
-            if (!groups_short)
-                *mess_type = (int16)own_index(s, (const char(*)[MAX_GROUP_NAME])groups,
-                                              kept_groups);
-        }
-    } else {
-        *mess_type = hinted;
-        *endian_mismatch = mismatch;
-    }
+    if (describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, kept_groups, groups_short,
+                 scat, data_short, mess_type, endian_mismatch) != 0)
+        return ILLEGAL_MESSAGE;
     return data_short ? BUFFER_TOO_SHORT : h.data_len;
 }
 
@@ -241,6 +257,57 @@ static int next_message_buffered(const session *s)
     return have >= total;
 }
 
+#define NO_ROOM (-2000)
+#define NOT_SIMPLE (-2001)
+
+/* Takes the next message, wholly in the read-ahead buffer, straight into a
+ * record: one header decode and two copies, none of the stream machinery.
+ * NO_ROOM: it does not fit (nothing consumed); NOT_SIMPLE: a header the
+ * general path must refuse (nothing consumed). */
+static int take_buffered(session *s, spx_record *rec, size_t room)
+{
+    const uint8_t *p = s->ra_buf + s->ra_pos;
+    wire_header h;
+    if (wire_decode_header(p, &h) != 0 || h.num_groups < 0 || h.data_len < 0 ||
+        h.num_groups > WIRE_MAX_RECV_GROUPS || h.data_len > WIRE_MAX_RECV_DATA)
+        return NOT_SIMPLE;
+    size_t at = WIRE_HEADER_SIZE, ng = (size_t)h.num_groups, dl = (size_t)h.data_len;
+    uint32_t old_type = 0;
+    if (h.type & WIRE_REJECT_MESS) {
+        old_type = wire_get_u32(p + at, h.order) & ~WIRE_MARKER;
+        at += WIRE_REJECT_EXTRA;
+    }
+    size_t size = ALIGN8(sizeof *rec + ALIGN8(dl) + ng * WIRE_SLOT);
+    if (size > room)
+        return NO_ROOM;
+    char *data = (char *)(rec + 1);
+    memcpy(data, p + at + ng * WIRE_SLOT, dl);
+    rec->data_len = (int32_t)dl;
+    char(*groups)[MAX_GROUP_NAME] = (char(*)[MAX_GROUP_NAME])spx_record_groups(rec);
+    memcpy(groups, p + at, ng * WIRE_SLOT);
+    for (size_t i = 0; i < ng; i++)
+        groups[i][WIRE_SLOT - 1] = '\0';
+    memcpy(rec->sender, h.sender, WIRE_SLOT);
+    rec->sender[WIRE_SLOT - 1] = '\0';
+    s->ra_pos += at + ng * WIRE_SLOT + dl; /* consumed */
+    uint32_t svc = service_of(&h, old_type);
+    scatter body;
+    body.num_elements = 1;
+    body.elements[0].buf = data;
+    body.elements[0].len = (int)dl;
+    int16 mt;
+    int endian;
+    if (describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, (int)ng, 0, &body, 0, &mt,
+                 &endian) != 0)
+        return ILLEGAL_MESSAGE;
+    rec->service = (int32_t)svc;
+    rec->num_groups = (int32_t)ng;
+    rec->mess_type = mt;
+    rec->endian = endian;
+    rec->size = (uint32_t)size;
+    return (int)dl;
+}
+
 static int grow_record_groups(session *s, int need)
 {
     if (need <= s->rec_groups_cap)
@@ -273,9 +340,32 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
     } else if (grow_record_groups(s, 16) != 0) {
         r = ILLEGAL_MESSAGE;
     }
+    sess_state st = sess_get_state(s);
+    if (r == 0 && st != SESS_OPEN)
+        r = st == SESS_CLOSED ? ILLEGAL_SESSION : NET_ERROR_ON_SESSION;
     while (r == 0) {
-        if (count > 0 && !next_message_buffered(s))
-            break;
+        int buffered = next_message_buffered(s);
+        if (buffered) {
+            spx_record *rec = (spx_record *)(buf + at);
+            int n = take_buffered(s, rec, len - at);
+            if (n >= 0) {
+                at += rec->size;
+                count++;
+                continue;
+            }
+            if (n == NO_ROOM && count > 0)
+                break;
+            if (n == ILLEGAL_MESSAGE) { /* consumed: report it now or next time */
+                if (count == 0)
+                    r = n;
+                else
+                    s->deferred_error = n;
+                break;
+            }
+            /* NO_ROOM for the first, or NOT_SIMPLE: the general path says why. */
+        } else if (count > 0) {
+            break; /* only the first message may wait */
+        }
         spx_record *rec = (spx_record *)(buf + at);
         size_t reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
         size_t room = len - at > reserve ? len - at - reserve : 0;
