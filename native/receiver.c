@@ -15,6 +15,7 @@
 #define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
 #define FIRST_GROUPS 16
 #define READAHEAD    (256 << 10)  /* bytes per system call with our library */
+#define SPARE_BLOCKS 4
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -38,7 +39,9 @@ struct spr_receiver {
     int closing;
     spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
     size_t read_off;         /* consumer position in head */
-    spr_block *spare;        /* one emptied block kept for reuse */
+    spr_block *spare[SPARE_BLOCKS]; /* emptied blocks kept for reuse: a fresh
+                                       one costs an mmap and a page fault per page */
+    int n_spare;
     spr_stats st;
 };
 
@@ -47,9 +50,12 @@ static spr_block *block_new(spr_receiver *r, size_t need)
     size_t size = need > BLOCK_SIZE ? need : BLOCK_SIZE;
     spr_block *b = NULL;
     pthread_mutex_lock(&r->lock);
-    if (r->spare && r->spare->size >= size) {
-        b = r->spare;
-        r->spare = NULL;
+    for (int i = 0; i < r->n_spare; i++) {
+        if (r->spare[i]->size >= size) {
+            b = r->spare[i];
+            r->spare[i] = r->spare[--r->n_spare];
+            break;
+        }
     }
     pthread_mutex_unlock(&r->lock);
     if (!b) {
@@ -352,10 +358,10 @@ void spr_consume(spr_receiver *r, int n)
         } else if (b->next) {
             r->head = b->next; /* sealed and fully read */
             r->read_off = 0;
-            if (r->spare)
-                free(b);
+            if (r->n_spare < SPARE_BLOCKS && b->size == BLOCK_SIZE)
+                r->spare[r->n_spare++] = b;
             else
-                r->spare = b;
+                free(b);
         } else {
             break;
         }
@@ -405,7 +411,8 @@ void spr_free(spr_receiver *r)
         free(b);
         b = next;
     }
-    free(r->spare);
+    for (int i = 0; i < r->n_spare; i++)
+        free(r->spare[i]);
     if (r->ready_fd >= 0)
         close(r->ready_fd);
     if (r->wake_fd >= 0)
