@@ -36,6 +36,13 @@ struct spr_receiver {
     int thread_running;
     pthread_mutex_t lock;
     pthread_cond_t space;    /* the backlog shrank, or closing */
+    /* Producing (taking messages off the socket into the tail block) is done
+     * by the drain thread, or by a consumer that finds data waiting while the
+     * drain thread waits for a CPU; produce_lock makes them take turns. */
+    pthread_mutex_t produce_lock;
+    char (*groups)[MAX_GROUP_NAME]; /* SP_receive's side array (bare library) */
+    int max_groups;
+    size_t need_room;
     int closing;
     spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
     size_t read_off;         /* consumer position in head */
@@ -152,21 +159,109 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
     return n;
 }
 
+/* Is a message (or part of one) waiting, so that taking it will not wait long? */
+static int data_waiting(spr_receiver *r)
+{
+    if (r->lib.pending && r->lib.pending(r->mbox) > 0)
+        return 1;
+    struct pollfd p = {r->mbox, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Takes what the socket has into the tail block and queues it; the caller
+ * holds produce_lock. 1: progress, 0: try again, -1: the receiver ended. */
+static int produce(spr_receiver *r)
+{
+    spr_block *cur = r->tail; /* only producers change the tail */
+    if (cur->size - cur->used < r->need_room) {
+        spr_block *b = block_new(r, r->need_room);
+        if (!b) {
+            end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
+            return -1;
+        }
+        pthread_mutex_lock(&r->lock);
+        cur->next = b; /* seals cur: nothing more is written to it */
+        r->tail = b;
+        pthread_mutex_unlock(&r->lock);
+        cur = b;
+        r->need_room = MIN_ROOM;
+    }
+    /* Receive straight into the block: many records per call from our
+     * library, else one message at a time through SP_receive. */
+    size_t room = cur->size - cur->used;
+    int count = 0, used = 0, n;
+    if (r->lib.records) {
+        n = r->lib.records(r->mbox, cur->data + cur->used,
+                           room > 0x7fffffff ? 0x7fffffff : (int)room, &used);
+        if (n == BUFFER_TOO_SHORT) {
+            r->need_room = (size_t)(-used);
+            return 0; /* still pending: take it into a larger block */
+        }
+        count = n;
+    } else {
+        n = receive_one(r, (spr_msg *)(cur->data + cur->used), room, &r->groups,
+                        &r->max_groups, &r->need_room);
+        if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT)
+            return 0;
+        if (n >= 0) {
+            count = 1;
+            used = (int)((spr_msg *)(cur->data + cur->used))->size;
+        }
+    }
+    if (n == -1000) /* SPX_INTERRUPTED: nothing consumed */
+        return 0;
+    if (n < 0) {
+        end_with(r, SPR_FAILED, n);
+        return -1;
+    }
+    size_t bytes = 0;
+    for (int off = 0, i = 0; i < count; i++) {
+        const spr_msg *m = (const spr_msg *)(cur->data + cur->used + off);
+        bytes += (size_t)m->data_len;
+        off += (int)m->size;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&r->lock);
+    r->st.last_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    if (r->st.received == 0)
+        r->st.first_at = r->st.last_at;
+    cur->used += (size_t)used;
+    r->st.received += (unsigned long long)count;
+    r->st.backlog_messages += (size_t)count;
+    r->st.backlog_bytes += bytes;
+    if (r->st.backlog_messages > r->st.peak_messages)
+        r->st.peak_messages = r->st.backlog_messages;
+    if (r->st.backlog_bytes > r->st.peak_bytes)
+        r->st.peak_bytes = r->st.backlog_bytes;
+    update_ready(r);
+    int over = r->on_overflow == SPR_OVERFLOW_DISCONNECT && r->max_backlog &&
+               r->st.backlog_bytes > r->max_backlog;
+    pthread_mutex_unlock(&r->lock);
+    if (over) {
+        /* Never a silent drop: stop here, leave the daemon cleanly, and let
+         * the consumer see the overflow after what is queued. */
+        r->lib.disconnect(r->mbox);
+        end_with(r, SPR_OVERFLOWED, 0);
+        return -1;
+    }
+    return 1;
+}
+
+/* May the receiver take more now? Under r->lock. */
+static int may_produce(const spr_receiver *r)
+{
+    return r->st.state == SPR_RUNNING &&
+           !(r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
+             r->st.backlog_bytes >= r->max_backlog);
+}
+
 static void *drain(void *arg)
 {
     spr_receiver *r = arg;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the application */
-
-    int max_groups = FIRST_GROUPS;
-    char(*groups)[MAX_GROUP_NAME] = malloc((size_t)max_groups * MAX_GROUP_NAME);
-    spr_block *cur = r->tail;
-    size_t need_room = MIN_ROOM;
-    if (!groups) {
-        end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
-        return NULL;
-    }
     if (r->lib.readahead)
         r->lib.readahead(r->mbox, READAHEAD);
     for (;;) {
@@ -174,94 +269,42 @@ static void *drain(void *arg)
         while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
                r->st.backlog_bytes >= r->max_backlog && !r->closing)
             pthread_cond_wait(&r->space, &r->lock);
-        int closing = r->closing;
+        int closing = r->closing, running = r->st.state == SPR_RUNNING;
         pthread_mutex_unlock(&r->lock);
+        if (!running)
+            break;
         /* Closing: first queue what read-ahead buffered, so that the socket
          * is left at a message boundary for whoever reads it next. */
         if (closing && !(r->lib.pending && r->lib.pending(r->mbox) > 0))
             break;
-
-        if (cur->size - cur->used < need_room) {
-            spr_block *b = block_new(r, need_room);
-            if (!b) {
-                end_with(r, SPR_FAILED, ILLEGAL_MESSAGE);
-                break;
-            }
-            pthread_mutex_lock(&r->lock);
-            cur->next = b; /* seals cur: nothing more is written to it */
-            r->tail = b;
-            pthread_mutex_unlock(&r->lock);
-            cur = b;
-            need_room = MIN_ROOM;
-        }
         /* With read-ahead, buffered messages need no wait (and no poll). */
         if (!(r->lib.pending && r->lib.pending(r->mbox) > 0) && !wait_for_data(r))
             break;
-
-        /* Receive straight into the block: many records per call from our
-         * library, else one message at a time through SP_receive. */
-        size_t room = cur->size - cur->used;
-        int count = 0, used = 0, n;
-        if (r->lib.records) {
-            n = r->lib.records(r->mbox, cur->data + cur->used,
-                               room > 0x7fffffff ? 0x7fffffff : (int)room, &used);
-            if (n == BUFFER_TOO_SHORT) {
-                need_room = (size_t)(-used);
-                continue; /* still pending: take it into a larger block */
-            }
-            count = n;
-        } else {
-            n = receive_one(r, (spr_msg *)(cur->data + cur->used), room, &groups, &max_groups,
-                            &need_room);
-            if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT)
-                continue;
-            if (n >= 0) {
-                count = 1;
-                used = (int)((spr_msg *)(cur->data + cur->used))->size;
-            }
-        }
-        if (n == -1000) /* SPX_INTERRUPTED: nothing consumed */
-            continue;
-        if (n < 0) {
-            end_with(r, SPR_FAILED, n);
+        pthread_mutex_lock(&r->produce_lock);
+        /* A consumer may have taken the data meanwhile: never wait for the
+         * next message here, where close() could not wake us. */
+        int res = data_waiting(r) ? produce(r) : 0;
+        pthread_mutex_unlock(&r->produce_lock);
+        if (res < 0)
             break;
-        }
-        size_t bytes = 0;
-        for (int off = 0, i = 0; i < count; i++) {
-            const spr_msg *m = (const spr_msg *)(cur->data + cur->used + off);
-            bytes += (size_t)m->data_len;
-            off += (int)m->size;
-        }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        pthread_mutex_lock(&r->lock);
-        r->st.last_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-        if (r->st.received == 0)
-            r->st.first_at = r->st.last_at;
-        cur->used += (size_t)used;
-        r->st.received += (unsigned long long)count;
-        r->st.backlog_messages += (size_t)count;
-        r->st.backlog_bytes += bytes;
-        if (r->st.backlog_messages > r->st.peak_messages)
-            r->st.peak_messages = r->st.backlog_messages;
-        if (r->st.backlog_bytes > r->st.peak_bytes)
-            r->st.peak_bytes = r->st.backlog_bytes;
-        update_ready(r);
-        int over = r->on_overflow == SPR_OVERFLOW_DISCONNECT && r->max_backlog &&
-                   r->st.backlog_bytes > r->max_backlog;
-        pthread_mutex_unlock(&r->lock);
-        if (over) {
-            /* Never a silent drop: stop here, leave the daemon cleanly, and
-             * let the consumer see the overflow after what is queued. */
-            r->lib.disconnect(r->mbox);
-            end_with(r, SPR_OVERFLOWED, 0);
-            break;
-        }
     }
-    free(groups);
     if (r->lib.readahead)
         r->lib.readahead(r->mbox, 0);
     return NULL;
+}
+
+int spr_help(spr_receiver *r)
+{
+    int took = 0;
+    if (pthread_mutex_trylock(&r->produce_lock) != 0)
+        return 0; /* the drain thread is at it */
+    pthread_mutex_lock(&r->lock);
+    int ok = may_produce(r) && !r->closing && r->thread_running;
+    pthread_mutex_unlock(&r->lock);
+    if (ok && data_waiting(r))
+        took = produce(r) > 0;
+    pthread_mutex_unlock(&r->produce_lock);
+    return took;
 }
 
 spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
@@ -280,8 +323,12 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->space, NULL);
+    pthread_mutex_init(&r->produce_lock, NULL);
+    r->max_groups = FIRST_GROUPS;
+    r->need_room = MIN_ROOM;
+    r->groups = malloc((size_t)r->max_groups * MAX_GROUP_NAME);
     r->head = r->tail = block_new(r, BLOCK_SIZE);
-    if (r->ready_fd < 0 || r->wake_fd < 0 || !r->head) {
+    if (r->ready_fd < 0 || r->wake_fd < 0 || !r->head || !r->groups) {
         *err = r->head ? errno : ENOMEM;
         spr_free(r);
         return NULL;
@@ -419,5 +466,7 @@ void spr_free(spr_receiver *r)
         close(r->wake_fd);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->space);
+    pthread_mutex_destroy(&r->produce_lock);
+    free(r->groups);
     free(r);
 }

@@ -70,6 +70,10 @@ int spr_fileno(const spr_receiver *r);
 /* Waits for a message or an end: 1 ready, 0 time-out, -1 interrupted (EINTR).
  * timeout_ms < 0 waits forever. */
 int spr_wait(spr_receiver *r, int timeout_ms);
+/* A consumer's offer to take waiting messages off the socket itself, when the
+ * drain thread is not at it (it may be waiting for a CPU). Never waits for a
+ * message to arrive. Returns 1 if it queued some. */
+int spr_help(spr_receiver *r);
 /* Up to max queued messages in order, without removing them. */
 int spr_peek(spr_receiver *r, const spr_msg **out, int max);
 /* Removes the first n messages (all previously peeked). */

@@ -10,6 +10,7 @@ import weakref
 from ._errors import BacklogOverflow, Empty, ReceiverClosed
 
 DEF BATCH_PEEK = 256
+DEF HELP_EVERY = 64
 
 cdef object _live_receivers = weakref.WeakSet()
 
@@ -44,6 +45,7 @@ cdef class ThreadedReceiver:
     """
     cdef spr_receiver *_r
     cdef PyThread_type_lock _consumer
+    cdef int _since_help              # messages taken since the consumer last helped
     cdef readonly Mailbox mailbox
     cdef bint _closed
     cdef object __weakref__
@@ -194,6 +196,13 @@ cdef class ThreadedReceiver:
         out = []
         self._lock()
         try:
+            # If the drain thread waits for a CPU while this one runs, take what
+            # the socket holds from here (at most every HELP_EVERY messages, and
+            # whenever the queue has run dry), so the daemon still sees a reader.
+            if self._since_help >= HELP_EVERY or spr_peek(self._r, ms, 1) == 0:
+                self._since_help = 0
+                with nogil:
+                    spr_help(self._r)
             while max_messages > 0:
                 n = spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
                 if n == 0:
@@ -207,6 +216,7 @@ cdef class ThreadedReceiver:
                         return out  # the error comes back on the next call
                     raise
                 spr_consume(self._r, n)
+                self._since_help += n
                 if not out:
                     out = chunk
                 else:

@@ -169,6 +169,7 @@ cdef extern from "receiver.h" nogil:
                             int on_overflow, int *err)
     int spr_fileno(const spr_receiver *r)
     int spr_wait(spr_receiver *r, int timeout_ms)
+    int spr_help(spr_receiver *r)
     int spr_peek(spr_receiver *r, const spr_msg **out, int max)
     void spr_consume(spr_receiver *r, int n)
     void spr_get_stats(spr_receiver *r, spr_stats *out)
