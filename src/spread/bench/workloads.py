@@ -118,6 +118,10 @@ def two_process(address: str, size: int, count: int, receiver: str) -> dict:
     sent = worker_result(tx, 120)
     got = worker_result(rx, 120)
     got["sent"] = sent.get("sent", 0)
+    # A worker that failed outright counts as a receiver that did not make it.
+    got.setdefault("rate", 0.0)
+    got.setdefault("drain_rate", None)
+    got.setdefault("killed", True)
     return got
 
 
@@ -165,6 +169,7 @@ def slow_reader(address: str, count: int, sleepy: int, threaded: bool) -> dict:
     got = worker_result(rx, 120)
     got["sent"] = sent
     got["lost"] = sent - got.get("messages", 0)
+    got.setdefault("killed", True)
     return got
 
 
