@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 import spread
-from spread import _core
+from spread._backend import core as _core
 from spread.testing import EmbeddedDaemon
 
 GROUP = "icount"

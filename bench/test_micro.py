@@ -5,7 +5,7 @@ import time
 import pytest
 
 import spread
-from spread import _core
+from spread._backend import core as _core
 
 from conftest import SIZES
 

@@ -17,7 +17,7 @@ import struct
 import pytest
 
 import spread
-from spread import _core
+from spread._backend import core as _core
 from vectors import (HANDSHAKE_UNITS, STEP_TIMEOUT, AcceptInBackground, Record,
                      ScriptedDaemon, all_names, is_api_client, load, records_of,
                      synthetic_handshake)

@@ -5,29 +5,28 @@ Mailbox with join, leave, multicast, multigroup_multicast, receive, poll,
 fileno and disconnect; received messages are RegularMsg or MembershipMsg.
 """
 
-from . import _core
-from ._core import (  # noqa: F401  (the classic module surface)
-    DEFAULT_BUFFER_SIZE,
-    DEFAULT_GROUPS_SIZE,
-    GroupId,
-    Mailbox,
-    MailboxType,
-    MembershipMsg,
-    MembershipMsgType,
-    RegularMsg,
-    RegularMsgType,
-    ThreadedReceiver,
-    connect,
-    error_text,
-    version,
-)
+from ._backend import core as _core
+from ._backend import name as backend
+
+DEFAULT_BUFFER_SIZE = _core.DEFAULT_BUFFER_SIZE
+DEFAULT_GROUPS_SIZE = _core.DEFAULT_GROUPS_SIZE
+GroupId = _core.GroupId
+Mailbox = _core.Mailbox
+MembershipMsg = _core.MembershipMsg
+RegularMsg = _core.RegularMsg
+ThreadedReceiver = _core.ThreadedReceiver
+connect = _core.connect
+error_text = _core.error_text
+version = _core.version
+MailboxType = Mailbox
+RegularMsgType = RegularMsg
+MembershipMsgType = MembershipMsg
 from ._constants import *  # noqa: F401,F403
 from ._constants import __all__ as _constant_names
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _error_names
 
 __version__ = "0.1.0"
-backend = "cython"
 
 __all__ = [
     "connect",

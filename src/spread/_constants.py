@@ -1,10 +1,10 @@
 """The sp.h constants under their classic names, with values from sp.h.
 
-The names are declared once, in libspread.pxd; the compiled backend takes
-their values from native/include/sp.h at build time.
+The values come from native/include/sp.h through the backend (compiled into
+it at build time).
 """
 
-from . import _core
+from ._backend import core as _core
 
 # Everything upper-case and integral in the backend is an sp.h constant, except
 # the two buffer sizes the classic wrapper added (exported by __init__).

@@ -10,7 +10,7 @@ import threading
 import time
 
 import spread
-from spread import _core
+from spread._backend import core as _core
 from spread.bench.workloads import END, SVC
 
 

@@ -12,7 +12,7 @@ import time
 import uuid
 
 import spread
-from spread import _core
+from spread._backend import core as _core
 
 SVC = spread.RELIABLE_MESS
 END = 99          # msg_type that ends a two-process run

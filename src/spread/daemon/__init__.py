@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import threading
 
-from .._core import LOG_LEVELS, NativeDaemon
+from .._backend import core as _core
+
+LOG_LEVELS = _core.LOG_LEVELS
+NativeDaemon = _core.NativeDaemon
 
 __all__ = ["Daemon", "DaemonAddresses", "LOG_LEVELS"]
 

@@ -10,7 +10,10 @@ import os
 import signal
 import sys
 
-from .._core import LOG_LEVELS, NativeDaemon
+from .._backend import core as _core
+
+LOG_LEVELS = _core.LOG_LEVELS
+NativeDaemon = _core.NativeDaemon
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
