@@ -1,23 +1,18 @@
 """Builds the Cython extension with our native client library (native/)
 compiled statically into it: `pip install .` is the whole install."""
 
-from glob import glob
+import sys
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-NATIVE_SOURCES = [
-    "native/wire.c",
-    "native/receiver.c",
-    "native/bench.c",
-    *sorted(glob("native/client/*.c")),
-    *sorted(f for f in glob("native/daemon/*.c") if not f.endswith("main.c")),
-]
+sys.path.insert(0, "src/spread")
+from _cffi_build import INCLUDE_DIRS, NATIVE_SOURCES  # noqa: E402  (one list for both)
 
 core = Extension(
     "spread._core",
     sources=["src/spread/_core.pyx", *NATIVE_SOURCES],
-    include_dirs=["native/include", "native", "native/daemon"],
+    include_dirs=INCLUDE_DIRS,
     extra_compile_args=["-D_GNU_SOURCE"],
 )
 
@@ -26,4 +21,6 @@ setup(
         [core],
         compiler_directives={"language_level": "3"},
     ),
+    # The cffi backend's module, built from the same native sources.
+    cffi_modules=["src/spread/_cffi_build.py:ffibuilder"],
 )

@@ -6,13 +6,6 @@ it at build time).
 
 from ._backend import core as _core
 
-# Everything upper-case and integral in the backend is an sp.h constant, except
-# the two buffer sizes the classic wrapper added (exported by __init__).
-_WRAPPER_ONLY = {"DEFAULT_BUFFER_SIZE", "DEFAULT_GROUPS_SIZE"}
-NAMES = tuple(
-    name
-    for name, value in vars(_core).items()
-    if name.isupper() and type(value) is int and name not in _WRAPPER_ONLY
-)
+from ._names import SP_CONSTANTS as NAMES
 __all__ = list(NAMES)
 globals().update({name: getattr(_core, name) for name in NAMES})

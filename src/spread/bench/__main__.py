@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,6 +29,8 @@ def parse_args(argv):
     p.add_argument("--plot", metavar="FILE.png", help="draw throughput and latency (matplotlib)")
     p.add_argument("--only", help="workloads to run, comma separated: "
                                   "mcast,self,2proc,rtt,slow (default all)")
+    p.add_argument("--backend", choices=["cython", "cffi"],
+                   help="the binding's backend to measure (default: what import spread picks)")
     return p.parse_args(argv)
 
 
@@ -239,6 +242,11 @@ def plot(raw, sizes, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.backend and args.backend != spread.backend:
+        # The backend is chosen at import: run again with it (workers inherit it).
+        os.environ["SPREAD_BACKEND"] = args.backend
+        os.execv(sys.executable, [sys.executable, "-m", "spread.bench",
+                                  *(sys.argv[1:] if argv is None else argv)])
     sizes, cfg, steps = plan(args)
     daemon = ExternalDaemon(args.daemon) if args.daemon else EmbeddedDaemon(log_level="error")
     raw: dict = {}

@@ -1,0 +1,885 @@
+"""The cffi backend: the same public surface as the Cython module (_core),
+over spread._cffi_native, which cffi builds in out-of-line API mode from the
+same native/ sources. cffi releases the GIL around every C call, so blocking
+calls never hold it. Used on PyPy, or with SPREAD_BACKEND=cffi.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+
+from ._cffi_native import ffi, lib
+from ._names import SP_CONSTANTS
+from ._errors import BacklogOverflow, Empty, ReceiverClosed, error_class
+
+SLOT = 32
+MAX_GROUPS = 100
+MAX_BODY = 143952  # payload + 32 * groups above this gets a connection killed by any daemon
+FIRST_BUFFER = 16384
+FIRST_GROUPS = 16
+BATCH_PEEK = 256
+HELP_EVERY = 64
+NAME_ENCODING = "utf-8"
+
+DEFAULT_BUFFER_SIZE = 10000
+DEFAULT_GROUPS_SIZE = 10
+
+# The sp.h constants under their classic names (internal ones stay in lib).
+globals().update({n: getattr(lib, n) for n in SP_CONSTANTS})
+_MEMBERSHIP_CAUSES = (lib.CAUSED_BY_JOIN | lib.CAUSED_BY_LEAVE | lib.CAUSED_BY_DISCONNECT |
+                      lib.CAUSED_BY_NETWORK)
+_CHANGE_CAUSES = lib.CAUSED_BY_JOIN | lib.CAUSED_BY_LEAVE | lib.CAUSED_BY_DISCONNECT
+
+
+def _signed(value: int) -> int:
+    """sp.h's int constants (ENDIAN_RESERVED is 0x80000080) as C ints."""
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+globals().update({n: _signed(globals()[n]) for n in SP_CONSTANTS})
+
+
+def error_text(code: int) -> str:
+    """The Spread library's text for an error code (what SP_error prints)."""
+    return ffi.string(lib.SPX_error_text(code)).decode("ascii")
+
+
+def _raise(code: int, where: str | None = None):
+    text = error_text(code)
+    raise error_class(code)(code, f"{where}: {text}" if where else text)
+
+
+def _to_bytes(name, what: str) -> bytes:
+    if type(name) is bytes:
+        b = name
+    elif isinstance(name, str):
+        b = name.encode(NAME_ENCODING, "surrogateescape")
+    elif isinstance(name, (bytes, bytearray, memoryview)):
+        b = bytes(name)
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(name).__name__}")
+    if b"\0" in b:
+        raise ValueError(f"{what} must not contain NUL characters: {name!r}")
+    return b
+
+
+def _group_bytes(group) -> bytes:
+    b = _to_bytes(group, "group name")
+    if not b:
+        raise ValueError("group name must not be empty")
+    if len(b) > SLOT - 1:
+        raise ValueError(f"group name longer than {SLOT - 1} bytes: {group!r}")
+    return b
+
+
+def _slot(raw: bytes, as_bytes: bool):
+    name = raw.split(b"\0", 1)[0]
+    return name if as_bytes else name.decode(NAME_ENCODING, "surrogateescape")
+
+
+def _slots(buf, n: int, as_bytes: bool) -> tuple:
+    raw = ffi.buffer(buf, n * SLOT)[:]
+    return tuple(_slot(raw[i * SLOT:(i + 1) * SLOT], as_bytes) for i in range(n))
+
+
+class GroupId:
+    """A group id: opaque, compared with ``==`` and ``!=``, hashable."""
+
+    __slots__ = ("_id",)
+
+    def __eq__(self, other):
+        if not isinstance(other, GroupId):
+            return NotImplemented
+        return self._id == other._id
+
+    def __ne__(self, other):
+        if not isinstance(other, GroupId):
+            return NotImplemented
+        return self._id != other._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return "<group_id %08X:%08X:%08X>" % tuple(v & 0xFFFFFFFF for v in self._id)
+
+    @property
+    def id(self):
+        """The three 32-bit integers: (daemon address, membership time, counter)."""
+        return self._id
+
+
+def _group_id(gid) -> GroupId:
+    g = GroupId.__new__(GroupId)
+    g._id = (gid.id[0], gid.id[1], gid.id[2])
+    return g
+
+
+class RegularMsg:
+    """A data message (or a reject of one of our requests, see service_type)."""
+
+    __slots__ = ("sender", "groups", "message", "msg_type", "endian", "service_type")
+
+    def __repr__(self):
+        return (f"<RegularMsg sender={self.sender!r} groups={self.groups!r} "
+                f"msg_type={self.msg_type} len={len(self.message)}>")
+
+
+class MembershipMsg:
+    """A membership notice for a group we belong to."""
+
+    __slots__ = ("reason", "msg_subtype", "service_type", "group", "group_id", "members",
+                 "extra", "orig_members", "changed_member")
+
+    def __repr__(self):
+        return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
+                f"members={self.members!r} changed_member={self.changed_member!r}>")
+
+
+def _read_vs_sets(body, capacity: int, as_bytes: bool):
+    """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
+    sets = ffi.new("vs_set_info[]", max(capacity, 1))
+    mine = ffi.new("unsigned int *")
+    k = lib.SP_get_vs_sets_info(body, sets, capacity, mine)
+    if k < 0:
+        return k
+    result = []
+    for i in range(k):
+        n = sets[i].num_members
+        names = ffi.new("char[][32]", max(n, 1))
+        got = lib.SP_get_vs_set_members(body, ffi.addressof(sets, i), names, n)
+        if got < 0:
+            return got
+        result.append((n, sets[i].members_offset, _slots(names, got, as_bytes)))
+    return k, mine[0], result
+
+
+def _message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
+    """The message object for one received message (from any source)."""
+    as_bytes = mbox._bytes_names
+    if (svc & lib.MEMBERSHIP_MESS) and not (svc & lib.REJECT_MESS):
+        m = MembershipMsg()
+        m.service_type = svc
+        m.reason = svc & _MEMBERSHIP_CAUSES
+        m.msg_subtype = svc & (lib.REG_MEMB_MESS | lib.TRANSITION_MESS)
+        m.group = mbox._sender(sender)
+        m.members = _slots(groups, num_groups, as_bytes)
+        m.extra = ()
+        m.orig_members = ()
+        m.group_id = None
+        m.changed_member = None
+        if (svc & lib.CAUSED_BY_LEAVE) and not (svc & (lib.REG_MEMB_MESS | lib.TRANSITION_MESS)):
+            return m  # our own leave
+        info = ffi.new("membership_info *")
+        lib.SP_get_memb_info(data, svc, info)
+        m.group_id = _group_id(info.gid)
+        if not svc & lib.REG_MEMB_MESS:
+            return m
+        if svc & _CHANGE_CAUSES:
+            m.changed_member = _slot(ffi.buffer(info.changed_member, SLOT)[:], as_bytes)
+        r = _read_vs_sets(data, info.num_vs_sets, as_bytes)
+        if isinstance(r, int):
+            _raise(r, "membership vs-sets")
+        m.orig_members = tuple(names for _, _, names in r[2])
+        if 0 <= r[1] < len(m.orig_members):
+            m.extra = m.orig_members[r[1]]
+        return m
+    msg = RegularMsg()
+    msg.sender = mbox._sender(sender)
+    msg.groups = mbox._group_tuple(groups, num_groups)
+    msg.message = ffi.buffer(data, n)[:]
+    msg.msg_type = mess_type
+    msg.endian = endian
+    msg.service_type = svc
+    return msg
+
+
+class Mailbox:
+    """A connection to a Spread daemon; made by :func:`connect`."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Mailbox objects are made by spread.connect()")
+
+    def _setup(self, mbox: int, private_group: bytes, bytes_names: bool) -> None:
+        self._mbox = mbox
+        self._closed = False
+        self._released = True
+        self._active = 0
+        self._bytes_names = bytes_names
+        self._buf = ffi.new("char[]", FIRST_BUFFER)
+        self._groups = ffi.new("char[][32]", FIRST_GROUPS)
+        self._busy = False
+        self._last_sender = None
+        self._last_groups = None
+        self._receiver = None
+        self._lock = threading.Lock()  # guards _active / _closed across threads
+        self._released = lib.SPX_hold(mbox) != 0
+        lib.SPX_set_interruptible(mbox, 1)
+        self._private_group = (private_group if bytes_names else
+                               private_group.decode(NAME_ENCODING, "surrogateescape"))
+
+    @property
+    def private_group(self):
+        """This connection's private group name, e.g. '#alice#localhost'."""
+        return self._private_group
+
+    def __del__(self):
+        if getattr(self, "_mbox", None) is None:
+            return
+        if not self._closed:
+            lib.SP_disconnect(self._mbox)
+        if not self._released:
+            lib.SPX_release(self._mbox)
+
+    # -- bookkeeping -------------------------------------------------------
+    def _enter(self, what: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise error_class(lib.ILLEGAL_SESSION)(
+                    lib.ILLEGAL_SESSION, f"{what}() called on closed mbox")
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            release = self._closed and self._active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            lib.SPX_release(self._mbox)
+
+    @property
+    def closed(self):
+        """True once disconnect() (or kill()) has been called."""
+        return self._closed
+
+    def _attached(self):
+        rx = self._receiver
+        if rx is None:
+            return None
+        if rx._drained_and_closed():
+            self._receiver = None
+            return None
+        return rx
+
+    def start_receiver(self, **options):
+        """Starts a ThreadedReceiver on this mailbox and returns it. From then
+        on receive(), poll() and fileno() work through its queue."""
+        return ThreadedReceiver(self, **options)
+
+    def fileno(self):
+        """The socket descriptor, for select() and event loops (with a
+        receiver attached: a descriptor readable while messages are queued)."""
+        rx = self._attached()
+        return rx.fileno() if rx is not None else self._mbox
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"fd={self._mbox}"
+        return f"<spread.Mailbox {self.private_group!r} {state}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
+        return False
+
+    # -- connection ----------------------------------------------------------
+    def disconnect(self):
+        """Leaves every group and closes the connection; safe to call twice."""
+        self._close(True)
+
+    def kill(self):
+        """Closes the connection without a disconnect request (SP_kill)."""
+        self._close(False)
+
+    def _close(self, polite: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._receiver is not None:
+            self._receiver.close()
+        if polite:
+            lib.SP_disconnect(self._mbox)
+        else:
+            lib.SP_kill(self._mbox)
+        with self._lock:
+            release = self._active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            lib.SPX_release(self._mbox)
+
+    def join(self, group):
+        """Joins a group; membership notices follow as messages."""
+        self._membership_request(group, True)
+
+    def leave(self, group):
+        """Leaves a group."""
+        self._membership_request(group, False)
+
+    def _membership_request(self, group, join: bool) -> None:
+        g = _to_bytes(group, "group name")
+        what = "join" if join else "leave"
+        self._enter(what)
+        try:
+            r = lib.SP_join(self._mbox, g) if join else lib.SP_leave(self._mbox, g)
+        finally:
+            self._leave()
+        if r < 0:
+            _raise(r, f"{what}({group!r})")
+
+    def poll(self):
+        """The number of bytes waiting to be read (0 when none)."""
+        rx = self._attached()
+        if rx is not None:
+            return rx._poll_bytes()
+        self._enter("poll")
+        try:
+            r = lib.SP_poll(self._mbox)
+        finally:
+            self._leave()
+        if r < 0:
+            _raise(r, "poll()")
+        return r
+
+    # -- sending ---------------------------------------------------------------
+    @staticmethod
+    def _payload_arg(data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if type(data) is bytes:
+            return data, len(data)
+        buf = ffi.from_buffer(data)
+        return buf, len(buf)
+
+    def multicast(self, service_type, group, data, msg_type=0):
+        """Sends data to a group (or a private group); returns its length."""
+        g = _group_bytes(group)
+        if not -32768 <= msg_type <= 65535:
+            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        p, n = self._payload_arg(data)
+        if n + SLOT > MAX_BODY:
+            _raise(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+        self._enter("multicast")
+        try:
+            r = lib.SP_multicast(self._mbox, service_type, g, _int16(msg_type), n, p)
+        finally:
+            self._leave()
+        if r < 0:
+            _raise(r, "multicast()")
+        return r
+
+    def multigroup_multicast(self, service_type, groups, data, msg_type=0):
+        """Sends one message to several groups (each receiver gets one copy)."""
+        if isinstance(groups, (str, bytes)):
+            raise TypeError("groups must be a sequence of group names, not a single name")
+        names = [_group_bytes(g) for g in groups]
+        if len(names) > MAX_GROUPS:
+            raise ValueError(f"at most {MAX_GROUPS} groups per message")
+        if not names:
+            raise ValueError("groups must name at least one group")
+        if not -32768 <= msg_type <= 65535:
+            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        slots = ffi.new("char[][32]", len(names))
+        for i, name in enumerate(names):
+            ffi.memmove(slots[i], name, len(name))
+        p, n = self._payload_arg(data)
+        if n + SLOT * len(names) > MAX_BODY:
+            _raise(lib.MESSAGE_TOO_LONG,
+                   f"multigroup_multicast() of {n} bytes to {len(names)} groups")
+        self._enter("multigroup_multicast")
+        try:
+            r = lib.SP_multigroup_multicast(self._mbox, service_type, len(names), slots,
+                                            _int16(msg_type), n, p)
+        finally:
+            self._leave()
+        if r < 0:
+            _raise(r, "multigroup_multicast()")
+        return r
+
+    # -- receiving -------------------------------------------------------------
+    def _sender(self, sender):
+        raw = ffi.buffer(sender, SLOT)[:]
+        last = self._last_sender
+        if last is not None and last[0] == raw:
+            return last[1]
+        obj = _slot(raw, self._bytes_names)
+        self._last_sender = (raw, obj)
+        return obj
+
+    def _group_tuple(self, groups, n):
+        raw = ffi.buffer(groups, n * SLOT)[:]
+        last = self._last_groups
+        if last is not None and last[0] == raw:
+            return last[1]
+        t = tuple(_slot(raw[i * SLOT:(i + 1) * SLOT], self._bytes_names) for i in range(n))
+        self._last_groups = (raw, t)
+        return t
+
+    def receive(self):
+        """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
+        rx = self._attached()
+        if rx is not None:
+            try:
+                return rx.get()
+            except ReceiverClosed:
+                self._receiver = None
+        self._enter("receive")
+        try:
+            own = not self._busy
+            if own:
+                self._busy = True
+                buf, groups = self._buf, self._groups
+            else:  # another thread is receiving into ours: use buffers of our own
+                buf, groups = ffi.new("char[]", FIRST_BUFFER), ffi.new("char[][32]", FIRST_GROUPS)
+            try:
+                svc = ffi.new("service *")
+                sender = ffi.new("char[32]")
+                num_groups = ffi.new("int *")
+                mess_type = ffi.new("int16 *")
+                endian = ffi.new("int *")
+                while True:
+                    svc[0] = 0
+                    n = lib.SP_receive(self._mbox, svc, sender, len(groups), num_groups, groups,
+                                       mess_type, endian, len(buf), buf)
+                    if n >= 0:
+                        return _message(self, svc[0], sender, groups, num_groups[0],
+                                        mess_type[0], endian[0], buf, n)
+                    if n == lib.SPX_INTERRUPTED:
+                        time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
+                    elif n in (lib.BUFFER_TOO_SHORT, lib.GROUPS_TOO_SHORT):
+                        if -num_groups[0] > len(groups):
+                            groups = ffi.new("char[][32]", -num_groups[0])
+                        if -endian[0] > len(buf):
+                            buf = ffi.new("char[]", -endian[0])
+                        if own:
+                            self._buf, self._groups = buf, groups
+                    else:
+                        _raise(n, "receive()")
+            finally:
+                if own:
+                    self._busy = False
+        finally:
+            self._leave()
+
+    def _receive_raw(self, max_groups, max_len, service_in=0):
+        """SP_receive with caller-sized buffers, for tests of the C semantics."""
+        svc = ffi.new("service *", service_in)
+        sender = ffi.new("char[32]")
+        num_groups = ffi.new("int *")
+        mess_type = ffi.new("int16 *")
+        endian = ffi.new("int *")
+        groups = ffi.new("char[][32]", max(max_groups, 1))
+        buf = ffi.new("char[]", max(max_len, 1))
+        self._enter("receive")
+        try:
+            r = lib.SP_receive(self._mbox, svc, sender, max_groups, num_groups, groups,
+                               mess_type, endian, max_len, buf)
+        finally:
+            self._leave()
+        kept = (min(abs(num_groups[0]), max_groups)
+                if r >= 0 or r == lib.BUFFER_TOO_SHORT else 0)
+        stored = (r if r >= 0 else
+                  (max_len if r == lib.BUFFER_TOO_SHORT and service_in & lib.DROP_RECV else 0))
+        return (r, svc[0], _slot(ffi.buffer(sender, SLOT)[:], True), num_groups[0],
+                list(_slots(groups, kept, True)), mess_type[0], endian[0],
+                ffi.buffer(buf, min(stored, max_len))[:])
+
+
+def _int16(value: int) -> int:
+    return value - 65536 if value > 32767 else value
+
+
+def _memb_info(service_type, body):
+    """SP_get_memb_info over a received body, as a dict (for tests)."""
+    info = ffi.new("membership_info *")
+    r = lib.SP_get_memb_info(body, service_type, info)
+    if r < 0:
+        return {"ret": r}
+    return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
+            "changed_member": _slot(ffi.buffer(info.changed_member, SLOT)[:], True)
+            .decode("ascii", "replace"),
+            "num_vs_sets": info.num_vs_sets,
+            "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
+
+
+def _vs_sets_info(body, capacity):
+    """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
+    r = _read_vs_sets(body, capacity, True)
+    if isinstance(r, int):
+        return {"ret": r}
+    return {"ret": r[0], "my_vs_set_index": r[1],
+            "sets": [{"num_members": n, "members_offset": off, "members": list(names)}
+                     for n, off, names in r[2]]}
+
+
+def connect(daemon=None, name="", priority=0, membership=1, *, bytes_names=False,
+            timeout=None):
+    """Connects to a Spread daemon and returns a Mailbox (see the Cython
+    backend's docstring: the arguments are the same)."""
+    d = _to_bytes(daemon if daemon is not None else "4803", "daemon")
+    nm = _to_bytes(name if name is not None else "", "name")
+    if len(nm) > lib.MAX_PRIVATE_NAME:
+        raise ValueError(f"private name longer than {lib.MAX_PRIVATE_NAME} bytes: {name!r}")
+    if not isinstance(priority, int):
+        raise TypeError("priority must be an int")
+    mbox = ffi.new("mailbox *", -1)
+    group = ffi.new("char[32]")
+    want = 1 if membership else 0
+    if timeout is None:
+        r = lib.SP_connect(d, nm, priority, want, mbox, group)
+    else:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        t = ffi.new("sp_time *")
+        t.sec = int(timeout)
+        t.usec = int((timeout - t.sec) * 1000000) or (0 if t.sec else 1)
+        r = lib.SP_connect_timeout(d, nm, priority, want, mbox, group, t[0])
+    if r != lib.ACCEPT_SESSION:
+        _raise(r, f"connect({daemon!r})" if daemon is not None else "connect()")
+    mb = Mailbox.__new__(Mailbox)
+    mb._mbox = None  # until set up, nothing to close in __del__
+    mb._setup(mbox[0], ffi.string(group), bool(bytes_names))
+    return mb
+
+
+def version():
+    """The Spread protocol version of the library: (major, minor, patch)."""
+    v = ffi.new("int[3]")
+    lib.SP_version(v, v + 1, v + 2)
+    return (v[0], v[1], v[2])
+
+
+# -- the background receiver ---------------------------------------------------------
+
+_live_receivers: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_receivers():
+    for rx in list(_live_receivers):
+        rx.close()
+
+
+def _native_library():
+    libs = ffi.new("spr_library *")
+    for field, fn in (("receive", "SP_receive"), ("disconnect", "SP_disconnect"),
+                      ("hold", "SPX_hold"), ("release", "SPX_release"),
+                      ("readahead", "SPX_set_readahead"), ("pending", "SPX_pending"),
+                      ("records", "SPX_receive_records")):
+        setattr(libs, field, ffi.addressof(lib, fn))
+    return libs
+
+
+class ThreadedReceiver:
+    """Drains a mailbox in a background thread so the daemon never sees a
+    slow reader; take messages with get(), get_batch() or iteration."""
+
+    def __init__(self, mailbox, *, max_backlog_bytes=None, on_overflow="disconnect"):
+        if not isinstance(mailbox, Mailbox):
+            raise TypeError("ThreadedReceiver needs a spread Mailbox")
+        if on_overflow not in ("disconnect", "block"):
+            raise ValueError(f'on_overflow must be "disconnect" or "block", not {on_overflow!r}')
+        policy = lib.SPR_OVERFLOW_DISCONNECT if on_overflow == "disconnect" else \
+            lib.SPR_OVERFLOW_BLOCK
+        limit = 0
+        if max_backlog_bytes is not None:
+            if max_backlog_bytes <= 0:
+                raise ValueError("max_backlog_bytes must be positive (or None)")
+            limit = max_backlog_bytes
+        self._r = ffi.NULL
+        self._closed = False
+        self._consumer = threading.Lock()
+        self._since_help = 0
+        mailbox._enter("start_receiver")
+        try:
+            if mailbox._receiver is not None:
+                raise ValueError("this mailbox already has a receiver")
+            self._libs = _native_library()  # kept alive as long as the thread runs
+            err = ffi.new("int *")
+            r = lib.spr_start(mailbox._mbox, self._libs, limit, policy, err)
+            if r == ffi.NULL:
+                raise OSError(err[0], f"cannot start the receiver: {os.strerror(err[0])}")
+            self._r = r
+            self._mailbox = mailbox
+            mailbox._receiver = self
+        finally:
+            mailbox._leave()
+        _live_receivers.add(self)
+
+    def __del__(self):
+        if getattr(self, "_r", ffi.NULL) != ffi.NULL:
+            lib.spr_free(self._r)
+            self._r = ffi.NULL
+
+    def close(self):
+        """Stops the thread, even while it waits in receive. Queued messages
+        stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        lib.spr_close(self._r)
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def mailbox(self):
+        """The mailbox this receiver drains."""
+        return self._mailbox
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def fileno(self):
+        """A descriptor readable exactly while messages are queued."""
+        return lib.spr_fileno(self._r)
+
+    def _stats(self):
+        st = ffi.new("spr_stats *")
+        lib.spr_get_stats(self._r, st)
+        return st
+
+    def qsize(self):
+        """The number of messages queued."""
+        return self._stats().backlog_messages
+
+    @property
+    def backlog_bytes(self):
+        """Payload bytes queued."""
+        return self._stats().backlog_bytes
+
+    @property
+    def stats(self):
+        """Counters: received, delivered, backlog, peak backlog, drain rate."""
+        st = self._stats()
+        span = st.last_at - st.first_at
+        return {"received": st.received, "delivered": st.delivered,
+                "backlog_messages": st.backlog_messages, "backlog_bytes": st.backlog_bytes,
+                "peak_backlog_messages": st.peak_messages, "peak_backlog_bytes": st.peak_bytes,
+                "drain_rate": (st.received - 1) / span if span > 0 else 0.0}
+
+    def _raise_end(self):
+        st = self._stats()
+        if st.state == lib.SPR_RUNNING:
+            return
+        if st.state == lib.SPR_FAILED:
+            _raise(st.error, "receive()")
+        if st.state == lib.SPR_OVERFLOWED:
+            self._mailbox._close(False)
+            raise BacklogOverflow(lib.CONNECTION_CLOSED,
+                                  "receiver backlog passed max_backlog_bytes; disconnected")
+        raise ReceiverClosed(lib.ILLEGAL_SESSION, "the receiver is closed and drained")
+
+    def _wait(self, timeout):
+        deadline = None
+        if timeout is not None:
+            if timeout < 0:
+                raise ValueError("timeout must be non-negative")
+            deadline = time.monotonic() + timeout
+        while True:
+            ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
+            w = lib.spr_wait(self._r, ms)
+            if w > 0:
+                return
+            if w < 0:
+                time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
+            elif deadline is not None and time.monotonic() >= deadline:
+                raise Empty()
+
+    def _take(self, max_messages):
+        out = []
+        ms = ffi.new("const spx_record *[]", BATCH_PEEK)
+        with self._consumer:
+            if self._since_help >= HELP_EVERY or lib.spr_peek(self._r, ms, 1) == 0:
+                self._since_help = 0
+                lib.spr_help(self._r)
+            mbox = self._mailbox
+            while max_messages > 0:
+                n = lib.spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
+                if n == 0:
+                    break
+                chunk = []
+                try:
+                    for i in range(n):
+                        m = ms[i]
+                        chunk.append(_message(mbox, m.service, m.sender,
+                                              lib.spx_record_groups_flat(m), m.num_groups,
+                                              m.mess_type, m.endian, lib.spx_record_data(m),
+                                              m.data_len))
+                except BaseException:
+                    if out:
+                        return out
+                    raise
+                lib.spr_consume(self._r, n)
+                self._since_help += n
+                out.extend(chunk)
+                max_messages -= n
+        return out
+
+    def get(self, timeout=None):
+        """The next message; blocks without the GIL; spread.Empty on time-out."""
+        return self.get_batch(1, timeout)[0]
+
+    def get_nowait(self):
+        """The next message, or spread.Empty at once."""
+        return self.get_batch(1, 0)[0]
+
+    def get_batch(self, max_messages, timeout=None):
+        """Up to max_messages messages (at least one), waiting like get()."""
+        if max_messages < 1:
+            raise ValueError("max_messages must be at least 1")
+        while True:
+            out = self._take(max_messages)
+            if out:
+                return out
+            self._raise_end()
+            out = self._take(max_messages)
+            if out:
+                return out
+            self._wait(timeout)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return self.get()
+        except ReceiverClosed:
+            raise StopIteration
+
+    def _drained_and_closed(self):
+        ms = ffi.new("const spx_record *[]", 1)
+        return self._stats().state == lib.SPR_CLOSED and lib.spr_peek(self._r, ms, 1) == 0
+
+    def _poll_bytes(self):
+        st = self._stats()
+        return st.backlog_bytes + 48 * st.backlog_messages
+
+
+# -- the embedded daemon ----------------------------------------------------------------
+
+LOG_LEVELS = {"quiet": lib.SPD_LOG_QUIET, "error": lib.SPD_LOG_ERROR, "info": lib.SPD_LOG_INFO,
+              "debug": lib.SPD_LOG_DEBUG}
+
+
+class NativeDaemon:
+    """Sockets bound on construction; run() serves until stop_fd is readable."""
+
+    def __init__(self, port, host="127.0.0.1", name="localhost", max_session_messages=1000,
+                 tcp=True, unix_socket=True, log_level="error"):
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {sorted(LOG_LEVELS)}")
+        if max_session_messages < 1:
+            raise ValueError("max_session_messages must be at least 1")
+        self._keep = (ffi.new("char[]", host.encode("ascii")),
+                      ffi.new("char[]", name.encode("ascii")))
+        cfg = ffi.new("spd_config *", {"port": port, "host": self._keep[0],
+                                       "name": self._keep[1],
+                                       "max_session_messages": max_session_messages,
+                                       "tcp": int(tcp), "unix_socket": int(unix_socket),
+                                       "log_level": LOG_LEVELS[log_level]})
+        err = ffi.new("char[256]")
+        self._d = lib.spd_open(cfg, err, 256)
+        if self._d == ffi.NULL:
+            raise OSError(ffi.string(err).decode("utf-8", "replace"))
+        self._port = port
+        self._running = False
+
+    @property
+    def port(self):
+        return self._port
+
+    def run(self, stop_fd):
+        """Serves until stop_fd becomes readable (GIL released throughout)."""
+        if self._d == ffi.NULL:
+            raise ValueError("daemon is closed")
+        if self._running:
+            raise RuntimeError("daemon is already running")
+        self._running = True
+        try:
+            r = lib.spd_run(self._d, stop_fd)
+        finally:
+            self._running = False
+        if r != 0:
+            raise OSError("daemon event loop failed")
+
+    def close(self):
+        """Closes every connection and the listening sockets."""
+        if self._running:
+            raise RuntimeError("stop the daemon before closing it")
+        if self._d != ffi.NULL:
+            lib.spd_close(self._d)
+            self._d = ffi.NULL
+
+    def __del__(self):
+        if getattr(self, "_d", ffi.NULL) != ffi.NULL and not self._running:
+            lib.spd_close(self._d)
+
+
+# -- the C baseline loops (spread.bench) ---------------------------------------------------
+
+def c_multicast(m, group, size, count, last_type=0):
+    """Seconds to multicast count messages of size bytes (C loop)."""
+    secs = ffi.new("double *")
+    r = lib.spb_multicast(_bench_mbox(m), _group_bytes(group), size, count, _int16(last_type),
+                          secs)
+    if r < 0:
+        _raise(r, "c_multicast")
+    return secs[0]
+
+
+def c_self(m, group, size, count, window):
+    """Seconds to send count messages to a joined group and read them back."""
+    secs = ffi.new("double *")
+    r = lib.spb_self(_bench_mbox(m), _group_bytes(group), size, count, window, secs)
+    if r < 0:
+        _raise(r, "c_self")
+    return secs[0]
+
+
+def c_receive(m, end_type):
+    """(messages, seconds first to last, error code or 0) until end_type."""
+    n, secs, err = ffi.new("long *"), ffi.new("double *"), ffi.new("int *")
+    lib.spb_receive(_bench_mbox(m), _int16(end_type), n, secs, err)
+    return n[0], secs[0], err[0]
+
+
+def c_ping(m, peer_group, size, warmup, rounds):
+    """Round-trip times in microseconds (C loop)."""
+    rtt = ffi.new("double[]", max(rounds, 1))
+    r = lib.spb_ping(_bench_mbox(m), _group_bytes(peer_group), size, warmup, rounds, rtt)
+    if r < 0:
+        _raise(r, "c_ping")
+    return list(rtt[0:rounds])
+
+
+def c_pong(m, reply_group, end_type):
+    """Echoes data messages to reply_group until end_type; returns the count."""
+    n = ffi.new("long *")
+    r = lib.spb_pong(_bench_mbox(m), _group_bytes(reply_group), _int16(end_type), n)
+    if r < 0:
+        _raise(r, "c_pong")
+    return n[0]
+
+
+def _bench_mbox(m) -> int:
+    m._enter("bench")
+    m._leave()
+    return m._mbox
+
+
+MailboxType = Mailbox
+RegularMsgType = RegularMsg
+MembershipMsgType = MembershipMsg
