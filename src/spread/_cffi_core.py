@@ -82,7 +82,7 @@ def _slot(raw: bytes, as_bytes: bool):
 
 
 def _slots(buf, n: int, as_bytes: bool) -> tuple:
-    raw = ffi.buffer(buf, n * SLOT)[:]
+    raw = ffi.unpack(ffi.cast("char *", buf), n * SLOT)
     return tuple(_slot(raw[i * SLOT:(i + 1) * SLOT], as_bytes) for i in range(n))
 
 
@@ -140,6 +140,9 @@ class MembershipMsg:
                 f"members={self.members!r} changed_member={self.changed_member!r}>")
 
 
+_new_regular = object.__new__
+
+
 def _read_vs_sets(body, capacity: int, as_bytes: bool):
     """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
     sets = ffi.new("vs_set_info[]", max(capacity, 1))
@@ -188,10 +191,10 @@ def _message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
         if 0 <= r[1] < len(m.orig_members):
             m.extra = m.orig_members[r[1]]
         return m
-    msg = RegularMsg()
+    msg = _new_regular(RegularMsg)
     msg.sender = mbox._sender(sender)
     msg.groups = mbox._group_tuple(groups, num_groups)
-    msg.message = ffi.buffer(data, n)[:]
+    msg.message = ffi.unpack(data, n)
     msg.msg_type = mess_type
     msg.endian = endian
     msg.service_type = svc
@@ -208,15 +211,15 @@ class Mailbox:
         self._mbox = mbox
         self._closed = False
         self._released = True
-        self._active = 0
         self._bytes_names = bytes_names
         self._buf = ffi.new("char[]", FIRST_BUFFER)
         self._groups = ffi.new("char[][32]", FIRST_GROUPS)
         self._busy = False
         self._last_sender = None
         self._last_groups = None
+        self._last_group = self._last_group_bytes = None
         self._receiver = None
-        self._lock = threading.Lock()  # guards _active / _closed across threads
+        self._lock = threading.Lock()  # makes disconnect() happen once
         self._released = lib.SPX_hold(mbox) != 0
         lib.SPX_set_interruptible(mbox, 1)
         self._private_group = (private_group if bytes_names else
@@ -236,21 +239,16 @@ class Mailbox:
             lib.SPX_release(self._mbox)
 
     # -- bookkeeping -------------------------------------------------------
+    # The descriptor stays held (SPX_hold) until this object is finalized, so a
+    # call racing with disconnect() from another thread gets ILLEGAL_SESSION
+    # and never reaches a new connection that reused the number.
     def _enter(self, what: str) -> None:
-        with self._lock:
-            if self._closed:
-                raise error_class(lib.ILLEGAL_SESSION)(
-                    lib.ILLEGAL_SESSION, f"{what}() called on closed mbox")
-            self._active += 1
+        if self._closed:
+            raise error_class(lib.ILLEGAL_SESSION)(
+                lib.ILLEGAL_SESSION, f"{what}() called on closed mbox")
 
     def _leave(self) -> None:
-        with self._lock:
-            self._active -= 1
-            release = self._closed and self._active == 0 and not self._released
-            if release:
-                self._released = True
-        if release:
-            lib.SPX_release(self._mbox)
+        pass
 
     @property
     def closed(self):
@@ -308,12 +306,6 @@ class Mailbox:
             lib.SP_disconnect(self._mbox)
         else:
             lib.SP_kill(self._mbox)
-        with self._lock:
-            release = self._active == 0 and not self._released
-            if release:
-                self._released = True
-        if release:
-            lib.SPX_release(self._mbox)
 
     def join(self, group):
         """Joins a group; membership notices follow as messages."""
@@ -360,17 +352,24 @@ class Mailbox:
 
     def multicast(self, service_type, group, data, msg_type=0):
         """Sends data to a group (or a private group); returns its length."""
-        g = _group_bytes(group)
+        # The hot path is written out: every call here is measured.
+        if group is self._last_group:
+            g = self._last_group_bytes
+        else:
+            g = _group_bytes(group)
+            self._last_group, self._last_group_bytes = group, g
+        if type(data) is bytes:
+            p, n = data, len(data)
+        else:
+            p, n = self._payload_arg(data)
         if not -32768 <= msg_type <= 65535:
             raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
-        p, n = self._payload_arg(data)
         if n + SLOT > MAX_BODY:
             _raise(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
-        self._enter("multicast")
-        try:
-            r = lib.SP_multicast(self._mbox, service_type, g, _int16(msg_type), n, p)
-        finally:
-            self._leave()
+        if self._closed:
+            self._enter("multicast")
+        r = lib.SP_multicast(self._mbox, service_type, g,
+                             msg_type - 65536 if msg_type > 32767 else msg_type, n, p)
         if r < 0:
             _raise(r, "multicast()")
         return r
@@ -405,7 +404,7 @@ class Mailbox:
 
     # -- receiving -------------------------------------------------------------
     def _sender(self, sender):
-        raw = ffi.buffer(sender, SLOT)[:]
+        raw = ffi.unpack(sender, SLOT)
         last = self._last_sender
         if last is not None and last[0] == raw:
             return last[1]
@@ -414,7 +413,7 @@ class Mailbox:
         return obj
 
     def _group_tuple(self, groups, n):
-        raw = ffi.buffer(groups, n * SLOT)[:]
+        raw = ffi.unpack(ffi.cast("char *", groups), n * SLOT)
         last = self._last_groups
         if last is not None and last[0] == raw:
             return last[1]
@@ -711,13 +710,13 @@ class ThreadedReceiver:
                 if n == 0:
                     break
                 chunk = []
+                append = chunk.append
+                groups_of, data_of = lib.spx_record_groups_flat, lib.spx_record_data
                 try:
                     for i in range(n):
                         m = ms[i]
-                        chunk.append(_message(mbox, m.service, m.sender,
-                                              lib.spx_record_groups_flat(m), m.num_groups,
-                                              m.mess_type, m.endian, lib.spx_record_data(m),
-                                              m.data_len))
+                        append(_message(mbox, m.service, m.sender, groups_of(m), m.num_groups,
+                                        m.mess_type, m.endian, data_of(m), m.data_len))
                 except BaseException:
                     if out:
                         return out
