@@ -14,6 +14,7 @@ core = Extension(
     sources=["src/spread/_core.pyx", *NATIVE_SOURCES],
     include_dirs=INCLUDE_DIRS,
     extra_compile_args=["-D_GNU_SOURCE"],
+    libraries=["dl"],
 )
 
 setup(

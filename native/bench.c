@@ -1,5 +1,6 @@
 /* bench.c -- see bench.h. The loops mirror the Python benchmark loops. */
 #include "bench.h"
+#include "library.h"
 #include "spx.h"
 
 #include <stdlib.h>
@@ -28,7 +29,7 @@ typedef struct {
 static int take(mailbox m, inbox *in)
 {
     in->svc = 0;
-    return SP_receive(m, &in->svc, in->sender, MAX_GROUPS, &in->num_groups, in->groups,
+    return spl.SP_receive(m, &in->svc, in->sender, MAX_GROUPS, &in->num_groups, in->groups,
                       &in->mess_type, &in->endian, MAX_RECV, in->data);
 }
 
@@ -41,7 +42,7 @@ int spb_multicast(mailbox m, const char *group, int size, int count, int16 last_
     int r = 0;
     double start = now();
     for (int i = 0; i < count && r >= 0; i++)
-        r = SP_multicast(m, RELIABLE_MESS, group, i == count - 1 ? last_type : 0, size, payload);
+        r = spl.SP_multicast(m, RELIABLE_MESS, group, i == count - 1 ? last_type : 0, size, payload);
     *seconds = now() - start;
     free(payload);
     return r < 0 ? r : 0;
@@ -60,7 +61,7 @@ int spb_self(mailbox m, const char *group, int size, int count, int window, doub
     double start = now();
     while (got < count && r >= 0) {
         while (sent < count && sent - got < window && r >= 0) {
-            r = SP_multicast(m, RELIABLE_MESS, group, 0, size, payload);
+            r = spl.SP_multicast(m, RELIABLE_MESS, group, 0, size, payload);
             sent++;
         }
         if (r >= 0)
@@ -82,7 +83,8 @@ int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int 
     if (!in)
         return ILLEGAL_MESSAGE;
     *error = 0;
-    SPX_set_readahead(m, 256 << 10);
+    if (spl.SP_receive == SP_receive) /* our library: read ahead, as the receiver does */
+        SPX_set_readahead(m, 256 << 10);
     for (;;) {
         int r = take(m, in);
         if (r < 0) {
@@ -98,7 +100,8 @@ int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int 
             break;
         n++;
     }
-    SPX_set_readahead(m, 0);
+    if (spl.SP_receive == SP_receive)
+        SPX_set_readahead(m, 0);
     *messages = n;
     *seconds = last - first;
     free(in);
@@ -118,7 +121,7 @@ int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds
     }
     for (int i = 0; i < warmup + rounds && r >= 0; i++) {
         double start = now();
-        r = SP_multicast(m, RELIABLE_MESS, peer_group, 0, size, payload);
+        r = spl.SP_multicast(m, RELIABLE_MESS, peer_group, 0, size, payload);
         while (r >= 0) {
             r = take(m, in);
             if (r >= 0 && Is_regular_mess(in->svc))
@@ -145,7 +148,7 @@ int spb_pong(mailbox m, const char *reply_group, int16 end_type, long *echoed)
             continue;
         if (in->mess_type == end_type)
             break;
-        r = SP_multicast(m, RELIABLE_MESS, reply_group, 0, r, in->data);
+        r = spl.SP_multicast(m, RELIABLE_MESS, reply_group, 0, r, in->data);
         n++;
     }
     *echoed = n;

@@ -8,7 +8,8 @@
 
 #include "sp.h"
 
-/* Every function returns 0 or a negative Spread error code. Times are in
+/* The loops call the library in use (library.h): ours, or an external one.
+ * Every function returns 0 or a negative Spread error code. Times are in
  * seconds (CLOCK_MONOTONIC). */
 
 /* Multicasts `count` messages of `size` bytes to `group` (not joined). */

@@ -13,6 +13,7 @@ NATIVE_SOURCES = [
     "native/wire.c",
     "native/receiver.c",
     "native/bench.c",
+    "native/library.c",
     *sorted(glob("native/client/*.c", root_dir=ROOT)),
     *sorted(f for f in glob("native/daemon/*.c", root_dir=ROOT) if not f.endswith("main.c")),
 ]
@@ -112,6 +113,28 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size);
 int spd_run(spd_daemon *d, int stop_fd);
 void spd_close(spd_daemon *d);
 
+typedef struct {
+    int (*SP_version)(int *, int *, int *);
+    int (*SP_connect)(const char *, const char *, int, int, mailbox *, char *);
+    int (*SP_connect_timeout)(const char *, const char *, int, int, mailbox *, char *, sp_time);
+    int (*SP_disconnect)(mailbox);
+    void (*SP_kill)(mailbox);
+    int (*SP_join)(mailbox, const char *);
+    int (*SP_leave)(mailbox, const char *);
+    int (*SP_multicast)(mailbox, service, const char *, int16, int, const char *);
+    int (*SP_multigroup_multicast)(mailbox, service, int, const char (*)[32], int16, int,
+                                   const char *);
+    int (*SP_receive)(mailbox, service *, char *, int, int *, char (*)[32], int16 *, int *,
+                      int, char *);
+    int (*SP_get_memb_info)(const char *, const service, membership_info *);
+    int (*SP_get_vs_sets_info)(const char *, vs_set_info *, int, unsigned int *);
+    int (*SP_get_vs_set_members)(const char *, const vs_set_info *, char (*)[32], int);
+    int (*SP_poll)(mailbox);
+    int (*SP_equal_group_ids)(group_id, group_id);
+} spl_table;
+spl_table spl;
+int spl_load(const char *path, char *err, int err_size);
+
 int spb_multicast(mailbox m, const char *group, int size, int count, int16 last_type,
                   double *seconds);
 int spb_self(mailbox m, const char *group, int size, int count, int window, double *seconds);
@@ -127,6 +150,7 @@ SOURCE = """
 #include "receiver.h"
 #include "daemon.h"
 #include "bench.h"
+#include "library.h"
 /* The groups of a record as one flat pointer (cffi has no pointer-to-array returns). */
 static const char *spx_record_groups_flat(const spx_record *r)
 {
@@ -137,7 +161,8 @@ static const char *spx_record_groups_flat(const spx_record *r)
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source("spread._cffi_native", SOURCE, sources=NATIVE_SOURCES,
-                      include_dirs=INCLUDE_DIRS, extra_compile_args=["-D_GNU_SOURCE"])
+                      include_dirs=INCLUDE_DIRS, extra_compile_args=["-D_GNU_SOURCE"],
+                      libraries=["dl"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -12,9 +12,25 @@ import threading
 import time
 import weakref
 
+import select
+
 from ._cffi_native import ffi, lib
 from ._names import SP_CONSTANTS
 from ._errors import BacklogOverflow, Empty, ReceiverClosed, error_class
+
+# SPREAD_LIBRARY=/path/to/libspread.so: run on that Spread client library,
+# loaded at run time, instead of ours. Only Spread's own API is taken from it
+# (native/library.c); our extensions (descriptor holds, interruptible and
+# batched receives) are then not used.
+LIBRARY = os.environ.get("SPREAD_LIBRARY") or None
+if LIBRARY:
+    _err = ffi.new("char[512]")
+    if lib.spl_load(LIBRARY.encode(), _err, 512) != 0:
+        raise ImportError(f"SPREAD_LIBRARY={LIBRARY}: {ffi.string(_err).decode()}")
+    sp = ffi.addressof(lib, "spl")  # calls go through the loaded library's table
+else:
+    sp = lib
+NATIVE = LIBRARY is None  # our own library, with its extensions
 
 SLOT = 32
 MAX_GROUPS = 100
@@ -147,14 +163,14 @@ def _read_vs_sets(body, capacity: int, as_bytes: bool):
     """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
     sets = ffi.new("vs_set_info[]", max(capacity, 1))
     mine = ffi.new("unsigned int *")
-    k = lib.SP_get_vs_sets_info(body, sets, capacity, mine)
+    k = sp.SP_get_vs_sets_info(body, sets, capacity, mine)
     if k < 0:
         return k
     result = []
     for i in range(k):
         n = sets[i].num_members
         names = ffi.new("char[][32]", max(n, 1))
-        got = lib.SP_get_vs_set_members(body, ffi.addressof(sets, i), names, n)
+        got = sp.SP_get_vs_set_members(body, ffi.addressof(sets, i), names, n)
         if got < 0:
             return got
         result.append((n, sets[i].members_offset, _slots(names, got, as_bytes)))
@@ -178,7 +194,7 @@ def _message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
         if (svc & lib.CAUSED_BY_LEAVE) and not (svc & (lib.REG_MEMB_MESS | lib.TRANSITION_MESS)):
             return m  # our own leave
         info = ffi.new("membership_info *")
-        lib.SP_get_memb_info(data, svc, info)
+        sp.SP_get_memb_info(data, svc, info)
         m.group_id = _group_id(info.gid)
         if not svc & lib.REG_MEMB_MESS:
             return m
@@ -220,8 +236,10 @@ class Mailbox:
         self._last_group = self._last_group_bytes = None
         self._receiver = None
         self._lock = threading.Lock()  # makes disconnect() happen once
-        self._released = lib.SPX_hold(mbox) != 0
-        lib.SPX_set_interruptible(mbox, 1)
+        if NATIVE:
+            self._released = lib.SPX_hold(mbox) != 0
+            lib.SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
+
         self._private_group = (private_group if bytes_names else
                                private_group.decode(NAME_ENCODING, "surrogateescape"))
 
@@ -234,7 +252,7 @@ class Mailbox:
         if getattr(self, "_mbox", None) is None:
             return
         if not self._closed:
-            lib.SP_disconnect(self._mbox)
+            sp.SP_disconnect(self._mbox)
         if not self._released:
             lib.SPX_release(self._mbox)
 
@@ -303,9 +321,9 @@ class Mailbox:
         if self._receiver is not None:
             self._receiver.close()
         if polite:
-            lib.SP_disconnect(self._mbox)
+            sp.SP_disconnect(self._mbox)
         else:
-            lib.SP_kill(self._mbox)
+            sp.SP_kill(self._mbox)
 
     def join(self, group):
         """Joins a group; membership notices follow as messages."""
@@ -320,7 +338,7 @@ class Mailbox:
         what = "join" if join else "leave"
         self._enter(what)
         try:
-            r = lib.SP_join(self._mbox, g) if join else lib.SP_leave(self._mbox, g)
+            r = sp.SP_join(self._mbox, g) if join else sp.SP_leave(self._mbox, g)
         finally:
             self._leave()
         if r < 0:
@@ -333,7 +351,7 @@ class Mailbox:
             return rx._poll_bytes()
         self._enter("poll")
         try:
-            r = lib.SP_poll(self._mbox)
+            r = sp.SP_poll(self._mbox)
         finally:
             self._leave()
         if r < 0:
@@ -368,7 +386,7 @@ class Mailbox:
             _raise(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
         if self._closed:
             self._enter("multicast")
-        r = lib.SP_multicast(self._mbox, service_type, g,
+        r = sp.SP_multicast(self._mbox, service_type, g,
                              msg_type - 65536 if msg_type > 32767 else msg_type, n, p)
         if r < 0:
             _raise(r, "multicast()")
@@ -394,7 +412,7 @@ class Mailbox:
                    f"multigroup_multicast() of {n} bytes to {len(names)} groups")
         self._enter("multigroup_multicast")
         try:
-            r = lib.SP_multigroup_multicast(self._mbox, service_type, len(names), slots,
+            r = sp.SP_multigroup_multicast(self._mbox, service_type, len(names), slots,
                                             _int16(msg_type), n, p)
         finally:
             self._leave()
@@ -444,9 +462,15 @@ class Mailbox:
                 mess_type = ffi.new("int16 *")
                 endian = ffi.new("int *")
                 while True:
+                    if not NATIVE:
+                        # An external library waits uninterruptibly: wait in
+                        # Python's poll, where signal handlers (Ctrl-C) run.
+                        poller = select.poll()
+                        poller.register(self._mbox, select.POLLIN)
+                        poller.poll()
                     svc[0] = 0
-                    n = lib.SP_receive(self._mbox, svc, sender, len(groups), num_groups, groups,
-                                       mess_type, endian, len(buf), buf)
+                    n = sp.SP_receive(self._mbox, svc, sender, len(groups), num_groups, groups,
+                                      mess_type, endian, len(buf), buf)
                     if n >= 0:
                         return _message(self, svc[0], sender, groups, num_groups[0],
                                         mess_type[0], endian[0], buf, n)
@@ -478,7 +502,7 @@ class Mailbox:
         buf = ffi.new("char[]", max(max_len, 1))
         self._enter("receive")
         try:
-            r = lib.SP_receive(self._mbox, svc, sender, max_groups, num_groups, groups,
+            r = sp.SP_receive(self._mbox, svc, sender, max_groups, num_groups, groups,
                                mess_type, endian, max_len, buf)
         finally:
             self._leave()
@@ -498,7 +522,7 @@ def _int16(value: int) -> int:
 def _memb_info(service_type, body):
     """SP_get_memb_info over a received body, as a dict (for tests)."""
     info = ffi.new("membership_info *")
-    r = lib.SP_get_memb_info(body, service_type, info)
+    r = sp.SP_get_memb_info(body, service_type, info)
     if r < 0:
         return {"ret": r}
     return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
@@ -532,14 +556,14 @@ def connect(daemon=None, name="", priority=0, membership=1, *, bytes_names=False
     group = ffi.new("char[32]")
     want = 1 if membership else 0
     if timeout is None:
-        r = lib.SP_connect(d, nm, priority, want, mbox, group)
+        r = sp.SP_connect(d, nm, priority, want, mbox, group)
     else:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         t = ffi.new("sp_time *")
         t.sec = int(timeout)
         t.usec = int((timeout - t.sec) * 1000000) or (0 if t.sec else 1)
-        r = lib.SP_connect_timeout(d, nm, priority, want, mbox, group, t[0])
+        r = sp.SP_connect_timeout(d, nm, priority, want, mbox, group, t[0])
     if r != lib.ACCEPT_SESSION:
         _raise(r, f"connect({daemon!r})" if daemon is not None else "connect()")
     mb = Mailbox.__new__(Mailbox)
@@ -551,7 +575,7 @@ def connect(daemon=None, name="", priority=0, membership=1, *, bytes_names=False
 def version():
     """The Spread protocol version of the library: (major, minor, patch)."""
     v = ffi.new("int[3]")
-    lib.SP_version(v, v + 1, v + 2)
+    sp.SP_version(v, v + 1, v + 2)
     return (v[0], v[1], v[2])
 
 
@@ -567,12 +591,16 @@ def _close_live_receivers():
 
 
 def _native_library():
+    """The library the drain thread calls, as function pointers: Spread's API
+    from whichever library runs, our extensions only from ours."""
     libs = ffi.new("spr_library *")
-    for field, fn in (("receive", "SP_receive"), ("disconnect", "SP_disconnect"),
-                      ("hold", "SPX_hold"), ("release", "SPX_release"),
-                      ("readahead", "SPX_set_readahead"), ("pending", "SPX_pending"),
-                      ("records", "SPX_receive_records")):
-        setattr(libs, field, ffi.addressof(lib, fn))
+    libs.receive = lib.spl.SP_receive
+    libs.disconnect = lib.spl.SP_disconnect
+    if NATIVE:
+        for field, fn in (("hold", "SPX_hold"), ("release", "SPX_release"),
+                          ("readahead", "SPX_set_readahead"), ("pending", "SPX_pending"),
+                          ("records", "SPX_receive_records")):
+            setattr(libs, field, ffi.addressof(lib, fn))
     return libs
 
 
