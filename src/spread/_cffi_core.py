@@ -230,6 +230,9 @@ class Mailbox:
         self._bytes_names = bytes_names
         self._buf = ffi.new("char[]", FIRST_BUFFER)
         self._groups = ffi.new("char[][32]", FIRST_GROUPS)
+        # The receive call's outputs, allocated once (used with _buf, under _busy).
+        self._out = (ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
+                     ffi.new("int16 *"), ffi.new("int *"))
         self._busy = False
         self._last_sender = None
         self._last_groups = None
@@ -456,11 +459,14 @@ class Mailbox:
             else:  # another thread is receiving into ours: use buffers of our own
                 buf, groups = ffi.new("char[]", FIRST_BUFFER), ffi.new("char[][32]", FIRST_GROUPS)
             try:
-                svc = ffi.new("service *")
-                sender = ffi.new("char[32]")
-                num_groups = ffi.new("int *")
-                mess_type = ffi.new("int16 *")
-                endian = ffi.new("int *")
+                if own:
+                    svc, sender, num_groups, mess_type, endian = self._out
+                else:
+                    svc, sender, num_groups, mess_type, endian = (
+                        ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
+                        ffi.new("int16 *"), ffi.new("int *"))
+                receive = sp.SP_receive
+                mbox = self._mbox
                 while True:
                     if not NATIVE:
                         # An external library waits uninterruptibly: wait in
@@ -469,8 +475,8 @@ class Mailbox:
                         poller.register(self._mbox, select.POLLIN)
                         poller.poll()
                     svc[0] = 0
-                    n = sp.SP_receive(self._mbox, svc, sender, len(groups), num_groups, groups,
-                                      mess_type, endian, len(buf), buf)
+                    n = receive(mbox, svc, sender, len(groups), num_groups, groups, mess_type,
+                                endian, len(buf), buf)
                     if n >= 0:
                         return _message(self, svc[0], sender, groups, num_groups[0],
                                         mess_type[0], endian[0], buf, n)
