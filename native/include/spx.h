@@ -70,6 +70,10 @@ typedef struct spx_record {
     char sender[MAX_GROUP_NAME];
 } spx_record;
 
+#ifdef SPREAD_CDEF /* cffi reads these headers preprocessed: prototypes only */
+const char *spx_record_data(const spx_record *r);
+const char *spx_record_groups_flat(const spx_record *r);
+#else
 static inline const char *spx_record_data(const spx_record *r)
 {
     return (const char *)(r + 1);
@@ -80,6 +84,13 @@ static inline const char (*spx_record_groups(const spx_record *r))[MAX_GROUP_NAM
     size_t padded = ((size_t)r->data_len + 7u) & ~(size_t)7u;
     return (const char(*)[MAX_GROUP_NAME])(spx_record_data(r) + padded);
 }
+
+/* The same as one flat pointer, for bindings that cannot return pointers to arrays. */
+static inline const char *spx_record_groups_flat(const spx_record *r)
+{
+    return (const char *)spx_record_groups(r);
+}
+#endif
 
 /* Receives one message as SP_receive does (waiting for it, interruptibly if
  * set), then every further message that read-ahead already holds in full and

@@ -232,7 +232,7 @@ class Mailbox:
         self._groups = ffi.new("char[][32]", FIRST_GROUPS)
         # The receive call's outputs, allocated once (used with _buf, under _busy).
         self._out = (ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
-                     ffi.new("int16 *"), ffi.new("int *"))
+                     ffi.new("short *"), ffi.new("int *"))
         self._busy = False
         self._last_sender = None
         self._last_groups = None
@@ -464,7 +464,7 @@ class Mailbox:
                 else:
                     svc, sender, num_groups, mess_type, endian = (
                         ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
-                        ffi.new("int16 *"), ffi.new("int *"))
+                        ffi.new("short *"), ffi.new("int *"))
                 receive = sp.SP_receive
                 mbox = self._mbox
                 while True:
@@ -502,7 +502,7 @@ class Mailbox:
         svc = ffi.new("service *", service_in)
         sender = ffi.new("char[32]")
         num_groups = ffi.new("int *")
-        mess_type = ffi.new("int16 *")
+        mess_type = ffi.new("short *")
         endian = ffi.new("int *")
         groups = ffi.new("char[][32]", max(max_groups, 1))
         buf = ffi.new("char[]", max(max_len, 1))
