@@ -16,6 +16,10 @@
 #define FIRST_GROUPS 16
 #define READAHEAD    (256 << 10)  /* bytes per system call with our library */
 #define SPARE_BLOCKS 4
+/* How long the consumer may stay away, while it leads, before the drain
+ * thread takes the socket over. Small beside the time a daemon's per-session
+ * limit takes to fill (about 1000 messages past the socket buffers). */
+#define LEAD_GRACE_NS 1000000
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -40,6 +44,18 @@ struct spr_receiver {
      * by the drain thread, or by a consumer that finds data waiting while the
      * drain thread waits for a CPU; produce_lock makes them take turns. */
     pthread_mutex_t produce_lock;
+    /* Who waits on the socket. The drain thread leads until a consumer waits
+     * for messages; from then on consumers read the socket themselves, as a
+     * plain receive loop would (no hand-over between threads, no wake-ups),
+     * and the drain thread only checks that they keep coming back, taking
+     * the lead again once they have been away for LEAD_GRACE_NS. */
+    int consumer_leads;
+    int consumer_reading;    /* a consumer waits on the socket or takes from it */
+    int consumers_waiting;   /* consumers asleep on ready_fd */
+    int drain_parked;        /* the drain thread waits on `lead` with no time limit */
+    int64_t consumer_left;   /* CLOCK_MONOTONIC ns a consumer last stopped reading */
+    pthread_cond_t lead;     /* the consumer stopped reading, or closing */
+    int fileno_exported;     /* ready_fd has been handed out: keep it exact */
     char (*groups)[MAX_GROUP_NAME]; /* SP_receive's side array (bare library) */
     int max_groups;
     size_t need_room;
@@ -76,11 +92,22 @@ static spr_block *block_new(spr_receiver *r, size_t need)
     return b;
 }
 
-/* Readability of ready_fd follows "something to read"; under the lock. */
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Readability of ready_fd follows "something to read" while anyone may be
+ * watching it (its owner, through spr_fileno, or consumers asleep on it);
+ * under the lock. Unwatched, it is left alone: two system calls saved per
+ * batch, and it is brought up to date before anyone looks. */
 static void update_ready(spr_receiver *r)
 {
-    int want = r->st.backlog_messages > 0 || r->st.state == SPR_FAILED ||
-               r->st.state == SPR_OVERFLOWED;
+    if (!r->fileno_exported && r->consumers_waiting == 0)
+        return;
+    int want = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
     if (want && !r->ready_signalled) {
         uint64_t one = 1;
         ssize_t w = write(r->ready_fd, &one, sizeof one);
@@ -170,7 +197,7 @@ static int data_waiting(spr_receiver *r)
 
 /* Takes what the socket has into the tail block and queues it; the caller
  * holds produce_lock. 1: progress, 0: try again, -1: the receiver ended. */
-static int produce(spr_receiver *r)
+static int produce(spr_receiver *r, int by_consumer)
 {
     spr_block *cur = r->tail; /* only producers change the tail */
     if (cur->size - cur->used < r->need_room) {
@@ -228,6 +255,8 @@ static int produce(spr_receiver *r)
         r->st.first_at = r->st.last_at;
     cur->used += (size_t)used;
     r->st.received += (unsigned long long)count;
+    if (by_consumer)
+        r->st.received_by_consumers += (unsigned long long)count;
     r->st.backlog_messages += (size_t)count;
     r->st.backlog_bytes += bytes;
     if (r->st.backlog_messages > r->st.peak_messages)
@@ -256,6 +285,28 @@ static int may_produce(const spr_receiver *r)
              r->st.backlog_bytes >= r->max_backlog);
 }
 
+/* While a consumer leads, the drain thread waits here until it should take
+ * the socket over, or stop. Under r->lock. */
+static void watch_consumer(spr_receiver *r)
+{
+    while (r->consumer_leads && !r->closing && r->st.state == SPR_RUNNING) {
+        if (r->consumer_reading) {
+            /* It waits on the socket itself: nothing to watch until it stops. */
+            r->drain_parked = 1;
+            pthread_cond_wait(&r->lead, &r->lock);
+            r->drain_parked = 0;
+            continue;
+        }
+        int64_t due = r->consumer_left + LEAD_GRACE_NS;
+        if (now_ns() >= due) {
+            r->consumer_leads = 0; /* away too long: the daemon must not wait for it */
+            break;
+        }
+        struct timespec until = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
+        pthread_cond_timedwait(&r->lead, &r->lock, &until);
+    }
+}
+
 static void *drain(void *arg)
 {
     spr_receiver *r = arg;
@@ -269,6 +320,7 @@ static void *drain(void *arg)
         while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
                r->st.backlog_bytes >= r->max_backlog && !r->closing)
             pthread_cond_wait(&r->space, &r->lock);
+        watch_consumer(r);
         int closing = r->closing, running = r->st.state == SPR_RUNNING;
         pthread_mutex_unlock(&r->lock);
         if (!running)
@@ -283,10 +335,18 @@ static void *drain(void *arg)
         pthread_mutex_lock(&r->produce_lock);
         /* A consumer may have taken the data meanwhile: never wait for the
          * next message here, where close() could not wake us. */
-        int res = data_waiting(r) ? produce(r) : 0;
+        int res = data_waiting(r) ? produce(r, 0) : 0;
         pthread_mutex_unlock(&r->produce_lock);
         if (res < 0)
             break;
+        pthread_mutex_lock(&r->lock);
+        if (res > 0 && r->consumers_waiting > 0 && !r->closing) {
+            /* A consumer is waiting for what we just queued: it keeps up, so
+             * it reads for itself from now on. */
+            r->consumer_leads = 1;
+            r->consumer_left = now_ns();
+        }
+        pthread_mutex_unlock(&r->lock);
     }
     if (r->lib.readahead)
         r->lib.readahead(r->mbox, 0);
@@ -302,7 +362,7 @@ int spr_help(spr_receiver *r)
     int ok = may_produce(r) && !r->closing && r->thread_running;
     pthread_mutex_unlock(&r->lock);
     if (ok && data_waiting(r))
-        took = produce(r) > 0;
+        took = produce(r, 1) > 0;
     pthread_mutex_unlock(&r->produce_lock);
     return took;
 }
@@ -324,6 +384,11 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->space, NULL);
     pthread_mutex_init(&r->produce_lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* deadlines from now_ns() */
+    pthread_cond_init(&r->lead, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     r->max_groups = FIRST_GROUPS;
     r->need_room = MIN_ROOM;
     r->groups = malloc((size_t)r->max_groups * MAX_GROUP_NAME);
@@ -346,26 +411,78 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
         spr_free(r);
         return NULL;
     }
+    pthread_setname_np(r->thread, "spread-drain"); /* for top -H, perf, py-spy */
     r->thread_running = 1;
     return r;
 }
 
-int spr_fileno(const spr_receiver *r)
+int spr_fileno(spr_receiver *r)
 {
+    pthread_mutex_lock(&r->lock);
+    r->fileno_exported = 1;
+    update_ready(r);
+    pthread_mutex_unlock(&r->lock);
     return r->ready_fd;
+}
+
+/* A leading consumer's wait: on the socket itself, then it queues what came.
+ * 1 progress (or an end), 0 time-out, -1 interrupted. Called with r->lock
+ * held and consumer_reading set; returns with the lock released. */
+static int read_as_consumer(spr_receiver *r, int timeout_ms)
+{
+    pthread_mutex_unlock(&r->lock);
+    int res = 0;
+    if (!(r->lib.pending && r->lib.pending(r->mbox) > 0)) {
+        struct pollfd p[2] = {{r->mbox, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+        int n = poll(p, 2, timeout_ms);
+        if (n < 0)
+            res = errno == EINTR ? -1 : 1;
+        else if (n == 0)
+            res = 0;
+        else
+            res = (p[1].revents & POLLIN) ? 1 : 2; /* closing, or data */
+    } else {
+        res = 2;
+    }
+    if (res == 2) {
+        pthread_mutex_lock(&r->produce_lock);
+        if (data_waiting(r))
+            produce(r, 1);
+        pthread_mutex_unlock(&r->produce_lock);
+        res = 1;
+    }
+    pthread_mutex_lock(&r->lock);
+    r->consumer_reading = 0;
+    r->consumer_left = now_ns();
+    if (r->drain_parked)
+        pthread_cond_signal(&r->lead);
+    pthread_mutex_unlock(&r->lock);
+    return res;
 }
 
 int spr_wait(spr_receiver *r, int timeout_ms)
 {
     pthread_mutex_lock(&r->lock);
-    int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
-    pthread_mutex_unlock(&r->lock);
-    if (ready)
+    if (r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING) {
+        pthread_mutex_unlock(&r->lock);
         return 1;
+    }
+    if (r->consumer_leads && !r->consumer_reading && !r->closing && r->thread_running &&
+        may_produce(r)) {
+        r->consumer_reading = 1;
+        return read_as_consumer(r, timeout_ms);
+    }
+    r->consumers_waiting++;
+    update_ready(r); /* ready_fd may be stale while nobody watched it */
+    pthread_mutex_unlock(&r->lock);
     struct pollfd p = {r->ready_fd, POLLIN, 0};
     int n = poll(&p, 1, timeout_ms);
+    int e = errno;
+    pthread_mutex_lock(&r->lock);
+    r->consumers_waiting--;
+    pthread_mutex_unlock(&r->lock);
     if (n < 0)
-        return errno == EINTR ? -1 : 1;
+        return e == EINTR ? -1 : 1;
     return n > 0 ? 1 : 0;
 }
 
@@ -433,6 +550,7 @@ void spr_close(spr_receiver *r)
     pthread_mutex_lock(&r->lock);
     r->closing = 1;
     pthread_cond_broadcast(&r->space);
+    pthread_cond_broadcast(&r->lead);
     pthread_mutex_unlock(&r->lock);
     uint64_t one = 1;
     ssize_t w = write(r->wake_fd, &one, sizeof one);
@@ -467,6 +585,7 @@ void spr_free(spr_receiver *r)
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->space);
     pthread_mutex_destroy(&r->produce_lock);
+    pthread_cond_destroy(&r->lead);
     free(r->groups);
     free(r);
 }

@@ -9,8 +9,8 @@
  *
  * Messages are stored back to back in large blocks: SP_receive writes each
  * payload straight into the queue, and nothing is allocated per message.
- * Consumers (spr_wait, spr_peek, spr_consume, spr_stats) must not run
- * concurrently with each other; the producer thread runs alongside them.
+ * Consumers (spr_peek, spr_consume, spr_stats) must not run concurrently
+ * with each other; the producer thread runs alongside them.
  */
 #ifndef SPREAD_CLIENT_RECEIVER_H
 #define SPREAD_CLIENT_RECEIVER_H
@@ -48,7 +48,8 @@ enum { SPR_RUNNING = 0, SPR_CLOSED = 1, SPR_FAILED = 2, SPR_OVERFLOWED = 3 };
 typedef spx_record spr_msg;
 
 typedef struct spr_stats {
-    unsigned long long received;   /* messages the thread took off the socket */
+    unsigned long long received;   /* messages taken off the socket */
+    unsigned long long received_by_consumers; /* of which consumers took themselves */
     unsigned long long delivered;  /* messages consumers took from the queue */
     size_t backlog_messages, backlog_bytes; /* queued now (payload bytes) */
     size_t peak_messages, peak_bytes;
@@ -64,11 +65,14 @@ typedef struct spr_receiver spr_receiver;
  * with *err set to an errno value on failure. */
 spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
                         int on_overflow, int *err);
-/* A descriptor readable exactly while messages are queued, or while the
- * receiver has failed (so that select() wakes to see the error). */
-int spr_fileno(const spr_receiver *r);
+/* A descriptor readable exactly while messages are queued, or once the
+ * receiver has ended (so that select() wakes to see why). */
+int spr_fileno(spr_receiver *r);
 /* Waits for a message or an end: 1 ready, 0 time-out, -1 interrupted (EINTR).
- * timeout_ms < 0 waits forever. */
+ * timeout_ms < 0 waits forever. Once consumers are seen waiting for the
+ * drain thread, the one that waits reads the socket itself (the drain thread
+ * steps back, and steps in again when consumers stay away); several threads
+ * may wait at once. */
 int spr_wait(spr_receiver *r, int timeout_ms);
 /* A consumer's offer to take waiting messages off the socket itself, when the
  * drain thread is not at it (it may be waiting for a CPU). Never waits for a

@@ -57,12 +57,12 @@ static void scat_copy(scatter *scat, uint8_t *flat, size_t len, int to_flat)
 /* Validates a regular membership body and brings it to host order. */
 static int fix_membership_body(scatter *scat, size_t len, wire_order order)
 {
-    uint8_t *body;
+    uint8_t *body = NULL;
     int flat = scat->num_elements >= 1 && (size_t)scat->elements[0].len >= len;
     if (flat) {
         body = (uint8_t *)scat->elements[0].buf;
     } else {
-        body = malloc(len ? len : 1);
+        body = calloc(1, len ? len : 1); /* zeroed: the scatter fills it, but the compiler cannot tell */
         if (!body)
             return ILLEGAL_MESSAGE;
         scat_copy(scat, body, len, 1);

@@ -96,6 +96,56 @@ static void test_drain(void)
     free(payload);
 }
 
+/* Waits (at most 5 s) until the receiver has taken `count` messages off the
+ * socket, whoever took them. */
+static unsigned long long wait_received(spr_receiver *r, unsigned long long count)
+{
+    spr_stats st;
+    for (int tries = 0; tries < 500; tries++) {
+        spr_get_stats(r, &st);
+        if (st.received >= count)
+            break;
+        usleep(10000);
+    }
+    return st.received;
+}
+
+/* A consumer that keeps waiting reads the socket itself; once it stays away,
+ * the drain thread takes over again, so nothing waits in the daemon. */
+static void test_lead(void)
+{
+    mailbox rm = connect_to("rx4", "lead"), sm = connect_to("tx4", NULL);
+    int err = 0;
+    spr_receiver *r = spr_start(rm, lib, 0, SPR_OVERFLOW_DISCONNECT, &err);
+    CHECK(r != NULL);
+    int sent = 0;
+    spr_stats st;
+    /* One message at a time, each waited for: after the first hand-over the
+     * consumer reads the rest. */
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ(SP_multicast(sm, AGREED_MESS, "lead", (int16)sent++, 4, "lead"), 4);
+        const spr_msg *m;
+        CHECK_EQ(spr_wait(r, 5000), 1);
+        CHECK_EQ(spr_peek(r, &m, 1), 1);
+        CHECK_EQ(m->mess_type, (int16)i);
+        spr_consume(r, 1);
+    }
+    spr_get_stats(r, &st);
+    CHECK_EQ(st.received, 50);
+    CHECK(st.received_by_consumers >= 40);
+    unsigned long long by_consumers = st.received_by_consumers;
+    /* The consumer goes away: the drain thread must take the next ones. */
+    for (int i = 0; i < 200; i++)
+        CHECK_EQ(SP_multicast(sm, AGREED_MESS, "lead", (int16)sent++, 4, "lead"), 4);
+    CHECK_EQ(wait_received(r, 250), 250);
+    spr_get_stats(r, &st);
+    CHECK_EQ(st.received_by_consumers, by_consumers);
+    CHECK_EQ(st.backlog_messages, 200);
+    spr_free(r);
+    SP_disconnect(rm);
+    SP_disconnect(sm);
+}
+
 static void test_overflow(void)
 {
     char kb[1024] = {0};
@@ -122,13 +172,7 @@ static void test_failure(void)
     for (int i = 0; i < 20; i++)
         SP_multicast(sm, AGREED_MESS, "fail", (int16)i, 5, "hello");
     spr_stats st;
-    for (int tries = 0; tries < 500; tries++) { /* until the thread has queued all 20 */
-        spr_get_stats(r, &st);
-        if (st.received == 20)
-            break;
-        usleep(10000);
-    }
-    CHECK_EQ(st.received, 20);
+    CHECK_EQ(wait_received(r, 20), 20);
     /* A request with two service bits: the daemon drops the connection. */
     unsigned char raw[48] = {0x80 | 0x12, 0, 0, 0x80};
     snprintf((char *)raw + 4, 32, "#rx3%c#localhost", lib == &native ? 'n' : 'b');
@@ -154,6 +198,7 @@ int main(int argc, char **argv)
     for (int pass = 0; pass < 2; pass++) {
         lib = pass == 0 ? &native : &bare;
         test_drain();
+        test_lead();
         test_overflow();
         test_failure();
     }

@@ -698,7 +698,8 @@ class ThreadedReceiver:
         """Counters: received, delivered, backlog, peak backlog, drain rate."""
         st = self._stats()
         span = st.last_at - st.first_at
-        return {"received": st.received, "delivered": st.delivered,
+        return {"received": st.received, "received_by_consumers": st.received_by_consumers,
+                "delivered": st.delivered,
                 "backlog_messages": st.backlog_messages, "backlog_bytes": st.backlog_bytes,
                 "peak_backlog_messages": st.peak_messages, "peak_backlog_bytes": st.peak_bytes,
                 "drain_rate": (st.received - 1) / span if span > 0 else 0.0}

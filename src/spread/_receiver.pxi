@@ -127,13 +127,16 @@ cdef class ThreadedReceiver:
 
     @property
     def stats(self):
-        """Counters: received, delivered, backlog and peak backlog (messages,
-        bytes), and the drain rate so far (messages per second taken off the
-        socket, first to latest)."""
+        """Counters: received (of which received_by_consumers: taken off the
+        socket by a waiting consumer itself rather than the drain thread),
+        delivered, backlog and peak backlog (messages, bytes), and the drain
+        rate so far (messages per second taken off the socket, first to
+        latest)."""
         cdef spr_stats st
         spr_get_stats(self._r, &st)
         span = st.last_at - st.first_at
-        return {"received": st.received, "delivered": st.delivered,
+        return {"received": st.received, "received_by_consumers": st.received_by_consumers,
+                "delivered": st.delivered,
                 "backlog_messages": st.backlog_messages, "backlog_bytes": st.backlog_bytes,
                 "peak_backlog_messages": st.peak_messages, "peak_backlog_bytes": st.peak_bytes,
                 "drain_rate": (st.received - 1) / span if span > 0 else 0.0}

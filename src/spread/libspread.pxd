@@ -152,6 +152,7 @@ cdef extern from "receiver.h" nogil:
 
     ctypedef struct spr_stats:
         unsigned long long received
+        unsigned long long received_by_consumers
         unsigned long long delivered
         size_t backlog_messages
         size_t backlog_bytes
@@ -167,7 +168,7 @@ cdef extern from "receiver.h" nogil:
 
     spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
                             int on_overflow, int *err)
-    int spr_fileno(const spr_receiver *r)
+    int spr_fileno(spr_receiver *r)
     int spr_wait(spr_receiver *r, int timeout_ms)
     int spr_help(spr_receiver *r)
     int spr_peek(spr_receiver *r, const spr_msg **out, int max)

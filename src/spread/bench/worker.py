@@ -5,6 +5,7 @@ up, then one JSON line with its result."""
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import threading
 import time
@@ -80,6 +81,7 @@ def receive(address, group, kind):
     ready()
     killed = False
     error = 0
+    before = resource.getrusage(resource.RUSAGE_SELF)
     try:
         if kind == "c":
             n, seconds, error = _core.c_receive(m, END)
@@ -91,10 +93,19 @@ def receive(address, group, kind):
     except spread.SpreadError as e:
         n, seconds, killed, error = 0, 0.0, True, e.args[0]
     stop.set()
+    after = resource.getrusage(resource.RUSAGE_SELF)
     drain = rx.stats["drain_rate"] if threaded else None
+    peak = rx.stats["peak_backlog_messages"] if threaded else 0
     m.disconnect()
+    # The receiving process's CPU time and context switches, spinner included.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    switches = (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
     return {"messages": n, "seconds": seconds, "rate": n / seconds if seconds else 0.0,
-            "drain_rate": drain, "killed": killed, "error": error}
+            "drain_rate": drain, "killed": killed, "error": error,
+            "cpu_us_per_message": cpu * 1e6 / n if n else None,
+            "switches_per_message": switches / n if n else None,
+            "peak": peak,
+            "faults_per_message": (after.ru_minflt - before.ru_minflt) / n if n else None}
 
 
 def pong(address, group, reply, impl):
