@@ -8,18 +8,37 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK_SIZE   (1u << 20)   /* queue storage is allocated in blocks of 1 MiB */
+/* Queue storage comes in blocks of 2 MiB, aligned so that the kernel can back
+ * each with one huge page: a backlog that grows by many megabytes then costs
+ * one page fault per block rather than 512. */
+#define BLOCK_BYTES  (2u << 20)
+#define BLOCK_SIZE   (BLOCK_BYTES - sizeof(spr_block)) /* data bytes in a standard block */
 #define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
 #define FIRST_GROUPS 16
 #define READAHEAD    (256 << 10)  /* bytes per system call with our library */
-#define SPARE_BLOCKS 4
+/* Emptied blocks are kept for reuse, since a fresh one costs the kernel
+ * zeroing it (as much as the copy of the data into it): up to SPARE_BLOCKS,
+ * so a backlog that keeps growing and shrinking by up to 32 MiB allocates
+ * nothing; all but SPARE_KEEP go back once the queue runs empty a second
+ * after the last block was taken. */
+#define SPARE_BLOCKS 16
+#define SPARE_KEEP   2
+#define SPARE_IDLE_NS 1000000000
 /* How long the consumer may stay away, while it leads, before the drain
  * thread takes the socket over. Small beside the time a daemon's per-session
  * limit takes to fill (about 1000 messages past the socket buffers). */
 #define LEAD_GRACE_NS 1000000
+/* A consumer that keeps losing the lead (one that waits, then cannot come
+ * back in time: other Python threads hold the interpreter lock) is offered
+ * it again only after the drain thread has led for a while, doubling up to
+ * LEAD_HOLDOFF_MAX_NS; a lead that lasted LEAD_KEPT_NS clears that. */
+#define LEAD_HOLDOFF_MIN_NS 1000000
+#define LEAD_HOLDOFF_MAX_NS 1000000000
+#define LEAD_KEPT_NS 100000000
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -54,6 +73,8 @@ struct spr_receiver {
     int consumers_waiting;   /* consumers asleep on ready_fd */
     int drain_parked;        /* the drain thread waits on `lead` with no time limit */
     int64_t consumer_left;   /* CLOCK_MONOTONIC ns a consumer last stopped reading */
+    int64_t lead_changed;    /* when the lead last changed hands */
+    int64_t holdoff;         /* ns the drain thread leads before offering it again */
     pthread_cond_t lead;     /* the consumer stopped reading, or closing */
     int fileno_exported;     /* ready_fd has been handed out: keep it exact */
     char (*groups)[MAX_GROUP_NAME]; /* SP_receive's side array (bare library) */
@@ -62,17 +83,26 @@ struct spr_receiver {
     int closing;
     spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
     size_t read_off;         /* consumer position in head */
-    spr_block *spare[SPARE_BLOCKS]; /* emptied blocks kept for reuse: a fresh
-                                       one costs an mmap and a page fault per page */
+    spr_block *spare[SPARE_BLOCKS]; /* emptied blocks kept for reuse */
     int n_spare;
+    int64_t block_taken;     /* when the producer last started a block */
     spr_stats st;
 };
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 static spr_block *block_new(spr_receiver *r, size_t need)
 {
     size_t size = need > BLOCK_SIZE ? need : BLOCK_SIZE;
     spr_block *b = NULL;
+    int64_t now = now_ns();
     pthread_mutex_lock(&r->lock);
+    r->block_taken = now;
     for (int i = 0; i < r->n_spare; i++) {
         if (r->spare[i]->size >= size) {
             b = r->spare[i];
@@ -81,22 +111,21 @@ static spr_block *block_new(spr_receiver *r, size_t need)
         }
     }
     pthread_mutex_unlock(&r->lock);
-    if (!b) {
+    if (!b && size == BLOCK_SIZE) {
+        b = aligned_alloc(BLOCK_BYTES, BLOCK_BYTES);
+#ifdef MADV_HUGEPAGE
+        if (b)
+            madvise(b, BLOCK_BYTES, MADV_HUGEPAGE); /* a hint: fine if refused */
+#endif
+    } else if (!b) {
         b = malloc(sizeof *b + size);
-        if (!b)
-            return NULL;
-        b->size = size;
     }
+    if (!b)
+        return NULL;
+    b->size = size;
     b->next = NULL;
     b->used = 0;
     return b;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* Readability of ready_fd follows "something to read" while anyone may be
@@ -299,7 +328,14 @@ static void watch_consumer(spr_receiver *r)
         }
         int64_t due = r->consumer_left + LEAD_GRACE_NS;
         if (now_ns() >= due) {
-            r->consumer_leads = 0; /* away too long: the daemon must not wait for it */
+            /* Away too long: the daemon must not wait for it. */
+            int64_t now = now_ns(), held = now - r->lead_changed;
+            if (held >= LEAD_KEPT_NS)
+                r->holdoff = 0;
+            else if (r->holdoff < LEAD_HOLDOFF_MAX_NS)
+                r->holdoff = r->holdoff ? 2 * r->holdoff : LEAD_HOLDOFF_MIN_NS;
+            r->consumer_leads = 0;
+            r->lead_changed = now;
             break;
         }
         struct timespec until = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
@@ -342,9 +378,12 @@ static void *drain(void *arg)
         pthread_mutex_lock(&r->lock);
         if (res > 0 && r->consumers_waiting > 0 && !r->closing) {
             /* A consumer is waiting for what we just queued: it keeps up, so
-             * it reads for itself from now on. */
-            r->consumer_leads = 1;
-            r->consumer_left = now_ns();
+             * it reads for itself from now on (unless it lost the lead lately). */
+            int64_t now = now_ns();
+            if (now - r->lead_changed >= r->holdoff) {
+                r->consumer_leads = 1;
+                r->consumer_left = r->lead_changed = now;
+            }
         }
         pthread_mutex_unlock(&r->lock);
     }
@@ -508,6 +547,7 @@ int spr_peek(spr_receiver *r, const spr_msg **out, int max)
 
 void spr_consume(spr_receiver *r, int n)
 {
+    spr_block *to_free = NULL; /* freed after the lock: returning memory is slow */
     pthread_mutex_lock(&r->lock);
     size_t bytes = 0;
     while (n > 0 && r->head) {
@@ -522,18 +562,33 @@ void spr_consume(spr_receiver *r, int n)
         } else if (b->next) {
             r->head = b->next; /* sealed and fully read */
             r->read_off = 0;
-            if (r->n_spare < SPARE_BLOCKS && b->size == BLOCK_SIZE)
+            if (r->n_spare < SPARE_BLOCKS && b->size == BLOCK_SIZE) {
                 r->spare[r->n_spare++] = b;
-            else
-                free(b);
+            } else {
+                b->next = to_free;
+                to_free = b;
+            }
         } else {
             break;
         }
     }
     r->st.backlog_bytes -= bytes;
+    if (r->st.backlog_messages == 0 && r->n_spare > SPARE_KEEP &&
+        now_ns() - r->block_taken > SPARE_IDLE_NS) {
+        while (r->n_spare > SPARE_KEEP) {
+            spr_block *b = r->spare[--r->n_spare];
+            b->next = to_free;
+            to_free = b;
+        }
+    }
     update_ready(r);
     pthread_cond_signal(&r->space);
     pthread_mutex_unlock(&r->lock);
+    while (to_free) {
+        spr_block *next = to_free->next;
+        free(to_free);
+        to_free = next;
+    }
 }
 
 void spr_get_stats(spr_receiver *r, spr_stats *out)

@@ -71,7 +71,9 @@ def plan(args):
     cfg = {
         "repeats": args.repeats or (1 if quick else 3),
         "seconds": 0.1 if quick else 0.4,
-        "count_2proc": 5000 if quick else 30000,
+        # Messages per receiver run at sizes up to 4 KiB (fewer above): a few
+        # tenths of a second at full speed, so start-up does not dominate.
+        "count_2proc": 20000 if quick else 200000,
         "warmup": 50 if quick else 200,
         "rounds": 300 if quick else 2000,
         "slow_count": 3000,
@@ -106,8 +108,8 @@ def run_step(address, kind, size, rep, cfg, raw):
         for impl in order:
             run[impl] = w.self_rate(address, size, cfg["seconds"], impl)
     elif kind == "2proc":
-        count = cfg["count_2proc"] if size <= 1024 else cfg["count_2proc"] // 3
-        for impl in ("plain", "threaded", "threaded_busy", "c"):
+        count = int(cfg["count_2proc"] * min(1.0, 4096 / size))
+        for impl in ("plain", "threaded", "threaded_busy", "c", "c_busy"):
             run[impl] = w.two_process(address, size, count, impl)
     elif kind == "rtt":
         for impl in order:
@@ -150,18 +152,29 @@ def summarize(raw):
                          f"{mb:.1f} MB/s Python", "msg/s"))
             cell["summary"] = {"py": spread_of(py), "c": spread_of(c), "ratio": spread_of(ratio)}
         elif kind == "2proc":
-            c = [r["c"]["rate"] for r in runs]
             cell["summary"] = {}
-            for impl, label, field in (
-                    ("plain", "receiver: receive()", "rate"),
-                    ("threaded", "receiver: ThreadedReceiver get_batch", "rate"),
-                    ("threaded", "  its drain thread", "drain_rate"),
-                    ("threaded_busy", "  drain, Python thread spinning", "drain_rate")):
+            for impl, label, field, base in (
+                    ("plain", "receiver: receive()", "rate", "c"),
+                    ("threaded", "receiver: ThreadedReceiver get_batch", "rate", "c"),
+                    ("threaded", "  its drain thread", "drain_rate", "c"),
+                    ("threaded_busy", "  drain, Python thread spinning", "drain_rate", "c"),
+                    # The same, against a C receiver whose process has the same
+                    # spinning thread: on a machine with few cores the spinner
+                    # takes a core from the sender and the daemon either way.
+                    ("threaded_busy", "  same, C also beside a spinner", "drain_rate",
+                     "c_busy")):
+                c = [r[base]["rate"] for r in runs]
                 py = [r[impl][field] or 0.0 for r in runs]
                 ratio = [p / q if q else 0.0 for p, q in zip(py, c)]
                 killed = sum(r[impl]["killed"] for r in runs)
-                ckilled = sum(r["c"]["killed"] for r in runs)
+                ckilled = sum(r[base]["killed"] for r in runs)
                 note = f"killed {killed}/{len(runs)} (C {ckilled}/{len(runs)})"
+                if field == "rate":
+                    # What receiving costs the receiving process, whatever the
+                    # scheduler did: CPU time per message, Python and C.
+                    cpu = statistics.median(r[impl].get("cpu_us_per_message") or 0 for r in runs)
+                    ccpu = statistics.median(r[base].get("cpu_us_per_message") or 0 for r in runs)
+                    note += f"; CPU {cpu:.2f} µs/msg (C {ccpu:.2f})"
                 rows.append((label, size, spread_of(py), spread_of(c), spread_of(ratio), note,
                              "msg/s"))
                 cell["summary"][f"{impl} {field}"] = {"py": spread_of(py), "c": spread_of(c),

@@ -76,14 +76,14 @@ def receive(address, group, kind):
     stop = threading.Event()
     if threaded:
         rx = m.start_receiver()
-    if kind == "threaded_busy":  # another Python thread spinning in this process
+    if kind.endswith("_busy"):  # another Python thread spinning in this process
         threading.Thread(target=_spin, args=(stop,), daemon=True).start()
     ready()
     killed = False
     error = 0
     before = resource.getrusage(resource.RUSAGE_SELF)
     try:
-        if kind == "c":
+        if kind.startswith("c"):
             n, seconds, error = _core.c_receive(m, END)
             killed = error != 0
         elif threaded:
