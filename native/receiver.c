@@ -2,6 +2,7 @@
 #include "receiver.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #define BLOCK_BYTES  (2u << 20)
 #define BLOCK_SIZE   (BLOCK_BYTES - sizeof(spr_block)) /* data bytes in a standard block */
 #define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
+#define MIN_RAW_ROOM (256u << 10) /* lend a new raw block when less than this is left */
 #define FIRST_GROUPS 16
 #define READAHEAD    (256 << 10)  /* bytes per system call with our library */
 /* Emptied blocks are kept for reuse, since a fresh one costs the kernel
@@ -28,22 +30,13 @@
 #define SPARE_BLOCKS 16
 #define SPARE_KEEP   2
 #define SPARE_IDLE_NS 1000000000
-/* How long the consumer may stay away, while it leads, before the drain
- * thread takes the socket over. Small beside the time a daemon's per-session
- * limit takes to fill (about 1000 messages past the socket buffers). */
-#define LEAD_GRACE_NS 1000000
-/* A consumer that keeps losing the lead (one that waits, then cannot come
- * back in time: other Python threads hold the interpreter lock) is offered
- * it again only after the drain thread has led for a while, doubling up to
- * LEAD_HOLDOFF_MAX_NS; a lead that lasted LEAD_KEPT_NS clears that. */
-#define LEAD_HOLDOFF_MIN_NS 1000000
-#define LEAD_HOLDOFF_MAX_NS 1000000000
-#define LEAD_KEPT_NS 100000000
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
     struct spr_block *next;
     size_t size, used;       /* used: committed bytes, under the lock */
+    unsigned long long last_seq; /* raw blocks: records up to this count (received)
+                                    may point into it; ULLONG_MAX while lent */
     char data[];
 } spr_block;
 
@@ -63,25 +56,16 @@ struct spr_receiver {
      * by the drain thread, or by a consumer that finds data waiting while the
      * drain thread waits for a CPU; produce_lock makes them take turns. */
     pthread_mutex_t produce_lock;
-    /* Who waits on the socket. The drain thread leads until a consumer waits
-     * for messages; from then on consumers read the socket themselves, as a
-     * plain receive loop would (no hand-over between threads, no wake-ups),
-     * and the drain thread only checks that they keep coming back, taking
-     * the lead again once they have been away for LEAD_GRACE_NS. */
-    int consumer_leads;
-    int consumer_reading;    /* a consumer waits on the socket or takes from it */
     int consumers_waiting;   /* consumers asleep on ready_fd */
-    int drain_parked;        /* the drain thread waits on `lead` with no time limit */
-    int64_t consumer_left;   /* CLOCK_MONOTONIC ns a consumer last stopped reading */
-    int64_t lead_changed;    /* when the lead last changed hands */
-    int64_t holdoff;         /* ns the drain thread leads before offering it again */
-    pthread_cond_t lead;     /* the consumer stopped reading, or closing */
     int fileno_exported;     /* ready_fd has been handed out: keep it exact */
     char (*groups)[MAX_GROUP_NAME]; /* SP_receive's side array (bare library) */
     int max_groups;
     size_t need_room;
     int closing;
     spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
+    spr_block *raw_head, *raw_tail; /* lent read-ahead memory, oldest first; the
+                                       tail is the one lent now */
+    int stopped;             /* no more producing (set under produce_lock) */
     size_t read_off;         /* consumer position in head */
     spr_block *spare[SPARE_BLOCKS]; /* emptied blocks kept for reuse */
     int n_spare;
@@ -94,6 +78,15 @@ static int64_t now_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void free_chain(spr_block *b)
+{
+    while (b) {
+        spr_block *next = b->next;
+        free(b);
+        b = next;
+    }
 }
 
 static spr_block *block_new(spr_receiver *r, size_t need)
@@ -210,7 +203,8 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
     m->num_groups = ng;
     m->endian = endian;
     m->mess_type = mt;
-    memcpy((char *)spx_record_groups(m), *groups, (size_t)ng * MAX_GROUP_NAME);
+    spx_record_place_inline(m, (size_t)n);
+    memcpy((char *)m->groups, *groups, (size_t)ng * MAX_GROUP_NAME);
     m->size = (uint32_t)ALIGN8(sizeof *m + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
     return n;
 }
@@ -224,10 +218,55 @@ static int data_waiting(spr_receiver *r)
     return poll(&p, 1, 0) > 0;
 }
 
-/* Takes what the socket has into the tail block and queues it; the caller
- * holds produce_lock. 1: progress, 0: try again, -1: the receiver ended. */
-static int produce(spr_receiver *r, int by_consumer)
+/* Keeps a raw block with room lent to the library as its read-ahead memory;
+ * the caller holds produce_lock. 0, or the error to end with. */
+static int keep_lent(spr_receiver *r)
 {
+    if (r->raw_tail && r->lib.lent_room(r->mbox) >= (int)MIN_RAW_ROOM)
+        return 0;
+    spr_block *b = block_new(r, BLOCK_SIZE);
+    if (!b)
+        return ILLEGAL_MESSAGE;
+    int e = r->lib.lend(r->mbox, b->data, (int)b->size);
+    if (e != 0) {
+        free(b);
+        return e;
+    }
+    b->last_seq = ULLONG_MAX;
+    pthread_mutex_lock(&r->lock);
+    if (r->raw_tail) {
+        r->raw_tail->last_seq = r->st.received; /* later records point into b */
+        r->raw_tail->next = b;
+    } else {
+        r->raw_head = b;
+    }
+    r->raw_tail = b;
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+/* produce(): nothing has arrived (our library only: with the bare one,
+ * callers poll first). */
+#define NOTHING_YET 2
+
+/* Who takes messages off the socket: the drain thread, or a consumer that
+ * helps in passing and must never wait (it may hold an interpreter lock). */
+enum { BY_DRAIN, BY_HELPER };
+
+/* Takes what the socket has into the tail block and queues it; the caller
+ * holds produce_lock. 1: progress, 0: try again, NOTHING_YET, -1: the
+ * receiver ended. */
+static int produce(spr_receiver *r, int who)
+{
+    if (r->stopped)
+        return 0;
+    if (r->lib.lend) {
+        int e = keep_lent(r);
+        if (e != 0) {
+            end_with(r, SPR_FAILED, e);
+            return -1;
+        }
+    }
     spr_block *cur = r->tail; /* only producers change the tail */
     if (cur->size - cur->used < r->need_room) {
         spr_block *b = block_new(r, r->need_room);
@@ -248,7 +287,8 @@ static int produce(spr_receiver *r, int by_consumer)
     int count = 0, used = 0, n;
     if (r->lib.records) {
         n = r->lib.records(r->mbox, cur->data + cur->used,
-                           room > 0x7fffffff ? 0x7fffffff : (int)room, &used);
+                           room > 0x7fffffff ? 0x7fffffff : (int)room, &used,
+                           who == BY_HELPER ? SPX_NOWAIT_AT_ALL : SPX_NOWAIT_START);
         if (n == BUFFER_TOO_SHORT) {
             r->need_room = (size_t)(-used);
             return 0; /* still pending: take it into a larger block */
@@ -264,8 +304,10 @@ static int produce(spr_receiver *r, int by_consumer)
             used = (int)((spr_msg *)(cur->data + cur->used))->size;
         }
     }
-    if (n == -1000) /* SPX_INTERRUPTED: nothing consumed */
-        return 0;
+    if (n == SPX_INTERRUPTED)
+        return 0; /* nothing consumed */
+    if (n == SPX_WOULD_BLOCK)
+        return NOTHING_YET;
     if (n < 0) {
         end_with(r, SPR_FAILED, n);
         return -1;
@@ -284,7 +326,7 @@ static int produce(spr_receiver *r, int by_consumer)
         r->st.first_at = r->st.last_at;
     cur->used += (size_t)used;
     r->st.received += (unsigned long long)count;
-    if (by_consumer)
+    if (who != BY_DRAIN)
         r->st.received_by_consumers += (unsigned long long)count;
     r->st.backlog_messages += (size_t)count;
     r->st.backlog_bytes += bytes;
@@ -306,41 +348,29 @@ static int produce(spr_receiver *r, int by_consumer)
     return 1;
 }
 
+/* Takes what has arrived, never waiting for a message to start (where
+ * close() could not wake us): our library says when nothing has come, the
+ * bare one is asked with a poll first. The caller holds produce_lock.
+ * 1 progress, 0 none, -1 the receiver ended. */
+static int take_arrived(spr_receiver *r, int who)
+{
+    if (!r->lib.records && !data_waiting(r))
+        return 0;
+    int res = produce(r, who);
+    return res == NOTHING_YET ? 0 : res;
+}
+
+static int buffered(spr_receiver *r)
+{
+    return r->lib.pending && r->lib.pending(r->mbox) > 0;
+}
+
 /* May the receiver take more now? Under r->lock. */
 static int may_produce(const spr_receiver *r)
 {
     return r->st.state == SPR_RUNNING &&
            !(r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
              r->st.backlog_bytes >= r->max_backlog);
-}
-
-/* While a consumer leads, the drain thread waits here until it should take
- * the socket over, or stop. Under r->lock. */
-static void watch_consumer(spr_receiver *r)
-{
-    while (r->consumer_leads && !r->closing && r->st.state == SPR_RUNNING) {
-        if (r->consumer_reading) {
-            /* It waits on the socket itself: nothing to watch until it stops. */
-            r->drain_parked = 1;
-            pthread_cond_wait(&r->lead, &r->lock);
-            r->drain_parked = 0;
-            continue;
-        }
-        int64_t due = r->consumer_left + LEAD_GRACE_NS;
-        if (now_ns() >= due) {
-            /* Away too long: the daemon must not wait for it. */
-            int64_t now = now_ns(), held = now - r->lead_changed;
-            if (held >= LEAD_KEPT_NS)
-                r->holdoff = 0;
-            else if (r->holdoff < LEAD_HOLDOFF_MAX_NS)
-                r->holdoff = r->holdoff ? 2 * r->holdoff : LEAD_HOLDOFF_MIN_NS;
-            r->consumer_leads = 0;
-            r->lead_changed = now;
-            break;
-        }
-        struct timespec until = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
-        pthread_cond_timedwait(&r->lead, &r->lock, &until);
-    }
 }
 
 static void *drain(void *arg)
@@ -356,39 +386,33 @@ static void *drain(void *arg)
         while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
                r->st.backlog_bytes >= r->max_backlog && !r->closing)
             pthread_cond_wait(&r->space, &r->lock);
-        watch_consumer(r);
         int closing = r->closing, running = r->st.state == SPR_RUNNING;
         pthread_mutex_unlock(&r->lock);
         if (!running)
             break;
         /* Closing: first queue what read-ahead buffered, so that the socket
          * is left at a message boundary for whoever reads it next. */
-        if (closing && !(r->lib.pending && r->lib.pending(r->mbox) > 0))
-            break;
-        /* With read-ahead, buffered messages need no wait (and no poll). */
-        if (!(r->lib.pending && r->lib.pending(r->mbox) > 0) && !wait_for_data(r))
+        if (closing && !buffered(r))
             break;
         pthread_mutex_lock(&r->produce_lock);
-        /* A consumer may have taken the data meanwhile: never wait for the
-         * next message here, where close() could not wake us. */
-        int res = data_waiting(r) ? produce(r, 0) : 0;
+        int res = take_arrived(r, BY_DRAIN);
         pthread_mutex_unlock(&r->produce_lock);
         if (res < 0)
             break;
-        pthread_mutex_lock(&r->lock);
-        if (res > 0 && r->consumers_waiting > 0 && !r->closing) {
-            /* A consumer is waiting for what we just queued: it keeps up, so
-             * it reads for itself from now on (unless it lost the lead lately). */
-            int64_t now = now_ns();
-            if (now - r->lead_changed >= r->holdoff) {
-                r->consumer_leads = 1;
-                r->consumer_left = r->lead_changed = now;
-            }
-        }
-        pthread_mutex_unlock(&r->lock);
+        /* Nothing had arrived: wait (read-ahead may hold a part, then no). */
+        if (res == 0 && !buffered(r) && !wait_for_data(r))
+            break;
     }
+    /* Give the socket back as we found it: the library's own read-ahead
+     * buffer takes what the lent memory still holds, then read-ahead stops
+     * (what it holds is returned first by later receives). */
+    pthread_mutex_lock(&r->produce_lock);
+    r->stopped = 1;
+    if (r->lib.lend)
+        r->lib.lend(r->mbox, NULL, 0);
     if (r->lib.readahead)
         r->lib.readahead(r->mbox, 0);
+    pthread_mutex_unlock(&r->produce_lock);
     return NULL;
 }
 
@@ -400,8 +424,8 @@ int spr_help(spr_receiver *r)
     pthread_mutex_lock(&r->lock);
     int ok = may_produce(r) && !r->closing && r->thread_running;
     pthread_mutex_unlock(&r->lock);
-    if (ok && data_waiting(r))
-        took = produce(r, 1) > 0;
+    if (ok)
+        took = take_arrived(r, BY_HELPER) > 0;
     pthread_mutex_unlock(&r->produce_lock);
     return took;
 }
@@ -423,11 +447,6 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->space, NULL);
     pthread_mutex_init(&r->produce_lock, NULL);
-    pthread_condattr_t monotonic;
-    pthread_condattr_init(&monotonic);
-    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* deadlines from now_ns() */
-    pthread_cond_init(&r->lead, &monotonic);
-    pthread_condattr_destroy(&monotonic);
     r->max_groups = FIRST_GROUPS;
     r->need_room = MIN_ROOM;
     r->groups = malloc((size_t)r->max_groups * MAX_GROUP_NAME);
@@ -464,52 +483,12 @@ int spr_fileno(spr_receiver *r)
     return r->ready_fd;
 }
 
-/* A leading consumer's wait: on the socket itself, then it queues what came.
- * 1 progress (or an end), 0 time-out, -1 interrupted. Called with r->lock
- * held and consumer_reading set; returns with the lock released. */
-static int read_as_consumer(spr_receiver *r, int timeout_ms)
-{
-    pthread_mutex_unlock(&r->lock);
-    int res = 0;
-    if (!(r->lib.pending && r->lib.pending(r->mbox) > 0)) {
-        struct pollfd p[2] = {{r->mbox, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
-        int n = poll(p, 2, timeout_ms);
-        if (n < 0)
-            res = errno == EINTR ? -1 : 1;
-        else if (n == 0)
-            res = 0;
-        else
-            res = (p[1].revents & POLLIN) ? 1 : 2; /* closing, or data */
-    } else {
-        res = 2;
-    }
-    if (res == 2) {
-        pthread_mutex_lock(&r->produce_lock);
-        if (data_waiting(r))
-            produce(r, 1);
-        pthread_mutex_unlock(&r->produce_lock);
-        res = 1;
-    }
-    pthread_mutex_lock(&r->lock);
-    r->consumer_reading = 0;
-    r->consumer_left = now_ns();
-    if (r->drain_parked)
-        pthread_cond_signal(&r->lead);
-    pthread_mutex_unlock(&r->lock);
-    return res;
-}
-
 int spr_wait(spr_receiver *r, int timeout_ms)
 {
     pthread_mutex_lock(&r->lock);
     if (r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING) {
         pthread_mutex_unlock(&r->lock);
         return 1;
-    }
-    if (r->consumer_leads && !r->consumer_reading && !r->closing && r->thread_running &&
-        may_produce(r)) {
-        r->consumer_reading = 1;
-        return read_as_consumer(r, timeout_ms);
     }
     r->consumers_waiting++;
     update_ready(r); /* ready_fd may be stale while nobody watched it */
@@ -573,6 +552,17 @@ void spr_consume(spr_receiver *r, int n)
         }
     }
     r->st.backlog_bytes -= bytes;
+    /* Raw blocks whose records have all been taken, but for the one lent now. */
+    while (r->raw_head && r->raw_head != r->raw_tail && r->raw_head->last_seq <= r->st.delivered) {
+        spr_block *b = r->raw_head;
+        r->raw_head = b->next;
+        if (r->n_spare < SPARE_BLOCKS && b->size == BLOCK_SIZE) {
+            r->spare[r->n_spare++] = b;
+        } else {
+            b->next = to_free;
+            to_free = b;
+        }
+    }
     if (r->st.backlog_messages == 0 && r->n_spare > SPARE_KEEP &&
         now_ns() - r->block_taken > SPARE_IDLE_NS) {
         while (r->n_spare > SPARE_KEEP) {
@@ -584,11 +574,7 @@ void spr_consume(spr_receiver *r, int n)
     update_ready(r);
     pthread_cond_signal(&r->space);
     pthread_mutex_unlock(&r->lock);
-    while (to_free) {
-        spr_block *next = to_free->next;
-        free(to_free);
-        to_free = next;
-    }
+    free_chain(to_free);
 }
 
 void spr_get_stats(spr_receiver *r, spr_stats *out)
@@ -605,7 +591,6 @@ void spr_close(spr_receiver *r)
     pthread_mutex_lock(&r->lock);
     r->closing = 1;
     pthread_cond_broadcast(&r->space);
-    pthread_cond_broadcast(&r->lead);
     pthread_mutex_unlock(&r->lock);
     uint64_t one = 1;
     ssize_t w = write(r->wake_fd, &one, sizeof one);
@@ -626,11 +611,8 @@ void spr_free(spr_receiver *r)
     spr_close(r);
     if (r->lib.release)
         r->lib.release(r->mbox);
-    for (spr_block *b = r->head; b;) {
-        spr_block *next = b->next;
-        free(b);
-        b = next;
-    }
+    free_chain(r->head);
+    free_chain(r->raw_head);
     for (int i = 0; i < r->n_spare; i++)
         free(r->spare[i]);
     if (r->ready_fd >= 0)
@@ -640,7 +622,6 @@ void spr_free(spr_receiver *r)
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->space);
     pthread_mutex_destroy(&r->produce_lock);
-    pthread_cond_destroy(&r->lead);
     free(r->groups);
     free(r);
 }

@@ -7,8 +7,11 @@
  * The library is called through function pointers, so the same loop runs on
  * our native library and on an external libspread.
  *
- * Messages are stored back to back in large blocks: SP_receive writes each
- * payload straight into the queue, and nothing is allocated per message.
+ * Messages are stored back to back in large blocks, and nothing is allocated
+ * per message: with our library the socket is read straight into blocks lent
+ * as read-ahead memory, and records point at payloads where they were read
+ * (the kernel's copy is the only one); through SP_receive each payload is
+ * written into its record.
  * Consumers (spr_peek, spr_consume, spr_stats) must not run concurrently
  * with each other; the producer thread runs alongside them.
  */
@@ -35,7 +38,9 @@ typedef struct spr_library {
     spr_release_fn release;        /* SPX_release, or NULL */
     int (*readahead)(mailbox mbox, int bytes); /* SPX_set_readahead, or NULL */
     spr_mailbox_fn pending;        /* SPX_pending, or NULL */
-    int (*records)(mailbox mbox, char *buf, int len, int *used); /* SPX_receive_records, or NULL */
+    int (*records)(mailbox mbox, char *buf, int len, int *used, int how); /* SPX_receive_records_nowait, or NULL */
+    int (*lend)(mailbox mbox, char *buf, int cap); /* SPX_lend_readahead, or NULL */
+    spr_mailbox_fn lent_room;      /* SPX_lent_room, or NULL */
 } spr_library;
 
 enum { SPR_OVERFLOW_DISCONNECT = 0, SPR_OVERFLOW_BLOCK = 1 };
@@ -69,14 +74,13 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
  * receiver has ended (so that select() wakes to see why). */
 int spr_fileno(spr_receiver *r);
 /* Waits for a message or an end: 1 ready, 0 time-out, -1 interrupted (EINTR).
- * timeout_ms < 0 waits forever. Once consumers are seen waiting for the
- * drain thread, the one that waits reads the socket itself (the drain thread
- * steps back, and steps in again when consumers stay away); several threads
- * may wait at once. */
+ * timeout_ms < 0 waits forever. Several threads may wait at once. */
 int spr_wait(spr_receiver *r, int timeout_ms);
 /* A consumer's offer to take waiting messages off the socket itself, when the
- * drain thread is not at it (it may be waiting for a CPU). Never waits for a
- * message to arrive. Returns 1 if it queued some. */
+ * drain thread is not at it (it may be waiting for a CPU). With our library
+ * it never waits at all (callers may hold an interpreter lock); through bare
+ * SP_receive it may wait for the rest of a message that has begun to arrive.
+ * Returns 1 if it queued some. */
 int spr_help(spr_receiver *r);
 /* Up to max queued messages in order, without removing them. */
 int spr_peek(spr_receiver *r, const spr_msg **out, int max);

@@ -133,8 +133,8 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         old_type = s->saved_old_type;
     } else {
         int r = read_header(s, &h, &old_type);
-        if (r == SPX_INTERRUPTED)
-            return r;
+        if (r == SPX_INTERRUPTED || r == SPX_WOULD_BLOCK)
+            return r; /* nothing consumed */
         if (r != 0) {
             sess_set_error(s);
             return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : r;
@@ -261,12 +261,13 @@ static int next_message_buffered(const session *s)
 #define NOT_SIMPLE (-2001)
 
 /* Takes the next message, wholly in the read-ahead buffer, straight into a
- * record: one header decode and two copies, none of the stream machinery.
- * NO_ROOM: it does not fit (nothing consumed); NOT_SIMPLE: a header the
- * general path must refuse (nothing consumed). */
+ * record: one header decode, and the payload and names copied after the
+ * head or, in lent memory, left where they are. NO_ROOM: it does not fit
+ * (nothing consumed); NOT_SIMPLE: a header the general path must refuse
+ * (nothing consumed). */
 static int take_buffered(session *s, spx_record *rec, size_t room)
 {
-    const uint8_t *p = s->ra_buf + s->ra_pos;
+    uint8_t *p = s->ra_buf + s->ra_pos;
     wire_header h;
     if (wire_decode_header(p, &h) != 0 || h.num_groups < 0 || h.data_len < 0 ||
         h.num_groups > WIRE_MAX_RECV_GROUPS || h.data_len > WIRE_MAX_RECV_DATA)
@@ -277,14 +278,24 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
         old_type = wire_get_u32(p + at, h.order) & ~WIRE_MARKER;
         at += WIRE_REJECT_EXTRA;
     }
-    size_t size = ALIGN8(sizeof *rec + ALIGN8(dl) + ng * WIRE_SLOT);
+    size_t size = s->ra_lent ? ALIGN8(sizeof *rec) : ALIGN8(sizeof *rec + ALIGN8(dl) + ng * WIRE_SLOT);
     if (size > room)
         return NO_ROOM;
-    char *data = (char *)(rec + 1);
-    memcpy(data, p + at + ng * WIRE_SLOT, dl);
+    char *data, (*groups)[MAX_GROUP_NAME];
+    if (s->ra_lent) {
+        /* Lent memory is the caller's for good once handed out: use it in place. */
+        groups = (char(*)[MAX_GROUP_NAME])(p + at);
+        data = (char *)(p + at + ng * WIRE_SLOT);
+        rec->data = data;
+        rec->groups = (const char *)groups;
+    } else {
+        spx_record_place_inline(rec, dl);
+        data = (char *)rec->data;
+        groups = (char(*)[MAX_GROUP_NAME])rec->groups;
+        memcpy(data, p + at + ng * WIRE_SLOT, dl);
+        memcpy(groups, p + at, ng * WIRE_SLOT);
+    }
     rec->data_len = (int32_t)dl;
-    char(*groups)[MAX_GROUP_NAME] = (char(*)[MAX_GROUP_NAME])spx_record_groups(rec);
-    memcpy(groups, p + at, ng * WIRE_SLOT);
     for (size_t i = 0; i < ng; i++)
         groups[i][WIRE_SLOT - 1] = '\0';
     memcpy(rec->sender, h.sender, WIRE_SLOT);
@@ -323,7 +334,8 @@ static int grow_record_groups(session *s, int need)
     return 0;
 }
 
-int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
+/* nowait: -1 waits for the first message, else an SPX_NOWAIT_ value. */
+static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int nowait)
 {
     *used = 0;
     if (!buf || buf_len < 0)
@@ -332,6 +344,8 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
     if (!s)
         return ILLEGAL_SESSION;
     pthread_mutex_lock(&s->recv_lock);
+    s->try_first = nowait >= 0;
+    int at_all = nowait == SPX_NOWAIT_AT_ALL;
     int count = 0, r = 0;
     size_t at = 0, len = (size_t)buf_len;
     if (s->deferred_error) {
@@ -343,6 +357,11 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
     sess_state st = sess_get_state(s);
     if (r == 0 && st != SESS_OPEN)
         r = st == SESS_CLOSED ? ILLEGAL_SESSION : NET_ERROR_ON_SESSION;
+    if (r == 0 && at_all && !next_message_buffered(s)) {
+        stream_fill_nowait(s);
+        if (!next_message_buffered(s))
+            r = SPX_WOULD_BLOCK;
+    }
     while (r == 0) {
         int buffered = next_message_buffered(s);
         if (buffered) {
@@ -365,6 +384,11 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
             /* NO_ROOM for the first, or NOT_SIMPLE: the general path says why. */
         } else if (count > 0) {
             break; /* only the first message may wait */
+        }
+        if (at_all) { /* the general path may wait: leave the message to a caller that can */
+            if (count == 0)
+                r = SPX_WOULD_BLOCK;
+            break;
         }
         spx_record *rec = (spx_record *)(buf + at);
         size_t reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
@@ -398,7 +422,7 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
         if (n < 0) {
             if (count == 0)
                 r = n;
-            else
+            else if (n != SPX_WOULD_BLOCK)
                 s->deferred_error = n; /* reported by the next call */
             break;
         }
@@ -408,11 +432,13 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
         rec->endian = endian;
         rec->mess_type = mt;
         memcpy(rec->sender, sender, MAX_GROUP_NAME);
-        memcpy((char *)spx_record_groups(rec), s->rec_groups, (size_t)ng * MAX_GROUP_NAME);
+        spx_record_place_inline(rec, (size_t)n); /* the payload is there already */
+        memcpy((char *)rec->groups, s->rec_groups, (size_t)ng * MAX_GROUP_NAME);
         rec->size = (uint32_t)ALIGN8(sizeof *rec + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
         at += rec->size;
         count++;
     }
+    s->try_first = 0;
     pthread_mutex_unlock(&s->recv_lock);
     sess_release(s);
     if (count > 0) {
@@ -420,6 +446,18 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
         return count;
     }
     return r;
+}
+
+int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
+{
+    return receive_records(mbox, buf, buf_len, used, -1);
+}
+
+int SPX_receive_records_nowait(mailbox mbox, char *buf, int buf_len, int *used, int how)
+{
+    if (how != SPX_NOWAIT_START && how != SPX_NOWAIT_AT_ALL)
+        return ILLEGAL_MESSAGE;
+    return receive_records(mbox, buf, buf_len, used, how);
 }
 
 int SP_poll(mailbox mbox)

@@ -68,7 +68,7 @@ static void destroy(session *s)
         table[s->fd] = NULL;
     pthread_mutex_unlock(&table_lock);
     close(s->fd);
-    free(s->ra_buf);
+    free(s->ra_own); /* lent memory is the caller's */
     free(s->rec_groups);
     free(s->tail);
     pthread_mutex_destroy(&s->send_lock);

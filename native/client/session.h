@@ -33,10 +33,16 @@ typedef struct session {
     pthread_mutex_t recv_lock;
     uint8_t private_group[WIRE_SLOT]; /* NUL padded */
     size_t private_group_len;
-    /* Read-ahead (SPX_set_readahead), under the receive lock. */
+    /* Read-ahead (SPX_set_readahead), under the receive lock. ra_buf is the
+     * library's own buffer (ra_own) or the caller's lent memory (ra_lent,
+     * SPX_lend_readahead): there bytes before ra_pos are the caller's, and
+     * fills append at ra_end instead of starting over. */
     uint8_t *ra_buf;
     size_t ra_cap, ra_pos, ra_end;
-    int ra_on;
+    int ra_on, ra_lent;
+    uint8_t *ra_own;
+    size_t ra_own_cap;
+    size_t ra_size;            /* the most one read takes: SPX_set_readahead's bytes */
     /* The unsent rest of a message after SPX_PARTIAL, for SPX_finish_send. */
     uint8_t *tail;
     size_t tail_len;
@@ -46,6 +52,7 @@ typedef struct session {
     char (*rec_groups)[MAX_GROUP_NAME];
     int rec_groups_cap;
     int deferred_error;
+    int try_first;             /* SPX_receive_records_nowait is running */
     /* Saved header of a message left unconsumed by a short buffer (9.3). */
     int have_saved;
     wire_header saved;
@@ -73,6 +80,9 @@ void sess_unhold(mailbox mbox);
  * CONNECTION_CLOSED or SPX_INTERRUPTED. Callers hold the receive lock. */
 int stream_readv(session *s, struct iovec *iov, int iovcnt, int first);
 int stream_discard(session *s, size_t len);
+/* One read into read-ahead that never waits (MSG_DONTWAIT); ends and errors
+ * are left for the next waiting read to meet. */
+void stream_fill_nowait(session *s);
 size_t stream_buffered(const session *s);
 
 /* Blocking socket writes. 0 on success, -1 on EOF or error. */

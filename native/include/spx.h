@@ -58,8 +58,9 @@ int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_
 int SPX_finish_send(mailbox mbox);
 
 /* Many messages per call, for a reader that owns the socket. Each message is
- * written to buf as a record: this head, the payload, padding to 8 bytes,
- * then the group names; `size` is the whole record, a multiple of 8. */
+ * written to buf as a record: this head, then (unless the payload stays where
+ * it was read, see SPX_lend_readahead) the payload, padding to 8 bytes and
+ * the group names; `size` is the whole record, a multiple of 8. */
 typedef struct spx_record {
     uint32_t size;
     int32_t service;        /* as SP_receive's service_type */
@@ -68,6 +69,8 @@ typedef struct spx_record {
     int32_t endian;         /* endian_mismatch */
     int16 mess_type;
     char sender[MAX_GROUP_NAME];
+    const char *data;       /* the payload: after this head, or in lent memory */
+    const char *groups;     /* num_groups names of MAX_GROUP_NAME bytes, likewise */
 } spx_record;
 
 #ifdef SPREAD_CDEF /* cffi reads these headers preprocessed: prototypes only */
@@ -76,21 +79,40 @@ const char *spx_record_groups_flat(const spx_record *r);
 #else
 static inline const char *spx_record_data(const spx_record *r)
 {
-    return (const char *)(r + 1);
+    return r->data;
 }
 
 static inline const char (*spx_record_groups(const spx_record *r))[MAX_GROUP_NAME]
 {
-    size_t padded = ((size_t)r->data_len + 7u) & ~(size_t)7u;
-    return (const char(*)[MAX_GROUP_NAME])(spx_record_data(r) + padded);
+    return (const char(*)[MAX_GROUP_NAME])r->groups;
 }
 
 /* The same as one flat pointer, for bindings that cannot return pointers to arrays. */
 static inline const char *spx_record_groups_flat(const spx_record *r)
 {
-    return (const char *)spx_record_groups(r);
+    return r->groups;
+}
+
+/* For writers of records: payload and names inside the record, after its head. */
+static inline void spx_record_place_inline(spx_record *r, size_t data_len)
+{
+    r->data = (const char *)(r + 1);
+    r->groups = r->data + ((data_len + 7u) & ~(size_t)7u);
 }
 #endif
+
+/* Zero-copy read-ahead, for a reader that owns the socket and keeps what it
+ * reads: read-ahead goes into buf (cap bytes of the caller's memory) instead
+ * of the library's own buffer, and records from SPX_receive_records point at
+ * payloads and group names where they were read, in buf. Bytes already
+ * buffered move to the start of buf. The library only appends to buf, after
+ * what it has handed out, and stops writing to it at the next call of this;
+ * buf NULL takes the library's own buffer back (what is buffered moves there).
+ * Needs read-ahead on (SPX_set_readahead). 0 or ILLEGAL_SESSION, or
+ * ILLEGAL_MESSAGE if cap cannot hold what is buffered. */
+int SPX_lend_readahead(mailbox mbox, char *buf, int cap);
+/* How many more bytes the lent buffer can take (0 when none is lent). */
+int SPX_lent_room(mailbox mbox);
 
 /* Receives one message as SP_receive does (waiting for it, interruptibly if
  * set), then every further message that read-ahead already holds in full and
@@ -98,6 +120,16 @@ static inline const char *spx_record_groups_flat(const spx_record *r)
  * written; or an error code. When the first message does not fit, returns
  * BUFFER_TOO_SHORT with *used = -(bytes it needs), leaving it pending. */
 int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used);
+/* The same without waiting for a message to arrive: SPX_WOULD_BLOCK (nothing
+ * consumed) instead. `how` SPX_NOWAIT_START: a message that has begun to
+ * arrive is still waited for to its end (one system call for a reader that
+ * takes what has come, and polls only when nothing has). SPX_NOWAIT_AT_ALL:
+ * one non-blocking read, then only messages wholly arrived; for a caller
+ * that must never wait (it holds an interpreter lock, say). Needs read-ahead
+ * on for SPX_NOWAIT_AT_ALL. */
+#define SPX_NOWAIT_START 0
+#define SPX_NOWAIT_AT_ALL 1
+int SPX_receive_records_nowait(mailbox mbox, char *buf, int buf_len, int *used, int how);
 
 #ifdef __cplusplus
 }

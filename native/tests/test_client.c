@@ -4,6 +4,7 @@
  * library's error paths and thread behaviour. Needs a running daemon:
  *     test_client <port>
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -307,6 +308,119 @@ static void test_nowait(void)
     unlink(a.sun_path);
 }
 
+/* Records in order from one SPX_receive_records call: checks each carries
+ * mess_type `next`, `next`+1, ... and a payload of its number's digits;
+ * counts those whose payload lies inside [lo, hi). */
+static int check_records(const char *buf, int count, int *next, const char *lo, const char *hi,
+                         int *inside)
+{
+    int at = 0, ok = 1;
+    for (int i = 0; i < count; i++) {
+        const spx_record *r = (const spx_record *)(buf + at);
+        char want[16];
+        int len = snprintf(want, sizeof want, "m%05d", *next);
+        ok &= r->mess_type == (int16)*next && r->data_len == len &&
+              memcmp(spx_record_data(r), want, (size_t)len) == 0 && r->num_groups == 1 &&
+              strcmp(spx_record_groups(r)[0], "lend") == 0;
+        *inside += spx_record_data(r) >= lo && spx_record_data(r) < hi;
+        (*next)++;
+        at += (int)r->size;
+    }
+    return ok;
+}
+
+/* Zero-copy read-ahead: records point into lent memory, lending another
+ * buffer moves what is buffered, and taking the library's own buffer back
+ * leaves the stream intact for SP_receive. */
+static void test_lend(void)
+{
+    mailbox rx, tx;
+    char pg[MAX_GROUP_NAME];
+    CHECK_EQ(SP_connect(unix_addr, "lendrx", 0, 1, &rx, pg), ACCEPT_SESSION);
+    CHECK_EQ(SP_connect(unix_addr, "lendtx", 0, 0, &tx, pg), ACCEPT_SESSION);
+    CHECK_EQ(SP_join(rx, "lend"), 0);
+    { /* the join is in effect once its membership message is here */
+        service svc = 0;
+        char sender[MAX_GROUP_NAME], groups[4][MAX_GROUP_NAME], buf[1024];
+        int ng, endian;
+        int16 mt;
+        CHECK(SP_receive(rx, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf) >= 0);
+        CHECK(Is_reg_memb_mess(svc));
+    }
+    static char lent1[4096], lent2[1 << 16], recs[1 << 16];
+    CHECK_EQ(SPX_lent_room(rx), 0);
+    CHECK_EQ(SPX_set_readahead(rx, 1 << 16), 0);
+    CHECK_EQ(SPX_lend_readahead(rx, lent1, sizeof lent1), 0);
+    CHECK_EQ(SPX_lent_room(rx), (int)sizeof lent1);
+    int used = 0, n;
+    /* Nothing has arrived: neither nowait form waits. */
+    CHECK_EQ(SPX_receive_records_nowait(rx, recs, sizeof recs, &used, SPX_NOWAIT_START),
+             SPX_WOULD_BLOCK);
+    CHECK_EQ(SPX_receive_records_nowait(rx, recs, sizeof recs, &used, SPX_NOWAIT_AT_ALL),
+             SPX_WOULD_BLOCK);
+    CHECK_EQ(SPX_receive_records_nowait(rx, recs, sizeof recs, &used, 7), ILLEGAL_MESSAGE);
+    for (int i = 0; i < 300; i++) {
+        char m[16];
+        int len = snprintf(m, sizeof m, "m%05d", i);
+        CHECK_EQ(SP_multicast(tx, AGREED_MESS, "lend", (int16)i, len, m), len);
+    }
+    int next = 0, inside = 0;
+    /* Once the socket is readable, a call that never waits takes what came. */
+    struct pollfd readable = {rx, POLLIN, 0};
+    CHECK_EQ(poll(&readable, 1, 5000), 1);
+    n = SPX_receive_records_nowait(rx, recs, sizeof recs, &used, SPX_NOWAIT_AT_ALL);
+    CHECK(n > 0);
+    if (n > 0)
+        CHECK(check_records(recs, n, &next, lent1, lent1 + sizeof lent1, &inside));
+    /* The small lent buffer fills: whatever the calls take, in order. */
+    while (next < 40) {
+        n = SPX_receive_records(rx, recs, sizeof recs, &used);
+        CHECK(n > 0);
+        if (n <= 0)
+            break;
+        CHECK(check_records(recs, n, &next, lent1, lent1 + sizeof lent1, &inside));
+    }
+    CHECK(inside > 0); /* in place, not copied */
+    CHECK(SPX_lent_room(rx) < (int)sizeof lent1);
+    CHECK_EQ(SPX_lend_readahead(rx, lent2, 1), ILLEGAL_MESSAGE); /* cannot hold what waits */
+    CHECK_EQ(SPX_lend_readahead(rx, lent2, sizeof lent2), 0);
+    inside = 0;
+    int before = next;
+    while (next < 200) {
+        n = SPX_receive_records(rx, recs, sizeof recs, &used);
+        CHECK(n > 0);
+        if (n <= 0)
+            break;
+        CHECK(check_records(recs, n, &next, lent2, lent2 + sizeof lent2, &inside));
+    }
+    CHECK(inside > (next - before) / 2);
+    /* Back to the library's own buffer: the rest arrives through SP_receive. */
+    CHECK_EQ(SPX_lend_readahead(rx, NULL, 0), 0);
+    CHECK_EQ(SPX_lent_room(rx), 0);
+    memset(lent2, 0, sizeof lent2); /* the library must no longer use it */
+    int in_order = 1;
+    while (next < 300) {
+        service svc = 0;
+        char sender[MAX_GROUP_NAME], groups[4][MAX_GROUP_NAME], buf[32], want[16];
+        int ng, endian;
+        int16 mt;
+        int len = snprintf(want, sizeof want, "m%05d", next);
+        int r = SP_receive(rx, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf);
+        if (r < 0) {
+            CHECK_EQ(r, 0);
+            break;
+        }
+        if (!Is_regular_mess(svc))
+            continue;
+        in_order &= r == len && mt == (int16)next && memcmp(buf, want, (size_t)len) == 0;
+        next++;
+    }
+    CHECK(in_order);
+    CHECK_EQ(SPX_set_readahead(rx, 0), 0);
+    SP_disconnect(rx);
+    SP_disconnect(tx);
+}
+
 static void on_usr1(int sig)
 {
     (void)sig;
@@ -380,6 +494,7 @@ int main(int argc, char **argv)
     test_error_state();
     test_interruptible();
     test_nowait();
+    test_lend();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");
 }

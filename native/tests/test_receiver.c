@@ -15,8 +15,10 @@ static char addr[16];
 /* Our library with its extensions, and the bare SP_receive path that an
  * external libspread gets. */
 static const spr_library native = {SP_receive, SP_disconnect, SPX_hold, SPX_release,
-                                   SPX_set_readahead, SPX_pending, SPX_receive_records};
-static const spr_library bare = {SP_receive, SP_disconnect, NULL, NULL, NULL, NULL, NULL};
+                                   SPX_set_readahead, SPX_pending, SPX_receive_records_nowait,
+                                   SPX_lend_readahead, SPX_lent_room};
+static const spr_library bare = {SP_receive, SP_disconnect, NULL, NULL, NULL, NULL, NULL,
+                                 NULL, NULL};
 static const spr_library *lib = &native;
 
 static mailbox connect_to(const char *name, const char *group)
@@ -110,42 +112,6 @@ static unsigned long long wait_received(spr_receiver *r, unsigned long long coun
     return st.received;
 }
 
-/* A consumer that keeps waiting reads the socket itself; once it stays away,
- * the drain thread takes over again, so nothing waits in the daemon. */
-static void test_lead(void)
-{
-    mailbox rm = connect_to("rx4", "lead"), sm = connect_to("tx4", NULL);
-    int err = 0;
-    spr_receiver *r = spr_start(rm, lib, 0, SPR_OVERFLOW_DISCONNECT, &err);
-    CHECK(r != NULL);
-    int sent = 0;
-    spr_stats st;
-    /* One message at a time, each waited for: after the first hand-over the
-     * consumer reads the rest. */
-    for (int i = 0; i < 50; i++) {
-        CHECK_EQ(SP_multicast(sm, AGREED_MESS, "lead", (int16)sent++, 4, "lead"), 4);
-        const spr_msg *m;
-        CHECK_EQ(spr_wait(r, 5000), 1);
-        CHECK_EQ(spr_peek(r, &m, 1), 1);
-        CHECK_EQ(m->mess_type, (int16)i);
-        spr_consume(r, 1);
-    }
-    spr_get_stats(r, &st);
-    CHECK_EQ(st.received, 50);
-    CHECK(st.received_by_consumers >= 40);
-    unsigned long long by_consumers = st.received_by_consumers;
-    /* The consumer goes away: the drain thread must take the next ones. */
-    for (int i = 0; i < 200; i++)
-        CHECK_EQ(SP_multicast(sm, AGREED_MESS, "lead", (int16)sent++, 4, "lead"), 4);
-    CHECK_EQ(wait_received(r, 250), 250);
-    spr_get_stats(r, &st);
-    CHECK_EQ(st.received_by_consumers, by_consumers);
-    CHECK_EQ(st.backlog_messages, 200);
-    spr_free(r);
-    SP_disconnect(rm);
-    SP_disconnect(sm);
-}
-
 static void test_overflow(void)
 {
     char kb[1024] = {0};
@@ -198,7 +164,6 @@ int main(int argc, char **argv)
     for (int pass = 0; pass < 2; pass++) {
         lib = pass == 0 ? &native : &bare;
         test_drain();
-        test_lead();
         test_overflow();
         test_failure();
     }

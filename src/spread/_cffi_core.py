@@ -605,7 +605,8 @@ def _native_library():
     if NATIVE:
         for field, fn in (("hold", "SPX_hold"), ("release", "SPX_release"),
                           ("readahead", "SPX_set_readahead"), ("pending", "SPX_pending"),
-                          ("records", "SPX_receive_records")):
+                          ("records", "SPX_receive_records_nowait"),
+                          ("lend", "SPX_lend_readahead"), ("lent_room", "SPX_lent_room")):
             setattr(libs, field, ffi.addressof(lib, fn))
     return libs
 

@@ -29,7 +29,9 @@ cdef spr_library _native_library():
     lib.release = SPX_release
     lib.readahead = SPX_set_readahead
     lib.pending = SPX_pending
-    lib.records = SPX_receive_records
+    lib.records = SPX_receive_records_nowait
+    lib.lend = SPX_lend_readahead
+    lib.lent_room = SPX_lent_room
     return lib
 
 
@@ -204,8 +206,7 @@ cdef class ThreadedReceiver:
             # whenever the queue has run dry), so the daemon still sees a reader.
             if self._since_help >= HELP_EVERY or spr_peek(self._r, ms, 1) == 0:
                 self._since_help = 0
-                with nogil:
-                    spr_help(self._r)
+                spr_help(self._r)  # never waits: keeping the GIL is cheaper than a hand-over
             while max_messages > 0:
                 n = spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
                 if n == 0:

@@ -79,6 +79,8 @@ cdef extern from "spx.h" nogil:
         int endian
         int16 mess_type
         char sender[32]
+        const char *data
+        const char *groups
 
     const char *spx_record_data(const spx_record *r)
     const char (*spx_record_groups(const spx_record *r))[32]
@@ -91,6 +93,9 @@ cdef extern from "spx.h" nogil:
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
     int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
+    int SPX_receive_records_nowait(mailbox mbox, char *buf, int buf_len, int *used, int how)
+    int SPX_lend_readahead(mailbox mbox, char *buf, int cap)
+    int SPX_lent_room(mailbox mbox)
     int SPX_WOULD_BLOCK
     int SPX_PARTIAL
     int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group,
@@ -138,7 +143,9 @@ cdef extern from "receiver.h" nogil:
         spr_release_fn release
         int (*readahead)(mailbox, int)
         spr_mailbox_fn pending
-        int (*records)(mailbox, char *, int, int *)
+        int (*records)(mailbox, char *, int, int *, int)
+        int (*lend)(mailbox, char *, int)
+        spr_mailbox_fn lent_room
 
     enum:
         SPR_OVERFLOW_DISCONNECT
