@@ -16,6 +16,7 @@
 
 #include "sp.h"
 #include "spx.h"
+#include "wire.h"
 #include "check.h"
 
 #define MAX_MEMBERS 100
@@ -249,7 +250,7 @@ static void *silent_peer(void *arg)
     int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
     unsigned char req[64], choice[90];
     static const unsigned char list[] = {5, 'N', 'U', 'L', 'L', ' '};
-    static const unsigned char acc[] = {1, 4, 0, 0, 12, '#', 'n', 'w', '#', 'l', 'o', 'c', 'a',
+    static const unsigned char acc[] = {1, 4, 0, 0, 13, '#', 'n', 'w', '#', 'l', 'o', 'c', 'a',
                                         'l', 'h', 'o', 's', 't'};
     if (fd < 0)
         return NULL;
@@ -421,6 +422,62 @@ static void test_lend(void)
     SP_disconnect(tx);
 }
 
+/* A message that has only partly arrived: the never-waiting form leaves it
+ * (SPX_WOULD_BLOCK, nothing consumed) and takes it whole once the rest came;
+ * the waiting-for-a-start form does the same before any byte arrived. */
+static void test_nowait_partial(void)
+{
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0), peer;
+    struct sockaddr_un a = {0};
+    a.sun_family = AF_UNIX;
+    int port = 31000 + (int)(getpid() % 700);
+    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", port);
+    unlink(a.sun_path);
+    CHECK_EQ(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(lfd, 1), 0);
+    pthread_t t;
+    peer = lfd;
+    pthread_create(&t, NULL, silent_peer, &peer);
+    mailbox m;
+    char pg[MAX_GROUP_NAME], where[16];
+    snprintf(where, sizeof where, "%d", port);
+    CHECK_EQ(SP_connect(where, "np", 0, 0, &m, pg), ACCEPT_SESSION);
+    pthread_join(t, NULL);
+    CHECK_EQ(SPX_set_readahead(m, 1 << 16), 0);
+    uint8_t msg[WIRE_HEADER_SIZE + WIRE_SLOT + 5], sender[WIRE_SLOT], hint[4];
+    wire_put_slot(sender, "#other#localhost", 16);
+    wire_make_hint(hint, 7);
+    wire_encode_header(msg, AGREED_MESS, sender, 1, hint, 5);
+    wire_put_slot(msg + WIRE_HEADER_SIZE, "g", 1);
+    memcpy(msg + WIRE_HEADER_SIZE + WIRE_SLOT, "hello", 5);
+    static char recs[4096];
+    int used = 0;
+    alarm(10); /* a call that waits here would hang the test: fail it instead */
+    CHECK_EQ(SPX_receive_records_nowait(m, recs, sizeof recs, &used, SPX_NOWAIT_START),
+             SPX_WOULD_BLOCK);
+    CHECK_EQ(write(peer, msg, 60), 60); /* the header and part of the name */
+    struct pollfd readable = {m, POLLIN, 0};
+    CHECK_EQ(poll(&readable, 1, 5000), 1);
+    CHECK_EQ(SPX_receive_records_nowait(m, recs, sizeof recs, &used, SPX_NOWAIT_AT_ALL),
+             SPX_WOULD_BLOCK);
+    CHECK_EQ(SPX_pending(m), 60); /* read ahead, not consumed */
+    CHECK_EQ(write(peer, msg + 60, sizeof msg - 60), (ssize_t)(sizeof msg - 60));
+    CHECK_EQ(poll(&readable, 1, 5000), 1);
+    CHECK_EQ(SPX_receive_records_nowait(m, recs, sizeof recs, &used, SPX_NOWAIT_AT_ALL), 1);
+    alarm(0);
+    const spx_record *r = (const spx_record *)recs;
+    CHECK_EQ(r->data_len, 5);
+    CHECK(memcmp(spx_record_data(r), "hello", 5) == 0);
+    CHECK_EQ(r->mess_type, 7);
+    CHECK(strcmp(r->sender, "#other#localhost") == 0);
+    CHECK(strcmp(spx_record_groups(r)[0], "g") == 0);
+    CHECK_EQ(SPX_pending(m), 0);
+    SP_kill(m);
+    close(peer);
+    close(lfd);
+    unlink(a.sun_path);
+}
+
 static void on_usr1(int sig)
 {
     (void)sig;
@@ -495,6 +552,7 @@ int main(int argc, char **argv)
     test_interruptible();
     test_nowait();
     test_lend();
+    test_nowait_partial();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");
 }
