@@ -9,13 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Queue storage comes in blocks of 2 MiB, aligned so that the kernel can back
- * each with one huge page: a backlog that grows by many megabytes then costs
- * one page fault per block rather than 512. */
+/* Queue storage comes in blocks of 2 MiB. (Not huge pages: backing a block
+ * with one, the kernel zeroes 2 MiB inside the socket read that first
+ * touches it, and a reader whose backlog grows falls behind a real daemon.) */
 #define BLOCK_BYTES  (2u << 20)
 #define BLOCK_SIZE   (BLOCK_BYTES - sizeof(spr_block)) /* data bytes in a standard block */
 #define MIN_ROOM     (64u << 10)  /* start a new block when less than this is left */
@@ -64,7 +63,8 @@ struct spr_receiver {
     int closing;
     spr_block *head, *tail;  /* consumer reads from head, producer writes to tail */
     spr_block *raw_head, *raw_tail; /* lent read-ahead memory, oldest first; the
-                                       tail is the one lent now */
+                                       tail is the one lent now, if lending */
+    int lending;
     int stopped;             /* no more producing (set under produce_lock) */
     size_t read_off;         /* consumer position in head */
     spr_block *spare[SPARE_BLOCKS]; /* emptied blocks kept for reuse */
@@ -104,15 +104,8 @@ static spr_block *block_new(spr_receiver *r, size_t need)
         }
     }
     pthread_mutex_unlock(&r->lock);
-    if (!b && size == BLOCK_SIZE) {
-        b = aligned_alloc(BLOCK_BYTES, BLOCK_BYTES);
-#ifdef MADV_HUGEPAGE
-        if (b)
-            madvise(b, BLOCK_BYTES, MADV_HUGEPAGE); /* a hint: fine if refused */
-#endif
-    } else if (!b) {
+    if (!b)
         b = malloc(sizeof *b + size);
-    }
     if (!b)
         return NULL;
     b->size = size;
@@ -218,29 +211,40 @@ static int data_waiting(spr_receiver *r)
     return poll(&p, 1, 0) > 0;
 }
 
-/* Keeps a raw block with room lent to the library as its read-ahead memory;
- * the caller holds produce_lock. 0, or the error to end with. */
+/* Keeps a raw block with room lent to the library as its read-ahead memory,
+ * while emptied blocks come back for reuse; the caller holds produce_lock.
+ * While the backlog grows into fresh memory, nothing is lent: then the
+ * kernel copies into the library's small, hot buffer and records carry
+ * their payloads, which measured much faster there than the kernel's copy
+ * into fresh memory (a real daemon killed a reader whose backlog kept
+ * growing). 0, or the error to end with. */
 static int keep_lent(spr_receiver *r)
 {
-    if (r->raw_tail && r->lib.lent_room(r->mbox) >= (int)MIN_RAW_ROOM)
+    if (r->lending && r->lib.lent_room(r->mbox) >= (int)MIN_RAW_ROOM)
         return 0;
-    spr_block *b = block_new(r, BLOCK_SIZE);
-    if (!b)
-        return ILLEGAL_MESSAGE;
-    int e = r->lib.lend(r->mbox, b->data, (int)b->size);
+    pthread_mutex_lock(&r->lock);
+    int recycled = r->n_spare > 0;
+    pthread_mutex_unlock(&r->lock);
+    if (!recycled && !r->lending)
+        return 0;
+    spr_block *b = recycled ? block_new(r, BLOCK_SIZE) : NULL;
+    int e = b ? r->lib.lend(r->mbox, b->data, (int)b->size) : r->lib.lend(r->mbox, NULL, 0);
     if (e != 0) {
         free(b);
         return e;
     }
-    b->last_seq = ULLONG_MAX;
     pthread_mutex_lock(&r->lock);
-    if (r->raw_tail) {
-        r->raw_tail->last_seq = r->st.received; /* later records point into b */
-        r->raw_tail->next = b;
-    } else {
-        r->raw_head = b;
+    if (r->raw_tail && r->lending)
+        r->raw_tail->last_seq = r->st.received; /* later records point elsewhere */
+    if (b) {
+        b->last_seq = ULLONG_MAX;
+        if (r->raw_tail)
+            r->raw_tail->next = b;
+        else
+            r->raw_head = b;
+        r->raw_tail = b;
     }
-    r->raw_tail = b;
+    r->lending = b != NULL;
     pthread_mutex_unlock(&r->lock);
     return 0;
 }
@@ -553,9 +557,12 @@ void spr_consume(spr_receiver *r, int n)
     }
     r->st.backlog_bytes -= bytes;
     /* Raw blocks whose records have all been taken, but for the one lent now. */
-    while (r->raw_head && r->raw_head != r->raw_tail && r->raw_head->last_seq <= r->st.delivered) {
+    while (r->raw_head && (r->raw_head != r->raw_tail || !r->lending) &&
+           r->raw_head->last_seq <= r->st.delivered) {
         spr_block *b = r->raw_head;
         r->raw_head = b->next;
+        if (!r->raw_head)
+            r->raw_tail = NULL;
         if (r->n_spare < SPARE_BLOCKS && b->size == BLOCK_SIZE) {
             r->spare[r->n_spare++] = b;
         } else {
