@@ -180,6 +180,31 @@ def test_close_while_blocked_and_back_to_plain_receive(spread_mailbox_factory):
     assert m.fileno() != rx.fileno()
 
 
+def test_close_from_another_thread_wakes_a_blocked_consumer(spread_mailbox_factory):
+    """A consumer waiting in get() with no time limit sees ReceiverClosed when
+    another thread closes the receiver, instead of waiting forever."""
+    m = spread_mailbox_factory()
+    rx = m.start_receiver()
+    waiting, outcome = threading.Event(), []
+
+    def consumer():
+        waiting.set()
+        try:
+            rx.get()
+        except spread.ReceiverClosed as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    assert waiting.wait(5)
+    time.sleep(0.05)  # not for correctness (the outcome is the same if close comes first):
+    # it makes the close usually find the consumer asleep, the case under test
+    rx.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert len(outcome) == 1
+
+
 def test_closed_receiver_keeps_queued_messages(spread_mailbox_factory):
     m = spread_mailbox_factory()
     rx = m.start_receiver()
