@@ -263,24 +263,45 @@ static void *silent_peer(void *arg)
     return NULL;
 }
 
-static void test_nowait(void)
-{
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0), peer;
-    struct sockaddr_un a = {0};
-    a.sun_family = AF_UNIX;
-    int port = 32000 + (int)(getpid() % 700);
-    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", port);
-    unlink(a.sun_path);
-    CHECK_EQ(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    CHECK_EQ(listen(lfd, 1), 0);
-    pthread_t t;
-    peer = lfd;
-    pthread_create(&t, NULL, silent_peer, &peer);
+/* A connection to silent_peer on the unix socket /tmp/<port>. */
+typedef struct {
     mailbox m;
+    int peer, lfd;
+    struct sockaddr_un a;
+} fake_link;
+
+static void fake_connect(fake_link *f, int port, const char *name)
+{
+    f->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&f->a, 0, sizeof f->a);
+    f->a.sun_family = AF_UNIX;
+    snprintf(f->a.sun_path, sizeof f->a.sun_path, "/tmp/%d", port);
+    unlink(f->a.sun_path);
+    CHECK_EQ(bind(f->lfd, (struct sockaddr *)&f->a, sizeof f->a), 0);
+    CHECK_EQ(listen(f->lfd, 1), 0);
+    pthread_t t;
+    f->peer = f->lfd;
+    pthread_create(&t, NULL, silent_peer, &f->peer);
     char pg[MAX_GROUP_NAME], where[16];
     snprintf(where, sizeof where, "%d", port);
-    CHECK_EQ(SP_connect(where, "nw", 0, 0, &m, pg), ACCEPT_SESSION);
+    CHECK_EQ(SP_connect(where, name, 0, 0, &f->m, pg), ACCEPT_SESSION);
     pthread_join(t, NULL);
+}
+
+static void fake_close(fake_link *f)
+{
+    SP_kill(f->m);
+    close(f->peer);
+    close(f->lfd);
+    unlink(f->a.sun_path);
+}
+
+static void test_nowait(void)
+{
+    fake_link f;
+    fake_connect(&f, 32000 + (int)(getpid() % 700), "nw");
+    mailbox m = f.m;
+    int peer = f.peer;
     static char big[50000];
     int full = 0, partial = 0, sent = 0;
     for (int i = 0; i < 1000 && !full; i++) {
@@ -303,10 +324,7 @@ static void test_nowait(void)
         CHECK_EQ(SPX_multicast_nowait(m, AGREED_MESS, "g", 0, sizeof big, big), SPX_WOULD_BLOCK);
         CHECK_EQ(SPX_multicast_nowait(m, 0, "g", 0, 1, "x"), ILLEGAL_SERVICE);
     }
-    SP_kill(m);
-    close(peer);
-    close(lfd);
-    unlink(a.sun_path);
+    fake_close(&f);
 }
 
 /* Records in order from one SPX_receive_records call: checks each carries
@@ -427,22 +445,10 @@ static void test_lend(void)
  * the waiting-for-a-start form does the same before any byte arrived. */
 static void test_nowait_partial(void)
 {
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0), peer;
-    struct sockaddr_un a = {0};
-    a.sun_family = AF_UNIX;
-    int port = 31000 + (int)(getpid() % 700);
-    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", port);
-    unlink(a.sun_path);
-    CHECK_EQ(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    CHECK_EQ(listen(lfd, 1), 0);
-    pthread_t t;
-    peer = lfd;
-    pthread_create(&t, NULL, silent_peer, &peer);
-    mailbox m;
-    char pg[MAX_GROUP_NAME], where[16];
-    snprintf(where, sizeof where, "%d", port);
-    CHECK_EQ(SP_connect(where, "np", 0, 0, &m, pg), ACCEPT_SESSION);
-    pthread_join(t, NULL);
+    fake_link f;
+    fake_connect(&f, 31000 + (int)(getpid() % 700), "np");
+    mailbox m = f.m;
+    int peer = f.peer;
     CHECK_EQ(SPX_set_readahead(m, 1 << 16), 0);
     uint8_t msg[WIRE_HEADER_SIZE + WIRE_SLOT + 5], sender[WIRE_SLOT], hint[4];
     wire_put_slot(sender, "#other#localhost", 16);
@@ -472,10 +478,7 @@ static void test_nowait_partial(void)
     CHECK(strcmp(r->sender, "#other#localhost") == 0);
     CHECK(strcmp(spx_record_groups(r)[0], "g") == 0);
     CHECK_EQ(SPX_pending(m), 0);
-    SP_kill(m);
-    close(peer);
-    close(lfd);
-    unlink(a.sun_path);
+    fake_close(&f);
 }
 
 static void on_usr1(int sig)
