@@ -93,13 +93,15 @@ int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int 
         }
         if (!Is_regular_mess(in->svc))
             continue;
-        last = now();
+        /* The clock is read at the first and the last message only: the
+         * Python loops do the same, so neither pays for it per message. */
         if (n == 0)
-            first = last;
+            first = now();
         if (in->mess_type == end_type)
             break;
         n++;
     }
+    last = now(); /* the end message, or the error */
     if (spl.SP_receive == SP_receive)
         SPX_set_readahead(m, 0);
     *messages = n;

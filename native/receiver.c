@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,18 @@
 #define SPARE_BLOCKS 16
 #define SPARE_KEEP   2
 #define SPARE_IDLE_NS 1000000000
+/* A waiting consumer reads the socket itself while that pays, that is while
+ * its wake-ups find batches (SOCKET_GAIN messages or more). Where they find
+ * a message or less each time (a daemon that writes each message in two
+ * pieces, as Spread 4 does, or a trickle), the drain thread, which gathers
+ * messages while the consumer is busy with the last ones, costs less: after
+ * SOCKET_MISSES such wake-ups in a row, consumers leave the socket to the
+ * drain thread for their next SOCKET_PAUSE waits, twice as many after each
+ * try that fails again (up to 256 times as many). */
+#define SOCKET_GAIN   4
+#define SOCKET_MISSES 4
+#define SOCKET_PAUSE  256
+#define SOCKET_BACKOFF_MAX 8
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -46,6 +60,19 @@ struct spr_receiver {
     int on_overflow;
     int ready_fd;            /* eventfd: readable while messages are queued */
     int wake_fd;             /* eventfd: tells the thread to stop */
+    /* Who is woken when data arrives (our library only; else -1). Both
+     * epoll sets watch the socket with EPOLLEXCLUSIVE, the consumers' set
+     * registered first: the kernel wakes the first exclusive watcher that
+     * has a thread waiting. So a consumer waiting for messages is woken for
+     * what arrives and takes it off the socket itself (one wake-up, where a
+     * hand-over from the drain thread costs two), and the drain thread is
+     * woken for data only while no consumer waits for it. */
+    int consumer_ep;         /* socket + ready_fd, for spr_wait */
+    int drain_ep;            /* socket + wake_fd + nudge_fd, for the drain thread */
+    int nudge_fd;            /* eventfd: a consumer left data on the socket to the drain */
+    int socket_misses;       /* consumer wake-ups in a row that found little (lock) */
+    int socket_pause;        /* waits left that leave the socket to the drain (lock) */
+    int socket_backoff;      /* pauses since a consumer's wake-up last paid (lock) */
     int ready_signalled;
     pthread_t thread;
     int thread_running;
@@ -55,7 +82,7 @@ struct spr_receiver {
      * by the drain thread, or by a consumer that finds data waiting while the
      * drain thread waits for a CPU; produce_lock makes them take turns. */
     pthread_mutex_t produce_lock;
-    int consumers_waiting;   /* consumers asleep on ready_fd */
+    int consumers_waiting;   /* consumers in spr_wait */
     int fileno_exported;     /* ready_fd has been handed out: keep it exact */
     char (*groups)[MAX_GROUP_NAME]; /* SP_receive's side array (bare library) */
     int max_groups;
@@ -150,6 +177,29 @@ static void end_with(spr_receiver *r, int state, int error)
 /* Waits until the mailbox has data (1) or the receiver is told to stop (0). */
 static int wait_for_data(spr_receiver *r)
 {
+    if (r->drain_ep >= 0) {
+        struct epoll_event ev[3];
+        for (;;) {
+            int n = epoll_wait(r->drain_ep, ev, 3, -1);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return 0;
+            int data = 0;
+            for (int i = 0; i < n; i++) {
+                if (ev[i].data.fd == r->wake_fd)
+                    return 0;
+                if (ev[i].data.fd == r->nudge_fd) {
+                    uint64_t v;
+                    ssize_t got = read(r->nudge_fd, &v, sizeof v);
+                    (void)got;
+                }
+                data = 1; /* the socket (data, hang-up or error), or a nudge to look */
+            }
+            if (data)
+                return 1;
+        }
+    }
     struct pollfd p[2] = {{r->mbox, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
     for (;;) {
         int n = poll(p, 2, -1);
@@ -251,15 +301,15 @@ static int keep_lent(spr_receiver *r)
 
 /* produce(): nothing has arrived (our library only: with the bare one,
  * callers poll first). */
-#define NOTHING_YET 2
+#define NOTHING_YET (-2)
 
 /* Who takes messages off the socket: the drain thread, or a consumer that
  * helps in passing and must never wait (it may hold an interpreter lock). */
 enum { BY_DRAIN, BY_HELPER };
 
 /* Takes what the socket has into the tail block and queues it; the caller
- * holds produce_lock. 1: progress, 0: try again, NOTHING_YET, -1: the
- * receiver ended. */
+ * holds produce_lock. The number of messages queued, 0: try again,
+ * NOTHING_YET, -1: the receiver ended. */
 static int produce(spr_receiver *r, int who)
 {
     if (r->stopped)
@@ -349,13 +399,13 @@ static int produce(spr_receiver *r, int who)
         end_with(r, SPR_OVERFLOWED, 0);
         return -1;
     }
-    return 1;
+    return count > 0 ? count : 1;
 }
 
 /* Takes what has arrived, never waiting for a message to start (where
  * close() could not wake us): our library says when nothing has come, the
  * bare one is asked with a poll first. The caller holds produce_lock.
- * 1 progress, 0 none, -1 the receiver ended. */
+ * Messages queued, 0 none, -1 the receiver ended. */
 static int take_arrived(spr_receiver *r, int who)
 {
     if (!r->lib.records && !data_waiting(r))
@@ -420,18 +470,52 @@ static void *drain(void *arg)
     return NULL;
 }
 
-int spr_help(spr_receiver *r)
+/* A consumer takes what has arrived: the number of messages, or -1 when
+ * the drain thread is at the socket. */
+static int help_take(spr_receiver *r)
 {
     int took = 0;
     if (pthread_mutex_trylock(&r->produce_lock) != 0)
-        return 0; /* the drain thread is at it */
+        return -1;
     pthread_mutex_lock(&r->lock);
     int ok = may_produce(r) && !r->closing && r->thread_running;
     pthread_mutex_unlock(&r->lock);
     if (ok)
-        took = take_arrived(r, BY_HELPER) > 0;
+        took = take_arrived(r, BY_HELPER);
     pthread_mutex_unlock(&r->produce_lock);
-    return took;
+    return took > 0 ? took : 0;
+}
+
+int spr_help(spr_receiver *r)
+{
+    return help_take(r) > 0;
+}
+
+static int watch(int ep, int fd, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.fd = fd};
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* Sets up consumer_ep and drain_ep (see struct spr_receiver), the consumers'
+ * watch on the socket first; without them (EPOLLEXCLUSIVE needs Linux 4.5)
+ * the drain thread alone watches the socket, with poll. */
+static void watch_exclusively(spr_receiver *r)
+{
+    r->consumer_ep = epoll_create1(EPOLL_CLOEXEC);
+    r->drain_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (r->consumer_ep < 0 || r->drain_ep < 0 ||
+        watch(r->consumer_ep, r->mbox, EPOLLIN | EPOLLEXCLUSIVE) != 0 ||
+        watch(r->consumer_ep, r->ready_fd, EPOLLIN) != 0 ||
+        watch(r->drain_ep, r->mbox, EPOLLIN | EPOLLEXCLUSIVE) != 0 ||
+        watch(r->drain_ep, r->wake_fd, EPOLLIN) != 0 ||
+        watch(r->drain_ep, r->nudge_fd, EPOLLIN) != 0) {
+        if (r->consumer_ep >= 0)
+            close(r->consumer_ep);
+        if (r->drain_ep >= 0)
+            close(r->drain_ep);
+        r->consumer_ep = r->drain_ep = -1;
+    }
 }
 
 spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog_bytes,
@@ -448,6 +532,8 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     r->on_overflow = on_overflow;
     r->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->nudge_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->consumer_ep = r->drain_ep = -1;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->space, NULL);
     pthread_mutex_init(&r->produce_lock, NULL);
@@ -455,7 +541,7 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     r->need_room = MIN_ROOM;
     r->groups = malloc((size_t)r->max_groups * MAX_GROUP_NAME);
     r->head = r->tail = block_new(r, BLOCK_SIZE);
-    if (r->ready_fd < 0 || r->wake_fd < 0 || !r->head || !r->groups) {
+    if (r->ready_fd < 0 || r->wake_fd < 0 || r->nudge_fd < 0 || !r->head || !r->groups) {
         *err = r->head ? errno : ENOMEM;
         spr_free(r);
         return NULL;
@@ -467,6 +553,8 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
         spr_free(r);
         return NULL;
     }
+    if (r->lib.records) /* consumers can take what arrived without waiting */
+        watch_exclusively(r);
     int e = pthread_create(&r->thread, NULL, drain, r);
     if (e != 0) {
         *err = e;
@@ -487,6 +575,44 @@ int spr_fileno(spr_receiver *r)
     return r->ready_fd;
 }
 
+/* Bytes the kernel holds for the socket, or -1. */
+static int unread(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+/* A consumer woken for data on the socket takes it. Returns whether it goes
+ * on watching the socket for the rest of its wait. */
+static int take_woken(spr_receiver *r, int ended)
+{
+    int took = help_take(r), watch = 1;
+    pthread_mutex_lock(&r->lock);
+    if (took >= SOCKET_GAIN) {
+        r->socket_misses = r->socket_backoff = 0;
+    } else if (++r->socket_misses >= SOCKET_MISSES) {
+        r->socket_misses = 0;
+        r->socket_pause = SOCKET_PAUSE << r->socket_backoff;
+        if (r->socket_backoff < SOCKET_BACKOFF_MAX)
+            r->socket_backoff++;
+        watch = 0; /* what comes now wakes the drain thread */
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (took < 0)
+        return 0; /* the drain thread is at the socket: watch the queue */
+    if (took == 0 && (ended || unread(r->mbox) != 0)) {
+        /* Data it left on the socket (a message larger than read-ahead, an
+         * end): the kernel woke no one else for it, so tell the drain
+         * thread, and watch the queue. (Part of a message read ahead: the
+         * rest wakes whoever waits then.) */
+        uint64_t one = 1;
+        ssize_t w = write(r->nudge_fd, &one, sizeof one);
+        (void)w;
+        return 0;
+    }
+    return watch;
+}
+
 int spr_wait(spr_receiver *r, int timeout_ms)
 {
     pthread_mutex_lock(&r->lock);
@@ -494,18 +620,59 @@ int spr_wait(spr_receiver *r, int timeout_ms)
         pthread_mutex_unlock(&r->lock);
         return 1;
     }
+    int watch_socket = r->consumer_ep >= 0, res;
+    if (watch_socket && r->socket_pause > 0) {
+        r->socket_pause--;
+        watch_socket = 0;
+    }
     r->consumers_waiting++;
     update_ready(r); /* ready_fd may be stale while nobody watched it */
     pthread_mutex_unlock(&r->lock);
-    struct pollfd p = {r->ready_fd, POLLIN, 0};
-    int n = poll(&p, 1, timeout_ms);
-    int e = errno;
+    int64_t deadline = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        int ms = timeout_ms;
+        if (timeout_ms >= 0) {
+            int64_t left = deadline - now_ns();
+            ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+        }
+        int n, e, sock = 0, ended = 0;
+        if (watch_socket) {
+            struct epoll_event ev[2];
+            n = epoll_wait(r->consumer_ep, ev, 2, ms);
+            e = errno;
+            for (int i = 0; i < n; i++) {
+                if (ev[i].data.fd == r->mbox) {
+                    sock = 1;
+                    ended = (ev[i].events & (EPOLLHUP | EPOLLERR)) != 0;
+                }
+            }
+        } else {
+            struct pollfd p = {r->ready_fd, POLLIN, 0};
+            n = poll(&p, 1, ms);
+            e = errno;
+        }
+        if (n < 0) {
+            res = e == EINTR ? -1 : 1;
+            break;
+        }
+        if (sock)
+            watch_socket = take_woken(r, ended);
+        pthread_mutex_lock(&r->lock);
+        int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+        pthread_mutex_unlock(&r->lock);
+        if (ready) {
+            res = 1;
+            break;
+        }
+        if (timeout_ms >= 0 && now_ns() >= deadline) {
+            res = 0;
+            break;
+        }
+    }
     pthread_mutex_lock(&r->lock);
     r->consumers_waiting--;
     pthread_mutex_unlock(&r->lock);
-    if (n < 0)
-        return e == EINTR ? -1 : 1;
-    return n > 0 ? 1 : 0;
+    return res;
 }
 
 int spr_peek(spr_receiver *r, const spr_msg **out, int max)
@@ -588,6 +755,7 @@ void spr_get_stats(spr_receiver *r, spr_stats *out)
 {
     pthread_mutex_lock(&r->lock);
     *out = r->st;
+    out->consumers_waiting = r->consumers_waiting;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -626,6 +794,12 @@ void spr_free(spr_receiver *r)
         close(r->ready_fd);
     if (r->wake_fd >= 0)
         close(r->wake_fd);
+    if (r->nudge_fd >= 0)
+        close(r->nudge_fd);
+    if (r->consumer_ep >= 0)
+        close(r->consumer_ep);
+    if (r->drain_ep >= 0)
+        close(r->drain_ep);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->space);
     pthread_mutex_destroy(&r->produce_lock);

@@ -62,6 +62,7 @@ typedef struct spr_stats {
                                       latest message taken off the socket */
     int state;                     /* SPR_* */
     int error;                     /* the Spread error code when SPR_FAILED */
+    int consumers_waiting;         /* threads in spr_wait now */
 } spr_stats;
 
 typedef struct spr_receiver spr_receiver;
@@ -74,7 +75,9 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
  * receiver has ended (so that select() wakes to see why). */
 int spr_fileno(spr_receiver *r);
 /* Waits for a message or an end: 1 ready, 0 time-out, -1 interrupted (EINTR).
- * timeout_ms < 0 waits forever. Several threads may wait at once. */
+ * timeout_ms < 0 waits forever. Several threads may wait at once. With our
+ * library a waiting consumer takes what arrives off the socket itself (never
+ * waiting for the rest of a message: that is left to the drain thread). */
 int spr_wait(spr_receiver *r, int timeout_ms);
 /* A consumer's offer to take waiting messages off the socket itself, when the
  * drain thread is not at it (it may be waiting for a CPU). With our library
