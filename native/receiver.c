@@ -5,7 +5,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -73,7 +75,8 @@ struct spr_receiver {
     int socket_misses;       /* consumer wake-ups in a row that found little (lock) */
     int socket_pause;        /* waits left that leave the socket to the drain (lock) */
     int socket_backoff;      /* pauses since a consumer's wake-up last paid (lock) */
-    int ready_signalled;
+    atomic_int ready_signalled; /* ready_fd made readable (see ready_changed) */
+    atomic_int signals_pending; /* writes decided under the lock, not made yet */
     pthread_t thread;
     int thread_running;
     pthread_mutex_t lock;
@@ -141,25 +144,53 @@ static spr_block *block_new(spr_receiver *r, size_t need)
     return b;
 }
 
-/* Readability of ready_fd follows "something to read" while anyone may be
- * watching it (its owner, through spr_fileno, or consumers asleep on it);
- * under the lock. Unwatched, it is left alone: two system calls saved per
- * batch, and it is brought up to date before anyone looks. */
-static void update_ready(spr_receiver *r)
+/* Readability of ready_fd. Once the descriptor is handed out (spr_fileno)
+ * it is exact, kept so under the lock: readable while messages are queued
+ * or the receiver has ended. Otherwise only consumers waiting in spr_wait
+ * look at it, and the system calls are made outside the lock (one made
+ * under it, waking a consumer that then wanted the lock, put both threads
+ * to sleep on it): a producer that finds consumers waiting sets
+ * ready_signalled and, if it was clear, writes the descriptor after
+ * unlocking; a waiting consumer clears both before it checks the queue
+ * and sleeps, so a signal is either seen by that check or wakes it. */
+static void set_ready(spr_receiver *r, int readable)
 {
-    if (!r->fileno_exported && r->consumers_waiting == 0)
-        return;
-    int want = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
-    if (want && !r->ready_signalled) {
+    if (readable) {
         uint64_t one = 1;
         ssize_t w = write(r->ready_fd, &one, sizeof one);
         (void)w;
-        r->ready_signalled = 1;
-    } else if (!want && r->ready_signalled) {
+    } else {
         uint64_t v;
         ssize_t n = read(r->ready_fd, &v, sizeof v);
         (void)n;
-        r->ready_signalled = 0;
+    }
+}
+
+/* Under the lock, after the queue or the state changed. Returns 1 when the
+ * caller must make ready_fd readable once it has released the lock. */
+static int ready_changed(spr_receiver *r)
+{
+    int want = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+    if (r->fileno_exported) {
+        if (want != atomic_load(&r->ready_signalled)) {
+            set_ready(r, want);
+            atomic_store(&r->ready_signalled, want);
+        }
+        return 0;
+    }
+    if (want && r->consumers_waiting > 0 && !atomic_exchange(&r->ready_signalled, 1)) {
+        atomic_fetch_add(&r->signals_pending, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* After the lock, with what ready_changed returned. */
+static void ready_signal(spr_receiver *r, int signal)
+{
+    if (signal) {
+        set_ready(r, 1);
+        atomic_fetch_sub(&r->signals_pending, 1);
     }
 }
 
@@ -170,8 +201,9 @@ static void end_with(spr_receiver *r, int state, int error)
         r->st.state = state;
         r->st.error = error;
     }
-    update_ready(r);
+    int signal = ready_changed(r);
     pthread_mutex_unlock(&r->lock);
+    ready_signal(r, signal);
 }
 
 /* Waits until the mailbox has data (1) or the receiver is told to stop (0). */
@@ -388,10 +420,11 @@ static int produce(spr_receiver *r, int who)
         r->st.peak_messages = r->st.backlog_messages;
     if (r->st.backlog_bytes > r->st.peak_bytes)
         r->st.peak_bytes = r->st.backlog_bytes;
-    update_ready(r);
+    int signal = ready_changed(r);
     int over = r->on_overflow == SPR_OVERFLOW_DISCONNECT && r->max_backlog &&
                r->st.backlog_bytes > r->max_backlog;
     pthread_mutex_unlock(&r->lock);
+    ready_signal(r, signal);
     if (over) {
         /* Never a silent drop: stop here, leave the daemon cleanly, and let
          * the consumer see the overflow after what is queued. */
@@ -453,7 +486,9 @@ static void *drain(void *arg)
         pthread_mutex_unlock(&r->produce_lock);
         if (res < 0)
             break;
-        /* Nothing had arrived: wait (read-ahead may hold a part, then no). */
+        /* Nothing had arrived: wait (read-ahead may hold a part, then no).
+         * Not after taking messages: what came meanwhile may have woken a
+         * consumer instead (EPOLLEXCLUSIVE), so look first. */
         if (res == 0 && !buffered(r) && !wait_for_data(r))
             break;
     }
@@ -534,9 +569,15 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     r->nudge_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     r->consumer_ep = r->drain_ep = -1;
-    pthread_mutex_init(&r->lock, NULL);
+    /* Adaptive: the drain thread and consumers take these briefly and often
+     * from different CPUs; a short spin beats going to sleep on a futex. */
+    pthread_mutexattr_t spin;
+    pthread_mutexattr_init(&spin);
+    pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&r->lock, &spin);
     pthread_cond_init(&r->space, NULL);
-    pthread_mutex_init(&r->produce_lock, NULL);
+    pthread_mutex_init(&r->produce_lock, &spin);
+    pthread_mutexattr_destroy(&spin);
     r->max_groups = FIRST_GROUPS;
     r->need_room = MIN_ROOM;
     r->groups = malloc((size_t)r->max_groups * MAX_GROUP_NAME);
@@ -569,8 +610,14 @@ spr_receiver *spr_start(mailbox mbox, const spr_library *lib, size_t max_backlog
 int spr_fileno(spr_receiver *r)
 {
     pthread_mutex_lock(&r->lock);
-    r->fileno_exported = 1;
-    update_ready(r);
+    r->fileno_exported = 1; /* no more writes are left to after the lock */
+    pthread_mutex_unlock(&r->lock);
+    while (atomic_load(&r->signals_pending) > 0)
+        sched_yield(); /* one decided before: let it land, then make it exact */
+    pthread_mutex_lock(&r->lock);
+    set_ready(r, 0);
+    atomic_store(&r->ready_signalled, 0);
+    ready_changed(r);
     pthread_mutex_unlock(&r->lock);
     return r->ready_fd;
 }
@@ -582,8 +629,21 @@ static int unread(int fd)
     return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
 }
 
-/* A consumer woken for data on the socket takes it. Returns whether it goes
- * on watching the socket for the rest of its wait. */
+static void nudge_drain(spr_receiver *r)
+{
+    uint64_t one = 1;
+    ssize_t w = write(r->nudge_fd, &one, sizeof one);
+    (void)w;
+}
+
+/* A consumer woken for data on the socket takes it. The kernel woke no one
+ * else for that data, so whatever the consumer leaves (more than it took,
+ * the drain thread already at the socket, a message larger than
+ * read-ahead, an end) goes to the drain thread with a nudge: otherwise a
+ * full socket, with no more arrivals to wake anyone, would stall the
+ * daemon. Part of a message read ahead needs none: the rest wakes whoever
+ * waits then. Returns whether the consumer goes on watching the socket
+ * for the rest of its wait. */
 static int take_woken(spr_receiver *r, int ended)
 {
     int took = help_take(r), watch = 1;
@@ -598,16 +658,8 @@ static int take_woken(spr_receiver *r, int ended)
         watch = 0; /* what comes now wakes the drain thread */
     }
     pthread_mutex_unlock(&r->lock);
-    if (took < 0)
-        return 0; /* the drain thread is at the socket: watch the queue */
-    if (took == 0 && (ended || unread(r->mbox) != 0)) {
-        /* Data it left on the socket (a message larger than read-ahead, an
-         * end): the kernel woke no one else for it, so tell the drain
-         * thread, and watch the queue. (Part of a message read ahead: the
-         * rest wakes whoever waits then.) */
-        uint64_t one = 1;
-        ssize_t w = write(r->nudge_fd, &one, sizeof one);
-        (void)w;
+    if (took < 0 || ended || unread(r->mbox) != 0 || (took > 0 && buffered(r))) {
+        nudge_drain(r);
         return 0;
     }
     return watch;
@@ -620,16 +672,27 @@ int spr_wait(spr_receiver *r, int timeout_ms)
         pthread_mutex_unlock(&r->lock);
         return 1;
     }
-    int watch_socket = r->consumer_ep >= 0, res;
+    int watch_socket = r->consumer_ep >= 0, res, stale = 0, timed_out = 0;
     if (watch_socket && r->socket_pause > 0) {
         r->socket_pause--;
         watch_socket = 0;
     }
     r->consumers_waiting++;
-    update_ready(r); /* ready_fd may be stale while nobody watched it */
     pthread_mutex_unlock(&r->lock);
     int64_t deadline = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
     for (;;) {
+        pthread_mutex_lock(&r->lock);
+        /* Clear the signal, then look at the queue (see ready_changed). The
+         * descriptor can be readable with the flag clear (a write that came
+         * after the last clear): a wake-up for nothing says so. */
+        if (!r->fileno_exported && (atomic_exchange(&r->ready_signalled, 0) || stale))
+            set_ready(r, 0);
+        int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+        pthread_mutex_unlock(&r->lock);
+        if (ready || timed_out) {
+            res = ready;
+            break;
+        }
         int ms = timeout_ms;
         if (timeout_ms >= 0) {
             int64_t left = deadline - now_ns();
@@ -657,17 +720,8 @@ int spr_wait(spr_receiver *r, int timeout_ms)
         }
         if (sock)
             watch_socket = take_woken(r, ended);
-        pthread_mutex_lock(&r->lock);
-        int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
-        pthread_mutex_unlock(&r->lock);
-        if (ready) {
-            res = 1;
-            break;
-        }
-        if (timeout_ms >= 0 && now_ns() >= deadline) {
-            res = 0;
-            break;
-        }
+        stale = n > 0 && !sock;
+        timed_out = timeout_ms >= 0 && now_ns() >= deadline;
     }
     pthread_mutex_lock(&r->lock);
     r->consumers_waiting--;
@@ -745,7 +799,8 @@ void spr_consume(spr_receiver *r, int n)
             to_free = b;
         }
     }
-    update_ready(r);
+    if (r->fileno_exported)
+        ready_changed(r); /* only ever clears it here */
     pthread_cond_signal(&r->space);
     pthread_mutex_unlock(&r->lock);
     free_chain(to_free);
