@@ -45,6 +45,20 @@
 #define SOCKET_MISSES 4
 #define SOCKET_PAUSE  256
 #define SOCKET_BACKOFF_MAX 8
+/* Against a daemon that writes message by message (Spread 4: a header and a
+ * body, each its own send), a drain thread that wakes for every arrival
+ * spends more than twice a C reader's CPU on wake-ups (and wakes the
+ * consumer as often). So when reads keep finding a message or two, each
+ * soon after the last, the drain thread naps NAP_NS before reading again,
+ * gathering several messages per wake-up. Once a nap no longer gathers
+ * more, it stops napping for the next NAP_SKIP small reads, twice as many
+ * after each nap that fails again (up to 64 times): a steady trickle, or a
+ * request and its reply, gains nothing from naps and would only wait. */
+#define NAP_SMALL    2          /* messages: a read this small may lead to a nap */
+#define NAP_STREAM_NS 200000    /* ... if the last small read was this recent */
+#define NAP_NS       30000
+#define NAP_SKIP     64
+#define NAP_BACKOFF_MAX 6
 #define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
@@ -460,9 +474,44 @@ static int may_produce(const spr_receiver *r)
              r->st.backlog_bytes >= r->max_backlog);
 }
 
+typedef struct {
+    int64_t last_small; /* when a read last found NAP_SMALL messages or fewer */
+    int napped;         /* the read before this one was followed by a nap */
+    int skip;           /* small reads left before napping again */
+    int backoff;        /* naps in a row that gathered nothing */
+} nap_state;
+
+/* After the drain thread's read found `took` messages (see NAP_NS). */
+static void nap_if_trickling(nap_state *n, int took)
+{
+    if (n->napped && took <= NAP_SMALL) { /* the nap gathered nothing more */
+        n->skip = NAP_SKIP << n->backoff;
+        if (n->backoff < NAP_BACKOFF_MAX)
+            n->backoff++;
+    } else if (n->napped) {
+        n->backoff = 0;
+    }
+    n->napped = 0;
+    if (took > NAP_SMALL)
+        return;
+    int64_t t = now_ns();
+    int stream = t - n->last_small < NAP_STREAM_NS;
+    n->last_small = t;
+    if (n->skip > 0) {
+        n->skip--;
+        return;
+    }
+    if (stream) {
+        struct timespec ts = {0, NAP_NS};
+        nanosleep(&ts, NULL);
+        n->napped = 1;
+    }
+}
+
 static void *drain(void *arg)
 {
     spr_receiver *r = arg;
+    nap_state nap = {0, 0, 0, 0};
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the application */
@@ -486,6 +535,8 @@ static void *drain(void *arg)
         pthread_mutex_unlock(&r->produce_lock);
         if (res < 0)
             break;
+        if (res > 0)
+            nap_if_trickling(&nap, res);
         /* Nothing had arrived: wait (read-ahead may hold a part, then no).
          * Not after taking messages: what came meanwhile may have woken a
          * consumer instead (EPOLLEXCLUSIVE), so look first. */
