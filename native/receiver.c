@@ -535,7 +535,7 @@ static void *drain(void *arg)
         pthread_mutex_unlock(&r->produce_lock);
         if (res < 0)
             break;
-        if (res > 0)
+        if (res > 0 && r->lib.records) /* a bare SP_receive takes one at a time */
             nap_if_trickling(&nap, res);
         /* Nothing had arrived: wait (read-ahead may hold a part, then no).
          * Not after taking messages: what came meanwhile may have woken a
