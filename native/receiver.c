@@ -167,6 +167,12 @@ static spr_block *block_new(spr_receiver *r, size_t need)
  * ready_signalled and, if it was clear, writes the descriptor after
  * unlocking; a waiting consumer clears both before it checks the queue
  * and sleeps, so a signal is either seen by that check or wakes it. */
+/* Something for a consumer: messages queued, or the end. Under the lock. */
+static int has_news(const spr_receiver *r)
+{
+    return r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+}
+
 static void set_ready(spr_receiver *r, int readable)
 {
     if (readable) {
@@ -184,7 +190,7 @@ static void set_ready(spr_receiver *r, int readable)
  * caller must make ready_fd readable once it has released the lock. */
 static int ready_changed(spr_receiver *r)
 {
-    int want = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+    int want = has_news(r);
     if (r->fileno_exported) {
         if (want != atomic_load(&r->ready_signalled)) {
             set_ready(r, want);
@@ -719,7 +725,7 @@ static int take_woken(spr_receiver *r, int ended)
 int spr_wait(spr_receiver *r, int timeout_ms)
 {
     pthread_mutex_lock(&r->lock);
-    if (r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING) {
+    if (has_news(r)) {
         pthread_mutex_unlock(&r->lock);
         return 1;
     }
@@ -729,16 +735,14 @@ int spr_wait(spr_receiver *r, int timeout_ms)
         watch_socket = 0;
     }
     r->consumers_waiting++;
-    pthread_mutex_unlock(&r->lock);
     int64_t deadline = timeout_ms < 0 ? 0 : now_ns() + (int64_t)timeout_ms * 1000000;
-    for (;;) {
-        pthread_mutex_lock(&r->lock);
+    for (;;) { /* the lock is held here */
         /* Clear the signal, then look at the queue (see ready_changed). The
          * descriptor can be readable with the flag clear (a write that came
          * after the last clear): a wake-up for nothing says so. */
         if (!r->fileno_exported && (atomic_exchange(&r->ready_signalled, 0) || stale))
             set_ready(r, 0);
-        int ready = r->st.backlog_messages > 0 || r->st.state != SPR_RUNNING;
+        int ready = has_news(r);
         pthread_mutex_unlock(&r->lock);
         if (ready || timed_out) {
             res = ready;
@@ -773,6 +777,7 @@ int spr_wait(spr_receiver *r, int timeout_ms)
             watch_socket = take_woken(r, ended);
         stale = n > 0 && !sock;
         timed_out = timeout_ms >= 0 && now_ns() >= deadline;
+        pthread_mutex_lock(&r->lock);
     }
     pthread_mutex_lock(&r->lock);
     r->consumers_waiting--;

@@ -299,6 +299,20 @@ static int check_records(const char *buf, int count, int *next, const char *lo, 
 /* Zero-copy read-ahead: records point into lent memory, lending another
  * buffer moves what is buffered, and taking the library's own buffer back
  * leaves the stream intact for SP_receive. */
+/* Receives records until message `until`, checking each (check_records). */
+static int take_records(mailbox rx, int until, int *next, const char *lo, const char *hi,
+                        int *inside)
+{
+    static char recs[1 << 16];
+    int used = 0;
+    while (*next < until) {
+        int n = SPX_receive_records(rx, recs, sizeof recs, &used);
+        if (n <= 0 || !check_records(recs, n, next, lo, hi, inside))
+            return 0;
+    }
+    return 1;
+}
+
 static void test_lend(void)
 {
     mailbox rx, tx;
@@ -340,26 +354,14 @@ static void test_lend(void)
     if (n > 0)
         CHECK(check_records(recs, n, &next, lent1, lent1 + sizeof lent1, &inside));
     /* The small lent buffer fills: whatever the calls take, in order. */
-    while (next < 40) {
-        n = SPX_receive_records(rx, recs, sizeof recs, &used);
-        CHECK(n > 0);
-        if (n <= 0)
-            break;
-        CHECK(check_records(recs, n, &next, lent1, lent1 + sizeof lent1, &inside));
-    }
+    CHECK(take_records(rx, 40, &next, lent1, lent1 + sizeof lent1, &inside));
     CHECK(inside > 0); /* in place, not copied */
     CHECK(SPX_lent_room(rx) < (int)sizeof lent1);
     CHECK_EQ(SPX_lend_readahead(rx, lent2, 1), ILLEGAL_MESSAGE); /* cannot hold what waits */
     CHECK_EQ(SPX_lend_readahead(rx, lent2, sizeof lent2), 0);
     inside = 0;
     int before = next;
-    while (next < 200) {
-        n = SPX_receive_records(rx, recs, sizeof recs, &used);
-        CHECK(n > 0);
-        if (n <= 0)
-            break;
-        CHECK(check_records(recs, n, &next, lent2, lent2 + sizeof lent2, &inside));
-    }
+    CHECK(take_records(rx, 200, &next, lent2, lent2 + sizeof lent2, &inside));
     CHECK(inside > (next - before) / 2);
     /* Back to the library's own buffer: the rest arrives through SP_receive. */
     CHECK_EQ(SPX_lend_readahead(rx, NULL, 0), 0);
