@@ -1,4 +1,5 @@
-"""Loading the golden vectors of ../shared/protocol/vectors and replaying
+"""Loading the golden vectors (tests/vectors/, bytes recorded from a real
+Spread daemon and their decoded results) and replaying
 their daemon side: a scripted fake daemon that plays the recorded s2c bytes
 and checks every c2s byte our client sends against the recording."""
 
@@ -14,30 +15,24 @@ from pathlib import Path
 from spread.testing import free_port
 
 HERE = Path(__file__).resolve().parent
-VECTOR_DIRS = [
-    Path(os.environ["SPREAD_VECTORS"]) if os.environ.get("SPREAD_VECTORS") else None,
-    HERE.parent.parent / "shared" / "protocol" / "vectors",
-    HERE.parent / "shared" / "protocol" / "vectors",
-]
+# The vectors live in the repository; SPREAD_VECTORS points at another copy
+# (a fresh capture, say) to replay that instead.
+VECTORS = Path(os.environ.get("SPREAD_VECTORS") or HERE / "vectors")
 HANDSHAKE_UNITS = {"connect", "incomplete-connect", "auth-list", "auth-choice", "accept",
                    "reject"}
 NULL_CHOICE = b"NULL".ljust(90, b"\0")
 STEP_TIMEOUT = 10.0
 
 
-def vector_dir() -> Path:
-    for d in VECTOR_DIRS:
-        if d is not None and d.is_dir():
-            return d
-    raise FileNotFoundError("protocol vectors not found; set SPREAD_VECTORS")
-
-
 def load(name: str) -> dict:
-    return json.loads((vector_dir() / f"{name}.json").read_text())
+    """One vector; a missing file fails the test that needs it, not collection."""
+    return json.loads((VECTORS / f"{name}.json").read_text())
 
 
 def all_names() -> list[str]:
-    return sorted(p.stem for p in vector_dir().glob("*.json"))
+    """Every vector's name (none when the folder is missing: test_vectors_present
+    says so, and collection of everything else goes on)."""
+    return sorted(p.stem for p in VECTORS.glob("*.json"))
 
 
 @dataclass
