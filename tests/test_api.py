@@ -120,17 +120,6 @@ def test_connect_timeout(spread_daemon):
         spread.connect(spread_daemon.address, timeout=0)
 
 
-def test_connect_timeout_expires_on_silent_server():
-    """A peer that accepts but never answers the handshake."""
-    import socket
-    port = spread.testing.free_port()
-    with socket.socket() as srv:
-        srv.bind(("127.0.0.1", port))
-        srv.listen(1)
-        with pytest.raises(spread.ConnectionClosed):
-            spread.connect(f"{port}@127.0.0.1", timeout=0.3)
-
-
 # -- groups and membership -------------------------------------------------------
 
 def test_join_membership_fields(spread_mailbox_factory, group):

@@ -117,12 +117,16 @@ static int ms_left(const struct timespec *deadline)
         return -1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    long long ms = (deadline->tv_sec - now.tv_sec) * 1000LL +
-                   (deadline->tv_nsec - now.tv_nsec) / 1000000LL;
+    long long ns = (deadline->tv_sec - now.tv_sec) * 1000000000LL +
+                   (deadline->tv_nsec - now.tv_nsec);
+    long long ms = (ns + 999999) / 1000000; /* rounded up: never wake before it */
     return ms <= 0 ? 0 : (ms > 1000000000LL ? 1000000000 : (int)ms);
 }
 
-static int wait_fd(int fd, short events, const struct timespec *deadline)
+/* Waits for `events` on fd: 0 when ready, SPX_TIMED_OUT at the deadline,
+ * SPX_INTERRUPTED when a signal interrupts an interruptible wait, -1 on a
+ * poll failure. */
+static int wait_fd(int fd, short events, const struct timespec *deadline, int interruptible)
 {
     for (;;) {
         struct pollfd pfd = {fd, events, 0};
@@ -130,14 +134,20 @@ static int wait_fd(int fd, short events, const struct timespec *deadline)
         if (r > 0)
             return 0;
         if (r == 0)
-            return -1;
+            return SPX_TIMED_OUT;
         if (errno != EINTR)
             return -1;
+        if (interruptible)
+            return SPX_INTERRUPTED;
     }
 }
 
-/* Opens and connects the socket; COULD_NOT_CONNECT on any failure. */
-static int open_socket(int port, const char *host, const struct timespec *deadline, int *out)
+/* Opens and connects the socket: 0, ILLEGAL_SPREAD (a host name that does
+ * not resolve), COULD_NOT_CONNECT, or wait_fd's SPX_TIMED_OUT / SPX_INTERRUPTED.
+ * The connect waits in poll (never in connect(2)) whenever there is a deadline
+ * or a signal must be able to end it. */
+static int open_socket(int port, const char *host, const struct timespec *deadline,
+                       int interruptible, int *out)
 {
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -171,43 +181,85 @@ static int open_socket(int port, const char *host, const struct timespec *deadli
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     int flags = fcntl(fd, F_GETFL);
-    if (deadline)
+    int polled = deadline || interruptible;
+    if (polled)
         fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     int r = connect(fd, (struct sockaddr *)&addr, addr_len);
-    if (r != 0 && deadline && (errno == EINPROGRESS || errno == EAGAIN)) {
+    if (r != 0 && (polled || errno == EINTR) &&
+        (errno == EINPROGRESS || errno == EAGAIN || errno == EINTR)) {
+        /* The connect goes on in the kernel; its outcome shows as writability. */
         int err = 0;
         socklen_t len = sizeof err;
-        if (wait_fd(fd, POLLOUT, deadline) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-            r = 0;
-    } else if (r != 0 && !deadline && errno == EINTR) {
-        r = wait_fd(fd, POLLOUT, NULL); /* the connect goes on in the kernel */
+        r = wait_fd(fd, POLLOUT, deadline, interruptible);
+        if (r == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0))
+            r = COULD_NOT_CONNECT;
+    } else if (r != 0) {
+        r = COULD_NOT_CONNECT;
     }
     if (r != 0) {
         close(fd);
-        return COULD_NOT_CONNECT;
+        return r == SPX_TIMED_OUT || r == SPX_INTERRUPTED ? r : COULD_NOT_CONNECT;
     }
     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     *out = fd;
     return 0;
 }
 
-/* Reads exactly len handshake bytes before the deadline. */
-static int hs_read(int fd, void *buf, size_t len, const struct timespec *deadline)
+/* Reads exactly len handshake bytes before the deadline: 0, CONNECTION_CLOSED
+ * (end of stream or an error), SPX_TIMED_OUT or SPX_INTERRUPTED; with
+ * `plausible`, SPX_NOT_SPREAD as soon as a byte fails it (so a peer that sent
+ * too little of something else is told at once, not at the time-out). */
+static int auth_list_plausible(const uint8_t *list, size_t len);
+
+static int hs_read_checked(int fd, void *buf, size_t len, const struct timespec *deadline,
+                           int interruptible, int (*plausible)(const uint8_t *, size_t))
 {
     uint8_t *p = buf;
     while (len > 0) {
-        if (deadline && wait_fd(fd, POLLIN, deadline) != 0)
-            return -1;
+        if (deadline || interruptible) {
+            int w = wait_fd(fd, POLLIN, deadline, interruptible);
+            if (w != 0)
+                return w < 0 && w != SPX_TIMED_OUT && w != SPX_INTERRUPTED ? CONNECTION_CLOSED
+                                                                           : w;
+        }
         ssize_t n = recv(fd, p, len, 0);
         if (n > 0) {
+            if (plausible && !plausible(p, (size_t)n))
+                return SPX_NOT_SPREAD;
             p += n;
             len -= (size_t)n;
-        } else if (!(n < 0 && errno == EINTR)) {
-            return -1;
+        } else if (n < 0 && errno == EINTR) {
+            if (interruptible)
+                return SPX_INTERRUPTED;
+        } else {
+            return CONNECTION_CLOSED;
         }
     }
     return 0;
+}
+
+static int hs_read(int fd, void *buf, size_t len, const struct timespec *deadline,
+                   int interruptible)
+{
+    return hs_read_checked(fd, buf, len, deadline, interruptible, NULL);
+}
+
+/* A reject code a daemon may send in place of an auth list or an accept. */
+static int is_reject_code(int code)
+{
+    return code == REJECT_QUOTA || code == REJECT_NO_NAME || code == REJECT_ILLEGAL_NAME ||
+           code == REJECT_NOT_UNIQUE || code == REJECT_VERSION || code == CONNECTION_CLOSED ||
+           code == REJECT_AUTH;
+}
+
+/* An auth list is method names separated by spaces (SPEC.md 2.5): printable
+ * ASCII. Anything else comes from a peer that is not a Spread daemon. */
+static int auth_list_plausible(const uint8_t *list, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (list[i] < 0x20 || list[i] > 0x7e)
+            return 0;
+    return 1;
 }
 
 static int hs_write(int fd, const void *buf, size_t len)
@@ -216,25 +268,30 @@ static int hs_write(int fd, const void *buf, size_t len)
     return io_writev_full(fd, &iov, 1);
 }
 
-/* Runs the handshake of SPEC.md 2.5; on success fills private_group. */
+/* Runs the handshake of SPEC.md 2.5; on success fills private_group. Besides
+ * sp.h's codes: SPX_NOT_SPREAD for bytes no Spread daemon sends, and hs_read's
+ * SPX_TIMED_OUT / SPX_INTERRUPTED. */
 static int handshake(int fd, const char *private_name, int priority, int group_membership,
-                     const struct timespec *deadline, uint8_t *group, size_t *group_len)
+                     const struct timespec *deadline, int intr, uint8_t *group,
+                     size_t *group_len)
 {
     uint8_t req[WIRE_CONNECT_MAX], list[WIRE_AUTH_LIST_MAX], choice[WIRE_AUTH_CHOICE], b[3];
     size_t name_len = private_name ? strnlen(private_name, WIRE_MAX_PRIVATE_NAME) : 0;
     size_t n = wire_encode_connect(req, group_membership, priority, private_name, name_len);
+    int r;
     if (hs_write(fd, req, n) != 0)
         return CONNECTION_CLOSED;
 
-    if (hs_read(fd, b, 1, deadline) != 0)
-        return CONNECTION_CLOSED;
+    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
+        return r;
     int8_t list_len = (int8_t)b[0];
     if (list_len < 0)
-        return list_len; /* a reject code */
+        return is_reject_code(list_len) ? list_len : SPX_NOT_SPREAD;
     if (list_len > WIRE_AUTH_LIST_MAX)
-        return CONNECTION_CLOSED;
-    if (hs_read(fd, list, (size_t)list_len, deadline) != 0)
-        return CONNECTION_CLOSED;
+        return SPX_NOT_SPREAD;
+    if ((r = hs_read_checked(fd, list, (size_t)list_len, deadline, intr,
+                             auth_list_plausible)) != 0)
+        return r;
 
     pthread_mutex_lock(&auth_lock);
     int count = auth_count;
@@ -261,28 +318,34 @@ static int handshake(int fd, const char *private_name, int priority, int group_m
         if (funcs[i] && funcs[i](fd, datas[i]) != 1)
             return REJECT_AUTH;
 
-    if (hs_read(fd, b, 1, deadline) != 0)
-        return CONNECTION_CLOSED;
+    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
+        return r;
     if (b[0] != WIRE_ACCEPT)
-        return (int8_t)b[0];
-    if (hs_read(fd, b, 3, deadline) != 0)
-        return CONNECTION_CLOSED;
+        return is_reject_code((int8_t)b[0]) ? (int8_t)b[0] : SPX_NOT_SPREAD;
+    if ((r = hs_read(fd, b, 3, deadline, intr)) != 0)
+        return r;
     int daemon_version = wire_version_value(b[0], b[1], b[2]);
     if (daemon_version < WIRE_MIN_VERSION)
         return REJECT_VERSION;
     if (daemon_version < WIRE_PRIORITY_VERSION && priority > 0)
         return REJECT_VERSION;
-    if (hs_read(fd, b, 1, deadline) != 0 || b[0] > WIRE_MAX_NAME)
-        return CONNECTION_CLOSED;
+    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
+        return r;
+    if (b[0] > WIRE_MAX_NAME || b[0] < 2)
+        return SPX_NOT_SPREAD;
     *group_len = b[0];
-    if (hs_read(fd, group, *group_len, deadline) != 0)
-        return CONNECTION_CLOSED;
+    if ((r = hs_read(fd, group, *group_len, deadline, intr)) != 0)
+        return r;
+    if (group[0] != '#')
+        return SPX_NOT_SPREAD; /* a private group is "#name#daemon" */
     return ACCEPT_SESSION;
 }
 
+/* The whole connect. `detailed`: SPX_connect's codes (time-outs, interruptions
+ * and non-Spread peers told apart); otherwise sp.h's, as libspread gives them. */
 static int do_connect(const char *spread_name, const char *private_name, int priority,
                       int group_membership, mailbox *mbox, char *private_group,
-                      const struct timespec *deadline)
+                      const struct timespec *deadline, int interruptible, int detailed)
 {
     char host[MAX_ADDRESS_STRING + 1];
     int port, fd, r;
@@ -293,11 +356,14 @@ static int do_connect(const char *spread_name, const char *private_name, int pri
         return ILLEGAL_SESSION;
     if ((r = SPX_parse_address(spread_name, &port, host, sizeof host)) != 0)
         return r;
-    if ((r = open_socket(port, host, deadline, &fd)) != 0)
-        return r;
-    r = handshake(fd, private_name, priority, group_membership, deadline, group, &group_len);
+    if ((r = open_socket(port, host, deadline, interruptible, &fd)) != 0)
+        return detailed || r == ILLEGAL_SPREAD ? r : COULD_NOT_CONNECT;
+    r = handshake(fd, private_name, priority, group_membership, deadline, interruptible, group,
+                  &group_len);
     if (r != ACCEPT_SESSION) {
         close(fd);
+        if (!detailed && (r == SPX_TIMED_OUT || r == SPX_NOT_SPREAD || r == SPX_INTERRUPTED))
+            r = CONNECTION_CLOSED;
         return r;
     }
     if (!sess_register(fd, group, group_len)) {
@@ -312,11 +378,19 @@ static int do_connect(const char *spread_name, const char *private_name, int pri
     return ACCEPT_SESSION;
 }
 
+static void deadline_after(struct timespec *deadline, long long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    long long ns = deadline->tv_nsec + (ms % 1000) * 1000000LL;
+    deadline->tv_sec += (time_t)(ms / 1000 + ns / 1000000000LL);
+    deadline->tv_nsec = (long)(ns % 1000000000LL);
+}
+
 int SP_connect(const char *spread_name, const char *private_name, int priority,
                int group_membership, mailbox *mbox, char *private_group)
 {
     return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, NULL);
+                      private_group, NULL, 0, 0);
 }
 
 int SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
@@ -327,12 +401,22 @@ int SP_connect_timeout(const char *spread_name, const char *private_name, int pr
         return SP_connect(spread_name, private_name, priority, group_membership, mbox,
                           private_group);
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    long long ns = deadline.tv_nsec + (long long)time_out.usec * 1000LL;
-    deadline.tv_sec += time_out.sec + (time_t)(ns / 1000000000LL);
-    deadline.tv_nsec = (long)(ns % 1000000000LL);
+    deadline_after(&deadline, (long long)time_out.sec * 1000LL + time_out.usec / 1000);
+    if (time_out.usec % 1000) /* round up: a time-out is never shorter than asked */
+        deadline_after(&deadline, (long long)time_out.sec * 1000LL + time_out.usec / 1000 + 1);
     return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, &deadline);
+                      private_group, &deadline, 0, 0);
+}
+
+int SPX_connect(const char *spread_name, const char *private_name, int priority,
+                int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
+                int interruptible)
+{
+    struct timespec deadline;
+    if (timeout_ms >= 0)
+        deadline_after(&deadline, timeout_ms);
+    return do_connect(spread_name, private_name, priority, group_membership, mbox,
+                      private_group, timeout_ms >= 0 ? &deadline : NULL, interruptible, 1);
 }
 
 int SP_disconnect(mailbox mbox)

@@ -8,9 +8,10 @@
 #include <sys/socket.h>
 
 /* Everything a send may carry besides exactly one service bit. Request and
- * internal bits get a connection killed by the daemon, so they are refused. */
-#define SEND_ALLOWED (WIRE_SERVICE_BITS | WIRE_SELF_DISCARD | WIRE_MEMBERSHIP_BITS | \
-                      WIRE_DROP_RECV | WIRE_MARKER)
+ * internal bits get a connection killed by the daemon, so they are refused;
+ * so are membership and reject bits: daemons forward them (Spread 4 does),
+ * and every receiver would take the message for a daemon's notice. */
+#define SEND_ALLOWED (WIRE_SERVICE_BITS | WIRE_SELF_DISCARD | WIRE_DROP_RECV | WIRE_MARKER)
 
 static int service_ok(service service_type)
 {

@@ -22,6 +22,22 @@ const char *SPX_error_text(int error);
  * host is "" for the unix socket /tmp/<port>. */
 int SPX_parse_address(const char *spread_name, int *port, char *host, size_t host_size);
 
+#define SPX_INTERRUPTED (-1000)
+
+/* SP_connect with the failures told apart, for bindings: timeout_ms bounds
+ * the connect and the handshake together (-1: no limit); with interruptible
+ * set, a signal that interrupts a wait ends the call with SPX_INTERRUPTED
+ * (the half-made connection is closed; the caller runs its handlers and may
+ * call again). Returns ACCEPT_SESSION, sp.h's error codes, SPX_INTERRUPTED,
+ * SPX_TIMED_OUT, or SPX_NOT_SPREAD for a peer that answered with bytes no
+ * Spread daemon sends. (SP_connect_timeout reports the last two as
+ * COULD_NOT_CONNECT or CONNECTION_CLOSED, as Spread's library does.) */
+#define SPX_TIMED_OUT (-1003)
+#define SPX_NOT_SPREAD (-1004)
+int SPX_connect(const char *spread_name, const char *private_name, int priority,
+                int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
+                int interruptible);
+
 /* Keeps a mailbox's descriptor open after SP_disconnect until SPX_release,
  * so that a thread racing into a call on it gets ILLEGAL_SESSION and never
  * reaches a new connection that reused the number. 0 or ILLEGAL_SESSION. */
@@ -32,7 +48,6 @@ void SPX_release(mailbox mbox);
  * message returns SPX_INTERRUPTED when a signal interrupts the wait (EINTR),
  * instead of waiting on; nothing has been consumed. Bindings use it to run
  * their signal handlers (Ctrl-C) without polling first. 0 or ILLEGAL_SESSION. */
-#define SPX_INTERRUPTED (-1000)
 int SPX_set_interruptible(mailbox mbox, int on);
 
 /* Read-ahead, for a reader that owns the socket (a background receiver): with

@@ -10,7 +10,7 @@ cdef mailbox _bench_mailbox(Mailbox m, str what) except -1:
 
 def c_multicast(Mailbox m, group, int size, int count, int last_type=0):
     """Seconds to multicast count messages of size bytes (C loop)."""
-    cdef bytes g = _group_bytes(group)
+    cdef bytes g = _args.group_bytes(group)
     cdef const char *gp = g
     cdef mailbox mb = _bench_mailbox(m, "c_multicast")
     cdef double seconds = 0
@@ -24,7 +24,7 @@ def c_multicast(Mailbox m, group, int size, int count, int last_type=0):
 
 def c_self(Mailbox m, group, int size, int count, int window):
     """Seconds to send count messages to a joined group and read them back."""
-    cdef bytes g = _group_bytes(group)
+    cdef bytes g = _args.group_bytes(group)
     cdef const char *gp = g
     cdef mailbox mb = _bench_mailbox(m, "c_self")
     cdef double seconds = 0
@@ -49,7 +49,7 @@ def c_receive(Mailbox m, int end_type):
 
 def c_ping(Mailbox m, peer_group, int size, int warmup, int rounds):
     """Round-trip times in microseconds (C loop)."""
-    cdef bytes g = _group_bytes(peer_group)
+    cdef bytes g = _args.group_bytes(peer_group)
     cdef const char *gp = g
     cdef mailbox mb = _bench_mailbox(m, "c_ping")
     cdef double *rtt = <double *>malloc(max(rounds, 1) * sizeof(double))
@@ -68,7 +68,7 @@ def c_ping(Mailbox m, peer_group, int size, int warmup, int rounds):
 
 def c_pong(Mailbox m, reply_group, int end_type):
     """Echoes data messages to reply_group until end_type; returns the count."""
-    cdef bytes g = _group_bytes(reply_group)
+    cdef bytes g = _args.group_bytes(reply_group)
     cdef const char *gp = g
     cdef mailbox mb = _bench_mailbox(m, "c_pong")
     cdef long n = 0

@@ -14,6 +14,7 @@ import weakref
 
 import select
 
+from . import _args
 from ._cffi_native import ffi, lib
 from ._names import SP_CONSTANTS
 from ._errors import BacklogOverflow, Empty, ReceiverClosed, error_class
@@ -59,37 +60,29 @@ def _signed(value: int) -> int:
 globals().update({n: _signed(globals()[n]) for n in SP_CONSTANTS})
 
 
-def error_text(code: int) -> str:
+def error_text(code) -> str:
     """The Spread library's text for an error code (what SP_error prints)."""
-    return ffi.string(lib.SPX_error_text(code)).decode("ascii")
+    c = code if type(code) is int else _args.integer(code, "code")
+    return ffi.string(lib.SPX_error_text(c if -(1 << 31) <= c < 1 << 31 else 0)).decode("ascii")
 
 
 def _raise(code: int, where: str | None = None):
-    text = error_text(code)
-    raise error_class(code)(code, f"{where}: {text}" if where else text)
+    raise _args.error(code, where, error_text(code))
 
 
-def _to_bytes(name, what: str) -> bytes:
-    if type(name) is bytes:
-        b = name
-    elif isinstance(name, str):
-        b = name.encode(NAME_ENCODING, "surrogateescape")
-    elif isinstance(name, (bytes, bytearray, memoryview)):
-        b = bytes(name)
-    else:
-        raise TypeError(f"{what} must be str or bytes, not {type(name).__name__}")
-    if b"\0" in b:
-        raise ValueError(f"{what} must not contain NUL characters: {name!r}")
-    return b
+_group_bytes = _args.group_bytes
 
 
-def _group_bytes(group) -> bytes:
-    b = _to_bytes(group, "group name")
-    if not b:
-        raise ValueError("group name must not be empty")
-    if len(b) > SLOT - 1:
-        raise ValueError(f"group name longer than {SLOT - 1} bytes: {group!r}")
-    return b
+def _service(value) -> int:
+    if type(value) is int and -(1 << 31) <= value < 1 << 31:
+        return value
+    return _args.service_type(value)
+
+
+def _msg_type(value) -> int:
+    if type(value) is int and -32768 <= value <= 32767:
+        return value
+    return _args.msg_type(value)
 
 
 def _slot(raw: bytes, as_bytes: bool):
@@ -294,7 +287,9 @@ class Mailbox:
         """The socket descriptor, for select() and event loops (with a
         receiver attached: a descriptor readable while messages are queued)."""
         rx = self._attached()
-        return rx.fileno() if rx is not None else self._mbox
+        if rx is not None:
+            return rx.fileno()
+        return -1 if self._closed else self._mbox
 
     def __repr__(self):
         state = "closed" if self._closed else f"fd={self._mbox}"
@@ -337,7 +332,7 @@ class Mailbox:
         self._membership_request(group, False)
 
     def _membership_request(self, group, join: bool) -> None:
-        g = _to_bytes(group, "group name")
+        g = _group_bytes(group)
         what = "join" if join else "leave"
         self._enter(what)
         try:
@@ -373,39 +368,36 @@ class Mailbox:
 
     def multicast(self, service_type, group, data, msg_type=0):
         """Sends data to a group (or a private group); returns its length."""
-        # The hot path is written out: every call here is measured.
+        # The hot path is written out: every call here is measured. Arguments
+        # are checked in the Cython backend's order (service, group, msg_type, data).
+        svc = service_type if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31 \
+            else _args.service_type(service_type)
         if group is self._last_group:
             g = self._last_group_bytes
         else:
             g = _group_bytes(group)
-            self._last_group, self._last_group_bytes = group, g
+            if type(group) is str or type(group) is bytes:  # immutable: safe to remember
+                self._last_group, self._last_group_bytes = group, g
+        mt = msg_type if type(msg_type) is int and -32768 <= msg_type <= 32767 \
+            else _args.msg_type(msg_type)
         if type(data) is bytes:
             p, n = data, len(data)
         else:
             p, n = self._payload_arg(data)
-        if not -32768 <= msg_type <= 65535:
-            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
         if n + SLOT > MAX_BODY:
             _raise(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
         if self._closed:
             self._enter("multicast")
-        r = sp.SP_multicast(self._mbox, service_type, g,
-                             msg_type - 65536 if msg_type > 32767 else msg_type, n, p)
+        r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
         if r < 0:
             _raise(r, "multicast()")
         return r
 
     def multigroup_multicast(self, service_type, groups, data, msg_type=0):
         """Sends one message to several groups (each receiver gets one copy)."""
-        if isinstance(groups, (str, bytes)):
-            raise TypeError("groups must be a sequence of group names, not a single name")
-        names = [_group_bytes(g) for g in groups]
-        if len(names) > MAX_GROUPS:
-            raise ValueError(f"at most {MAX_GROUPS} groups per message")
-        if not names:
-            raise ValueError("groups must name at least one group")
-        if not -32768 <= msg_type <= 65535:
-            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        svc = _service(service_type)
+        names = _args.group_list(groups)
+        mt = _msg_type(msg_type)
         slots = ffi.new("char[][32]", len(names))
         for i, name in enumerate(names):
             ffi.memmove(slots[i], name, len(name))
@@ -415,8 +407,7 @@ class Mailbox:
                    f"multigroup_multicast() of {n} bytes to {len(names)} groups")
         self._enter("multigroup_multicast")
         try:
-            r = sp.SP_multigroup_multicast(self._mbox, service_type, len(names), slots,
-                                            _int16(msg_type), n, p)
+            r = sp.SP_multigroup_multicast(self._mbox, svc, len(names), slots, mt, n, p)
         finally:
             self._leave()
         if r < 0:
@@ -548,34 +539,66 @@ def _vs_sets_info(body, capacity):
                      for n, off, names in r[2]]}
 
 
-def connect(daemon=None, name="", priority=0, membership=1, *, bytes_names=False,
-            timeout=None):
+def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
+            timeout=_args.DEFAULT_TIMEOUT):
     """Connects to a Spread daemon and returns a Mailbox (see the Cython
     backend's docstring: the arguments are the same)."""
-    d = _to_bytes(daemon if daemon is not None else "4803", "daemon")
-    nm = _to_bytes(name if name is not None else "", "name")
-    if len(nm) > lib.MAX_PRIVATE_NAME:
-        raise ValueError(f"private name longer than {lib.MAX_PRIVATE_NAME} bytes: {name!r}")
-    if not isinstance(priority, int):
-        raise TypeError("priority must be an int")
+    d, nm, prio, memb, as_bytes, secs = _args.connect_args(daemon, name, priority, membership,
+                                                           bytes_names, timeout)
     mbox = ffi.new("mailbox *", -1)
     group = ffi.new("char[32]")
-    want = 1 if membership else 0
-    if timeout is None:
-        r = sp.SP_connect(d, nm, priority, want, mbox, group)
+    if NATIVE:
+        deadline = None if secs is None else time.monotonic() + secs
+        while True:
+            ms = -1 if deadline is None else _args.ms_until(deadline)
+            r = lib.SPX_connect(d, nm, prio, int(memb), mbox, group, ms, 1)
+            if r != lib.SPX_INTERRUPTED:
+                break
+            time.sleep(0)  # lets a pending signal handler run (Ctrl-C raises here)
     else:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
-        t = ffi.new("sp_time *")
-        t.sec = int(timeout)
-        t.usec = int((timeout - t.sec) * 1000000) or (0 if t.sec else 1)
-        r = sp.SP_connect_timeout(d, nm, priority, want, mbox, group, t[0])
+        r = _external_connect(d, nm, prio, int(memb), mbox, group, secs)
     if r != lib.ACCEPT_SESSION:
-        _raise(r, f"connect({daemon!r})" if daemon is not None else "connect()")
+        raise _args.connect_error(r, daemon, secs, error_text(r))
     mb = Mailbox.__new__(Mailbox)
     mb._mbox = None  # until set up, nothing to close in __del__
-    mb._setup(mbox[0], ffi.string(group), bool(bytes_names))
+    mb._setup(mbox[0], ffi.string(group), as_bytes)
     return mb
+
+
+def _external_connect(d, nm, prio, memb, mbox, group, secs):
+    """SP_connect(_timeout) of an external library, which waits deaf to
+    signals: it runs in a thread of its own while this one waits where
+    Ctrl-C works. A connection made after the caller gave up is closed."""
+    outcome = []
+    gave_up = threading.Event()
+
+    def run():
+        if secs is None:
+            r = sp.SP_connect(d, nm, prio, memb, mbox, group)
+        else:
+            t = ffi.new("sp_time *")
+            t.sec = int(secs)
+            t.usec = int((secs - t.sec) * 1000000) or (0 if t.sec else 1)
+            r = sp.SP_connect_timeout(d, nm, prio, memb, mbox, group, t[0])
+        outcome.append(r)
+        if gave_up.is_set() and r == lib.ACCEPT_SESSION:
+            sp.SP_disconnect(mbox[0])
+
+    start = time.monotonic()
+    worker = threading.Thread(target=run, name="spread-connect", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        gave_up.set()
+        raise
+    r = outcome[0]
+    # Spread's library reports a time-out as a closed or failed connection.
+    if secs is not None and r in (lib.CONNECTION_CLOSED, lib.COULD_NOT_CONNECT) and \
+            time.monotonic() - start >= secs:
+        return lib.SPX_TIMED_OUT
+    return r
 
 
 def version():
@@ -611,29 +634,30 @@ def _native_library():
     return libs
 
 
+def _timeout(t):
+    """get()'s time-out: None, or seconds (checked by _args unless plainly fine)."""
+    if t is None or (type(t) is float and 0.0 <= t <= 1e9):
+        return t
+    return _args.seconds(t, "timeout", zero_ok=True)
+
+
 class ThreadedReceiver:
     """Drains a mailbox in a background thread so the daemon never sees a
     slow reader; take messages with get(), get_batch() or iteration."""
 
-    def __init__(self, mailbox, *, max_backlog_bytes=None, on_overflow="disconnect"):
-        if not isinstance(mailbox, Mailbox):
-            raise TypeError("ThreadedReceiver needs a spread Mailbox")
-        if on_overflow not in ("disconnect", "block"):
-            raise ValueError(f'on_overflow must be "disconnect" or "block", not {on_overflow!r}')
-        policy = lib.SPR_OVERFLOW_DISCONNECT if on_overflow == "disconnect" else \
-            lib.SPR_OVERFLOW_BLOCK
-        limit = 0
-        if max_backlog_bytes is not None:
-            if max_backlog_bytes <= 0:
-                raise ValueError("max_backlog_bytes must be positive (or None)")
-            limit = max_backlog_bytes
+    def __init__(self, mailbox, *args, **options):
         self._r = ffi.NULL
+        if not isinstance(mailbox, Mailbox):
+            raise TypeError(f"ThreadedReceiver needs a spread Mailbox, not "
+                            f"{type(mailbox).__name__}")
+        limit, block = _args.start_receiver(*args, **options)
+        policy = lib.SPR_OVERFLOW_BLOCK if block else lib.SPR_OVERFLOW_DISCONNECT
         self._closed = False
         self._consumer = threading.Lock()
         self._since_help = 0
         mailbox._enter("start_receiver")
         try:
-            if mailbox._receiver is not None:
+            if mailbox._attached() is not None:  # a closed one lets go once drained
                 raise ValueError("this mailbox already has a receiver")
             self._libs = _native_library()  # kept alive as long as the thread runs
             err = ffi.new("int *")
@@ -677,7 +701,10 @@ class ThreadedReceiver:
         return False
 
     def fileno(self):
-        """A descriptor readable exactly while messages are queued."""
+        """A descriptor readable exactly while messages are queued; -1 once
+        the receiver is closed and every message has been taken."""
+        if self._closed and self._drained_and_closed():
+            return -1
         return lib.spr_fileno(self._r)
 
     def _stats(self):
@@ -718,13 +745,9 @@ class ThreadedReceiver:
         raise ReceiverClosed(lib.ILLEGAL_SESSION, "the receiver is closed and drained")
 
     def _wait(self, timeout):
-        deadline = None
-        if timeout is not None:
-            if timeout < 0:
-                raise ValueError("timeout must be non-negative")
-            deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
+            ms = -1 if deadline is None else _args.ms_until(deadline)
             w = lib.spr_wait(self._r, ms)
             if w > 0:
                 return
@@ -765,16 +788,19 @@ class ThreadedReceiver:
 
     def get(self, timeout=None):
         """The next message; blocks without the GIL; spread.Empty on time-out."""
-        return self.get_batch(1, timeout)[0]
+        return self._get_batch(1, _timeout(timeout))[0]
 
     def get_nowait(self):
         """The next message, or spread.Empty at once."""
-        return self.get_batch(1, 0)[0]
+        return self._get_batch(1, 0)[0]
 
     def get_batch(self, max_messages, timeout=None):
         """Up to max_messages messages (at least one), waiting like get()."""
-        if max_messages < 1:
-            raise ValueError("max_messages must be at least 1")
+        if not (type(max_messages) is int and max_messages >= 1):
+            max_messages = _args.batch_size(max_messages)
+        return self._get_batch(max_messages, _timeout(timeout))
+
+    def _get_batch(self, max_messages, timeout):
         while True:
             out = self._take(max_messages)
             if out:
@@ -790,7 +816,7 @@ class ThreadedReceiver:
 
     def __next__(self):
         try:
-            return self.get()
+            return self._get_batch(1, None)[0]
         except ReceiverClosed:
             raise StopIteration
 

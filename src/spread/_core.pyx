@@ -13,6 +13,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset
+from libc.limits cimport INT_MAX, INT_MIN
 
 from .libspread cimport *
 
@@ -21,11 +22,14 @@ include "_daemon.pxi"
 
 cdef class ThreadedReceiver
 
+from . import _args
 from ._errors import error_class
 
 cdef extern from "Python.h":
     ctypedef struct PyObject
     int PyErr_CheckSignals() except -1
+    bint PyLong_CheckExact(object o)
+    long PyLong_AsLongAndOverflow(object o, int *overflow) except? -1
     object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
     void Py_XDECREF(PyObject *o)
 
@@ -78,42 +82,46 @@ cdef str _error_text(int code):
     return SPX_error_text(code).decode("ascii")
 
 
-def error_text(int code):
+def error_text(code):
     """The Spread library's text for an error code (what SP_error prints)."""
-    return _error_text(code)
+    cdef long c
+    if not _small_int(code, INT_MIN, INT_MAX, &c):
+        c = _args.integer(code, "code")
+        if not INT_MIN <= c <= INT_MAX:
+            return _error_text(0)
+    return _error_text(<int>c)
 
 
 cdef int _raise(int code, str where=None) except -1:
-    text = _error_text(code)
-    if where:
-        text = f"{where}: {text}"
-    raise error_class(code)(code, text)
+    raise _args.error(code, where, _error_text(code))
 
 
-cdef bytes _to_bytes(object name, str what):
-    """A name given as str or bytes, as the bytes put on the wire."""
-    cdef bytes b
-    if type(name) is bytes:
-        b = <bytes>name
-    elif isinstance(name, str):
-        b = (<str>name).encode(NAME_ENCODING, "surrogateescape")
-    elif isinstance(name, (bytes, bytearray, memoryview)):
-        b = bytes(name)
-    else:
-        raise TypeError(f"{what} must be str or bytes, not {type(name).__name__}")
-    if memchr(PyBytes_AS_STRING(b), 0, PyBytes_GET_SIZE(b)) != NULL:
-        raise ValueError(f"{what} must not contain NUL characters: {name!r}")
-    return b
+cdef inline bint _small_int(object o, long lo, long hi, long *out) noexcept:
+    """An exact int within [lo, hi], converted without Python code; False for
+    anything else (the caller asks _args, which converts or raises)."""
+    cdef int overflow = 0
+    cdef long v
+    if not PyLong_CheckExact(o):
+        return False
+    v = PyLong_AsLongAndOverflow(o, &overflow)
+    if overflow or v < lo or v > hi:
+        return False
+    out[0] = v
+    return True
 
 
-cdef bytes _group_bytes(object group):
-    """A destination group name: 1 to 31 bytes."""
-    cdef bytes b = _to_bytes(group, "group name")
-    if PyBytes_GET_SIZE(b) == 0:
-        raise ValueError("group name must not be empty")
-    if PyBytes_GET_SIZE(b) > SLOT - 1:
-        raise ValueError(f"group name longer than {SLOT - 1} bytes: {group!r}")
-    return b
+cdef inline int _service(object o) except? -1:
+    cdef long v
+    if _small_int(o, INT_MIN, INT_MAX, &v):
+        return <int>v
+    return <int>_args.service_type(o)
+
+
+cdef inline int16 _msg_type(object o) except? -1:
+    cdef long v
+    if _small_int(o, -32768, 32767, &v):
+        return <int16>v
+    return <int16>_args.msg_type(o)
 
 
 cdef inline Py_ssize_t _slot_len(const char *slot) noexcept nogil:
@@ -343,11 +351,12 @@ cdef class Mailbox:
 
     def fileno(self):
         """The socket descriptor, for select() and event loops (with a
-        receiver attached: a descriptor readable while messages are queued)."""
+        receiver attached: a descriptor readable while messages are queued);
+        -1 once disconnected, like a closed socket.socket."""
         cdef ThreadedReceiver rx = self._attached()
         if rx is not None:
             return rx.fileno()
-        return self._mbox
+        return -1 if self._closed else self._mbox
 
     def __repr__(self):
         state = "closed" if self._closed else f"fd={self._mbox}"
@@ -394,7 +403,7 @@ cdef class Mailbox:
         self._membership_request(group, False)
 
     cdef int _membership_request(self, object group, bint join) except -1:
-        cdef bytes g = _to_bytes(group, "group name")
+        cdef bytes g = _args.group_bytes(group)
         cdef const char *p = g
         cdef int r
         what = "join" if join else "leave"
@@ -424,26 +433,27 @@ cdef class Mailbox:
     cdef inline bytes _dest(self, object group):
         if group is self._last_group_in:
             return self._last_group_bytes
-        cdef bytes b = _group_bytes(group)
-        self._last_group_in = group
-        self._last_group_bytes = b
+        cdef bytes b = _args.group_bytes(group)
+        if type(group) is str or type(group) is bytes:  # immutable: safe to remember
+            self._last_group_in = group
+            self._last_group_bytes = b
         return b
 
-    def multicast(self, int service_type, group, data, int msg_type=0):
+    def multicast(self, service_type, group, data, msg_type=0):
         """Sends data to a group (or a private group); returns its length.
 
         data is any bytes-like object (sent without copying) or a str (sent
         as UTF-8). msg_type is a 16-bit message type.
         """
+        cdef int svc = _service(service_type)
         cdef bytes g = self._dest(group)
+        cdef int16 mt = _msg_type(msg_type)
         cdef const char *gp = g
         cdef Py_buffer view
         cdef bint have_view = False
         cdef const char *p
         cdef Py_ssize_t n
         cdef int r
-        if msg_type < -32768 or msg_type > 65535:
-            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
         if type(data) is bytes:
             p = PyBytes_AS_STRING(data)
             n = PyBytes_GET_SIZE(data)
@@ -461,10 +471,10 @@ cdef class Mailbox:
                 _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
             self._enter("multicast")
             # Without giving up the GIL when the socket has room; else wait without it.
-            r = SPX_multicast_nowait(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+            r = SPX_multicast_nowait(self._mbox, svc, gp, mt, <int>n, p)
             if r == SPX_WOULD_BLOCK:
                 with nogil:
-                    r = SP_multicast(self._mbox, service_type, gp, <int16>msg_type, <int>n, p)
+                    r = SP_multicast(self._mbox, svc, gp, mt, <int>n, p)
             elif r == SPX_PARTIAL:
                 with nogil:
                     r = SPX_finish_send(self._mbox)
@@ -483,24 +493,17 @@ cdef class Mailbox:
             self._last_length_obj = r
         return self._last_length_obj
 
-    def multigroup_multicast(self, int service_type, groups, data, int msg_type=0):
+    def multigroup_multicast(self, service_type, groups, data, msg_type=0):
         """Sends one message to several groups (each receiver gets one copy)."""
         cdef char slots[MAX_GROUPS][32]
         cdef int count = 0
         cdef bytes b
-        if isinstance(groups, (str, bytes)):
-            raise TypeError("groups must be a sequence of group names, not a single name")
-        for group in groups:
-            if count == MAX_GROUPS:
-                raise ValueError(f"at most {MAX_GROUPS} groups per message")
-            b = _group_bytes(group)
+        cdef int svc = _service(service_type)
+        for b in _args.group_list(groups):
             memset(slots[count], 0, SLOT)
             memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
             count += 1
-        if count == 0:
-            raise ValueError("groups must name at least one group")
-        if msg_type < -32768 or msg_type > 65535:
-            raise ValueError(f"msg_type must fit in 16 bits, not {msg_type}")
+        cdef int16 mt = _msg_type(msg_type)
         cdef Py_buffer view
         cdef bint have_view = False
         cdef const char *p
@@ -515,12 +518,10 @@ cdef class Mailbox:
             if n + SLOT * count > MAX_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {count} groups")
             self._enter("multigroup_multicast")
-            r = SPX_multigroup_multicast_nowait(self._mbox, service_type, count, slots,
-                                                <int16>msg_type, <int>n, p)
+            r = SPX_multigroup_multicast_nowait(self._mbox, svc, count, slots, mt, <int>n, p)
             if r == SPX_WOULD_BLOCK:
                 with nogil:
-                    r = SP_multigroup_multicast(self._mbox, service_type, count, slots,
-                                                <int16>msg_type, <int>n, p)
+                    r = SP_multigroup_multicast(self._mbox, svc, count, slots, mt, <int>n, p)
             elif r == SPX_PARTIAL:
                 with nogil:
                     r = SPX_finish_send(self._mbox)
@@ -747,45 +748,41 @@ def _vs_sets_info(bytes body, int capacity):
                      for n, off, names in r[2]]}
 
 
-def connect(daemon=None, name="", int priority=0, membership=1, *, bytes_names=False,
-            timeout=None):
+def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
+            timeout=_args.DEFAULT_TIMEOUT):
     """Connects to a Spread daemon and returns a Mailbox.
 
-    daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP); None means
-    "4803". name: the private name (at most 10 characters; "" lets the daemon
-    pick one). membership: whether to receive membership notices.
-    bytes_names: return names as bytes instead of str. timeout: seconds for
-    the connect and handshake together (None waits as long as it takes).
+    daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP). name: the
+    private name (at most 10 bytes; "" lets the daemon pick one). priority:
+    LOW_PRIORITY, MEDIUM_PRIORITY or HIGH_PRIORITY. membership: whether to
+    receive membership notices. bytes_names: return names as bytes instead
+    of str. timeout: seconds for the connect and handshake together (10 by
+    default; None waits as long as it takes); ConnectTimeout after it. A
+    signal (Ctrl-C) ends the wait at once.
     """
-    cdef bytes d = _to_bytes(daemon if daemon is not None else "4803", "daemon")
-    cdef bytes nm = _to_bytes(name if name is not None else "", "name")
-    if PyBytes_GET_SIZE(nm) > MAX_PRIVATE_NAME:
-        raise ValueError(f"private name longer than {MAX_PRIVATE_NAME} bytes: {name!r}")
+    cdef bytes d, nm
+    d, nm, prio, memb, as_bytes, secs = _args.connect_args(daemon, name, priority, membership,
+                                                           bytes_names, timeout)
     cdef const char *dp = d
     cdef const char *np = nm
-    cdef int want_membership = 1 if membership else 0
+    cdef int c_prio = prio, want_membership = memb, ms
     cdef mailbox mbox = -1
     cdef char group[32]
-    cdef sp_time t
     cdef int r
-    memset(group, 0, SLOT)
-    if timeout is None:
+    cdef double deadline = 0 if secs is None else time.monotonic() + secs
+    while True:
+        ms = -1 if secs is None else _args.ms_until(deadline)
+        memset(group, 0, SLOT)
         with nogil:
-            r = SP_connect(dp, np, priority, want_membership, &mbox, group)
-    else:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
-        t.sec = <long>timeout
-        t.usec = <long>((timeout - t.sec) * 1000000)
-        if t.sec == 0 and t.usec == 0:
-            t.usec = 1
-        with nogil:
-            r = SP_connect_timeout(dp, np, priority, want_membership, &mbox, group, t)
+            r = SPX_connect(dp, np, c_prio, want_membership, &mbox, group, ms, 1)
+        if r != SPX_INTERRUPTED:
+            break
+        PyErr_CheckSignals()  # Ctrl-C raises here; other handlers return and we go on
     if r != ACCEPT_SESSION:
-        _raise(r, f"connect({daemon!r})" if daemon is not None else "connect()")
+        raise _args.connect_error(r, daemon, secs, _error_text(r))
     cdef Mailbox mb = Mailbox.__new__(Mailbox)
     # On failure the half-made Mailbox disconnects as it is deallocated.
-    mb._setup(mbox, PyBytes_FromStringAndSize(group, _slot_len(group)), bool(bytes_names))
+    mb._setup(mbox, PyBytes_FromStringAndSize(group, _slot_len(group)), as_bytes)
     return mb
 
 

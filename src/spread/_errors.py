@@ -14,6 +14,7 @@ __all__ = [
     "NetErrorOnSession",
     "ConnectionRejected",
     "CouldNotConnect",
+    "ConnectTimeout",
     "IllegalSpread",
     "IllegalGroup",
     "IllegalService",
@@ -65,18 +66,25 @@ class ConnectionRejected(SpreadError):
 
 
 class CouldNotConnect(SpreadError):
-    """No daemon answered at that address (COULD_NOT_CONNECT, -2)."""
+    """No Spread daemon answered at that address (COULD_NOT_CONNECT, -2)."""
 
 
-class IllegalSpread(SpreadError):
+class ConnectTimeout(CouldNotConnect, TimeoutError):
+    """connect() gave up waiting for the daemon (its ``timeout``); the code
+    is COULD_NOT_CONNECT, and it is also a ``TimeoutError``."""
+
+
+# Bad values the caller passed: Spread errors with the classic codes, and
+# ValueErrors as a Python caller expects.
+class IllegalSpread(SpreadError, ValueError):
     """The daemon address string is malformed (ILLEGAL_SPREAD, -1)."""
 
 
-class IllegalGroup(SpreadError):
+class IllegalGroup(SpreadError, ValueError):
     """A group name is not acceptable (ILLEGAL_GROUP, -14)."""
 
 
-class IllegalService(SpreadError):
+class IllegalService(SpreadError, ValueError):
     """The service type is not acceptable (ILLEGAL_SERVICE, -12)."""
 
 
@@ -84,7 +92,7 @@ class IllegalMessage(SpreadError):
     """A message was malformed (ILLEGAL_MESSAGE, -13)."""
 
 
-class MessageTooLong(SpreadError):
+class MessageTooLong(SpreadError, ValueError):
     """Payload plus group names exceed the protocol limit (MESSAGE_TOO_LONG, -17)."""
 
 
@@ -123,3 +131,11 @@ _BY_CODE = {
 def error_class(code: int) -> type:
     """The exception class raised for a Spread error code."""
     return _BY_CODE.get(code, SpreadError)
+
+
+# The public classes show as spread.X (where users meet them), not spread._errors.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "spread"
+del _name, _obj

@@ -21,6 +21,13 @@ def _close_live_receivers():
         rx.close()
 
 
+cdef inline object _timeout(object t):
+    """get()'s time-out: None, or seconds (checked by _args unless plainly fine)."""
+    if t is None or (type(t) is float and 0.0 <= <double>t <= 1e9):
+        return t
+    return _args.seconds(t, "timeout", zero_ok=True)
+
+
 cdef spr_library _native_library():
     cdef spr_library lib
     lib.receive = <spr_receive_fn>SP_receive
@@ -52,33 +59,31 @@ cdef class ThreadedReceiver:
     cdef bint _closed
     cdef object __weakref__
 
-    def __cinit__(self, Mailbox mailbox not None, *, max_backlog_bytes=None,
-                  on_overflow="disconnect"):
+    def __cinit__(self, mailbox, *args, **options):
         cdef spr_library lib = _native_library()
         cdef size_t limit = 0
         cdef int policy, err = 0
-        if on_overflow not in ("disconnect", "block"):
-            raise ValueError(f'on_overflow must be "disconnect" or "block", not {on_overflow!r}')
-        policy = SPR_OVERFLOW_DISCONNECT if on_overflow == "disconnect" else SPR_OVERFLOW_BLOCK
-        if max_backlog_bytes is not None:
-            if max_backlog_bytes <= 0:
-                raise ValueError("max_backlog_bytes must be positive (or None)")
-            limit = max_backlog_bytes
+        if not isinstance(mailbox, Mailbox):
+            raise TypeError(f"ThreadedReceiver needs a spread Mailbox, not "
+                            f"{type(mailbox).__name__}")
+        cdef Mailbox mb = <Mailbox>mailbox
+        limit, block = _args.start_receiver(*args, **options)
+        policy = SPR_OVERFLOW_BLOCK if block else SPR_OVERFLOW_DISCONNECT
         self._consumer = PyThread_allocate_lock()
         if self._consumer == NULL:
             raise MemoryError()
-        mailbox._enter("start_receiver")
+        mb._enter("start_receiver")
         try:
-            if mailbox._receiver is not None:
+            if mb._attached() is not None:  # a closed one lets go once drained
                 raise ValueError("this mailbox already has a receiver")
             with nogil:
-                self._r = spr_start(mailbox._mbox, &lib, limit, policy, &err)
+                self._r = spr_start(mb._mbox, &lib, limit, policy, &err)
             if self._r == NULL:
                 raise OSError(err, f"cannot start the receiver: {os.strerror(err)}")
-            self.mailbox = mailbox
-            mailbox._receiver = self
+            self.mailbox = mb
+            mb._receiver = self
         finally:
-            mailbox._leave()
+            mb._leave()
         _live_receivers.add(self)
 
     def __dealloc__(self):
@@ -111,7 +116,10 @@ cdef class ThreadedReceiver:
 
     def fileno(self):
         """A descriptor readable exactly while messages are queued (or an
-        error waits to be raised), for select, selectors and asyncio."""
+        error waits to be raised), for select, selectors and asyncio; -1
+        once the receiver is closed and every message has been taken."""
+        if self._closed and self._drained_and_closed():
+            return -1
         return spr_fileno(self._r)
 
     def qsize(self):
@@ -158,19 +166,14 @@ cdef class ThreadedReceiver:
         raise ReceiverClosed(ILLEGAL_SESSION, "the receiver is closed and drained")
 
     cdef int _wait(self, object timeout) except -1:
-        """Waits for a message or an end; raises Empty after timeout seconds."""
+        """Waits for a message or an end; raises Empty after timeout seconds
+        (a number checked by get_batch)."""
         cdef int ms, w
         cdef double deadline = 0
         if timeout is not None:
-            if timeout < 0:
-                raise ValueError("timeout must be non-negative")
             deadline = time.monotonic() + timeout
         while True:
-            if timeout is None:
-                ms = -1
-            else:
-                left = deadline - time.monotonic()
-                ms = 0 if left <= 0 else <int>(left * 1000) + 1
+            ms = -1 if timeout is None else _args.ms_until(deadline)
             with nogil:
                 w = spr_wait(self._r, ms)
             if w > 0:
@@ -234,16 +237,20 @@ cdef class ThreadedReceiver:
         """The next message (RegularMsg or MembershipMsg). Blocks without the
         GIL; raises spread.Empty after timeout seconds, and the connection's
         error once every message received before it has been taken."""
-        return self.get_batch(1, timeout)[0]
+        return self._get_batch(1, _timeout(timeout))[0]
 
     def get_nowait(self):
         """The next message, or spread.Empty at once."""
-        return self.get_batch(1, 0)[0]
+        return self._get_batch(1, 0)[0]
 
-    def get_batch(self, int max_messages, timeout=None):
+    def get_batch(self, max_messages, timeout=None):
         """Up to max_messages messages (at least one), waiting like get()."""
-        if max_messages < 1:
-            raise ValueError("max_messages must be at least 1")
+        cdef long n
+        if not _small_int(max_messages, 1, INT_MAX, &n):
+            n = _args.batch_size(max_messages)
+        return self._get_batch(<int>n, _timeout(timeout))
+
+    cdef list _get_batch(self, int max_messages, object timeout):
         while True:
             out = self._take(max_messages)
             if out:
@@ -259,7 +266,7 @@ cdef class ThreadedReceiver:
 
     def __next__(self):
         try:
-            return self.get()
+            return self._get_batch(1, None)[0]
         except ReceiverClosed:
             raise StopIteration
 

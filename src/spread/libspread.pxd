@@ -89,6 +89,11 @@ cdef extern from "spx.h" nogil:
     int SPX_hold(mailbox mbox)
     void SPX_release(mailbox mbox)
     int SPX_INTERRUPTED
+    int SPX_TIMED_OUT
+    int SPX_NOT_SPREAD
+    int SPX_connect(const char *spread_name, const char *private_name, int priority,
+                    int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
+                    int interruptible)
     int SPX_set_interruptible(mailbox mbox, int on)
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
