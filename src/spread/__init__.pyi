@@ -25,6 +25,7 @@ from ._errors import IllegalSession as IllegalSession
 from ._errors import NetErrorOnSession as NetErrorOnSession
 from ._errors import ConnectionRejected as ConnectionRejected
 from ._errors import CouldNotConnect as CouldNotConnect
+from ._errors import ConnectTimeout as ConnectTimeout
 from ._errors import IllegalSpread as IllegalSpread
 from ._errors import IllegalGroup as IllegalGroup
 from ._errors import IllegalService as IllegalService

@@ -141,7 +141,7 @@ def connect_either(address: str, as_bytes: bool) -> int:
     return len(name)
 
 
-def errors(address: str | None) -> type[spread.SpreadError]:
+def errors(address: str) -> type[spread.SpreadError]:
     try:
         spread.connect(address, "typed", spread.LOW_PRIORITY, membership=False,
                        timeout=None).disconnect()
