@@ -291,8 +291,15 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
         *need_room = sizeof *m + ALIGN8(data) + (size_t)*max_groups * MAX_GROUP_NAME + 16;
         return n;
     }
-    if (n < 0)
+    if (n == ILLEGAL_MESSAGE && Is_membership_mess(svc)) {
+        /* Our library refuses (and consumes) a membership whose body does not
+         * fit its type; queue it bodiless so that the binding's decoder
+         * refuses it in its turn, alone, instead of ending the stream. */
+        n = 0;
+        ng = 0;
+    } else if (n < 0) {
         return n;
+    }
     m->service = svc;
     m->data_len = n;
     m->num_groups = ng;

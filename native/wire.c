@@ -232,13 +232,30 @@ int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order)
     return found;
 }
 
-void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order)
+int wire_memb_body_fits(const uint8_t *body, size_t len, wire_order order, uint32_t type)
+{
+    if (!(type & (WIRE_REG_MEMB_MESS | WIRE_TRANSITION_MESS)))
+        return 1; /* our own leave: nothing is read */
+    if (len < WIRE_MEMB_GID_SIZE)
+        return 0;
+    if (!(type & WIRE_REG_MEMB_MESS))
+        return 1;
+    if ((type & (WIRE_CAUSED_BY_JOIN | WIRE_CAUSED_BY_LEAVE | WIRE_CAUSED_BY_DISC)) &&
+        len < WIRE_MEMB_BODY_SIZE)
+        return 0;
+    return wire_memb_body_valid(body, len, order);
+}
+
+void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order, uint32_t type)
 {
     wire_order host = wire_host_order();
-    if (order == host)
+    if (order == host || !(type & (WIRE_REG_MEMB_MESS | WIRE_TRANSITION_MESS)))
         return;
-    for (size_t off = 0; off < WIRE_MEMB_SETS_AT; off += 4)
+    size_t head = type & WIRE_REG_MEMB_MESS ? WIRE_MEMB_SETS_AT : WIRE_MEMB_GID_SIZE;
+    for (size_t off = 0; off < head; off += 4)
         wire_put_u32(body + off, wire_get_u32(body + off, order), host);
+    if (!(type & WIRE_REG_MEMB_MESS))
+        return; /* transitional: the group id only */
     int32_t k = wire_get_i32(body + 12, host);
     size_t pos = WIRE_MEMB_SETS_AT;
     for (int32_t i = 0; i < k && len - pos >= 4; i++) {

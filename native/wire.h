@@ -48,6 +48,7 @@
 
 /* Membership bodies (SPEC.md 6.1, 6.3). */
 #define WIRE_MEMB_BODY_SIZE   56
+#define WIRE_MEMB_GID_SIZE    12     /* the group id: three int32 */
 #define WIRE_TRANS_BODY_SIZE  12
 #define WIRE_MEMB_SETS_AT     20     /* first vs-set, and base of the local offset */
 
@@ -153,7 +154,12 @@ size_t wire_encode_accept(uint8_t out[WIRE_ACCEPT_MAX], int with_patch,
 void wire_encode_memb_body(uint8_t out[WIRE_MEMB_BODY_SIZE], const int32_t gid[3],
                            const uint8_t member[WIRE_SLOT]);
 int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order);
-/* Converts the integers of a valid regular membership body to host order. */
-void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order);
+/* Does a membership body of this type hold everything its readers take from
+ * it: nothing for our own leave, the group id (12 bytes) for a transitional
+ * one, and for a regular one valid vs-sets plus, for a join, leave or
+ * disconnect, the changed member at offset 24 (WIRE_MEMB_BODY_SIZE bytes)? */
+int wire_memb_body_fits(const uint8_t *body, size_t len, wire_order order, uint32_t type);
+/* Converts the integers of a body that fits its type to host order. */
+void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order, uint32_t type);
 
 #endif /* SPREAD_CLIENT_WIRE_H */

@@ -2,6 +2,7 @@
  * Bodies handed to these functions come from SP_receive, which has checked
  * their structure and converted their integers to host order. */
 #include "session.h"
+#include "spx.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,19 @@ static int32_t body_int(const char *body, size_t off)
     return wire_get_i32((const uint8_t *)body + off, wire_host_order());
 }
 
-int SP_get_memb_info(const char *memb_mess, const service service_type,
+/* The sp.h helpers trust the body (as Spread's library does: it came from
+ * SP_receive, which checks it against its type); the SPX_ forms are told the
+ * body's length and refuse, with ILLEGAL_MESSAGE, a body that does not hold
+ * what they would read. Bindings use those. */
+#define TRUSTED ((size_t)-1)
+
+static int memb_info(const char *memb_mess, size_t len, service service_type,
                      membership_info *memb_info)
 {
     if (!Is_membership_mess(service_type))
+        return ILLEGAL_MESSAGE;
+    if (len != TRUSTED &&
+        !wire_memb_body_fits((const uint8_t *)memb_mess, len, wire_host_order(), service_type))
         return ILLEGAL_MESSAGE;
     memset(memb_info, 0, sizeof *memb_info);
     if (Is_self_leave(service_type))
@@ -34,9 +44,12 @@ int SP_get_memb_info(const char *memb_mess, const service service_type,
     return 1;
 }
 
-int SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_sets,
-                        unsigned int *my_vs_set_index)
+static int vs_sets_info(const char *memb_mess, size_t len, vs_set_info *vs_sets,
+                        int num_vs_sets, unsigned int *my_vs_set_index)
 {
+    if (len != TRUSTED && !wire_memb_body_valid((const uint8_t *)memb_mess, len,
+                                                wire_host_order()))
+        return ILLEGAL_MESSAGE;
     int32_t k = body_int(memb_mess, 12);
     size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, 16);
     if (k > num_vs_sets)
@@ -53,14 +66,54 @@ int SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_
     return k;
 }
 
-int SP_get_vs_set_members(const char *memb_mess, const vs_set_info *vs_set,
+static int vs_set_members(const char *memb_mess, size_t len, const vs_set_info *vs_set,
                           char member_names[][MAX_GROUP_NAME], int member_names_count)
 {
     if (member_names_count < 0 || vs_set->num_members > (unsigned int)member_names_count)
         return BUFFER_TOO_SHORT;
-    memcpy(member_names, memb_mess + vs_set->members_offset,
-           (size_t)vs_set->num_members * MAX_GROUP_NAME);
+    size_t names = (size_t)vs_set->num_members * MAX_GROUP_NAME;
+    if (len != TRUSTED && (vs_set->members_offset > len || names > len - vs_set->members_offset))
+        return ILLEGAL_MESSAGE;
+    memcpy(member_names, memb_mess + vs_set->members_offset, names);
     return (int)vs_set->num_members;
+}
+
+int SP_get_memb_info(const char *memb_mess, const service service_type,
+                     membership_info *memb_info_out)
+{
+    return memb_info(memb_mess, TRUSTED, service_type, memb_info_out);
+}
+
+int SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_sets,
+                        unsigned int *my_vs_set_index)
+{
+    return vs_sets_info(memb_mess, TRUSTED, vs_sets, num_vs_sets, my_vs_set_index);
+}
+
+int SP_get_vs_set_members(const char *memb_mess, const vs_set_info *vs_set,
+                          char member_names[][MAX_GROUP_NAME], int member_names_count)
+{
+    return vs_set_members(memb_mess, TRUSTED, vs_set, member_names, member_names_count);
+}
+
+int SPX_get_memb_info(const char *body, int len, service service_type,
+                      membership_info *memb_info_out)
+{
+    return len < 0 ? ILLEGAL_MESSAGE : memb_info(body, (size_t)len, service_type, memb_info_out);
+}
+
+int SPX_get_vs_sets_info(const char *body, int len, vs_set_info *vs_sets, int num_vs_sets,
+                         unsigned int *my_vs_set_index)
+{
+    return len < 0 ? ILLEGAL_MESSAGE
+                   : vs_sets_info(body, (size_t)len, vs_sets, num_vs_sets, my_vs_set_index);
+}
+
+int SPX_get_vs_set_members(const char *body, int len, const vs_set_info *vs_set,
+                           char member_names[][MAX_GROUP_NAME], int member_names_count)
+{
+    return len < 0 ? ILLEGAL_MESSAGE
+                   : vs_set_members(body, (size_t)len, vs_set, member_names, member_names_count);
 }
 
 /* The scatter variants work on a flat copy of the scattered body. */

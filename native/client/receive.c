@@ -54,8 +54,8 @@ static void scat_copy(scatter *scat, uint8_t *flat, size_t len, int to_flat)
     }
 }
 
-/* Validates a regular membership body and brings it to host order. */
-static int fix_membership_body(scatter *scat, size_t len, wire_order order)
+/* Validates a membership body for its type and brings it to host order. */
+static int fix_membership_body(scatter *scat, size_t len, wire_order order, uint32_t type)
 {
     uint8_t *body = NULL;
     int flat = scat->num_elements >= 1 && (size_t)scat->elements[0].len >= len;
@@ -67,9 +67,9 @@ static int fix_membership_body(scatter *scat, size_t len, wire_order order)
             return ILLEGAL_MESSAGE;
         scat_copy(scat, body, len, 1);
     }
-    int ok = wire_memb_body_valid(body, len, order);
+    int ok = wire_memb_body_fits(body, len, order, type);
     if (ok)
-        wire_memb_body_to_host(body, len, order);
+        wire_memb_body_to_host(body, len, order, type);
     if (!flat) {
         if (ok)
             scat_copy(scat, body, len, 0);
@@ -94,7 +94,9 @@ static uint32_t service_of(const wire_header *h, uint32_t old_type)
 
 /* The outputs that depend on the kind of message (SPEC.md 6.5, 9.1), once
  * its groups and body are in place: mess_type and endian_mismatch, and for a
- * regular membership a checked body in host order. 0 or ILLEGAL_MESSAGE. */
+ * membership a body checked for its type, in host order. 0, or
+ * ILLEGAL_MESSAGE for a membership whose body does not fit its type (the
+ * outputs are then those of a membership whose body is left as it came). */
 static int describe(const session *s, const wire_header *h, uint32_t svc,
                     const char groups[][MAX_GROUP_NAME], int kept_groups, int groups_short,
                     scatter *body, int data_short, int16 *mess_type, int *endian_mismatch)
@@ -106,8 +108,8 @@ static int describe(const session *s, const wire_header *h, uint32_t svc,
     }
     *endian_mismatch = 0;
     *mess_type = -1;
-    if ((svc & WIRE_REG_MEMB_MESS) && !data_short) {
-        if (fix_membership_body(body, (size_t)h->data_len, h->order) != 0)
+    if ((svc & (WIRE_REG_MEMB_MESS | WIRE_TRANSITION_MESS)) && !data_short) {
+        if (fix_membership_body(body, (size_t)h->data_len, h->order, svc) != 0)
             return ILLEGAL_MESSAGE;
         if (!groups_short)
             *mess_type = (int16)own_index(s, groups, kept_groups);
@@ -115,9 +117,12 @@ static int describe(const session *s, const wire_header *h, uint32_t svc,
     return 0;
 }
 
+/* pass_bad: a membership whose body does not fit its type is returned like
+ * any message (records: the binding's decoder refuses it, alone) instead of
+ * as ILLEGAL_MESSAGE (SP_receive: a C caller never sees such a body). */
 static int receive_locked(session *s, service *service_type, char sender[MAX_GROUP_NAME],
                           int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-                          int16 *mess_type, int *endian_mismatch, scatter *scat)
+                          int16 *mess_type, int *endian_mismatch, scatter *scat, int pass_bad)
 {
     sess_state st = sess_get_state(s);
     if (st == SESS_CLOSED)
@@ -200,7 +205,7 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
 
     *num_groups = groups_short ? -h.num_groups : h.num_groups;
     if (describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, kept_groups, groups_short,
-                 scat, data_short, mess_type, endian_mismatch) != 0)
+                 scat, data_short, mess_type, endian_mismatch) != 0 && !pass_bad)
         return ILLEGAL_MESSAGE;
     return data_short ? BUFFER_TOO_SHORT : h.data_len;
 }
@@ -221,7 +226,7 @@ int SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_N
     service ignored = 0;
     pthread_mutex_lock(&s->recv_lock);
     int r = receive_locked(s, service_type ? service_type : &ignored, sender, max_groups,
-                           num_groups, groups, mess_type, endian_mismatch, scat_mess);
+                           num_groups, groups, mess_type, endian_mismatch, scat_mess, 0);
     pthread_mutex_unlock(&s->recv_lock);
     sess_release(s);
     return r;
@@ -308,9 +313,8 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
     body.elements[0].len = (int)dl;
     int16 mt;
     int endian;
-    if (describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, (int)ng, 0, &body, 0, &mt,
-                 &endian) != 0)
-        return ILLEGAL_MESSAGE;
+    describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, (int)ng, 0, &body, 0, &mt,
+             &endian); /* a body that does not fit is the binding's decoder's to refuse */
     rec->service = (int32_t)svc;
     rec->num_groups = (int32_t)ng;
     rec->mess_type = mt;
@@ -403,7 +407,7 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
         char sender[MAX_GROUP_NAME];
         int n = len - at >= sizeof *rec
                     ? receive_locked(s, &svc, sender, s->rec_groups_cap, &ng, s->rec_groups, &mt,
-                                     &endian, &scat)
+                                     &endian, &scat, 1)
                     : BUFFER_TOO_SHORT;
         if (n == GROUPS_TOO_SHORT) {
             if (grow_record_groups(s, -ng) != 0)

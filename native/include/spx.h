@@ -38,6 +38,17 @@ int SPX_connect(const char *spread_name, const char *private_name, int priority,
                 int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
                 int interruptible);
 
+/* SP_get_memb_info, SP_get_vs_sets_info and SP_get_vs_set_members told the
+ * body's length (SP_receive's return value): ILLEGAL_MESSAGE for a body that
+ * does not hold what they would read, so that a malformed or forged
+ * membership message can never make them read past it. */
+int SPX_get_memb_info(const char *body, int len, service service_type,
+                      membership_info *memb_info);
+int SPX_get_vs_sets_info(const char *body, int len, vs_set_info *vs_sets, int num_vs_sets,
+                         unsigned int *my_vs_set_index);
+int SPX_get_vs_set_members(const char *body, int len, const vs_set_info *vs_set,
+                           char member_names[][MAX_GROUP_NAME], int member_names_count);
+
 /* Keeps a mailbox's descriptor open after SP_disconnect until SPX_release,
  * so that a thread racing into a call on it gets ILLEGAL_SESSION and never
  * reaches a new connection that reused the number. 0 or ILLEGAL_SESSION. */

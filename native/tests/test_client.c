@@ -489,6 +489,38 @@ static void test_error_state(void)
              ILLEGAL_SESSION);
 }
 
+/* The length-taking membership decoders refuse what does not fit, and read
+ * nothing past len (ASan checks that). */
+static void test_memb_decoders_bounded(void)
+{
+    int32_t gid[3] = {1, 2, 3};
+    uint8_t member[WIRE_SLOT] = {0}, full[WIRE_MEMB_BODY_SIZE];
+    wire_put_slot(member, "#bob#localhost", 14);
+    wire_encode_memb_body(full, gid, member);
+    uint32_t join = WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_JOIN;
+    uint8_t *b = malloc(sizeof full);
+    memcpy(b, full, sizeof full);
+    membership_info info;
+    vs_set_info sets[2];
+    char names[2][MAX_GROUP_NAME];
+    unsigned int mine = 9;
+    CHECK(SPX_get_memb_info((const char *)b, WIRE_MEMB_BODY_SIZE, (service)join, &info) == 1);
+    CHECK(info.num_vs_sets == 1 && info.my_vs_set.num_members == 1);
+    CHECK(strcmp(info.changed_member, "#bob#localhost") == 0);
+    CHECK(SPX_get_memb_info((const char *)b, 40, (service)join, &info) == ILLEGAL_MESSAGE);
+    CHECK(SPX_get_memb_info((const char *)b, 8, TRANSITION_MESS, &info) == ILLEGAL_MESSAGE);
+    CHECK(SPX_get_memb_info((const char *)b, -1, (service)join, &info) == ILLEGAL_MESSAGE);
+    CHECK(SPX_get_vs_sets_info((const char *)b, WIRE_MEMB_BODY_SIZE, sets, 2, &mine) == 1);
+    CHECK(mine == 0 && sets[0].members_offset == 24);
+    CHECK(SPX_get_vs_sets_info((const char *)b, 30, sets, 2, &mine) == ILLEGAL_MESSAGE);
+    CHECK(SPX_get_vs_set_members((const char *)b, WIRE_MEMB_BODY_SIZE, &sets[0], names, 2) == 1);
+    CHECK(SPX_get_vs_set_members((const char *)b, 55, &sets[0], names, 2) == ILLEGAL_MESSAGE);
+    vs_set_info far = {1, 0x7FFFFFF0u};
+    CHECK(SPX_get_vs_set_members((const char *)b, WIRE_MEMB_BODY_SIZE, &far, names, 2) ==
+          ILLEGAL_MESSAGE);
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -506,6 +538,7 @@ int main(int argc, char **argv)
     test_nowait();
     test_lend();
     test_nowait_partial();
+    test_memb_decoders_bounded();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");
 }

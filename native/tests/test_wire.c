@@ -160,8 +160,38 @@ static void test_membership_body(void)
     for (int off = 0; off < 24; off += 4)
         wire_put_u32(be + off, wire_get_u32(body + off, WIRE_LE), WIRE_BE);
     CHECK(wire_memb_body_valid(be, sizeof be, WIRE_BE));
-    wire_memb_body_to_host(be, sizeof be, WIRE_BE);
+    wire_memb_body_to_host(be, sizeof be, WIRE_BE, WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_JOIN);
     CHECK(memcmp(be, body, sizeof be) == 0 || wire_host_order() == WIRE_BE);
+
+    /* A transitional body converts its group id (SPEC 6.5), and nothing else. */
+    uint8_t tr[WIRE_MEMB_GID_SIZE];
+    for (int i = 0; i < 3; i++)
+        wire_put_u32(tr + 4 * i, (uint32_t)gid[i], WIRE_BE);
+    wire_memb_body_to_host(tr, sizeof tr, WIRE_BE, WIRE_TRANSITION_MESS);
+    CHECK(memcmp(tr, body, sizeof tr) == 0 || wire_host_order() == WIRE_BE);
+}
+
+/* What each membership type needs of its body before anything reads it. */
+static void test_membership_fits(void)
+{
+    int32_t gid[3] = {1, 2, 3};
+    uint8_t member[WIRE_SLOT] = {0}, body[WIRE_MEMB_BODY_SIZE];
+    wire_put_slot(member, "#bob#localhost", 14);
+    wire_encode_memb_body(body, gid, member);
+    uint32_t join = WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_JOIN;
+    uint32_t net = WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_NET;
+    CHECK(wire_memb_body_fits(body, sizeof body, WIRE_LE, join));
+    CHECK(!wire_memb_body_fits(body, sizeof body - 1, WIRE_LE, join));
+    CHECK(wire_memb_body_fits(body, 0, WIRE_LE, WIRE_CAUSED_BY_LEAVE)); /* our own leave */
+    CHECK(wire_memb_body_fits(body, 12, WIRE_LE, WIRE_TRANSITION_MESS));
+    CHECK(!wire_memb_body_fits(body, 11, WIRE_LE, WIRE_TRANSITION_MESS));
+    CHECK(!wire_memb_body_fits(body, 0, WIRE_LE, WIRE_TRANSITION_MESS));
+    /* A network membership whose one set is empty needs no changed member. */
+    uint8_t empty[24];
+    memcpy(empty, body, 20);
+    wire_put_u32(empty + 20, 0, WIRE_LE);
+    CHECK(wire_memb_body_fits(empty, sizeof empty, WIRE_LE, net));
+    CHECK(!wire_memb_body_fits(empty, sizeof empty, WIRE_LE, join));
 }
 
 int main(void)
@@ -171,5 +201,6 @@ int main(void)
     test_names();
     test_handshake();
     test_membership_body();
+    test_membership_fits();
     return check_summary("test_wire");
 }

@@ -17,7 +17,7 @@ import select
 from . import _args
 from ._cffi_native import ffi, lib
 from ._names import SP_CONSTANTS
-from ._errors import BacklogOverflow, Empty, ReceiverClosed, error_class
+from ._errors import BacklogOverflow, Empty, IllegalMessage, ReceiverClosed, error_class
 
 # SPREAD_LIBRARY=/path/to/libspread.so: run on that Spread client library,
 # loaded at run time, instead of ours. Only Spread's own API is taken from it
@@ -152,18 +152,19 @@ class MembershipMsg:
 _new_regular = object.__new__
 
 
-def _read_vs_sets(body, capacity: int, as_bytes: bool):
-    """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
+def _read_vs_sets(body, body_len: int, capacity: int, as_bytes: bool):
+    """(count, index of ours, [(num_members, members_offset, names)]) or an error code.
+    Our length-checked decoders, whichever library received the body."""
     sets = ffi.new("vs_set_info[]", max(capacity, 1))
     mine = ffi.new("unsigned int *")
-    k = sp.SP_get_vs_sets_info(body, sets, capacity, mine)
+    k = lib.SPX_get_vs_sets_info(body, body_len, sets, capacity, mine)
     if k < 0:
         return k
     result = []
     for i in range(k):
         n = sets[i].num_members
         names = ffi.new("char[][32]", max(n, 1))
-        got = sp.SP_get_vs_set_members(body, ffi.addressof(sets, i), names, n)
+        got = lib.SPX_get_vs_set_members(body, body_len, ffi.addressof(sets, i), names, n)
         if got < 0:
             return got
         result.append((n, sets[i].members_offset, _slots(names, got, as_bytes)))
@@ -187,13 +188,14 @@ def _message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
         if (svc & lib.CAUSED_BY_LEAVE) and not (svc & (lib.REG_MEMB_MESS | lib.TRANSITION_MESS)):
             return m  # our own leave
         info = ffi.new("membership_info *")
-        sp.SP_get_memb_info(data, svc, info)
+        if lib.SPX_get_memb_info(data, n, svc, info) < 0:
+            _raise(lib.ILLEGAL_MESSAGE, "membership message body")
         m.group_id = _group_id(info.gid)
         if not svc & lib.REG_MEMB_MESS:
             return m
         if svc & _CHANGE_CAUSES:
             m.changed_member = _slot(ffi.buffer(info.changed_member, SLOT)[:], as_bytes)
-        r = _read_vs_sets(data, info.num_vs_sets, as_bytes)
+        r = _read_vs_sets(data, n, info.num_vs_sets, as_bytes)
         if isinstance(r, int):
             _raise(r, "membership vs-sets")
         m.orig_members = tuple(names for _, _, names in r[2])
@@ -519,7 +521,7 @@ def _int16(value: int) -> int:
 def _memb_info(service_type, body):
     """SP_get_memb_info over a received body, as a dict (for tests)."""
     info = ffi.new("membership_info *")
-    r = sp.SP_get_memb_info(body, service_type, info)
+    r = lib.SPX_get_memb_info(body, len(body), service_type, info)
     if r < 0:
         return {"ret": r}
     return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
@@ -531,7 +533,7 @@ def _memb_info(service_type, body):
 
 def _vs_sets_info(body, capacity):
     """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
-    r = _read_vs_sets(body, capacity, True)
+    r = _read_vs_sets(body, len(body), capacity, True)
     if isinstance(r, int):
         return {"ret": r}
     return {"ret": r[0], "my_vs_set_index": r[1],
@@ -776,6 +778,14 @@ class ThreadedReceiver:
                         m = ms[i]
                         append(_message(mbox, m.service, m.sender, groups_of(m), m.num_groups,
                                         m.mess_type, m.endian, data_of(m), m.data_len))
+                except IllegalMessage:
+                    # Never buildable (a malformed membership body): it fails alone.
+                    if not chunk and not out:
+                        lib.spr_consume(self._r, 1)
+                        raise
+                    lib.spr_consume(self._r, len(chunk))
+                    out.extend(chunk)
+                    return out
                 except BaseException:
                     if out:
                         return out

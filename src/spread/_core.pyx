@@ -599,7 +599,7 @@ cdef class Mailbox:
         """The message object for one received message (from any source)."""
         cdef RegularMsg msg
         if Is_membership_mess(svc):
-            return self._membership(svc, sender, groups, num_groups, data)
+            return self._membership(svc, sender, groups, num_groups, data, n)
         msg = RegularMsg.__new__(RegularMsg)
         msg.sender = self._sender(sender)
         msg.groups = self._group_tuple(groups, num_groups)
@@ -628,7 +628,9 @@ cdef class Mailbox:
         return out
 
     cdef MembershipMsg _membership(self, service svc, const char *sender, const slot_t *groups,
-                                   int num_groups, const char *body):
+                                   int num_groups, const char *body, int body_len):
+        """The notice's object; IllegalMessage for a body that does not hold
+        what its type says (a forged or damaged message: it fails alone)."""
         cdef MembershipMsg m = MembershipMsg.__new__(MembershipMsg)
         cdef membership_info info
         m.service_type = svc
@@ -641,13 +643,14 @@ cdef class Mailbox:
         m.orig_members = ()
         if Is_self_leave(svc):
             return m
-        SP_get_memb_info(body, svc, &info)
+        if SPX_get_memb_info(body, body_len, svc, &info) < 0:
+            _raise(ILLEGAL_MESSAGE, "membership message body")
         m.group_id = _group_id(info.gid)
         if not Is_reg_memb_mess(svc):
             return m
         if svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT):
             m.changed_member = _decode(info.changed_member, self._bytes_names)
-        m.orig_members, mine = _vs_sets(body, info.num_vs_sets, self._bytes_names)
+        m.orig_members, mine = _vs_sets(body, body_len, info.num_vs_sets, self._bytes_names)
         if 0 <= mine < len(m.orig_members):
             m.extra = m.orig_members[mine]
         return m
@@ -686,7 +689,7 @@ cdef class Mailbox:
             free(buf)
 
 
-cdef object _read_vs_sets(const char *body, int capacity, bint as_bytes):
+cdef object _read_vs_sets(const char *body, int body_len, int capacity, bint as_bytes):
     """SP_get_vs_sets_info and SP_get_vs_set_members over a membership body:
     (count, index of ours, [(num_members, members_offset, names), ...]), or
     the negative error code."""
@@ -697,7 +700,7 @@ cdef object _read_vs_sets(const char *body, int capacity, bint as_bytes):
     if sets == NULL:
         raise MemoryError()
     try:
-        k = SP_get_vs_sets_info(body, sets, capacity, &mine)
+        k = SPX_get_vs_sets_info(body, body_len, sets, capacity, &mine)
         if k < 0:
             return k
         result = []
@@ -706,7 +709,8 @@ cdef object _read_vs_sets(const char *body, int capacity, bint as_bytes):
             if names == NULL:
                 raise MemoryError()
             try:
-                got = SP_get_vs_set_members(body, &sets[i], names, sets[i].num_members)
+                got = SPX_get_vs_set_members(body, body_len, &sets[i], names,
+                                             sets[i].num_members)
                 if got < 0:
                     return got
                 result.append((sets[i].num_members, sets[i].members_offset,
@@ -718,9 +722,9 @@ cdef object _read_vs_sets(const char *body, int capacity, bint as_bytes):
         free(sets)
 
 
-cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
+cdef tuple _vs_sets(const char *body, int body_len, unsigned int count, bint as_bytes):
     """All vs-sets of a regular membership body, and the index of ours."""
-    r = _read_vs_sets(body, count, as_bytes)
+    r = _read_vs_sets(body, body_len, count, as_bytes)
     if isinstance(r, int):
         _raise(r, "membership vs-sets")
     return tuple(names for _, _, names in r[2]), r[1]
@@ -729,7 +733,7 @@ cdef tuple _vs_sets(const char *body, unsigned int count, bint as_bytes):
 def _memb_info(int service_type, bytes body):
     """SP_get_memb_info over a received body, as a dict (for tests)."""
     cdef membership_info info
-    cdef int r = SP_get_memb_info(body, service_type, &info)
+    cdef int r = SPX_get_memb_info(body, len(body), service_type, &info)
     if r < 0:
         return {"ret": r}
     return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
@@ -740,7 +744,7 @@ def _memb_info(int service_type, bytes body):
 
 def _vs_sets_info(bytes body, int capacity):
     """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
-    r = _read_vs_sets(body, capacity, True)
+    r = _read_vs_sets(body, len(body), capacity, True)
     if isinstance(r, int):
         return {"ret": r}
     return {"ret": r[0], "my_vs_set_index": r[1],

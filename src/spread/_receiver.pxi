@@ -7,7 +7,7 @@ import os
 import time
 import weakref
 
-from ._errors import BacklogOverflow, Empty, ReceiverClosed
+from ._errors import BacklogOverflow, Empty, IllegalMessage, ReceiverClosed
 
 DEF BATCH_PEEK = 256
 DEF HELP_EVERY = 64
@@ -198,9 +198,12 @@ cdef class ThreadedReceiver:
     cdef list _take(self, int max_messages):
         """Builds and removes up to max_messages queued messages. A message
         leaves the queue only once its object exists, so a failure loses
-        nothing: what was built is returned, the rest stays queued."""
+        nothing: what was built is returned, the rest stays queued. A message
+        that can never be built (IllegalMessage: a malformed membership body)
+        fails alone: it is removed as its error is raised, once the messages
+        before it have been returned."""
         cdef const spr_msg *ms[BATCH_PEEK]
-        cdef int n, i
+        cdef int n, i = 0
         out = []
         self._lock()
         try:
@@ -218,6 +221,13 @@ cdef class ThreadedReceiver:
                 try:
                     for i in range(n):
                         chunk[i] = self._build(ms[i])
+                except IllegalMessage:
+                    if i == 0 and not out:
+                        spr_consume(self._r, 1)
+                        raise
+                    spr_consume(self._r, i)  # the bad one comes next, alone
+                    out.extend(chunk[:i])
+                    return out
                 except BaseException:
                     if out:
                         return out  # the error comes back on the next call

@@ -90,6 +90,12 @@ cdef extern from "spx.h" nogil:
     void SPX_release(mailbox mbox)
     int SPX_INTERRUPTED
     int SPX_TIMED_OUT
+    int SPX_get_memb_info(const char *body, int len, service service_type,
+                          membership_info *memb_info)
+    int SPX_get_vs_sets_info(const char *body, int len, vs_set_info *vs_sets, int num_vs_sets,
+                             unsigned int *my_vs_set_index)
+    int SPX_get_vs_set_members(const char *body, int len, const vs_set_info *vs_set,
+                               char member_names[][32], int member_names_count)
     int SPX_NOT_SPREAD
     int SPX_connect(const char *spread_name, const char *private_name, int priority,
                     int group_membership, mailbox *mbox, char *private_group, int timeout_ms,

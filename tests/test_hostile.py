@@ -1,0 +1,192 @@
+"""A hostile daemon: a fake one that completes the handshake and then sends
+whatever the test scripts (forged, truncated, lying or foreign-order
+messages). Our client must give a clean error or a correct object for each,
+never read past a message, and never let one bad message poison the stream,
+with and without a ThreadedReceiver, on both backends."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+
+import spread
+from spread.testing import free_port
+
+MARKER = 0x80000080
+LE, BE = "<", ">"
+
+
+def slot(name: bytes) -> bytes:
+    return name.ljust(32, b"\0")
+
+
+def frame(svc: int, sender: bytes, groups: list[bytes], body: bytes, mess_type: int = 0,
+          order: str = LE, data_len: int | None = None) -> bytes:
+    """One message as a daemon sends it (SPEC.md 3): a 48-byte header, the
+    group slots, the body. data_len may lie about the body's length."""
+    marker = MARKER if order == LE else 0  # the marker bits are set by little-endian senders
+    hint = ((mess_type & 0xFFFF) << 8) | marker
+    head = struct.pack(f"{order}I32siIi", svc | marker, slot(sender), len(groups), hint,
+                       len(body) if data_len is None else data_len)
+    return head + b"".join(slot(g) for g in groups) + body
+
+
+def memb_body(gid: tuple[int, int, int], sets: list[list[bytes]], mine: int = 0,
+              order: str = LE) -> bytes:
+    """A regular membership body: group id, vs-set count, local offset, the sets."""
+    offsets, pos, parts = [], 0, []
+    for members in sets:
+        offsets.append(pos)
+        parts.append(struct.pack(f"{order}i", len(members)) + b"".join(slot(m) for m in members))
+        pos += 4 + 32 * len(members)
+    return struct.pack(f"{order}3iii", *gid, len(sets), offsets[mine]) + b"".join(parts)
+
+
+ME = b"#me#fake"
+JOIN = spread.REG_MEMB_MESS | spread.CAUSED_BY_JOIN
+REGULAR = spread.AGREED_MESS
+
+
+def data(text: bytes, sender: bytes = b"#bob#fake") -> bytes:
+    return frame(REGULAR, sender, [b"chat"], text)
+
+
+class HostileDaemon:
+    """Accepts one client on loopback, completes the handshake, then sends
+    the scripted bytes and keeps the connection open until closed."""
+
+    def __init__(self, script: bytes):
+        self.script = script
+        self.port = free_port()
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.sock.settimeout(10)
+        self.conn: socket.socket | None = None
+        self.sent = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.port}@127.0.0.1"
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.conn.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("client went away")
+            buf += chunk
+        return buf
+
+    def _serve(self):
+        try:
+            self.conn, _ = self.sock.accept()
+            self.conn.settimeout(10)
+            head = self._read(5)
+            self._read(head[4])                      # the private name
+            self.conn.sendall(b"\x05NULL ")          # auth methods offered
+            self._read(90)                           # the client's choice
+            self.conn.sendall(bytes([1, 4, 0, 0, len(ME)]) + ME)  # accepted, Spread 4.0.0
+            self.conn.sendall(self.script)
+            self.sent.set()
+            while self.conn.recv(4096):              # until the client leaves
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+        if self.conn is not None:
+            self.conn.close()
+
+
+@pytest.fixture
+def hostile():
+    made = []
+
+    def start(script: bytes) -> HostileDaemon:
+        d = HostileDaemon(script)
+        made.append(d)
+        return d
+
+    yield start
+    for d in made:
+        d.close()
+
+
+def read_all(mbox, count: int, via_receiver: bool) -> list:
+    """count outcomes: a message object, or the exception a receive raised."""
+    out = []
+    rx = mbox.start_receiver() if via_receiver else None
+    for _ in range(count):
+        try:
+            out.append(rx.get(timeout=10) if rx else mbox.receive())
+        except spread.IllegalMessage as e:
+            out.append(e)
+    return out
+
+
+FORGED = {
+    # a client's message with membership bits: its body is the client's payload
+    "forged join, short body": frame(JOIN, b"#evil#fake", [b"chat"], b"x"),
+    "join without changed member": frame(JOIN, b"chat", [ME],
+                                         memb_body((1, 2, 3), [[]])),
+    "vs-set count lies": frame(JOIN, b"chat", [ME],
+                               memb_body((1, 2, 3), [[ME]])[:12] + struct.pack("<ii", 50, 0)
+                               + b"\0" * 40),
+    "local offset past the body": frame(spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK,
+                                        b"chat", [ME],
+                                        memb_body((1, 2, 3), [[ME]])[:16]
+                                        + struct.pack("<i", 4000) + b"\0" * 36),
+    "transitional without group id": frame(spread.TRANSITION_MESS, b"chat", [], b"\1\2"),
+}
+
+
+@pytest.mark.parametrize("via_receiver", [False, True], ids=["receive", "receiver"])
+@pytest.mark.parametrize("bad", list(FORGED))
+@pytest.mark.timeout(30)
+def test_a_malformed_membership_fails_alone(hostile, bad, via_receiver):
+    script = data(b"before") + FORGED[bad] + data(b"after") + data(b"and more")
+    d = hostile(script)
+    with spread.connect(d.address, "me", timeout=10) as mbox:
+        got = read_all(mbox, 4, via_receiver)
+    assert [getattr(m, "message", None) for m in got] == [b"before", None, b"after", b"and more"]
+    assert isinstance(got[1], spread.IllegalMessage)
+
+
+@pytest.mark.parametrize("via_receiver", [False, True], ids=["receive", "receiver"])
+@pytest.mark.timeout(30)
+def test_a_membership_body_is_read_within_its_length(hostile, via_receiver):
+    """A well-formed notice right after a message with other bytes: nothing of
+    the neighbour shows up in group_id or changed_member (both were read past
+    the body before)."""
+    join = frame(JOIN, b"chat", [b"#bob#fake", ME],
+                 memb_body((7, 8, 9), [[b"#bob#fake"]]))
+    script = data(b"\xff" * 200) + join
+    d = hostile(script)
+    with spread.connect(d.address, "me", timeout=10) as mbox:
+        first, notice = read_all(mbox, 2, via_receiver)
+    assert first.message == b"\xff" * 200
+    assert isinstance(notice, spread.MembershipMsg)
+    assert notice.group_id.id == (7, 8, 9) and notice.changed_member == "#bob#fake"
+    assert notice.members == ("#bob#fake", "#me#fake")
+    assert notice.orig_members == (("#bob#fake",),)
+
+
+@pytest.mark.parametrize("via_receiver", [False, True], ids=["receive", "receiver"])
+@pytest.mark.timeout(30)
+def test_big_endian_notices_decode(hostile, via_receiver):
+    """Foreign-order bodies decode by the message's order, transitional ones too."""
+    trans = frame(spread.TRANSITION_MESS, b"chat", [], struct.pack(">3i", 0x7F000001, 5, 6),
+                  order=BE)
+    reg = frame(spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK, b"chat", [ME],
+                memb_body((0x7F000001, 7, 1), [[ME]], order=BE), order=BE)
+    d = hostile(trans + reg)
+    with spread.connect(d.address, "me", timeout=10) as mbox:
+        t, r = read_all(mbox, 2, via_receiver)
+    assert t.msg_subtype == spread.TRANSITION_MESS and t.group_id.id == (0x7F000001, 5, 6)
+    assert r.group_id.id == (0x7F000001, 7, 1) and r.members == ("#me#fake",)
+    assert r.extra == ("#me#fake",)
