@@ -32,13 +32,12 @@ def accept_bytes(name: bytes) -> bytes:
 
 
 def read_exact(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+    """n bytes, or fewer if the daemon closed first."""
+    parts = []
+    while n > 0 and (chunk := s.recv(n)):
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
 
 
 def open_raw(port: int, unix: bool = False) -> socket.socket:
