@@ -203,8 +203,9 @@ static void advance(spd_daemon *d, client *c, int final)
         if (n < 0)
             return;
         if (n == 0) {
-            /* A unit begun but not finished: wait a little for the rest. */
-            if (c->in_len > 0 && !c->grace_armed) {
+            /* A unit begun but not finished: wait a little for the rest,
+             * counted from the last bytes that came. */
+            if (c->in_len > 0) {
                 now_plus_ms(&c->grace, GRACE_MS);
                 c->grace_armed = 1;
             }
