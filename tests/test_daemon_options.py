@@ -171,3 +171,15 @@ def test_embedded_daemon_reads_the_picked_port_from_the_ready_line():
         assert d.port and os.path.exists(f"/tmp/{d.port}")
         with spread.connect(d.unix_address) as m:
             assert m.private_group
+
+
+def test_session_fixture_takes_a_port(tmp_path):
+    port = spread.testing.free_port()
+    (tmp_path / "test_port.py").write_text(
+        "def test_port(spread_daemon):\n"
+        f"    assert spread_daemon.port == {port}\n")
+    env = {k: v for k, v in os.environ.items() if k != "SPREAD_TEST_DAEMON"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"--spread-daemon-port={port}", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
