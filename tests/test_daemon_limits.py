@@ -5,6 +5,7 @@ its queue holds max_session_bytes, before the message limit."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import pytest
@@ -102,6 +103,10 @@ def test_reader_killed_by_the_byte_limit_before_the_message_limit(spread_daemon_
     assert killed.reason == spread.CAUSED_BY_DISCONNECT
     assert killed.changed_member == "#sleeper#localhost"
     assert daemon.wait_for_log("for not reading")
+    line = next(line for line in daemon.log if "for not reading" in line)
+    queued = re.search(r"\((\d+) messages, (\d+) bytes queued\)", line)
+    assert queued, line
+    assert int(queued.group(1)) < 1000 and int(queued.group(2)) >= limit, line
     # Killed with its queue at the byte limit: sockets hold a few hundred KB more.
     assert sent * len(payload) < limit + 2_000_000
     for m in (watcher, sender, sleeper):

@@ -221,8 +221,10 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
     if (c->state != CL_OPEN)
         return;
     if (queue_full(d, c)) {
-        spd_log(d, SPD_LOG_INFO, "killing connection %llu (%.*s) for not reading", c->id,
-                (int)c->private_group_len, (const char *)c->private_group);
+        spd_log(d, SPD_LOG_INFO,
+                "killing connection %llu (%.*s) for not reading (%zu messages, %zu bytes queued)",
+                c->id, (int)c->private_group_len, (const char *)c->private_group, c->q_count,
+                c->q_bytes);
         spd_kill(d, c, "not reading");
         return;
     }
