@@ -237,6 +237,10 @@ void spd_handshake_input(spd_daemon *d, client *c)
             spd_kill(d, c, "rejected: too many connections");
         return;
     }
+    if (c->in_len == c->in_cap) { /* cannot happen: each unit is decided by 90 bytes */
+        spd_kill(d, c, "handshake too long");
+        return;
+    }
     ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
