@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "../wire.h"
@@ -21,7 +22,8 @@ typedef struct msgbuf {
     uint8_t data[];
 } msgbuf;
 
-typedef enum { CL_CONNECT, CL_AUTH, CL_OPEN, CL_CLOSED } client_state;
+/* CL_LINGER: refused for the quota, waiting for the client to close. */
+typedef enum { CL_CONNECT, CL_AUTH, CL_OPEN, CL_LINGER, CL_CLOSED } client_state;
 
 typedef struct group group;
 
@@ -39,12 +41,15 @@ typedef struct client {
     size_t private_group_len;
     int name_registered;
     struct timespec deadline;   /* handshake */
+    struct timespec grace;      /* a handshake unit begun: the rest is due */
+    int grace_armed;
     /* input */
     uint8_t *in;
     size_t in_len, in_cap;
     /* output queue: a ring of messages; the head may be partly written */
     msgbuf **q;
     size_t q_cap, q_head, q_count, q_off;
+    size_t q_bytes;             /* bytes of the queued messages */
     int want_write;             /* EPOLLOUT armed */
     int dirty;                  /* in the daemon's to-flush list */
     int lagging;                /* queue at or above the back-pressure mark */
@@ -80,6 +85,9 @@ struct spd_daemon {
     client *to_free;            /* removed; freed after the epoll batch */
     client *all;                /* every connection, newest first */
     size_t n_handshaking;
+    size_t n_lingering;         /* CL_LINGER connections (not in n_clients) */
+    dev_t unix_dev;             /* the socket file this daemon bound, */
+    ino_t unix_ino;             /* the only one it removes */
     /* Back-pressure (SPEC.md 8.6): while a reader lags, stop reading requests
      * for a while so that it gets the CPU to catch up; see server.c. */
     int out_epfd;               /* lagging readers' EPOLLOUT, and the stop fd */
@@ -102,6 +110,21 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m);
 /* Ends a connection: closes its socket now, removes it from its groups
  * after the current event (SPEC.md 8.1). */
 void spd_kill(spd_daemon *d, client *c, const char *why);
+
+/* A connection on fd, watched for input, in the list of all connections;
+ * NULL (fd left open) if out of memory. */
+client *spd_client_new(spd_daemon *d, int fd);
+/* Handles the requests buffered in c->in. */
+void spd_process_requests(spd_daemon *d, client *c);
+
+/* handshake.c */
+void spd_handshake_begin(client *c);
+/* Input on a connection in CL_CONNECT, CL_AUTH or CL_LINGER. */
+void spd_handshake_input(spd_daemon *d, client *c);
+/* Ends handshakes (and lingering rejects) whose time is up. */
+void spd_handshake_check_time(spd_daemon *d, client *c);
+/* Sends REJECT_QUOTA on a fresh connection and lets it linger. */
+void spd_reject_quota(spd_daemon *d, int fd);
 
 /* groups.c */
 void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len);

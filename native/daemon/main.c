@@ -3,6 +3,8 @@
  * sanitizer runs use it; Python users run the module instead. */
 #include "daemon.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,18 +24,46 @@ static void on_signal(int sig)
 static int usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s [--port N] [--host ADDR] [--name NAME] [--max-session-messages N]\n"
-            "          [--no-unix-socket] [--no-tcp] [--log-level quiet|error|info|debug]\n",
+            "usage: %s [options]\n"
+            "  --port N                  TCP port and unix socket /tmp/N, 1..32767, or 0 to\n"
+            "                            pick a free one (default 4803)\n"
+            "  --host ADDR               IPv4 address or host name for TCP (default 127.0.0.1)\n"
+            "  --name NAME               daemon name, the end of private groups (default localhost)\n"
+            "  --max-session-messages N  undelivered messages that get a client killed (default 1000)\n"
+            "  --max-session-bytes N     undelivered bytes that get a client killed (default 64 MiB)\n"
+            "  --no-unix-socket          listen on TCP only\n"
+            "  --no-tcp                  listen on the unix socket only\n"
+            "  --log-level LEVEL         quiet, error, info or debug (default info)\n",
             prog);
     return 2;
 }
 
+/* A whole decimal number in lo..hi, or usage. */
+static int number(const char *prog, const char *opt, const char *v, long long lo, long long hi,
+                  long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        fprintf(stderr, "%s: %s wants a whole number from %lld to %lld, not '%s'\n", prog, opt,
+                lo, hi, v);
+        return usage(prog);
+    }
+    *out = n;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    spd_config cfg = {4803, "127.0.0.1", "localhost", 1000, 1, 1, SPD_LOG_INFO};
+    spd_config cfg = {.port = 4803, .host = "127.0.0.1", .name = "localhost",
+                      .max_session_messages = 1000,
+                      .max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES, .tcp = 1,
+                      .unix_socket = 1, .log_level = SPD_LOG_INFO};
     static const char *levels[] = {"quiet", "error", "info", "debug"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n = 0;
         if (!strcmp(a, "--no-unix-socket")) {
             cfg.unix_socket = 0;
         } else if (!strcmp(a, "--no-tcp")) {
@@ -41,13 +71,21 @@ int main(int argc, char **argv)
         } else if (!v) {
             return usage(argv[0]);
         } else if (!strcmp(a, "--port")) {
-            cfg.port = atoi(v), i++;
+            if (number(argv[0], a, v, 0, 32767, &n))
+                return 2;
+            cfg.port = (int)n, i++;
         } else if (!strcmp(a, "--host")) {
             cfg.host = v, i++;
         } else if (!strcmp(a, "--name")) {
             cfg.name = v, i++;
         } else if (!strcmp(a, "--max-session-messages")) {
-            cfg.max_session_messages = atoi(v), i++;
+            if (number(argv[0], a, v, 1, INT_MAX, &n))
+                return 2;
+            cfg.max_session_messages = (int)n, i++;
+        } else if (!strcmp(a, "--max-session-bytes")) {
+            if (number(argv[0], a, v, 1, LLONG_MAX, &n))
+                return 2;
+            cfg.max_session_bytes = n, i++;
         } else if (!strcmp(a, "--log-level")) {
             int found = 0;
             for (int l = 0; l < 4; l++)
@@ -76,7 +114,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    printf("spread-daemon ready: %s on port %d\n", cfg.name, cfg.port);
+    printf("spread-daemon ready: %s on port %d\n", cfg.name, spd_port(d));
     fflush(stdout);
     int r = spd_run(d, stop_pipe[0]);
     spd_close(d);

@@ -1,9 +1,11 @@
-/* server.c -- sockets, the event loop, the handshake (SPEC.md 2.4), request
- * validation (8.2), output queues and the slow-reader kill (8.6, 8.7). */
+/* server.c -- sockets, the event loop, request validation (SPEC.md 8.2),
+ * output queues and the slow-reader kill (8.6, 8.7). The handshake is in
+ * handshake.c. */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -21,11 +23,12 @@
 #define TAG_TCP  ((void *)1)
 #define TAG_UNIX ((void *)2)
 #define TAG_STOP ((void *)3)
-#define HANDSHAKE_MS 1000
 #define WRITE_BATCH 64
 #define FLUSH_EARLY 64          /* flush a queue this long before queueing more */
 #define PAUSE_MAX_NS 100000000LL /* pause budget: at most 100 ms at a time ... */
 #define PAUSE_REFILL 10          /* ... refilled at 1/10 of elapsed time */
+#define PICK_FIRST 10000         /* --port 0 picks from PICK_FIRST..32767 */
+#define PICK_TRIES 200
 
 /* Back-pressure. The reference daemon stops reading requests while its own
  * ordering queue is long; it is also slow enough that senders rarely outrun
@@ -35,7 +38,10 @@
  * read (senders block in their sockets, and the CPU goes to the readers), but
  * only within a budget: 100 ms at most, refilled at a tenth of real time. A
  * reader that keeps falling behind therefore gets no lasting flow control and
- * is killed at the same queue length as before. */
+ * is killed at the same queue length as before.
+ *
+ * A queue is limited in messages (the reference's rule) and in bytes: 1000
+ * messages of 144 KB are 144 MB held for one client that never reads. */
 
 void spd_log(spd_daemon *d, int level, const char *fmt, ...)
 {
@@ -65,24 +71,6 @@ void spd_msg_unref(msgbuf *m)
         free(m);
 }
 
-static void now_plus_ms(struct timespec *t, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, t);
-    t->tv_sec += ms / 1000;
-    t->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t->tv_nsec >= 1000000000L) {
-        t->tv_sec++;
-        t->tv_nsec -= 1000000000L;
-    }
-}
-
-static int expired(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
-}
-
 static void set_events(spd_daemon *d, client *c, int want_write)
 {
     struct epoll_event ev = {0};
@@ -100,12 +88,22 @@ static void clear_queue(client *c)
         c->q_count--;
     }
     c->q_off = 0;
+    c->q_bytes = 0;
 }
 
-static size_t lag_mark(const spd_daemon *d)
+/* The queue is at or past half of either limit. */
+static int past_lag_mark(const spd_daemon *d, const client *c)
 {
     size_t mark = (size_t)d->cfg.max_session_messages / 2;
-    return mark ? mark : 1;
+    return c->q_count >= (mark ? mark : 1) ||
+           c->q_bytes >= (size_t)d->cfg.max_session_bytes / 2;
+}
+
+/* The queue is full: the next message kills the connection instead. */
+static int queue_full(const spd_daemon *d, const client *c)
+{
+    return c->q_count >= (size_t)d->cfg.max_session_messages ||
+           c->q_bytes >= (size_t)d->cfg.max_session_bytes;
 }
 
 static void set_lagging(spd_daemon *d, client *c, int lagging)
@@ -131,7 +129,11 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
     if (c->state == CL_CLOSED)
         return;
     int was_open = c->state == CL_OPEN;
-    if (!was_open)
+    if (c->state == CL_LINGER)
+        d->n_lingering--;
+    else
+        d->n_clients--;
+    if (c->state == CL_CONNECT || c->state == CL_AUTH)
         d->n_handshaking--;
     spd_log(d, was_open ? SPD_LOG_INFO : SPD_LOG_DEBUG, "closing connection %llu (%.*s): %s",
             c->id, (int)c->private_group_len, (const char *)c->private_group, why);
@@ -141,7 +143,6 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
     close(c->fd);
     c->fd = -1;
     clear_queue(c);
-    d->n_clients--;
     /* Group removal is an event of its own, after the current one. */
     c->next_pending = d->pending_disconnect;
     d->pending_disconnect = c;
@@ -180,6 +181,7 @@ static void flush_client(spd_daemon *d, client *c)
                 break;
             }
             left -= rest;
+            c->q_bytes -= m->len;
             spd_msg_unref(m);
             c->q_head = (c->q_head + 1) % c->q_cap;
             c->q_count--;
@@ -188,7 +190,7 @@ static void flush_client(spd_daemon *d, client *c)
     }
     if (c->state != CL_CLOSED && (c->q_count > 0) != c->want_write)
         set_events(d, c, c->q_count > 0);
-    if (c->state != CL_CLOSED && c->lagging && c->q_count < lag_mark(d))
+    if (c->state != CL_CLOSED && c->lagging && !past_lag_mark(d, c))
         set_lagging(d, c, 0);
 }
 
@@ -214,14 +216,15 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
 {
     if (c->state != CL_OPEN)
         return;
-    size_t limit = (size_t)d->cfg.max_session_messages;
-    if (c->q_count >= FLUSH_EARLY || c->q_count >= limit)
+    if (c->q_count >= FLUSH_EARLY || queue_full(d, c))
         flush_client(d, c);
     if (c->state != CL_OPEN)
         return;
-    if (c->q_count >= limit) {
-        spd_log(d, SPD_LOG_INFO, "killing connection %llu (%.*s) for not reading", c->id,
-                (int)c->private_group_len, (const char *)c->private_group);
+    if (queue_full(d, c)) {
+        spd_log(d, SPD_LOG_INFO,
+                "killing connection %llu (%.*s) for not reading (%zu messages, %zu bytes queued)",
+                c->id, (int)c->private_group_len, (const char *)c->private_group, c->q_count,
+                c->q_bytes);
         spd_kill(d, c, "not reading");
         return;
     }
@@ -242,7 +245,8 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
     m->refs++;
     c->q[(c->q_head + c->q_count) % c->q_cap] = m;
     c->q_count++;
-    if (!c->lagging && c->q_count >= lag_mark(d))
+    c->q_bytes += m->len;
+    if (!c->lagging && past_lag_mark(d, c))
         set_lagging(d, c, 1);
     mark_dirty(d, c);
 }
@@ -295,154 +299,6 @@ static void free_closed(spd_daemon *d)
     }
 }
 
-/* ---- handshake ------------------------------------------------------- */
-
-static int send_bytes(client *c, const void *buf, size_t len)
-{
-    /* Handshake replies are tiny; a fresh socket buffer always takes them. */
-    return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len ? 0 : -1;
-}
-
-static void reject(spd_daemon *d, client *c, int code, const char *why)
-{
-    uint8_t b = (uint8_t)(int8_t)code;
-    send_bytes(c, &b, 1);
-    spd_kill(d, c, why);
-}
-
-static void accept_session(spd_daemon *d, client *c)
-{
-    uint8_t out[WIRE_ACCEPT_MAX];
-    size_t n = wire_encode_accept(out, c->version >= 31500, c->private_group,
-                                  c->private_group_len);
-    if (send_bytes(c, out, n) != 0) {
-        spd_kill(d, c, "accept not sent");
-        return;
-    }
-    c->state = CL_OPEN;
-    d->n_handshaking--;
-    c->in_len = 0;
-    spd_log(d, SPD_LOG_DEBUG, "connection %llu is %.*s", c->id, (int)c->private_group_len,
-            (const char *)c->private_group);
-}
-
-static void set_private_group(spd_daemon *d, client *c)
-{
-    char buf[WIRE_SLOT + 1];
-    int n = snprintf(buf, sizeof buf, "#%.*s#%s", (int)c->name_len, c->name, d->name);
-    wire_put_slot(c->private_group, buf, (size_t)n);
-    c->private_group_len = wire_slot_len(c->private_group);
-}
-
-/* The connect request, read in one go as the reference does (SPEC.md 2.4). */
-static void handle_connect(spd_daemon *d, client *c)
-{
-    uint8_t b[64];
-    ssize_t n = recv(c->fd, b, sizeof b, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n < 0) {
-        spd_kill(d, c, "handshake read failed");
-        return;
-    }
-    size_t len = (size_t)n, at = 0;
-    int major = len > 0 ? b[0] : 0, minor = len > 1 ? b[1] : 0, patch = 0;
-    at = len < 2 ? len : 2;
-    if (wire_version_has_patch(major, minor))
-        patch = at < len ? b[at++] : 0;
-    c->version = wire_version_value(major, minor, patch);
-    if (c->version < WIRE_MIN_VERSION) {
-        reject(d, c, REJECT_VERSION, "library version too old");
-        return;
-    }
-    if (len - at == 0) {
-        spd_kill(d, c, "no connect flags");
-        return;
-    }
-    if (len - at == 1) {
-        reject(d, c, REJECT_NO_NAME, "no name length");
-        return;
-    }
-    int flags = b[at], name_len = (int8_t)b[at + 1];
-    at += 2;
-    c->membership = flags & 1;
-    c->priority = (flags >> 4) & 0xF;
-    if (name_len < 0 || name_len > WIRE_MAX_PRIVATE_NAME) {
-        reject(d, c, REJECT_ILLEGAL_NAME, "bad name length");
-        return;
-    }
-    if (name_len == 0) {
-        do {
-            c->name_len = (size_t)snprintf(c->name, 10, "r%u-%d",
-                                           (d->rng = d->rng * 1103515245u + 12345u) % 9999u,
-                                           c->fd);
-        } while (spd_table_get(&d->names, (const uint8_t *)c->name, c->name_len));
-    } else {
-        size_t got = len - at;
-        if (got > WIRE_MAX_PRIVATE_NAME)
-            got = WIRE_MAX_PRIVATE_NAME; /* the reference reads at most 10 */
-        if (got != (size_t)name_len || !wire_private_name_ok((const char *)b + at, got)) {
-            reject(d, c, REJECT_ILLEGAL_NAME, "illegal name");
-            return;
-        }
-        memcpy(c->name, b + at, got);
-        c->name[got] = '\0';
-        c->name_len = got;
-        if (spd_table_get(&d->names, (const uint8_t *)c->name, c->name_len)) {
-            reject(d, c, REJECT_NOT_UNIQUE, "name not unique");
-            return;
-        }
-    }
-    if (spd_table_put(&d->names, (const uint8_t *)c->name, c->name_len, c) != 0) {
-        spd_kill(d, c, "out of memory");
-        return;
-    }
-    c->name_registered = 1;
-    set_private_group(d, c);
-    if (c->version < WIRE_AUTH_THRESHOLD) {
-        accept_session(d, c); /* old clients: no authentication exchange */
-        return;
-    }
-    static const uint8_t null_list[] = {5, 'N', 'U', 'L', 'L', ' '};
-    if (send_bytes(c, null_list, sizeof null_list) != 0) {
-        spd_kill(d, c, "auth list not sent");
-        return;
-    }
-    c->state = CL_AUTH;
-    c->in_len = 0;
-    now_plus_ms(&c->deadline, HANDSHAKE_MS);
-}
-
-static void handle_auth(spd_daemon *d, client *c)
-{
-    ssize_t n = recv(c->fd, c->in + c->in_len, WIRE_AUTH_CHOICE - c->in_len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        reject(d, c, REJECT_AUTH, "no auth choice");
-        return;
-    }
-    c->in_len += (size_t)n;
-    if (c->in_len < WIRE_AUTH_CHOICE)
-        return;
-    int named = 0;
-    for (int i = 0; i < WIRE_AUTH_METHODS; i++) {
-        const uint8_t *slot = c->in + i * WIRE_AUTH_NAME;
-        if (slot[0] == '\0')
-            break;
-        if (strnlen((const char *)slot, WIRE_AUTH_NAME) != 4 || memcmp(slot, "NULL", 4) != 0) {
-            reject(d, c, REJECT_AUTH, "authentication method refused");
-            return;
-        }
-        named++;
-    }
-    if (!named) {
-        reject(d, c, REJECT_AUTH, "no authentication method");
-        return;
-    }
-    accept_session(d, c);
-}
-
 /* ---- requests ------------------------------------------------------- */
 
 /* SPEC.md 8.2; returns NULL when valid, else the reason. */
@@ -454,6 +310,13 @@ static const char *invalid_header(const client *c, const wire_header *h)
         return "not exactly one service or request bit";
     if (h->type & (WIRE_INTERNAL_BITS | WIRE_REJECT_MESS))
         return "internal type bits set";
+    /* Membership bits (REG_MEMB, TRANSITION, CAUSED_BY_*) would make every
+     * receiver see a forged membership message. The reference passes them
+     * through (SPEC.md 8.2); here they are a violation like the internal
+     * and reject bits just above: the request is malformed, not refused by
+     * a policy, and a reject (SPEC.md 7) is for policy refusals only. */
+    if (h->type & WIRE_MEMBERSHIP_BITS)
+        return "membership type bits set";
     uint8_t sender[WIRE_SLOT];
     memcpy(sender, h->sender, WIRE_SLOT);
     sender[WIRE_SLOT - 1] = '\0';
@@ -494,7 +357,7 @@ static void handle_request(spd_daemon *d, client *c, const wire_header *h, const
     spd_deliver(d, c, h, groups, data);
 }
 
-static void handle_input(spd_daemon *d, client *c)
+static void read_requests(spd_daemon *d, client *c)
 {
     if (c->in_cap - c->in_len < SPD_READ_CHUNK) {
         size_t cap = c->in_len + SPD_READ_CHUNK;
@@ -514,6 +377,11 @@ static void handle_input(spd_daemon *d, client *c)
         return;
     }
     c->in_len += (size_t)n;
+    spd_process_requests(d, c);
+}
+
+void spd_process_requests(spd_daemon *d, client *c)
+{
     size_t at = 0;
     while (c->state == CL_OPEN && c->in_len - at >= WIRE_HEADER_SIZE) {
         wire_header h;
@@ -558,6 +426,29 @@ static void grow_buffers(int fd)
     }
 }
 
+client *spd_client_new(spd_daemon *d, int fd)
+{
+    client *c = calloc(1, sizeof *c);
+    uint8_t *in = malloc(SPD_READ_CHUNK);
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    if (!c || !in || epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        free(c);
+        free(in);
+        return NULL;
+    }
+    c->fd = fd;
+    c->in = in;
+    c->in_cap = SPD_READ_CHUNK;
+    c->id = ++d->next_id;
+    c->all_next = d->all;
+    if (d->all)
+        d->all->all_prev = c;
+    d->all = c;
+    return c;
+}
+
 static void accept_clients(spd_daemon *d, int lfd, int is_tcp)
 {
     for (;;) {
@@ -565,9 +456,7 @@ static void accept_clients(spd_daemon *d, int lfd, int is_tcp)
         if (fd < 0)
             return; /* EAGAIN, or a failure that the next wake-up retries */
         if (d->n_clients >= SPD_MAX_CONNECTIONS) {
-            uint8_t b = (uint8_t)(int8_t)REJECT_QUOTA;
-            send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            close(fd);
+            spd_reject_quota(d, fd);
             continue;
         }
         grow_buffers(fd);
@@ -575,49 +464,48 @@ static void accept_clients(spd_daemon *d, int lfd, int is_tcp)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        client *c = calloc(1, sizeof *c);
-        uint8_t *in = malloc(SPD_READ_CHUNK);
-        if (!c || !in) {
-            free(c);
-            free(in);
+        client *c = spd_client_new(d, fd);
+        if (!c) {
             close(fd);
             continue;
         }
-        c->fd = fd;
-        c->in = in;
-        c->in_cap = SPD_READ_CHUNK;
         c->is_tcp = is_tcp;
-        c->id = ++d->next_id;
-        c->state = CL_CONNECT;
-        now_plus_ms(&c->deadline, HANDSHAKE_MS);
-        struct epoll_event ev = {0};
-        ev.events = EPOLLIN;
-        ev.data.ptr = c;
-        if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            free(in);
-            free(c);
-            close(fd);
-            continue;
-        }
+        spd_handshake_begin(c);
         d->n_clients++;
         d->n_handshaking++;
-        c->all_next = d->all;
-        if (d->all)
-            d->all->all_prev = c;
-        d->all = c;
     }
 }
 
-static int listen_tcp(spd_daemon *d, char *err, int err_size)
+/* The IPv4 address to bind: a dotted address, or a host name resolved. */
+static int resolve_host(const char *host, struct in_addr *out, char *err, int err_size)
+{
+    if (inet_pton(AF_INET, host, out) == 1)
+        return 0;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    int r = getaddrinfo(host, NULL, &hints, &res);
+    if (r != 0 || !res) {
+        snprintf(err, (size_t)err_size,
+                 "cannot resolve host '%s' to an IPv4 address: %s (give an IPv4 address "
+                 "such as 127.0.0.1, or a host name that resolves to one)",
+                 host, r ? gai_strerror(r) : "no address");
+        return -1;
+    }
+    *out = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Binds TCP on port. 1 if the port is taken (err set), -1 on other errors. */
+static int listen_tcp(spd_daemon *d, int port, char *err, int err_size)
 {
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)d->cfg.port);
+    a.sin_port = htons((uint16_t)port);
     const char *host = d->cfg.host && *d->cfg.host ? d->cfg.host : "127.0.0.1";
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        snprintf(err, (size_t)err_size, "not an IPv4 address: %s", host);
+    if (resolve_host(host, &a.sin_addr, err, err_size) != 0)
         return -1;
-    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0)
         goto fail;
@@ -629,31 +517,117 @@ static int listen_tcp(spd_daemon *d, char *err, int err_size)
     uint32_t ip = ntohl(a.sin_addr.s_addr);
     d->memb_id[0] = (int32_t)(ip ? ip : 0x7F000001u);
     return 0;
-fail:
-    snprintf(err, (size_t)err_size, "cannot listen on %s:%d: %s", host, d->cfg.port,
-             strerror(errno));
+fail:;
+    int taken = errno == EADDRINUSE;
+    snprintf(err, (size_t)err_size, "cannot listen on %s:%d: %s", host, port, strerror(errno));
     if (fd >= 0)
         close(fd);
-    return -1;
+    return taken ? 1 : -1;
 }
 
-static int listen_unix(spd_daemon *d, char *err, int err_size)
+/* Whether a daemon accepts connections on the unix socket at path. */
+static int socket_answers(const char *path)
 {
     struct sockaddr_un a = {0};
     a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", d->cfg.port);
-    unlink(a.sun_path); /* a stale socket from an earlier run */
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+    if (fd < 0)
+        return 1; /* cannot tell: leave it alone */
+    int r = connect(fd, (struct sockaddr *)&a, sizeof a);
+    /* EAGAIN: a listener whose backlog is full, still alive. */
+    int live = r == 0 || errno == EAGAIN || errno == EINPROGRESS;
+    close(fd);
+    return live;
+}
+
+/* Binds /tmp/<port>. A socket file nobody answers on is stale and replaced;
+ * a live daemon's socket, or any other file, is left alone (returns 1, the
+ * port is taken). With `fresh_only` (a picked port) any existing file counts
+ * as taken. -1 on other errors. */
+static int listen_unix(spd_daemon *d, int port, int fresh_only, char *err, int err_size)
+{
+    struct sockaddr_un a = {0};
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "/tmp/%d", port);
+    struct stat st;
+    if (lstat(a.sun_path, &st) == 0) {
+        if (fresh_only)
+            return 1;
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, (size_t)err_size, "%s exists and is not a socket; remove it or use "
+                     "another port", a.sun_path);
+            return 1;
+        }
+        if (socket_answers(a.sun_path)) {
+            snprintf(err, (size_t)err_size, "a daemon is already listening on %s", a.sun_path);
+            return 1;
+        }
+        unlink(a.sun_path); /* stale: left by a daemon that did not stop cleanly */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0 ||
+        stat(a.sun_path, &st) != 0) {
+        int taken = errno == EADDRINUSE;
         snprintf(err, (size_t)err_size, "cannot listen on %s: %s", a.sun_path, strerror(errno));
         if (fd >= 0)
             close(fd);
-        return -1;
+        return taken ? 1 : -1;
     }
     chmod(a.sun_path, 0666);
     memcpy(d->unix_path, a.sun_path, sizeof d->unix_path);
     d->unix_fd = fd;
+    d->unix_dev = st.st_dev;
+    d->unix_ino = st.st_ino;
     return 0;
+}
+
+/* Removes the unix socket file if it is still the one this daemon bound. */
+static void remove_unix_socket(spd_daemon *d)
+{
+    struct stat st;
+    if (lstat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev && st.st_ino == d->unix_ino)
+        unlink(d->unix_path);
+}
+
+static void close_listeners(spd_daemon *d)
+{
+    if (d->tcp_fd >= 0)
+        close(d->tcp_fd);
+    if (d->unix_fd >= 0) {
+        close(d->unix_fd);
+        remove_unix_socket(d);
+    }
+    d->tcp_fd = d->unix_fd = -1;
+}
+
+/* Binds what the configuration asks for on port: 0, 1 (taken) or -1. */
+static int listen_on(spd_daemon *d, int port, int picked, char *err, int err_size)
+{
+    int r = d->cfg.tcp ? listen_tcp(d, port, err, err_size) : 0;
+    if (r == 0 && d->cfg.unix_socket)
+        r = listen_unix(d, port, picked, err, err_size);
+    if (r != 0)
+        close_listeners(d);
+    else
+        d->cfg.port = port;
+    return r;
+}
+
+/* --port 0: the kernel's ephemeral ports lie above 32767, which clients do
+ * not accept, so the daemon draws ports itself until one is free. */
+static int listen_on_free_port(spd_daemon *d, char *err, int err_size)
+{
+    for (int i = 0; i < PICK_TRIES; i++) {
+        d->rng = d->rng * 1103515245u + 12345u;
+        int port = PICK_FIRST + (int)((d->rng >> 8) % (32768u - PICK_FIRST));
+        int r = listen_on(d, port, 1, err, err_size);
+        if (r <= 0)
+            return r;
+    }
+    snprintf(err, (size_t)err_size, "no free port found in %d..32767 after %d tries",
+             PICK_FIRST, PICK_TRIES);
+    return -1;
 }
 
 static int watch(int epfd, int fd, void *tag)
@@ -662,6 +636,31 @@ static int watch(int epfd, int fd, void *tag)
     ev.events = EPOLLIN;
     ev.data.ptr = tag;
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* The configuration's errors, or NULL; fills in the defaults. */
+static const char *check_config(spd_daemon *d)
+{
+    if (d->cfg.max_session_messages <= 0)
+        d->cfg.max_session_messages = 1000;
+    if (d->cfg.max_session_bytes <= 0)
+        d->cfg.max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES;
+    if (!d->cfg.tcp && !d->cfg.unix_socket)
+        return "nothing to listen on: TCP and the unix socket are both turned off "
+               "(keep at least one)";
+    if (d->cfg.port < 0 || d->cfg.port > 32767)
+        return "port must be 0..32767, the range clients accept (0 picks a free one)";
+    const char *name = d->cfg.name && *d->cfg.name ? d->cfg.name : "localhost";
+    size_t name_len = strlen(name);
+    if (name_len > WIRE_MAX_PROC_NAME || !wire_private_name_ok(name, 1) ||
+        memchr(name, '#', name_len))
+        return "daemon name must be 1 to 19 characters from '$' to '~', without '#'";
+    for (size_t i = 0; i < name_len; i++)
+        if (!wire_name_char_ok((uint8_t)name[i]))
+            return "illegal character in daemon name (allowed: '$' to '~', without '#')";
+    memcpy(d->name, name, name_len + 1);
+    d->name_len = name_len;
+    return NULL;
 }
 
 spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
@@ -673,28 +672,9 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     }
     d->cfg = *config;
     d->tcp_fd = d->unix_fd = d->epfd = d->out_epfd = -1;
-    if (d->cfg.max_session_messages <= 0)
-        d->cfg.max_session_messages = 1000;
-    const char *name = config->name && *config->name ? config->name : "localhost";
-    size_t name_len = strlen(name);
-    if (name_len > WIRE_MAX_PROC_NAME || !wire_private_name_ok(name, 1) ||
-        memchr(name, '#', name_len)) {
-        snprintf(err, (size_t)err_size, "daemon name must be 1 to %d characters from '$' to '~'",
-                 WIRE_MAX_PROC_NAME);
-        free(d);
-        return NULL;
-    }
-    for (size_t i = 0; i < name_len; i++) {
-        if (!wire_name_char_ok((uint8_t)name[i])) {
-            snprintf(err, (size_t)err_size, "illegal character in daemon name");
-            free(d);
-            return NULL;
-        }
-    }
-    memcpy(d->name, name, name_len + 1);
-    d->name_len = name_len;
-    if (d->cfg.port < 0 || d->cfg.port > 32767) {
-        snprintf(err, (size_t)err_size, "port must be 0..32767, the range clients accept");
+    const char *bad = check_config(d);
+    if (bad) {
+        snprintf(err, (size_t)err_size, "%s", bad);
         free(d);
         return NULL;
     }
@@ -703,11 +683,16 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     d->rng = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     d->out_epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (d->epfd < 0 || d->out_epfd < 0 || (d->cfg.tcp && listen_tcp(d, err, err_size) != 0) ||
-        (d->cfg.unix_socket && listen_unix(d, err, err_size) != 0) ||
-        (d->tcp_fd >= 0 && watch(d->epfd, d->tcp_fd, TAG_TCP) != 0) ||
+    if (d->epfd < 0 || d->out_epfd < 0) {
+        snprintf(err, (size_t)err_size, "epoll: %s", strerror(errno));
+        spd_close(d);
+        return NULL;
+    }
+    int r = d->cfg.port == 0 ? listen_on_free_port(d, err, err_size)
+                             : listen_on(d, d->cfg.port, 0, err, err_size);
+    if (r != 0 || (d->tcp_fd >= 0 && watch(d->epfd, d->tcp_fd, TAG_TCP) != 0) ||
         (d->unix_fd >= 0 && watch(d->epfd, d->unix_fd, TAG_UNIX) != 0)) {
-        if (d->epfd < 0)
+        if (r == 0)
             snprintf(err, (size_t)err_size, "epoll: %s", strerror(errno));
         spd_close(d);
         return NULL;
@@ -715,14 +700,29 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     return d;
 }
 
-/* Handshakes that went quiet for a second are closed (SPEC.md 2.4). */
+int spd_port(const spd_daemon *d)
+{
+    return d->cfg.port;
+}
+
+void spd_get_stats(const spd_daemon *d, spd_stats *out)
+{
+    out->groups = d->groups.used;
+    out->group_slots = d->groups.cap;
+    out->names = d->names.used;
+    out->name_slots = d->names.cap;
+    out->connections = d->n_clients;
+}
+
+/* Handshakes past their time (SPEC.md 2.4), and lingering rejects. */
 static void sweep_handshakes(spd_daemon *d)
 {
-    if (!d->n_handshaking)
+    if (!d->n_handshaking && !d->n_lingering)
         return;
     for (client *c = d->all; c; c = c->all_next)
-        if ((c->state == CL_CONNECT || c->state == CL_AUTH) && expired(&c->deadline))
-            spd_kill(d, c, "handshake timed out");
+        if (c->state == CL_CONNECT || c->state == CL_AUTH || c->state == CL_LINGER)
+            spd_handshake_check_time(d, c);
+    flush_dirty(d);
     process_disconnects(d);
     free_closed(d);
 }
@@ -772,12 +772,10 @@ int spd_run(spd_daemon *d, int stop_fd)
                 flush_client(d, c);
             if (c->state == CL_CLOSED || !(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 continue;
-            if (c->state == CL_CONNECT)
-                handle_connect(d, c);
-            else if (c->state == CL_AUTH)
-                handle_auth(d, c);
+            if (c->state == CL_OPEN)
+                read_requests(d, c);
             else
-                handle_input(d, c);
+                spd_handshake_input(d, c);
             process_disconnects(d);
         }
         flush_dirty(d);
@@ -799,12 +797,7 @@ void spd_close(spd_daemon *d)
         spd_kill(d, c, "daemon stopping");
     process_disconnects(d);
     free_closed(d);
-    if (d->tcp_fd >= 0)
-        close(d->tcp_fd);
-    if (d->unix_fd >= 0) {
-        close(d->unix_fd);
-        unlink(d->unix_path);
-    }
+    close_listeners(d);
     if (d->epfd >= 0)
         close(d->epfd);
     if (d->out_epfd >= 0)

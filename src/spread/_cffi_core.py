@@ -16,6 +16,7 @@ import select
 
 from . import _args
 from ._cffi_native import ffi, lib
+from ._daemon_options import DEFAULT_MAX_SESSION_BYTES, check_daemon_options
 from ._names import SP_CONSTANTS
 from ._errors import BacklogOverflow, Empty, IllegalMessage, ReceiverClosed, error_class
 
@@ -849,28 +850,41 @@ class NativeDaemon:
     """Sockets bound on construction; run() serves until stop_fd is readable."""
 
     def __init__(self, port, host="127.0.0.1", name="localhost", max_session_messages=1000,
-                 tcp=True, unix_socket=True, log_level="error"):
-        if log_level not in LOG_LEVELS:
-            raise ValueError(f"log_level must be one of {sorted(LOG_LEVELS)}")
-        if max_session_messages < 1:
-            raise ValueError("max_session_messages must be at least 1")
+                 tcp=True, unix_socket=True, log_level="error",
+                 max_session_bytes=DEFAULT_MAX_SESSION_BYTES):
+        check_daemon_options(port, max_session_messages, max_session_bytes, tcp, unix_socket,
+                             log_level)
+        self._running = False
         self._keep = (ffi.new("char[]", host.encode("ascii")),
                       ffi.new("char[]", name.encode("ascii")))
         cfg = ffi.new("spd_config *", {"port": port, "host": self._keep[0],
                                        "name": self._keep[1],
                                        "max_session_messages": max_session_messages,
+                                       "max_session_bytes": max_session_bytes,
                                        "tcp": int(tcp), "unix_socket": int(unix_socket),
                                        "log_level": LOG_LEVELS[log_level]})
         err = ffi.new("char[256]")
         self._d = lib.spd_open(cfg, err, 256)
         if self._d == ffi.NULL:
             raise OSError(ffi.string(err).decode("utf-8", "replace"))
-        self._port = port
-        self._running = False
 
     @property
     def port(self):
-        return self._port
+        """The port it listens on (the one it picked, if created with 0)."""
+        if self._d == ffi.NULL:
+            raise ValueError("daemon is closed")
+        return lib.spd_port(self._d)
+
+    def stats(self):
+        """Sizes of the daemon's tables (a dict); only while it is not running."""
+        if self._d == ffi.NULL:
+            raise ValueError("daemon is closed")
+        if self._running:
+            raise RuntimeError("stats() needs the daemon stopped (run() has returned)")
+        s = ffi.new("spd_stats *")
+        lib.spd_get_stats(self._d, s)
+        return {"groups": s.groups, "group_slots": s.group_slots, "names": s.names,
+                "name_slots": s.name_slots, "connections": s.connections}
 
     def run(self, stop_fd):
         """Serves until stop_fd becomes readable (GIL released throughout)."""

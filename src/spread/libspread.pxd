@@ -129,6 +129,7 @@ cdef extern from "daemon.h" nogil:
         const char *host
         const char *name
         int max_session_messages
+        long long max_session_bytes
         int tcp
         int unix_socket
         int log_level
@@ -136,8 +137,13 @@ cdef extern from "daemon.h" nogil:
     ctypedef struct spd_daemon:
         pass
 
+    ctypedef struct spd_stats:
+        size_t groups, group_slots, names, name_slots, connections
+
     spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     int spd_run(spd_daemon *d, int stop_fd)
+    int spd_port(const spd_daemon *d)
+    void spd_get_stats(const spd_daemon *d, spd_stats *out)
     void spd_close(spd_daemon *d)
 
 

@@ -2,7 +2,8 @@
 
 It speaks Spread 4's client protocol, so any Spread client can use it, and
 it applies the real daemon's slow-reader rule (a connection with
-``max_session_messages`` undelivered messages is killed). Run it with
+``max_session_messages`` undelivered messages is killed), and a byte limit
+besides (``max_session_bytes`` undelivered bytes, 64 MiB by default). Run it with
 ``python -m spread.daemon``, in a thread with :class:`Daemon`, or in a
 subprocess with :class:`spread.testing.EmbeddedDaemon`.
 """
@@ -13,11 +14,12 @@ import os
 import threading
 
 from .._backend import core as _core
+from .._daemon_options import DEFAULT_MAX_SESSION_BYTES
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
 
-__all__ = ["Daemon", "DaemonAddresses", "LOG_LEVELS"]
+__all__ = ["Daemon", "DaemonAddresses", "LOG_LEVELS", "DEFAULT_MAX_SESSION_BYTES"]
 
 
 class DaemonAddresses:
@@ -41,15 +43,18 @@ class Daemon(DaemonAddresses):
     """An embedded daemon served by a background thread of this process.
 
     The event loop runs in C without the GIL, so it neither slows Python
-    threads down nor is slowed by them.
+    threads down nor is slowed by them. The sockets are bound on
+    construction; ``port=0`` picks a free port, then found in ``port``.
+    ``host`` is an IPv4 address or a host name that resolves to one.
     """
 
     def __init__(self, port: int = 4803, *, host: str = "127.0.0.1", name: str = "localhost",
-                 max_session_messages: int = 1000, tcp: bool = True, unix_socket: bool = True,
-                 log_level: str = "error"):
+                 max_session_messages: int = 1000,
+                 max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES, tcp: bool = True,
+                 unix_socket: bool = True, log_level: str = "error"):
         self._native = NativeDaemon(port, host, name, max_session_messages, tcp, unix_socket,
-                                    log_level)
-        self.port = port
+                                    log_level, max_session_bytes)
+        self.port = self._native.port
         self.host = host
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None

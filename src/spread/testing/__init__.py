@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shlex
 import socket
 import subprocess
@@ -21,6 +22,19 @@ from ..daemon import DaemonAddresses
 __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
+# The daemon's options, as keyword arguments (the command line's, with "_").
+OPTIONS = ("host", "name", "max_session_messages", "max_session_bytes", "tcp", "unix_socket",
+           "log_level")
+# The port in the ready line of either daemon build (Python or stand-alone C).
+READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
+
+
+def check_options(options: dict, who: str) -> None:
+    """TypeError for a keyword that is not a daemon option."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"{who}() got unknown daemon option(s) {', '.join(unknown)}; "
+                        f"the options are port, {', '.join(OPTIONS)}")
 
 
 def free_port() -> int:
@@ -44,13 +58,16 @@ class EmbeddedDaemon(DaemonAddresses):
     """Runs ``python -m spread.daemon`` in a subprocess for the duration of a
     ``with`` block (or between start() and stop()).
 
-    Options are those of the command line, as keyword arguments:
-    ``max_session_messages``, ``name``, ``host``, ``log_level``,
-    ``unix_socket`` (bool).
+    ``port``: None (the default) or 0 lets the daemon pick a free port, read
+    back from its ready line into ``port``. Other options are those of the
+    command line, as keyword arguments: ``host``, ``name``,
+    ``max_session_messages``, ``max_session_bytes``, ``log_level``, and
+    ``tcp`` and ``unix_socket`` (bools). An unknown one is a TypeError.
     """
 
     def __init__(self, port: int | None = None, **options):
-        self._fixed_port = port
+        check_options(options, "EmbeddedDaemon")
+        self._fixed_port = port or None
         self.port = port
         self.options = options
         self.process: subprocess.Popen | None = None
@@ -65,7 +82,8 @@ class EmbeddedDaemon(DaemonAddresses):
         # SPREAD_DAEMON_COMMAND runs another build with the same options (the
         # stand-alone C daemon under sanitizers, in CI).
         base = shlex.split(os.environ.get("SPREAD_DAEMON_COMMAND", ""))
-        cmd = (base or [sys.executable, "-m", "spread.daemon"]) + ["--port", str(self.port)]
+        port = self._fixed_port or 0
+        cmd = (base or [sys.executable, "-m", "spread.daemon"]) + ["--port", str(port)]
         for key, value in self.options.items():
             flag = "--" + key.replace("_", "-")
             if key == "unix_socket":
@@ -81,22 +99,20 @@ class EmbeddedDaemon(DaemonAddresses):
         return cmd
 
     def start(self) -> "EmbeddedDaemon":
-        attempts = 1 if self._fixed_port is not None else 5
-        for attempt in range(attempts):
-            if self._fixed_port is None:
-                self.port = free_port()
-            self.process = subprocess.Popen(
-                self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            line = self._wait_ready()
-            if line is not None:
-                self._log_thread = threading.Thread(target=self._drain_log, daemon=True)
-                self._log_thread.start()
-                return self
+        self.process = subprocess.Popen(
+            self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self._wait_ready()
+        found = READY_PORT.search(line) if line is not None else None
+        if found is None:
+            if self.process.poll() is None:
+                self.process.kill()
             err = self.process.stderr.read() if self.process.stderr else ""
             self.process.wait()
-            if attempt == attempts - 1:
-                raise RuntimeError(f"embedded daemon did not start: {err.strip()}")
-        raise AssertionError("unreachable")
+            raise RuntimeError(f"embedded daemon did not start: {err.strip() or line!r}")
+        self.port = int(found.group(1))
+        self._log_thread = threading.Thread(target=self._drain_log, daemon=True)
+        self._log_thread.start()
+        return self
 
     def _wait_ready(self) -> str | None:
         """The ready line, or None if the process ended first."""

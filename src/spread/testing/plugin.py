@@ -1,9 +1,11 @@
 """pytest plugin (registered as ``spread``): fixtures backed by the
 embedded daemon, or by a real daemon named in ``SPREAD_TEST_DAEMON``.
 
-- ``spread_daemon``: one daemon for the whole session, default options.
-- ``spread_daemon_factory``: ``factory(**options)`` starts a daemon with
-  custom options (e.g. ``max_session_messages=50``), stopped after the test.
+- ``spread_daemon``: one daemon for the whole session, default options, on
+  a free port or on ``--spread-daemon-port`` (ini: ``spread_daemon_port``).
+- ``spread_daemon_factory``: ``factory(port=None, **options)`` starts a
+  daemon with custom options (e.g. ``max_session_messages=50``; any option
+  of :class:`spread.testing.EmbeddedDaemon`), stopped after the test.
 - ``spread_mailbox_factory``: ``factory(daemon=None, **connect_kwargs)``
   connects to a daemon (default: ``spread_daemon``) and disconnects after
   the test.
@@ -18,19 +20,33 @@ import pytest
 from . import EmbeddedDaemon, ExternalDaemon
 
 
+def pytest_addoption(parser):
+    text = "port of the spread_daemon fixture's embedded daemon (default: a free one)"
+    parser.addoption("--spread-daemon-port", type=int, default=None, help=text)
+    parser.addini("spread_daemon_port", text)
+
+
 def _external():
     address = os.environ.get("SPREAD_TEST_DAEMON")
     return ExternalDaemon(address) if address else None
 
 
+def _session_port(config) -> int | None:
+    port = config.getoption("--spread-daemon-port")
+    if port is None:
+        value = config.getini("spread_daemon_port")
+        port = int(value) if value else None
+    return port
+
+
 @pytest.fixture(scope="session")
-def spread_daemon():
+def spread_daemon(pytestconfig):
     """The session's daemon (embedded unless SPREAD_TEST_DAEMON is set)."""
     external = _external()
     if external is not None:
         yield external
         return
-    with EmbeddedDaemon() as daemon:
+    with EmbeddedDaemon(_session_port(pytestconfig)) as daemon:
         yield daemon
 
 
@@ -39,10 +55,12 @@ def spread_daemon_factory():
     """Starts embedded daemons with custom options for one test."""
     started = []
 
-    def factory(**options):
-        if _external() is not None and options:
-            pytest.skip("custom daemon options need the embedded daemon")
-        daemon = _external() or EmbeddedDaemon(**options)
+    def factory(port: int | None = None, **options):
+        embedded = EmbeddedDaemon(port, **options)  # a bad option is a TypeError, even here
+        external = _external()
+        if external is not None and (options or port is not None):
+            pytest.skip("a port or custom daemon options need the embedded daemon")
+        daemon = external or embedded
         started.append(daemon.start())
         return daemon
 
