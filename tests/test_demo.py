@@ -57,4 +57,4 @@ def test_demo_rejects_a_port_outside_spreads_range():
     proc = subprocess.run([sys.executable, "-m", "spread.demo", "--port", "40000"],
                           capture_output=True, text=True, timeout=15)
     assert proc.returncode == 2
-    assert "--port: expected a port from 1 to 32767" in proc.stderr
+    assert "--port: expected a port from 1 to 32767, not '40000'" in proc.stderr

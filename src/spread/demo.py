@@ -18,6 +18,7 @@ import sys
 import time
 
 import spread
+from spread._cli import port_number, positive_int
 from spread.daemon import Daemon
 from spread.testing import free_port
 
@@ -121,34 +122,13 @@ def tour(daemon, count: int, size: int) -> None:
     alice.disconnect()
 
 
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 32767:
-        raise argparse.ArgumentTypeError(
-            f"expected a port from 1 to 32767 (Spread's range), not {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m spread.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=port_number,
                    help="port of the embedded daemon, TCP and /tmp/<port> (default: a free one)")
-    p.add_argument("--count", type=positive, default=20000,
+    p.add_argument("--count", type=positive_int, default=20000,
                    help="messages in the timed burst (default 20000)")
-    p.add_argument("--size", type=positive, default=1024,
+    p.add_argument("--size", type=positive_int, default=1024,
                    help="payload bytes per burst message (default 1024)")
     return p.parse_args(argv)
 
