@@ -46,9 +46,9 @@ def test_a_daemon_that_is_not_there_is_one_line():
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("option, value, message", [
-    ("--sizes", "abc", "argument --sizes: expected payload sizes in bytes from 1 to 143920, "
+    ("--sizes", "abc", "argument --sizes: expected a payload size in bytes from 1 to 143920, "
                        "not 'abc'"),
-    ("--sizes", "100,0", "argument --sizes: expected payload sizes in bytes from 1 to 143920, "
+    ("--sizes", "100,0", "argument --sizes: expected a payload size in bytes from 1 to 143920, "
                          "not '0'"),
     ("--only", "mcast,nope", "argument --only: unknown workload 'nope': "
                              "choose from mcast,self,2proc,rtt,slow"),

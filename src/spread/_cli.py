@@ -8,6 +8,9 @@ import argparse
 
 # Spread clients take ports 0..32767 (the daemon's port and the one above it).
 MAX_PORT = 32767
+# Any daemon kills a connection for a message whose payload plus 32 bytes per
+# group name passes 143,952 bytes: the largest payload to one group.
+MAX_PAYLOAD = 143952 - 32
 
 
 def whole_number(text: str, low: int, high: int | None = None, what: str = "a whole number"
@@ -24,6 +27,10 @@ def whole_number(text: str, low: int, high: int | None = None, what: str = "a wh
 
 def positive_int(text: str) -> int:
     return whole_number(text, 1)
+
+
+def payload_size(text: str) -> int:
+    return whole_number(text, 1, MAX_PAYLOAD, "a payload size in bytes")
 
 
 def port_number(text: str) -> int:

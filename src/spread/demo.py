@@ -18,7 +18,7 @@ import sys
 import time
 
 import spread
-from spread._cli import port_number, positive_int
+from spread._cli import payload_size, port_number, positive_int
 from spread.daemon import Daemon
 from spread.testing import free_port
 
@@ -128,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="port of the embedded daemon, TCP and /tmp/<port> (default: a free one)")
     p.add_argument("--count", type=positive_int, default=20000,
                    help="messages in the timed burst (default 20000)")
-    p.add_argument("--size", type=positive_int, default=1024,
+    p.add_argument("--size", type=payload_size, default=1024,
                    help="payload bytes per burst message (default 1024)")
     return p.parse_args(argv)
 

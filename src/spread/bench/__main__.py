@@ -125,10 +125,12 @@ def measure(daemon, args, cfg, steps):
         check_daemon(address)
         start = time.monotonic()
         progress = Progress(len(steps))
-        for kind, size, rep in steps:
-            progress.step(f"{kind} {size} B, run {rep + 1}")
-            run_step(address, kind, size, rep, cfg, raw)
-        progress.end()
+        try:
+            for kind, size, rep in steps:
+                progress.step(f"{kind} {size} B, run {rep + 1}")
+                run_step(address, kind, size, rep, cfg, raw)
+        finally:
+            progress.end()   # so that an error is read on a clean line
     return address, raw, time.monotonic() - start
 
 
@@ -157,8 +159,8 @@ def main(argv=None):
         return 1
     rows = report.summarize(raw)
     shown = address if args.daemon else f"the embedded daemon ({address})"
-    print(report.title(shown, cfg["repeats"], elapsed, args.wide))
-    print("\n".join(report.table(rows, args.wide)))
+    print("\n".join(report.title(shown, cfg["repeats"], elapsed, args.wide) +
+                    report.table(rows, args.wide)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": cfg, "sizes": args.sizes, "address": address,

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from spread._cli import daemon_address, port_number, positive_int, whole_number
+from spread._cli import daemon_address, payload_size, port_number, positive_int
 
 WORKLOADS = ("mcast", "self", "2proc", "rtt", "slow")
 DEFAULT_SIZES = (100, 1024, 10240)
-# Any daemon kills a connection for a message whose payload plus 32 bytes per
-# group name passes 143,952 bytes; every workload sends to one group.
-MAX_SIZE = 143952 - 32
 
 
 def sizes(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError("expected payload sizes in bytes, e.g. 100,1024")
-    return [whole_number(p, 1, MAX_SIZE, "payload sizes in bytes") for p in parts]
+    return [payload_size(p) for p in parts]   # every workload sends to one group
 
 
 def workloads(text: str) -> list[str]:

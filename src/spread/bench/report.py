@@ -205,7 +205,8 @@ def table(rows: list[Row], wide: bool) -> list[str]:
     return out
 
 
-def title(address: str, repeats: int, elapsed: float, wide: bool) -> str:
+def title(address: str, repeats: int, elapsed: float, wide: bool) -> list[str]:
     how = "median [min–max]" if wide else "median ±largest deviation"
-    return (f"spread {spread.__version__} ({spread.backend}) against {address}; "
+    text = (f"spread {spread.__version__} ({spread.backend}) against {address}; "
             f"{how} of {repeats} run(s); {elapsed:.0f} s")
+    return [text] if wide else textwrap.wrap(text, WIDTH)
