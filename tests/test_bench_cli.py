@@ -97,7 +97,7 @@ def test_killed_runs_are_left_out_of_the_medians_and_shown_as_killed():
     raw = two_process_cell([run(receiver(200_000.0)), run(receiver(0.0, killed=True)),
                             run(receiver(300_000.0))])
     plain = report.summarize(raw)[0]
-    assert plain.label == "receiver: receive()"
+    assert plain.label == "receiver: receive()" and plain.py and plain.ratio
     assert (plain.py["median"], plain.py["min"], plain.py["lost"]) == (250_000.0, 200_000.0, 1)
     assert plain.ratio["median"] == pytest.approx(0.5)
     assert "killed 1/3 (C 0/3)" in plain.brief

@@ -41,7 +41,7 @@ def compiler_command() -> list[str]:
 
     compiler = new_compiler()
     customize_compiler(compiler)
-    return list(compiler.compiler_so)
+    return list(compiler.compiler_so)  # type: ignore[attr-defined]  # a UnixCCompiler
 
 
 def build_tools_problem() -> str | None:

@@ -15,13 +15,14 @@ MAX_PAYLOAD = 143952 - 32
 
 def whole_number(text: str, low: int, high: int | None = None, what: str = "a whole number"
                  ) -> int:
+    allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    problem = argparse.ArgumentTypeError(f"expected {what} {allowed}, not {text!r}")
     try:
         value = int(text)
     except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise argparse.ArgumentTypeError(f"expected {what} {allowed}, not {text!r}")
+        raise problem from None
+    if value < low or (high is not None and value > high):
+        raise problem
     return value
 
 

@@ -44,7 +44,7 @@ class Progress:
 
 def plan(args):
     quick = args.quick
-    cfg = {
+    cfg: dict[str, int | float] = {
         "repeats": args.repeats or (1 if quick else 3),
         "seconds": 0.1 if quick else 0.4,
         # Messages per receiver run at sizes up to 4 KiB (fewer above): a few
@@ -56,7 +56,7 @@ def plan(args):
         "slow_sleepy": 100 if quick else 200,
     }
     steps = []
-    for rep in range(cfg["repeats"]):
+    for rep in range(int(cfg["repeats"])):
         for size in args.sizes:
             steps += [(kind, size, rep) for kind in ("mcast", "self", "2proc", "rtt")
                       if kind in args.only]
@@ -70,7 +70,7 @@ def run_step(address, kind, size, rep, cfg, raw):
     order = ("py", "c") if rep % 2 == 0 else ("c", "py")
     key = f"{kind} {size}"
     cell = raw.setdefault(key, {"kind": kind, "size": size, "runs": []})
-    run = {}
+    run: dict[str, object] = {}
     if kind == "mcast":
         for impl in order:
             run[impl] = w.multicast_rate(address, size, cfg["seconds"], impl)
@@ -142,6 +142,7 @@ def main(argv=None):
         os.execv(sys.executable, [sys.executable, "-m", "spread.bench",
                                   *(sys.argv[1:] if argv is None else argv)])
     cfg, steps = plan(args)
+    daemon: ExternalDaemon | EmbeddedDaemon
     if args.daemon:
         daemon = ExternalDaemon(args.daemon)
         where = f"the Spread daemon at {args.daemon}"

@@ -92,10 +92,10 @@ def _two_process(cell: dict) -> list[Row]:
         theirs = [r[base] for r in runs]
         py = [_finished(r, r.get(fig)) for r in mine]
         c = [_finished(r, r.get("rate")) for r in theirs]
-        row = Row(label, "msg/s", size, figures(py, _lost_as(mine)), figures(c, _lost_as(theirs)),
-                  figures(ratios(py, c), "—"))
-        lost, clost, n = row.py["lost"], row.c["lost"], len(runs)
-        how, chow = row.py["lost_as"], row.c["lost_as"]
+        py_fig, c_fig = figures(py, _lost_as(mine)), figures(c, _lost_as(theirs))
+        row = Row(label, "msg/s", size, py_fig, c_fig, figures(ratios(py, c), "—"))
+        lost, clost, n = py_fig["lost"], c_fig["lost"], len(runs)
+        how, chow = py_fig["lost_as"], c_fig["lost_as"]
         row.notes = [f"{how} {lost}/{n} (C {'' if chow == how else chow + ' '}{clost}/{n})"]
         if lost or clost:
             row.brief = list(row.notes)

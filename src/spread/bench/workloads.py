@@ -109,11 +109,13 @@ class WorkerError(Exception):
 
 def wait_ready(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     # Until "ready" the worker writes nothing else: one line is all we read.
-    if not select.select([proc.stdout], [], [], timeout)[0]:
+    out = proc.stdout
+    assert out is not None, "workers are started with stdout=PIPE"
+    if not select.select([out], [], [], timeout)[0]:
         proc.kill()
         proc.wait()
         raise WorkerError(f"a benchmark worker was not ready within {timeout:.0f} s")
-    line = proc.stdout.readline()
+    line = out.readline()
     if "ready" not in line:
         proc.wait()
         raise WorkerError(f"a benchmark worker did not start (exit status {proc.returncode})")
