@@ -9,6 +9,7 @@ import resource
 import sys
 import threading
 import time
+from typing import Callable
 
 import spread
 from spread._backend import core as _core
@@ -152,7 +153,8 @@ def slow(address, group, sleepy, threaded):
     return {"messages": n, "killed": killed}
 
 
-ROLES = {"send": send, "receive": receive, "pong": pong, "slow": slow}
+ROLES: dict[str, Callable[..., dict]] = {"send": send, "receive": receive, "pong": pong,
+                                          "slow": slow}
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -102,10 +103,22 @@ def worker_result(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(lines[-1]) if lines else {"error": f"exit {proc.returncode}"}
 
 
+class WorkerError(Exception):
+    """A benchmark worker did not get ready."""
+
+
 def wait_ready(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    line = proc.stdout.readline()
+    # Until "ready" the worker writes nothing else: one line is all we read.
+    out = proc.stdout
+    assert out is not None, "workers are started with stdout=PIPE"
+    if not select.select([out], [], [], timeout)[0]:
+        proc.kill()
+        proc.wait()
+        raise WorkerError(f"a benchmark worker was not ready within {timeout:.0f} s")
+    line = out.readline()
     if "ready" not in line:
-        raise RuntimeError(f"benchmark worker did not start: {line!r}")
+        proc.wait()
+        raise WorkerError(f"a benchmark worker did not start (exit status {proc.returncode})")
 
 
 def two_process(address: str, size: int, count: int, receiver: str) -> dict:
@@ -118,10 +131,12 @@ def two_process(address: str, size: int, count: int, receiver: str) -> dict:
     sent = worker_result(tx, 120)
     got = worker_result(rx, 120)
     got["sent"] = sent.get("sent", 0)
-    # A worker that failed outright counts as a receiver that did not make it.
-    got.setdefault("rate", 0.0)
+    if isinstance(got.get("error"), str):
+        # The worker itself failed (a timeout, a crash): no rate, and the
+        # table says "failed" rather than killed.
+        got.update(killed=True, failed=True)
+    got.setdefault("rate", None)
     got.setdefault("drain_rate", None)
-    got.setdefault("killed", True)
     return got
 
 

@@ -1,0 +1,212 @@
+"""What python -m spread.bench prints: the raw figures of every run reduced
+to one row per workload and size, and the table of those rows.
+
+A run whose receiver the daemon killed (or whose worker failed) has no rate:
+it is left out of the medians and shown as killed, never counted as 0 msg/s.
+"""
+
+from __future__ import annotations
+
+import statistics
+import textwrap
+from dataclasses import dataclass, field
+
+import spread
+
+WIDTH = 120   # the compact table's width
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    size: int
+    py: dict | None = None
+    c: dict | None = None
+    ratio: dict | None = None
+    notes: list[str] = field(default_factory=list)   # the wide table's notes
+    brief: list[str] = field(default_factory=list)   # the compact table's
+
+
+def figures(values: list, lost: str = "killed") -> dict:
+    """Median, min and max of the runs that finished (None marks one that did
+    not), with how many did not and what to call them."""
+    done = [v for v in values if v is not None]
+    out = {"median": None, "min": None, "max": None, "runs": len(values),
+           "lost": len(values) - len(done), "lost_as": lost}
+    if done:
+        out.update(median=statistics.median(done), min=min(done), max=max(done))
+    return out
+
+
+def ratios(py: list, c: list) -> list:
+    return [p / q if p is not None and q else None for p, q in zip(py, c)]
+
+
+def _finished(result: dict, value):
+    return None if result.get("killed") else value
+
+
+def _lost_as(results: list[dict]) -> str:
+    """"failed" when every run that did not finish had a worker fail (a
+    timeout, a crash) rather than a receiver the daemon killed."""
+    lost = [r for r in results if r.get("killed")]
+    return "failed" if lost and all(r.get("failed") for r in lost) else "killed"
+
+
+def _median_of(values) -> float | None:
+    got = [v for v in values if v is not None]
+    return statistics.median(got) if got else None
+
+
+def _rates(cell: dict, kind: str) -> list[Row]:
+    size, runs = cell["size"], cell["runs"]
+    py = [r["py"] for r in runs]
+    c = [r["c"] for r in runs]
+    row = Row("multicast only" if kind == "mcast" else "send + receive own", "msg/s", size,
+              figures(py), figures(c), figures(ratios(py, c), "—"))
+    row.notes = row.brief = [f"{statistics.median(py) * size / 1e6:.1f} MB/s Python"]
+    cell["summary"] = {"py": row.py, "c": row.c, "ratio": row.ratio}
+    return [row]
+
+
+TWO_PROCESS = (
+    # (receiver, label, figure, C receiver it is set beside)
+    ("plain", "receiver: receive()", "rate", "c"),
+    ("threaded", "receiver: ThreadedReceiver get_batch", "rate", "c"),
+    ("threaded", "  its drain thread", "drain_rate", "c"),
+    ("threaded_busy", "  drain, Python thread spinning", "drain_rate", "c"),
+    # The same, against a C receiver whose process has the same spinning
+    # thread: on a machine with few cores the spinner takes a core from the
+    # sender and the daemon either way.
+    ("threaded_busy", "  same, C also beside a spinner", "drain_rate", "c_busy"),
+)
+
+
+def _two_process(cell: dict) -> list[Row]:
+    size, runs = cell["size"], cell["runs"]
+    rows = []
+    cell["summary"] = {}
+    for impl, label, fig, base in TWO_PROCESS:
+        mine = [r[impl] for r in runs]
+        theirs = [r[base] for r in runs]
+        py = [_finished(r, r.get(fig)) for r in mine]
+        c = [_finished(r, r.get("rate")) for r in theirs]
+        py_fig, c_fig = figures(py, _lost_as(mine)), figures(c, _lost_as(theirs))
+        row = Row(label, "msg/s", size, py_fig, c_fig, figures(ratios(py, c), "—"))
+        lost, clost, n = py_fig["lost"], c_fig["lost"], len(runs)
+        how, chow = py_fig["lost_as"], c_fig["lost_as"]
+        row.notes = [f"{how} {lost}/{n} (C {'' if chow == how else chow + ' '}{clost}/{n})"]
+        if lost or clost:
+            row.brief = list(row.notes)
+        if fig == "rate":
+            # What receiving costs the receiving process, whatever the
+            # scheduler did: CPU time per message, Python and C.
+            cpu = _median_of(_finished(r, r.get("cpu_us_per_message")) for r in mine)
+            ccpu = _median_of(_finished(r, r.get("cpu_us_per_message")) for r in theirs)
+            cpu_note = f"CPU {fmt(cpu, 2)} µs/msg (C {fmt(ccpu, 2)})"
+            row.notes.append(cpu_note)
+            row.brief.append(cpu_note)
+        rows.append(row)
+        cell["summary"][f"{impl} {fig}"] = {"py": row.py, "c": row.c, "ratio": row.ratio,
+                                            "killed": lost}
+    return rows
+
+
+def _round_trip(cell: dict) -> list[Row]:
+    runs = cell["runs"]
+    py = [r["py"]["median"] for r in runs]
+    c = [r["c"]["median"] for r in runs]
+    row = Row("round trip (median)", "µs", cell["size"], figures(py), figures(c),
+              figures(ratios(py, c), "—"))
+    p99 = statistics.median(r["py"]["p99"] for r in runs)
+    cp99 = statistics.median(r["c"]["p99"] for r in runs)
+    row.notes = row.brief = [f"p99 {p99:.0f} µs (C {cp99:.0f})"]
+    cell["summary"] = {"py": row.py, "c": row.c, "ratio": row.ratio}
+    return [row]
+
+
+def _slow_reader(cell: dict) -> list[Row]:
+    runs = cell["runs"]
+    rows = []
+    cell["summary"] = {}
+    for impl, label in (("plain", "slow reader: receive()"),
+                        ("threaded", "slow reader: ThreadedReceiver")):
+        killed = sum(bool(r[impl]["killed"]) for r in runs)
+        lost = max(r[impl]["lost"] for r in runs)
+        row = Row(label, "", cell["size"])
+        row.notes = row.brief = [f"killed {killed}/{len(runs)}, lost {lost} of "
+                                 f"{runs[0][impl]['sent']}"]
+        rows.append(row)
+        cell["summary"][impl] = {"killed": killed, "lost": lost}
+    return rows
+
+
+SUMMARIES = {"mcast": lambda cell: _rates(cell, "mcast"), "self": lambda cell: _rates(cell, "self"),
+             "2proc": _two_process, "rtt": _round_trip, "slow": _slow_reader}
+
+
+def summarize(raw: dict) -> list[Row]:
+    """The rows of the table; also stores each cell's figures in
+    raw[key]["summary"] for the JSON file and the plot."""
+    rows = []
+    for cell in raw.values():
+        rows += SUMMARIES[cell["kind"]](cell)
+    return rows
+
+
+def fmt(x, digits=0) -> str:
+    if x is None:
+        return "—"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def cell_text(fig: dict | None, wide: bool, digits: int = 0) -> str:
+    if fig is None:
+        return ""
+    median, low, high = fig["median"], fig["min"], fig["max"]
+    if median is None:
+        return fig["lost_as"] if fig["runs"] else "—"
+    if wide:
+        return f"{fmt(median, digits)} [{fmt(low, digits)}–{fmt(high, digits)}]"
+    if high == low or not median:
+        return fmt(median, digits)
+    return f"{fmt(median, digits)} ±{100 * max(high - median, median - low) / median:.0f}%"
+
+
+HEAD = ("workload", "size B", "Python", "C", "Python/C", "notes")
+
+
+def table(rows: list[Row], wide: bool) -> list[str]:
+    """The table's lines; unless wide, none longer than WIDTH (long notes
+    wrap within their column)."""
+    body = [(f"{r.label} [{r.unit}]" if r.unit else r.label, str(r.size),
+             cell_text(r.py, wide), cell_text(r.c, wide), cell_text(r.ratio, wide, 2),
+             "; ".join(r.notes if wide else r.brief)) for r in rows]
+    widths = [max(len(line[i]) for line in [HEAD, *body]) for i in range(len(HEAD) - 1)]
+    indent = sum(widths) + 2 * len(widths)
+    notes_width = max(len(line[-1]) for line in [HEAD, *body])
+    if not wide:
+        notes_width = min(notes_width, max(WIDTH - indent, 20))
+    widths.append(notes_width)
+
+    def line(cells):
+        left = "  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i])
+                         for i, v in enumerate(cells[:-1]))
+        return f"{left}  {cells[-1]}".rstrip()
+
+    out = [line(HEAD), line(["-" * w for w in widths])]
+    for cells in body:
+        notes = textwrap.wrap(cells[-1], notes_width) if not wide and cells[-1] else [cells[-1]]
+        out.append(line([*cells[:-1], notes[0]]))
+        out += [" " * indent + more for more in notes[1:]]
+    return out
+
+
+def title(address: str, repeats: int, elapsed: float, wide: bool) -> list[str]:
+    how = "median [min–max]" if wide else "median ±largest deviation"
+    text = (f"spread {spread.__version__} ({spread.backend}) against {address}; "
+            f"{how} of {repeats} run(s); {elapsed:.0f} s")
+    return [text] if wide else textwrap.wrap(text, WIDTH)
