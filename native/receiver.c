@@ -93,6 +93,12 @@ struct spr_receiver {
     atomic_int signals_pending; /* writes decided under the lock, not made yet */
     pthread_t thread;
     int thread_running;
+    /* A close that finds the drain thread inside a message that stopped
+     * arriving does not wait for it (spr_close): the thread is detached and
+     * finishes the close itself once the read ends (the rest arrives, or the
+     * connection goes), and frees the receiver if spr_free came first. All
+     * three under the lock. */
+    int detached, thread_done, freed;
     pthread_mutex_t lock;
     pthread_cond_t space;    /* the backlog shrank, or closing */
     /* Producing (taking messages off the socket into the tail block) is done
@@ -521,6 +527,9 @@ static void nap_if_trickling(nap_state *n, int took)
     }
 }
 
+static void finish_close(spr_receiver *r);
+static void destroy(spr_receiver *r);
+
 static void *drain(void *arg)
 {
     spr_receiver *r = arg;
@@ -566,6 +575,22 @@ static void *drain(void *arg)
     if (r->lib.readahead)
         r->lib.readahead(r->mbox, 0);
     pthread_mutex_unlock(&r->produce_lock);
+    /* Either spr_close is still to see thread_done (and does the close), or
+     * it has detached us first: one decision, under the lock. */
+    pthread_mutex_lock(&r->lock);
+    int detached = r->detached;
+    if (!detached)
+        r->thread_done = 1;
+    pthread_mutex_unlock(&r->lock);
+    if (detached) {
+        finish_close(r);
+        pthread_mutex_lock(&r->lock);
+        r->thread_done = 1;
+        int freed = r->freed;
+        pthread_mutex_unlock(&r->lock);
+        if (freed)
+            destroy(r); /* spr_free came first and left it to us */
+    }
     return NULL;
 }
 
@@ -877,19 +902,9 @@ void spr_get_stats(spr_receiver *r, spr_stats *out)
     pthread_mutex_unlock(&r->lock);
 }
 
-void spr_close(spr_receiver *r)
+/* What a close does once the drain thread has stopped. */
+static void finish_close(spr_receiver *r)
 {
-    if (!r->thread_running)
-        return;
-    pthread_mutex_lock(&r->lock);
-    r->closing = 1;
-    pthread_cond_broadcast(&r->space);
-    pthread_mutex_unlock(&r->lock);
-    uint64_t one = 1;
-    ssize_t w = write(r->wake_fd, &one, sizeof one);
-    (void)w;
-    pthread_join(r->thread, NULL);
-    r->thread_running = 0;
     end_with(r, SPR_CLOSED, 0);
     if (r->lib.release) {
         r->lib.release(r->mbox);
@@ -897,11 +912,58 @@ void spr_close(spr_receiver *r)
     }
 }
 
+/* How long a close waits for a drain thread that is inside a message. */
+#define CLOSE_WAIT_NS 200000000LL
+
+void spr_close(spr_receiver *r)
+{
+    if (!r->thread_running)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->closing = 1;
+    r->thread_running = 0;
+    pthread_cond_broadcast(&r->space);
+    pthread_mutex_unlock(&r->lock);
+    uint64_t one = 1;
+    ssize_t w = write(r->wake_fd, &one, sizeof one);
+    (void)w;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + CLOSE_WAIT_NS;
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    if (pthread_timedjoin_np(r->thread, NULL, &until) != 0) {
+        /* Still reading a message whose rest has not come: leave it the close. */
+        pthread_mutex_lock(&r->lock);
+        int done = r->thread_done;
+        if (!done)
+            r->detached = 1;
+        pthread_mutex_unlock(&r->lock);
+        if (!done) {
+            pthread_detach(r->thread);
+            return;
+        }
+        pthread_join(r->thread, NULL); /* it ended just now, without taking over */
+    }
+    finish_close(r);
+}
+
 void spr_free(spr_receiver *r)
 {
     if (!r)
         return;
     spr_close(r);
+    pthread_mutex_lock(&r->lock);
+    int thread_owns = r->detached && !r->thread_done;
+    if (thread_owns)
+        r->freed = 1;
+    pthread_mutex_unlock(&r->lock);
+    if (!thread_owns)
+        destroy(r);
+}
+
+static void destroy(spr_receiver *r)
+{
     if (r->lib.release)
         r->lib.release(r->mbox);
     free_chain(r->head);

@@ -6,15 +6,23 @@ with and without a ThreadedReceiver, on both backends."""
 
 from __future__ import annotations
 
+import fcntl
 import socket
 import struct
+import subprocess
+import sys
+import textwrap
+import termios
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
 import spread
 from spread.testing import free_port
 
+HERE = Path(__file__).resolve().parent
 MARKER = 0x80000080
 LE, BE = "<", ">"
 
@@ -96,6 +104,11 @@ class HostileDaemon:
                 pass
         except OSError:
             pass
+
+    def send(self, more: bytes) -> None:
+        """More bytes after the script (the rest of a message, say)."""
+        assert self.sent.wait(10)
+        self.conn.sendall(more)
 
     def close(self):
         self.sock.close()
@@ -190,3 +203,84 @@ def test_big_endian_notices_decode(hostile, via_receiver):
     assert t.msg_subtype == spread.TRANSITION_MESS and t.group_id.id == (0x7F000001, 5, 6)
     assert r.group_id.id == (0x7F000001, 7, 1) and r.members == ("#me#fake",)
     assert r.extra == ("#me#fake",)
+
+
+# -- a message that stops arriving half-way ---------------------------------------
+
+BIG = 300_000  # larger than the receiver's read-ahead: read straight into place
+HALF = frame(REGULAR, b"#bob#fake", [b"chat"], b"x" * (BIG // 3), data_len=BIG)
+REST = b"x" * (BIG - BIG // 3)
+
+
+def unread(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+
+
+def wait_for(condition) -> None:
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)  # polling a kernel figure with a deadline, not a guess
+    assert condition()
+
+
+def returns_promptly(call, limit: float = 1.0) -> None:
+    """call() returns within limit seconds (run aside: a hang fails the test
+    instead of freezing it)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (call(), done.set()), daemon=True).start()
+    assert done.wait(limit), f"{call} still running after {limit} s"
+
+
+def start_inside_big_message(mbox):
+    """A receiver whose drain thread has read all that came of HALF: it is
+    inside the message, waiting for the rest."""
+    sock = mbox.fileno()
+    wait_for(lambda: unread(sock) > 0)  # arrived, and nobody reads yet
+    rx = mbox.start_receiver()
+    wait_for(lambda: unread(sock) == 0)
+    return rx
+
+
+@pytest.mark.timeout(30)
+def test_closing_a_receiver_inside_a_stalled_message_is_prompt(hostile):
+    d = hostile(data(b"first") + HALF)
+    mbox = spread.connect(d.address, "me", timeout=10)
+    rx = start_inside_big_message(mbox)
+    assert rx.get(timeout=10).message == b"first"
+    returns_promptly(rx.close)
+    # Nothing is lost: the rest arrives, the message is delivered whole, in order,
+    # and then the mailbox reads its socket itself again.
+    d.send(REST + data(b"after"))
+    big = mbox.receive()
+    assert big.message == b"x" * BIG
+    assert mbox.receive().message == b"after"
+    returns_promptly(mbox.disconnect)
+
+
+@pytest.mark.timeout(30)
+def test_disconnect_inside_a_stalled_message_is_prompt(hostile):
+    d = hostile(HALF)
+    mbox = spread.connect(d.address, "me", timeout=10)
+    start_inside_big_message(mbox)
+    returns_promptly(mbox.disconnect)
+
+
+@pytest.mark.timeout(60)
+def test_interpreter_exit_inside_a_stalled_message_is_prompt(hostile):
+    d = hostile(HALF)
+    child = textwrap.dedent(f"""
+        import sys, time, spread
+        sys.path.insert(0, {str(HERE)!r})
+        from test_hostile import start_inside_big_message
+        m = spread.connect({d.address!r}, "me", timeout=10)
+        rx = start_inside_big_message(m)
+        print("exiting", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "exiting"
+        start = time.monotonic()
+        proc.wait(10)
+        assert time.monotonic() - start < 1.0
+    finally:
+        proc.kill()
