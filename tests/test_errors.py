@@ -96,3 +96,15 @@ def test_receiver_fileno_after_close_and_drain_is_minus_one(spread_daemon):
         assert rx.fileno() == -1
         assert mbox.fileno() >= 0  # the mailbox reads its socket again
     assert mbox.fileno() == -1
+
+
+def test_disconnect_closes_the_socket_at_once(spread_daemon):
+    """Not when the object is finalised (which on PyPy waits for a GC)."""
+    import os
+    mbox = spread.connect(spread_daemon.address)
+    fd = mbox.fileno()
+    link = os.readlink(f"/proc/self/fd/{fd}")
+    assert link.startswith("socket:")
+    mbox.disconnect()
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or os.readlink(f"/proc/self/fd/{fd}") != link
+    del mbox

@@ -417,3 +417,28 @@ def test_several_consumer_threads_share_one_receiver(spread_mailbox_factory):
     assert everything == list(range(count))
     for part in taken:
         assert part == sorted(part)  # each consumer sees its share in order
+
+
+def test_disconnect_releases_everything_without_the_garbage_collector(spread_daemon):
+    """A disconnected mailbox and its receiver are freed by reference counts
+    alone (no cycle between them): connect + start_receiver + disconnect in
+    a loop never runs out of descriptors, with the collector off."""
+    import subprocess
+    import sys
+    import textwrap
+    child = textwrap.dedent(f"""
+        import gc, resource, weakref, spread
+        gc.disable()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        for i in range(400):
+            m = spread.connect({spread_daemon.address!r})
+            rx = m.start_receiver()
+            m.disconnect()
+        refs = weakref.ref(m), weakref.ref(rx)
+        del m, rx
+        assert refs[0]() is None and refs[1]() is None, "kept alive by a cycle"
+        print("ok", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -234,7 +234,8 @@ class Mailbox:
         self._last_groups = None
         self._last_group = self._last_group_bytes = None
         self._receiver = None
-        self._lock = threading.Lock()  # makes disconnect() happen once
+        self._lock = threading.Lock()  # makes disconnect() and the release happen once
+        self._inflight = []  # calls in progress (see _enter)
         if NATIVE:
             self._released = lib.SPX_hold(mbox) != 0
             lib.SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
@@ -256,16 +257,32 @@ class Mailbox:
             lib.SPX_release(self._mbox)
 
     # -- bookkeeping -------------------------------------------------------
-    # The descriptor stays held (SPX_hold) until this object is finalized, so a
+    # The descriptor stays held (SPX_hold) while calls are in progress, so a
     # call racing with disconnect() from another thread gets ILLEGAL_SESSION
-    # and never reaches a new connection that reused the number.
+    # and never reaches a new connection that reused the number; the last one
+    # out after disconnect() lets it go. _inflight's append and pop are atomic
+    # under the interpreter lock: a call appends before it looks at _closed,
+    # disconnect sets _closed before it looks at _inflight, so one of the two
+    # always sees the other.
     def _enter(self, what: str) -> None:
+        self._inflight.append(None)
         if self._closed:
+            self._leave()
             raise error_class(lib.ILLEGAL_SESSION)(
                 lib.ILLEGAL_SESSION, f"{what}() called on closed mbox")
 
     def _leave(self) -> None:
-        pass
+        inflight = self._inflight
+        inflight.pop()
+        if self._closed and not inflight:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        lib.SPX_release(self._mbox)
 
     @property
     def closed(self):
@@ -319,12 +336,15 @@ class Mailbox:
             if self._closed:
                 return
             self._closed = True
-        if self._receiver is not None:
-            self._receiver.close()
+        rx, self._receiver = self._receiver, None  # no cycle keeps either alive
+        if rx is not None:
+            rx.close()
         if polite:
             sp.SP_disconnect(self._mbox)
         else:
             sp.SP_kill(self._mbox)
+        if not self._inflight:
+            self._release()  # else the last call in progress does
 
     def join(self, group):
         """Joins a group; membership notices follow as messages."""
@@ -389,9 +409,17 @@ class Mailbox:
             p, n = self._payload_arg(data)
         if n + SLOT > MAX_BODY:
             _raise(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+        inflight = self._inflight
+        inflight.append(None)  # _enter and _leave, written out
         if self._closed:
+            self._leave()
             self._enter("multicast")
-        r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
+        try:
+            r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
+        finally:
+            inflight.pop()
+            if self._closed and not inflight:
+                self._release()
         if r < 0:
             _raise(r, "multicast()")
         return r

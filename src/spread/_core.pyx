@@ -382,8 +382,9 @@ cdef class Mailbox:
         if self._closed:
             return
         self._closed = True
-        if self._receiver is not None:
-            (<ThreadedReceiver>self._receiver).close()
+        rx, self._receiver = self._receiver, None  # no cycle keeps either alive
+        if rx is not None:
+            (<ThreadedReceiver>rx).close()
         with nogil:
             if polite:
                 SP_disconnect(self._mbox)
