@@ -127,7 +127,7 @@ def role_receive(address, group, choice, reader, lag_every, lag_ms, stall_ms):
     get = rx.get if rx is not None else m.receive
     print("ready", flush=True)
     clock = time.monotonic
-    gaps: list[float] = []         # gaps longer than the stall threshold, in seconds
+    gaps: list[float] = []         # gaps over half the stall threshold, in seconds
     worst = 0.0
     n = 0
     killed = False
