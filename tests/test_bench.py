@@ -18,3 +18,31 @@ def test_bench_quick_run(tmp_path):
     assert kinds == {"mcast", "self", "2proc", "rtt", "slow"}
     slow = data["results"]["slow 1024"]["summary"]
     assert slow["threaded"]["lost"] == 0 and slow["threaded"]["killed"] == 0
+
+
+STALLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "stalls.py"
+
+
+def test_stalls_script_runs(tmp_path):
+    # bench/stalls.py end to end, one tiny run per choice (the figures are
+    # the machine's: only the shape of the output is checked).
+    out = tmp_path / "stalls.json"
+    proc = subprocess.run(
+        [sys.executable, str(STALLS), "--runs", "1", "--choices", "default,fixed200k",
+         "--count", "300", "--burst", "100", "--pause-ms", "1", "--lag-every", "100",
+         "--lag-ms", "1", "--run-timeout", "30", "--json", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| default | 1 |" in proc.stdout and "| fixed200k | 1 |" in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    by_choice = {r["choice"]: r for r in rows}
+    assert set(by_choice) == {"default", "fixed200k"}
+    assert by_choice["fixed200k"]["rcvbuf"] == 2 * 204800  # the choice reached the socket
+    for r in rows:
+        assert r["killed"] or r["messages"] == 300
+
+
+def test_stalls_script_refuses_an_unknown_choice():
+    proc = subprocess.run([sys.executable, str(STALLS), "--choices", "auto,huge"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown choice 'huge'" in proc.stderr

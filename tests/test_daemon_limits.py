@@ -86,7 +86,11 @@ def test_reader_killed_by_the_byte_limit_before_the_message_limit(spread_daemon_
     sleeper = spread.connect(daemon.address, "sleeper", membership=0)
     sleeper.join(group)
     assert isinstance(watcher.receive(), spread.MembershipMsg)
-    sender = spread.connect(daemon.address, "sender", membership=0)
+    # One thread sends and watches: a fixed send buffer (Spread's 200 KiB)
+    # keeps the sender within reach of the watcher, which an autotuned one,
+    # growing to megabytes, would let run ahead until the watcher is the one
+    # past the byte limit.
+    sender = spread.connect(daemon.address, "sender", membership=0, socket_buffer=204800)
     payload = b"y" * 100_000
     killed = None
     sent = 0

@@ -94,6 +94,8 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
     return 0;
 }
 
+/* Spread's own library's buffers: SO_SNDBUF and SO_RCVBUF raised together
+ * in 5 KiB steps up to 200 KiB, stopping where the kernel gives less. */
 static void grow_buffers(int fd)
 {
     for (int k = 10; k <= 200; k += 5) {
@@ -107,6 +109,25 @@ static void grow_buffers(int fd)
         len = sizeof got;
         if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0 || got < want)
             return;
+    }
+}
+
+/* Sizes the socket's buffers before it connects (spx.h, SPX_connect):
+ * SPX_SOCKET_BUFFER_DEFAULT, 0 (the kernel's sizes, untouched: for TCP its
+ * autotuning), or a size for both SO_SNDBUF and SO_RCVBUF. The default is
+ * autotuning for TCP (with Spread's fixed buffers a sender's connection
+ * stalls for retransmission time-outs, and every reader with it: README.md,
+ * "Socket buffers") and Spread's sizes for the unix socket, which has no
+ * autotuning and no retransmissions to stall on. */
+static void size_buffers(int fd, int family, int socket_buffer)
+{
+    if (socket_buffer < 0 && family == AF_UNIX) {
+        grow_buffers(fd);
+    } else if (socket_buffer > 0) {
+        /* The kernel caps it at net.core.wmem_max / rmem_max; a failure
+         * leaves the kernel's own sizes, which always work. */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &socket_buffer, sizeof socket_buffer);
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &socket_buffer, sizeof socket_buffer);
     }
 }
 
@@ -147,7 +168,7 @@ static int wait_fd(int fd, short events, const struct timespec *deadline, int in
  * The connect waits in poll (never in connect(2)) whenever there is a deadline
  * or a signal must be able to end it. */
 static int open_socket(int port, const char *host, const struct timespec *deadline,
-                       int interruptible, int *out)
+                       int interruptible, int socket_buffer, int *out)
 {
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -175,7 +196,7 @@ static int open_socket(int port, const char *host, const struct timespec *deadli
     fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return COULD_NOT_CONNECT;
-    grow_buffers(fd);
+    size_buffers(fd, family, socket_buffer);
     if (family == AF_INET) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -345,7 +366,8 @@ static int handshake(int fd, const char *private_name, int priority, int group_m
  * and non-Spread peers told apart); otherwise sp.h's, as libspread gives them. */
 static int do_connect(const char *spread_name, const char *private_name, int priority,
                       int group_membership, mailbox *mbox, char *private_group,
-                      const struct timespec *deadline, int interruptible, int detailed)
+                      const struct timespec *deadline, int interruptible, int detailed,
+                      int socket_buffer)
 {
     char host[MAX_ADDRESS_STRING + 1];
     int port, fd, r;
@@ -356,7 +378,7 @@ static int do_connect(const char *spread_name, const char *private_name, int pri
         return ILLEGAL_SESSION;
     if ((r = SPX_parse_address(spread_name, &port, host, sizeof host)) != 0)
         return r;
-    if ((r = open_socket(port, host, deadline, interruptible, &fd)) != 0)
+    if ((r = open_socket(port, host, deadline, interruptible, socket_buffer, &fd)) != 0)
         return detailed || r == ILLEGAL_SPREAD ? r : COULD_NOT_CONNECT;
     r = handshake(fd, private_name, priority, group_membership, deadline, interruptible, group,
                   &group_len);
@@ -390,7 +412,7 @@ int SP_connect(const char *spread_name, const char *private_name, int priority,
                int group_membership, mailbox *mbox, char *private_group)
 {
     return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, NULL, 0, 0);
+                      private_group, NULL, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
 }
 
 int SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
@@ -405,18 +427,19 @@ int SP_connect_timeout(const char *spread_name, const char *private_name, int pr
     if (time_out.usec % 1000) /* round up: a time-out is never shorter than asked */
         deadline_after(&deadline, (long long)time_out.sec * 1000LL + time_out.usec / 1000 + 1);
     return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, &deadline, 0, 0);
+                      private_group, &deadline, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
 }
 
 int SPX_connect(const char *spread_name, const char *private_name, int priority,
                 int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
-                int interruptible)
+                int interruptible, int socket_buffer)
 {
     struct timespec deadline;
     if (timeout_ms >= 0)
         deadline_after(&deadline, timeout_ms);
     return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, timeout_ms >= 0 ? &deadline : NULL, interruptible, 1);
+                      private_group, timeout_ms >= 0 ? &deadline : NULL, interruptible, 1,
+                      socket_buffer);
 }
 
 int SP_disconnect(mailbox mbox)

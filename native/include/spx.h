@@ -34,9 +34,20 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
  * COULD_NOT_CONNECT or CONNECTION_CLOSED, as Spread's library does.) */
 #define SPX_TIMED_OUT (-1003)
 #define SPX_NOT_SPREAD (-1004)
+/* socket_buffer sizes the socket before it connects: 0 leaves the kernel's
+ * sizes alone (for TCP, its buffer autotuning); a positive number fixes
+ * SO_SNDBUF and SO_RCVBUF at it (the kernel doubles it for its bookkeeping
+ * and caps it at net.core.wmem_max / rmem_max); SPX_SOCKET_BUFFER_DEFAULT
+ * (any negative number) is the library's choice, which SP_connect and
+ * SP_connect_timeout make too: autotuning over TCP, and Spread's 200 KiB on
+ * the unix socket. (Spread's library fixes 200 KiB over TCP as well; against
+ * a Spread 4 daemon a sender's connection sized so stalls for 200 ms
+ * retransmission time-outs, and its readers with it: README.md, "Socket
+ * buffers".) */
+#define SPX_SOCKET_BUFFER_DEFAULT (-1)
 int SPX_connect(const char *spread_name, const char *private_name, int priority,
                 int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
-                int interruptible);
+                int interruptible, int socket_buffer);
 
 /* SP_get_memb_info, SP_get_vs_sets_info and SP_get_vs_set_members told the
  * body's length (SP_receive's return value): ILLEGAL_MESSAGE for a body that

@@ -46,6 +46,61 @@ static void test_connect_errors(void)
     CHECK(major == 4 && minor == 0 && patch == 0);
 }
 
+static int sock_opt(mailbox m, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    CHECK_EQ(getsockopt(m, SOL_SOCKET, name, &v, &len), 0);
+    return v;
+}
+
+/* SPX_connect's socket_buffer reaches the socket; SP_connect leaves TCP's
+ * autotuning alone and gives the unix socket Spread's fixed buffers (200 KiB
+ * each where the kernel allows it). */
+static void test_socket_buffers(void)
+{
+    mailbox m;
+    char pg[MAX_GROUP_NAME];
+    int fresh = socket(AF_INET, SOCK_STREAM, 0), kernel_rcvbuf = -1;
+    socklen_t len = sizeof kernel_rcvbuf;
+    CHECK(fresh >= 0);
+    CHECK_EQ(getsockopt(fresh, SOL_SOCKET, SO_RCVBUF, &kernel_rcvbuf, &len), 0);
+    close(fresh);
+
+    CHECK_EQ(SPX_connect(tcp_addr, "", 0, 0, &m, pg, 5000, 0, 100000), ACCEPT_SESSION);
+    CHECK_EQ(sock_opt(m, SO_RCVBUF), 200000); /* Linux doubles what is asked */
+    CHECK_EQ(sock_opt(m, SO_SNDBUF), 200000);
+    CHECK_EQ(SP_disconnect(m), 0);
+
+    CHECK_EQ(SPX_connect(tcp_addr, "", 0, 0, &m, pg, 5000, 0, 0), ACCEPT_SESSION);
+    CHECK_EQ(sock_opt(m, SO_RCVBUF), kernel_rcvbuf); /* untouched: autotuned */
+    CHECK_EQ(SP_disconnect(m), 0);
+
+    CHECK_EQ(SPX_connect(tcp_addr, "", 0, 0, &m, pg, 5000, 0, SPX_SOCKET_BUFFER_DEFAULT),
+             ACCEPT_SESSION);
+    CHECK_EQ(sock_opt(m, SO_RCVBUF), kernel_rcvbuf);
+    CHECK_EQ(SP_disconnect(m), 0);
+
+    CHECK_EQ(SPX_connect(tcp_addr, "", 0, 0, &m, pg, 5000, 0, -7), ACCEPT_SESSION);
+    CHECK_EQ(sock_opt(m, SO_RCVBUF), kernel_rcvbuf); /* any negative: the default */
+    CHECK_EQ(SP_disconnect(m), 0);
+
+    CHECK_EQ(SP_connect(tcp_addr, "", 0, 0, &m, pg), ACCEPT_SESSION);
+    CHECK_EQ(sock_opt(m, SO_RCVBUF), kernel_rcvbuf);
+    CHECK_EQ(SP_disconnect(m), 0);
+
+    fresh = socket(AF_UNIX, SOCK_STREAM, 0);
+    int kernel_sndbuf = -1;
+    len = sizeof kernel_sndbuf;
+    CHECK(fresh >= 0);
+    CHECK_EQ(getsockopt(fresh, SOL_SOCKET, SO_SNDBUF, &kernel_sndbuf, &len), 0);
+    close(fresh);
+    CHECK_EQ(SP_connect(unix_addr, "", 0, 0, &m, pg), ACCEPT_SESSION);
+    int rcv = sock_opt(m, SO_RCVBUF), snd = sock_opt(m, SO_SNDBUF);
+    CHECK(rcv == snd && snd != kernel_sndbuf && snd <= 2 * 200 * 1024);
+    CHECK_EQ(SP_disconnect(m), 0);
+}
+
 /* The chat user: memberships decoded with the helper functions. */
 static void test_user(void)
 {
@@ -530,6 +585,7 @@ int main(int argc, char **argv)
     snprintf(tcp_addr, sizeof tcp_addr, "%s@127.0.0.1", argv[1]);
     snprintf(unix_addr, sizeof unix_addr, "%s", argv[1]);
     test_connect_errors();
+    test_socket_buffers();
     test_user();
     test_flooder();
     test_threads();

@@ -33,6 +33,16 @@ NAME_ENCODING = "utf-8"
 
 DEFAULT_TIMEOUT = 10.0  # seconds for connect and handshake when the caller names none
 
+# connect(socket_buffer=): None is the library's default (SPX_SOCKET_BUFFER_DEFAULT
+# in spx.h: over TCP the kernel's autotuning), 0 the kernel's own sizes by
+# name, a size fixes SO_SNDBUF and SO_RCVBUF (README.md, "Socket buffers").
+SOCKET_BUFFER_DEFAULT = -1
+MIN_SOCKET_BUFFER = 4096
+MAX_SOCKET_BUFFER = 1 << 30
+SOCKET_BUFFER_RULE = (f"socket_buffer is None (the default: over TCP the kernel's autotuning), "
+                      f"0 (the kernel's own sizes) or a fixed size in bytes from "
+                      f"{MIN_SOCKET_BUFFER} to {MAX_SOCKET_BUFFER}")
+
 ADDRESS_FORMS = ("a daemon address is '<port>' (the unix socket /tmp/<port>) or "
                  "'<port>@<host>' (TCP), with a port from 0 to 32767")
 SERVICE_RULE = ("a service type is exactly one of UNRELIABLE_MESS, RELIABLE_MESS, FIFO_MESS, "
@@ -204,15 +214,32 @@ def seconds(value: object, what: str, *, zero_ok: bool) -> float | None:
     return v
 
 
+def socket_buffer(value: object) -> int:
+    """connect()'s socket_buffer as SPX_connect takes it: SOCKET_BUFFER_DEFAULT
+    for None, 0 for autotuning, or a size in bytes."""
+    if value is None:
+        return SOCKET_BUFFER_DEFAULT
+    if isinstance(value, bool):
+        raise TypeError(f"socket_buffer must be an int or None, not bool: {SOCKET_BUFFER_RULE}")
+    try:
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"socket_buffer must be an int or None, not {_type_name(value)}: "
+                        f"{SOCKET_BUFFER_RULE}") from None
+    if v != 0 and not MIN_SOCKET_BUFFER <= v <= MAX_SOCKET_BUFFER:
+        raise ValueError(f"socket_buffer={v!r}: {SOCKET_BUFFER_RULE}")
+    return v
+
+
 # -- calls -------------------------------------------------------------------------
 
 def connect_args(daemon: object, name: object, prio: object, membership: object,
-                 bytes_names: object, timeout: object
-                 ) -> tuple[bytes, bytes, int, bool, bool, float | None]:
+                 bytes_names: object, timeout: object, buffer: object = None
+                 ) -> tuple[bytes, bytes, int, bool, bool, float | None, int]:
     """connect()'s arguments checked and converted, in the order given."""
     return (daemon_bytes(daemon), private_name_bytes(name), priority(prio),
             flag(membership, "membership"), flag(bytes_names, "bytes_names"),
-            seconds(timeout, "timeout", zero_ok=False))
+            seconds(timeout, "timeout", zero_ok=False), socket_buffer(buffer))
 
 
 def start_receiver(*, max_backlog_bytes: object = None, on_overflow: object = "disconnect"

@@ -571,22 +571,26 @@ def _vs_sets_info(body, capacity):
 
 
 def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
-            timeout=_args.DEFAULT_TIMEOUT):
+            timeout=_args.DEFAULT_TIMEOUT, socket_buffer=None):
     """Connects to a Spread daemon and returns a Mailbox (see the Cython
     backend's docstring: the arguments are the same)."""
-    d, nm, prio, memb, as_bytes, secs = _args.connect_args(daemon, name, priority, membership,
-                                                           bytes_names, timeout)
+    d, nm, prio, memb, as_bytes, secs, sbuf = _args.connect_args(
+        daemon, name, priority, membership, bytes_names, timeout, socket_buffer)
     mbox = ffi.new("mailbox *", -1)
     group = ffi.new("char[32]")
     if NATIVE:
         deadline = None if secs is None else time.monotonic() + secs
         while True:
             ms = -1 if deadline is None else _args.ms_until(deadline)
-            r = lib.SPX_connect(d, nm, prio, int(memb), mbox, group, ms, 1)
+            r = lib.SPX_connect(d, nm, prio, int(memb), mbox, group, ms, 1, sbuf)
             if r != lib.SPX_INTERRUPTED:
                 break
             time.sleep(0)  # lets a pending signal handler run (Ctrl-C raises here)
     else:
+        if sbuf != _args.SOCKET_BUFFER_DEFAULT:
+            # Spread's SP_connect sizes its socket itself, before connecting.
+            raise ValueError(f"socket_buffer={socket_buffer!r}: SPREAD_LIBRARY={LIBRARY} "
+                             "sizes its own socket buffers; only None is possible with it")
         r = _external_connect(d, nm, prio, int(memb), mbox, group, secs)
     if r != lib.ACCEPT_SESSION:
         raise _args.connect_error(r, daemon, secs, error_text(r))

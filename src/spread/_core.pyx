@@ -754,7 +754,7 @@ def _vs_sets_info(bytes body, int capacity):
 
 
 def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
-            timeout=_args.DEFAULT_TIMEOUT):
+            timeout=_args.DEFAULT_TIMEOUT, socket_buffer=None):
     """Connects to a Spread daemon and returns a Mailbox.
 
     daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP). name: the
@@ -763,11 +763,16 @@ def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=Fal
     receive membership notices. bytes_names: return names as bytes instead
     of str. timeout: seconds for the connect and handshake together (10 by
     default; None waits as long as it takes); ConnectTimeout after it. A
-    signal (Ctrl-C) ends the wait at once.
+    signal (Ctrl-C) ends the wait at once. socket_buffer: None (over TCP the
+    kernel sizes the buffers and grows them as needed, so that a reader that
+    falls behind does not stall; the unix socket keeps Spread's 200 KiB), 0
+    (the kernel's own sizes), or a fixed size in bytes for SO_SNDBUF and
+    SO_RCVBUF (README.md, "Socket buffers").
     """
     cdef bytes d, nm
-    d, nm, prio, memb, as_bytes, secs = _args.connect_args(daemon, name, priority, membership,
-                                                           bytes_names, timeout)
+    d, nm, prio, memb, as_bytes, secs, sbuf = _args.connect_args(
+        daemon, name, priority, membership, bytes_names, timeout, socket_buffer)
+    cdef int c_sbuf = sbuf
     cdef const char *dp = d
     cdef const char *np = nm
     cdef int c_prio = prio, want_membership = memb, ms
@@ -779,7 +784,7 @@ def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=Fal
         ms = -1 if secs is None else _args.ms_until(deadline)
         memset(group, 0, SLOT)
         with nogil:
-            r = SPX_connect(dp, np, c_prio, want_membership, &mbox, group, ms, 1)
+            r = SPX_connect(dp, np, c_prio, want_membership, &mbox, group, ms, 1, c_sbuf)
         if r != SPX_INTERRUPTED:
             break
         PyErr_CheckSignals()  # Ctrl-C raises here; other handlers return and we go on

@@ -99,7 +99,7 @@ cdef extern from "spx.h" nogil:
     int SPX_NOT_SPREAD
     int SPX_connect(const char *spread_name, const char *private_name, int priority,
                     int group_membership, mailbox *mbox, char *private_group, int timeout_ms,
-                    int interruptible)
+                    int interruptible, int socket_buffer)
     int SPX_set_interruptible(mailbox mbox, int on)
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
