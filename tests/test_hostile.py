@@ -284,3 +284,75 @@ def test_interpreter_exit_inside_a_stalled_message_is_prompt(hostile):
         assert time.monotonic() - start < 1.0
     finally:
         proc.kill()
+
+
+class ClosingDaemon(HostileDaemon):
+    """Sends its script, then closes the connection (an end after messages)."""
+
+    def _serve(self):
+        try:
+            while True:
+                self.conn, _ = self.sock.accept()
+                self.conn.settimeout(10)
+                head = self._read(5)
+                self._read(head[4])
+                self.conn.sendall(b"\x05NULL ")
+                self._read(90)
+                self.conn.sendall(bytes([1, 4, 0, 0, len(ME)]) + ME)
+                self.conn.sendall(self.script)
+                self.conn.close()
+        except OSError:
+            pass
+
+
+@pytest.mark.timeout(120)
+def test_the_end_never_overtakes_queued_messages():
+    """Every message received before the connection ended comes first, then
+    the error, on every one of many connections (the race is narrow)."""
+    count = 20
+    d = ClosingDaemon(b"".join(data(b"m%d" % i) for i in range(count)))
+    try:
+        for _ in range(300):
+            mbox = spread.connect(d.address, "me", timeout=10)
+            rx = mbox.start_receiver()
+            got = []
+            with pytest.raises(spread.ConnectionClosed):
+                while True:
+                    got.extend(m.message for m in rx.get_batch(count, timeout=10))
+            assert got == [b"m%d" % i for i in range(count)]
+            mbox.disconnect()
+    finally:
+        d.close()
+
+
+@pytest.mark.timeout(30)
+def test_the_end_is_raised_only_once_the_queue_is_empty(monkeypatch):
+    """The race made wide (cffi's Python consumer, where each C call gives up
+    the interpreter lock): the consumer finds the queue empty, then messages
+    and the end arrive before it looks at the receiver's state. The error
+    must still wait for the messages."""
+    from spread import _cffi_core as cf
+
+    d = ClosingDaemon(data(b"late"))
+    try:
+        mbox = cf.connect(d.address, "me", timeout=10)
+        rx = cf.ThreadedReceiver(mbox)
+        real_take = cf.ThreadedReceiver._take
+        calls = []
+
+        def take_after_the_end(self, max_messages):
+            if not calls:  # the first look finds nothing; meanwhile all arrives
+                calls.append(1)
+                deadline = time.monotonic() + 10
+                while self._stats().state == cf.lib.SPR_RUNNING and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                return []
+            return real_take(self, max_messages)
+
+        monkeypatch.setattr(cf.ThreadedReceiver, "_take", take_after_the_end)
+        assert rx.get(timeout=10).message == b"late"
+        with pytest.raises(spread.ConnectionClosed):
+            rx.get(timeout=10)
+        mbox.disconnect()
+    finally:
+        d.close()

@@ -769,7 +769,8 @@ class ThreadedReceiver:
 
     def _raise_end(self):
         st = self._stats()
-        if st.state == lib.SPR_RUNNING:
+        # One snapshot: messages queued before the end are taken before it.
+        if st.state == lib.SPR_RUNNING or st.backlog_messages > 0:
             return
         if st.state == lib.SPR_FAILED:
             _raise(st.error, "receive()")

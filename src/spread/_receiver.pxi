@@ -155,7 +155,8 @@ cdef class ThreadedReceiver:
         """Raises why no message will come, once the queue is empty."""
         cdef spr_stats st
         spr_get_stats(self._r, &st)
-        if st.state == SPR_RUNNING:
+        # One snapshot: messages queued before the end are taken before it.
+        if st.state == SPR_RUNNING or st.backlog_messages > 0:
             return 0
         if st.state == SPR_FAILED:
             _raise(st.error, "receive()")
