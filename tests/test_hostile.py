@@ -356,3 +356,18 @@ def test_the_end_is_raised_only_once_the_queue_is_empty(monkeypatch):
         mbox.disconnect()
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("bytes_names", [False, True])
+@pytest.mark.timeout(30)
+def test_a_forged_notice_can_be_told_from_the_daemons(hostile, bytes_names):
+    """Real Spread forwards a client's message with membership bits; such a
+    notice names its sender's private group where the daemon's names the group."""
+    body = memb_body((1, 2, 3), [[b"#mallory#fake"]])
+    genuine = frame(JOIN, b"chat", [b"#mallory#fake", ME], body)
+    forged = frame(JOIN, b"#evil#fake", [b"#mallory#fake", ME], body)
+    d = hostile(genuine + forged)
+    with spread.connect(d.address, "me", timeout=10, bytes_names=bytes_names) as mbox:
+        real, fake = mbox.receive(), mbox.receive()
+    assert isinstance(real, spread.MembershipMsg) and isinstance(fake, spread.MembershipMsg)
+    assert real.from_daemon and not fake.from_daemon

@@ -149,6 +149,13 @@ class MembershipMsg:
         return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
                 f"members={self.members!r} changed_member={self.changed_member!r}>")
 
+    @property
+    def from_daemon(self):
+        """False for a forgery: a client's message sent with membership bits
+        (real Spread daemons forward those) names its sender, a private group
+        ("#name#daemon"), where a daemon's notice names the group."""
+        return not self.group.startswith("#" if isinstance(self.group, str) else b"#")
+
 
 _new_regular = object.__new__
 

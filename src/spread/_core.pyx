@@ -257,6 +257,17 @@ cdef class MembershipMsg:
         return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
                 f"members={self.members!r} changed_member={self.changed_member!r}>")
 
+    @property
+    def from_daemon(self):
+        """False for a forgery: a client's message sent with membership bits
+        (real Spread daemons forward those) names its sender, a private group
+        ("#name#daemon"), where a daemon's notice names the group."""
+        return not _names_private_group(self.group)
+
+
+cdef inline bint _names_private_group(object name):
+    return (name.startswith("#") if isinstance(name, str) else name.startswith(b"#"))
+
 
 cdef class Mailbox:
     """A connection to a Spread daemon; made by :func:`connect`."""
