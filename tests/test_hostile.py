@@ -371,3 +371,44 @@ def test_a_forged_notice_can_be_told_from_the_daemons(hostile, bytes_names):
         real, fake = mbox.receive(), mbox.receive()
     assert isinstance(real, spread.MembershipMsg) and isinstance(fake, spread.MembershipMsg)
     assert real.from_daemon and not fake.from_daemon
+
+
+def raw_header(type_word: int, num_groups: int, hint: int, data_len: int) -> bytes:
+    return struct.pack("<I32siIi", type_word, slot(b"#bob#fake"), num_groups, hint, data_len)
+
+
+BROKEN = {
+    "negative length": raw_header(REGULAR | MARKER, 1, MARKER, -5),
+    "oversized length": raw_header(REGULAR | MARKER, 1, MARKER, 1 << 30),
+    "negative group count": raw_header(REGULAR | MARKER, -3, MARKER, 4),
+    "huge group count": raw_header(REGULAR | MARKER, 1 << 24, MARKER, 4),
+    "mixed order marks": struct.pack("<I", REGULAR | 0x80) + bytes(44),
+    "cut off mid-message": frame(REGULAR, b"#bob#fake", [b"chat"], b"y" * 50)[:70],
+}
+
+
+@pytest.mark.parametrize("via_receiver", [False, True], ids=["receive", "receiver"])
+@pytest.mark.parametrize("bad", list(BROKEN))
+@pytest.mark.timeout(30)
+def test_a_stream_that_breaks_gives_its_messages_then_an_error(bad, via_receiver):
+    """Bytes no daemon sends (or a stream cut mid-message): what came before
+    is delivered, then a Spread error, promptly, and every later call fails
+    the same clean way (never a crash, a hang or an invented message)."""
+    # The peer stays connected, except where hanging up is the fault.
+    kind = ClosingDaemon if bad == "cut off mid-message" else HostileDaemon
+    d = kind(data(b"ok") + BROKEN[bad])
+    try:
+        mbox = spread.connect(d.address, "me", timeout=10)
+        rx = mbox.start_receiver() if via_receiver else None
+
+        def take():
+            return rx.get(timeout=10) if rx else mbox.receive()
+
+        assert take().message == b"ok"
+        for _ in range(2):
+            with pytest.raises(spread.SpreadError) as ei:
+                take()
+            assert not isinstance(ei.value, spread.ReceiverClosed)
+        returns_promptly(mbox.disconnect)
+    finally:
+        d.close()
