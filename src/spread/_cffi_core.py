@@ -243,6 +243,7 @@ class Mailbox:
         self._receiver = None
         self._lock = threading.Lock()  # makes disconnect() and the release happen once
         self._inflight = []  # calls in progress (see _enter)
+        self._failed_once = False  # the last receive failed (external libraries)
         if NATIVE:
             self._released = lib.SPX_hold(mbox) != 0
             lib.SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
@@ -497,12 +498,15 @@ class Mailbox:
                 receive = sp.SP_receive
                 mbox = self._mbox
                 while True:
-                    if not NATIVE:
+                    if not NATIVE and not self._failed_once:
                         # An external library waits uninterruptibly: wait in
                         # Python's poll, where signal handlers (Ctrl-C) run.
+                        # Not right after an error, which may have ended the
+                        # session: the library then answers at once.
                         poller = select.poll()
                         poller.register(self._mbox, select.POLLIN)
                         poller.poll()
+                    self._failed_once = False
                     svc[0] = 0
                     n = receive(mbox, svc, sender, len(groups), num_groups, groups, mess_type,
                                 endian, len(buf), buf)
@@ -519,6 +523,7 @@ class Mailbox:
                         if own:
                             self._buf, self._groups = buf, groups
                     else:
+                        self._failed_once = True
                         _raise(n, "receive()")
             finally:
                 if own:
