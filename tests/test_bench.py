@@ -46,3 +46,28 @@ def test_stalls_script_refuses_an_unknown_choice():
     proc = subprocess.run([sys.executable, str(STALLS), "--choices", "auto,huge"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown choice 'huge'" in proc.stderr
+
+
+LONGRUN = STALLS.parent / "longrun.py"
+
+
+def test_longrun_script_quick_run(tmp_path):
+    # bench/longrun.py --quick end to end: every benchmark prints every row
+    # (the figures are the machine's and are not checked).
+    out = tmp_path / "longrun.json"
+    proc = subprocess.run([sys.executable, str(LONGRUN), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for row in ("| ThreadedReceiver.get_batch | 20000 |", "| receive() | 20000 |",
+                "| disconnect() | start |", "| disconnect() | 600 |",
+                "| disconnect() | after gc.collect() |", "| dropped, no disconnect() | 600 |",
+                "| dropped, no disconnect() | after gc.collect() |", "| 0 |", "| 20,000 |",
+                "| nr0 | yes |", "| nr3 | yes |", "daemon RSS:"):
+        assert row in text, row
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"clientrss", "cycles", "churn", "noread"}
+    assert [r["messages"] for r in results["clientrss"]] == [20000, 20000]
+    assert [(r["cycles"], r["error"]) for r in results["cycles"]] == [(600, None)] * 2
+    assert results["churn"]["samples"][-1][0] == 20000
+    assert [r["error"] for r in results["noread"]["readers"]] == ["spread.ConnectionClosed"] * 4
