@@ -440,3 +440,29 @@ def test_payloads_kept_by_the_caller_never_change(spread_mailbox_factory):
         assert payload == bytes([i % 251]) * 1000
     for i, msg in enumerate(got_thread):
         assert msg.message == bytes([i % 251]) * 1000 and msg.msg_type == i % 30000
+
+
+@pytest.mark.timeout(60)
+def test_disconnect_delivers_everything_sent_before_it(spread_daemon_factory):
+    """A sender with unread messages of its own disconnects right after a
+    burst: all of the burst still reaches the reader (closing a TCP socket
+    with unread input resets it and drops what is unsent)."""
+    daemon = spread_daemon_factory()
+    reader = spread.connect(daemon.address, "reader", membership=0)
+    reader.join("burst")
+    rx = reader.start_receiver()
+    sender = spread.connect(daemon.address, "sender", membership=0)
+    sender.join("burst")
+    for i in range(50):  # left unread in the sender's socket
+        sender.multicast(spread.AGREED_MESS, "burst", b"early", 1)
+    payload = b"x" * 1024
+    for i in range(2000):
+        sender.multicast(spread.AGREED_MESS | spread.SELF_DISCARD, "burst", payload, 2)
+    sender.multicast(spread.AGREED_MESS | spread.SELF_DISCARD, "burst", b"end", 3)
+    sender.disconnect()
+    counts = {1: 0, 2: 0, 3: 0}
+    while counts[3] == 0:
+        for msg in rx.get_batch(500, timeout=20):
+            counts[msg.msg_type] += 1
+    assert counts == {1: 50, 2: 2000, 3: 1}
+    reader.disconnect()

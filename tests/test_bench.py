@@ -1,8 +1,11 @@
 """The benchmark command runs end to end (a short run; figures are not checked)."""
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 
 def test_bench_quick_run(tmp_path):
@@ -23,6 +26,8 @@ def test_bench_quick_run(tmp_path):
 STALLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "stalls.py"
 
 
+@pytest.mark.skipif(bool(os.environ.get("SPREAD_LIBRARY")),
+                    reason="the script compares socket_buffer choices, which need our library")
 def test_stalls_script_runs(tmp_path):
     # bench/stalls.py end to end, one tiny run per choice (the figures are
     # the machine's: only the shape of the output is checked).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 
 import pytest
@@ -90,7 +91,9 @@ def test_reader_killed_by_the_byte_limit_before_the_message_limit(spread_daemon_
     # keeps the sender within reach of the watcher, which an autotuned one,
     # growing to megabytes, would let run ahead until the watcher is the one
     # past the byte limit.
-    sender = spread.connect(daemon.address, "sender", membership=0, socket_buffer=204800)
+    sender = spread.connect(daemon.address, "sender", membership=0)
+    with socket.socket(fileno=os.dup(sender.fileno())) as s:  # set here: any library
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 204800)
     payload = b"y" * 100_000
     killed = None
     sent = 0

@@ -102,6 +102,7 @@ class HostileDaemon:
             self.sent.set()
             while self.conn.recv(4096):              # until the client leaves
                 pass
+            self.conn.close()                        # and hang up, as a daemon does
         except OSError:
             pass
 

@@ -10,7 +10,10 @@ import pytest
 
 import spread
 
+EXTERNAL = bool(os.environ.get("SPREAD_LIBRARY"))
 pytestmark = pytest.mark.timeout(30)
+native_only = pytest.mark.skipif(EXTERNAL, reason="an external library sets its own buffers "
+                                 "(test_an_external_library_refuses_a_socket_buffer)")
 
 
 def _buffers(mbox) -> tuple[int, int]:
@@ -34,6 +37,7 @@ def tcp_address(spread_daemon):
     return spread_daemon.address
 
 
+@native_only
 @pytest.mark.parametrize("choice", [None, 0])
 def test_autotuned_sockets_keep_the_kernel_default(spread_mailbox_factory, tcp_address, choice):
     m = spread_mailbox_factory(membership=0, socket_buffer=choice)
@@ -43,6 +47,7 @@ def test_autotuned_sockets_keep_the_kernel_default(spread_mailbox_factory, tcp_a
     assert rcvbuf == _kernel_default_rcvbuf()
 
 
+@native_only
 @pytest.mark.parametrize("size", [4096, 100_000])
 def test_a_fixed_size_is_set_on_both_buffers(spread_mailbox_factory, tcp_address, size):
     m = spread_mailbox_factory(membership=0, socket_buffer=size)
@@ -51,6 +56,7 @@ def test_a_fixed_size_is_set_on_both_buffers(spread_mailbox_factory, tcp_address
     assert _buffers(m) == (2 * size, 2 * size)
 
 
+@native_only
 def test_the_fixed_size_is_still_a_working_connection(spread_mailbox_factory, tcp_address):
     m = spread_mailbox_factory(membership=0, socket_buffer=8192)
     data = b"x" * 100_000  # more than the buffers hold at once
@@ -68,11 +74,13 @@ def unix_address(spread_daemon):
     return address
 
 
+@native_only
 def test_the_unix_socket_takes_a_fixed_size_too(unix_address):
     with spread.connect(unix_address, membership=0, socket_buffer=50_000) as m:
         assert _buffers(m) == (100_000, 100_000)
 
 
+@native_only
 def test_the_unix_socket_keeps_spreads_sizes_by_default(unix_address):
     # No autotuning there, and no retransmission to stall on: Spread's
     # 200 KiB (as far as net.core.*mem_max allow), as before the option.
@@ -101,6 +109,7 @@ def test_bad_values_are_refused_before_connecting(value, error, text):
         spread.connect("1@127.0.0.1", socket_buffer=value, timeout=5)
 
 
+@native_only
 def test_an_index_is_an_int(spread_mailbox_factory, tcp_address):
     class Size:
         def __index__(self):
@@ -108,3 +117,10 @@ def test_an_index_is_an_int(spread_mailbox_factory, tcp_address):
 
     m = spread_mailbox_factory(membership=0, socket_buffer=Size())
     assert _buffers(m) == (200_000, 200_000)
+
+
+@pytest.mark.skipif(not EXTERNAL, reason="only an external library refuses the option")
+def test_an_external_library_refuses_a_socket_buffer(spread_daemon):
+    with pytest.raises(ValueError, match="SPREAD_LIBRARY"):
+        spread.connect(spread_daemon.address, socket_buffer=65536)
+    spread.connect(spread_daemon.address, socket_buffer=None).disconnect()

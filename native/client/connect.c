@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define MAX_ADDRESS_STRING 70
+#define DISCONNECT_DRAIN_MS 500 /* at most, for a daemon that does not hang up */
 #define MAX_PORT 32767
 
 /* Registered authentication methods (default: NULL only). */
@@ -453,9 +454,22 @@ int SP_disconnect(mailbox mbox)
     wire_encode_header(header, WIRE_KILL_MESS, s->private_group, 1, hint, 0);
     struct iovec iov[2] = {{header, sizeof header}, {s->private_group, WIRE_SLOT}};
     pthread_mutex_lock(&s->send_lock);
-    if (sess_get_state(s) == SESS_OPEN)
-        io_writev_full(s->fd, iov, 2);
+    int polite = sess_get_state(s) == SESS_OPEN && io_writev_full(s->fd, iov, 2) == 0;
+    if (polite)
+        shutdown(s->fd, SHUT_WR); /* the daemon gets all we sent, then the end */
     pthread_mutex_unlock(&s->send_lock);
+    /* Closing a TCP socket that holds unread input resets the connection and
+     * throws away what is still unsent. Read (and drop) what comes until the
+     * daemon, done with our requests, closes its side; not if another thread
+     * is reading (it will meet the end itself). */
+    if (polite && pthread_mutex_trylock(&s->recv_lock) == 0) {
+        struct timespec deadline;
+        deadline_after(&deadline, DISCONNECT_DRAIN_MS);
+        char sink[4096];
+        while (wait_fd(s->fd, POLLIN, &deadline, 0) == 0 && recv(s->fd, sink, sizeof sink, 0) > 0)
+            ;
+        pthread_mutex_unlock(&s->recv_lock);
+    }
     int r = sess_close(s);
     sess_release(s);
     return r == 0 ? 0 : ILLEGAL_SESSION;
