@@ -1,9 +1,11 @@
 /* fuzz_wire.c -- the wire codec's decoders (wire.c) on raw bytes, and the
  * length-checked membership helpers on the bodies they accept. The input is
- * a message as it travels: a 48-byte header, then the rest as the body
- * (group names and data are not told apart here: every decoder must be safe
- * on any bytes of any length). Shorter inputs go to the decoders of small
- * units only (hints, slots, private group names, auth lists). */
+ * a message as it travels: a 48-byte header, the group names it counts,
+ * and the rest as the body, whatever the header's data length says (every
+ * decoder must be safe on any bytes of any length; with a group count that
+ * does not fit, all after the header is the body). Shorter inputs go to the
+ * decoders of small units only (hints, slots, private group names, auth
+ * lists). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +51,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wire_header h;
     if (size < WIRE_HEADER_SIZE || wire_decode_header(data, &h) != 0)
         return 0;
-    size_t len = size - WIRE_HEADER_SIZE;
+    size_t at = WIRE_HEADER_SIZE;
+    if (h.num_groups >= 0 && (size_t)h.num_groups <= (size - at) / WIRE_SLOT)
+        at += (size_t)h.num_groups * WIRE_SLOT;
+    size_t len = size - at;
     /* A body of exactly len bytes, so that reading past it is caught. */
     uint8_t *body = malloc(len ? len : 1);
     if (!body)
         abort();
     for (size_t i = 0; i < sizeof forced / sizeof forced[0]; i++) {
         uint32_t type = i == 0 ? h.type : forced[i];
-        memcpy(body, data + WIRE_HEADER_SIZE, len);
+        memcpy(body, data + at, len);
         (void)wire_memb_body_valid(body, len, h.order);
         if (!wire_memb_body_fits(body, len, h.order, type))
             continue;
