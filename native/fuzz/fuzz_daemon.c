@@ -6,7 +6,10 @@
  * then end of stream; the harness reads everything the daemon answers
  * until the daemon closes the connection, which it does at the latest at
  * that end of stream. The daemon's state carries over from input to input
- * as it does from connection to connection.
+ * as it does from connection to connection. Beside it, for each input, a
+ * well-behaved client (#fzpeer#localhost, in the groups "grp" and "chat",
+ * the vectors' most used) reads all it is sent, so that joins, messages and
+ * disconnects of the fuzzed client reach another member too.
  *
  * The input is cut into writes at each FUZZ_SPLIT (the two bytes F5 5F),
  * and each write waits until the daemon has read the one before: where
@@ -29,6 +32,7 @@
 #include <linux/sockios.h>
 
 #include "daemon/daemon.h"
+#include "wire.h"
 
 #define MAX_INPUT (1 << 16)
 #define QUIET_MS 10000 /* a daemon silent this long with the connection open is stuck */
@@ -78,8 +82,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Reads and drops what the daemon sent. 0, or -1 once it has closed. */
+static int companion = -1; /* the well-behaved client, while an input runs */
+
+/* Reads and drops what the daemon sent (to the companion too). 0, or -1
+ * once it has closed fd. */
+static int drain_one(int fd);
 static int drain(int fd)
+{
+    if (companion >= 0 && fd != companion && drain_one(companion) != 0) {
+        close(companion); /* killed, say for a slow read: the input goes on alone */
+        companion = -1;
+    }
+    return drain_one(fd);
+}
+
+static int drain_one(int fd)
 {
     char sink[16384];
     for (;;) {
@@ -145,15 +162,49 @@ static int write_unit(int fd, const uint8_t *p, size_t len)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static int connect_daemon(void)
 {
-    if (size > MAX_INPUT)
-        size = MAX_INPUT;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&where, sizeof where) != 0) {
         fprintf(stderr, "fuzz_daemon: cannot connect: %s\n", strerror(errno));
         abort();
     }
+    return fd;
+}
+
+/* The companion's handshake (library 4.0.0, with memberships) and joins;
+ * -1 if the daemon refused it (rarely, a unit is read together with the
+ * next, which a daemon may refuse): the input then runs alone. */
+static int open_companion(void)
+{
+    static const uint8_t hello[] = {4, 0, 0, 1, 6, 'f', 'z', 'p', 'e', 'e', 'r'};
+    static const char *const groups[] = {"grp", "chat"};
+    uint8_t choice[WIRE_AUTH_CHOICE] = "NULL", join[WIRE_HEADER_SIZE + WIRE_SLOT];
+    uint8_t sender[WIRE_SLOT], hint[4];
+    int fd = connect_daemon();
+    if (write_unit(fd, hello, sizeof hello) != 0 || write_unit(fd, choice, sizeof choice) != 0) {
+        close(fd);
+        return -1;
+    }
+    wire_put_slot(sender, "#fzpeer#localhost", 17);
+    wire_make_hint(hint, 0);
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        wire_encode_header(join, WIRE_JOIN_MESS, sender, 1, hint, 0);
+        wire_put_slot(join + WIRE_HEADER_SIZE, groups[i], strlen(groups[i]));
+        if (write_unit(fd, join, sizeof join) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > MAX_INPUT)
+        size = MAX_INPUT;
+    companion = open_companion();
+    int fd = connect_daemon();
     const uint8_t *p = data, *end = data + size;
     int open = 1;
     while (open && p < end) {
@@ -168,5 +219,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((wait_for(fd, 0, QUIET_MS) & (POLLIN | POLLHUP | POLLERR)) && drain(fd) != 0)
             open = 0;
     close(fd);
+    if (companion >= 0) {
+        /* Its own end, as a client's: drained to the daemon's close. */
+        int peer = companion;
+        companion = -1;
+        shutdown(peer, SHUT_WR);
+        while ((wait_for(peer, 0, QUIET_MS) & (POLLIN | POLLHUP | POLLERR)) == 0 ||
+               drain(peer) == 0)
+            ;
+        close(peer);
+    }
     return 0;
 }
