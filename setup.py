@@ -1,7 +1,20 @@
 """Builds the Cython extension with our native client library (native/)
 compiled statically into it: `pip install .` is the whole install."""
 
+import os
 import sys
+
+# SPREAD_SANITIZE=1: both extensions (and the native sources in them) built
+# with AddressSanitizer and UBSan, for CI's sanitized test run. setuptools
+# adds CFLAGS and LDFLAGS to every extension's compile and link, the cffi
+# module's included; in a build directory of its own, so that objects of a
+# plain build are never reused. Off by default; nothing else changes.
+SANITIZE = os.environ.get("SPREAD_SANITIZE") == "1"
+if SANITIZE:
+    sanitize = ("-fsanitize=address,undefined -fno-sanitize-recover=undefined "
+                "-fno-omit-frame-pointer")
+    for var in ("CFLAGS", "LDFLAGS"):
+        os.environ[var] = f"{os.environ.get(var, '')} {sanitize}".strip()
 
 sys.path.insert(0, "src/spread")
 from _cffi_build import INCLUDE_DIRS, NATIVE_SOURCES, require_build_tools  # noqa: E402
@@ -28,4 +41,5 @@ setup(
     ),
     # The cffi backend's module, built from the same native sources.
     cffi_modules=["src/spread/_cffi_build.py:make_ffibuilder"],
+    options={"build": {"build_base": "build/sanitized"}} if SANITIZE else {},
 )

@@ -234,8 +234,10 @@ int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order)
 
 int wire_memb_body_fits(const uint8_t *body, size_t len, wire_order order, uint32_t type)
 {
-    if (!(type & (WIRE_REG_MEMB_MESS | WIRE_TRANSITION_MESS)))
+    if (!(type & (WIRE_REG_MEMB_MESS | WIRE_TRANSITION_MESS)) && (type & WIRE_CAUSED_BY_LEAVE))
         return 1; /* our own leave: nothing is read */
+    /* Any other membership type has its group id read (SP_get_memb_info),
+     * one with no kind bit at all (a forged CAUSED_BY_JOIN alone) too. */
     if (len < WIRE_MEMB_GID_SIZE)
         return 0;
     if (!(type & WIRE_REG_MEMB_MESS))

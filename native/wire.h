@@ -156,7 +156,7 @@ void wire_encode_memb_body(uint8_t out[WIRE_MEMB_BODY_SIZE], const int32_t gid[3
 int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order);
 /* Does a membership body of this type hold everything its readers take from
  * it: nothing for our own leave, the group id (12 bytes) for a transitional
- * one, and for a regular one valid vs-sets plus, for a join, leave or
+ * one or one of neither kind (CAUSED_BY_* alone), and for a regular one valid vs-sets plus, for a join, leave or
  * disconnect, the changed member at offset 24 (WIRE_MEMB_BODY_SIZE bytes)? */
 int wire_memb_body_fits(const uint8_t *body, size_t len, wire_order order, uint32_t type);
 /* Converts the integers of a body that fits its type to host order. */

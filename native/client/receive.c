@@ -405,14 +405,23 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
         int ng = 0, endian = 0;
         int16 mt = 0;
         char sender[MAX_GROUP_NAME];
+        /* With less than the reserve left, group names might not fit after
+         * the head (and a message without data is never short of room), so
+         * none are taken: a message with groups stays pending, told short. */
+        int tight = len - at < reserve;
         int n = len - at >= sizeof *rec
-                    ? receive_locked(s, &svc, sender, s->rec_groups_cap, &ng, s->rec_groups, &mt,
-                                     &endian, &scat, 1)
+                    ? receive_locked(s, &svc, sender, tight ? 0 : s->rec_groups_cap, &ng,
+                                     s->rec_groups, &mt, &endian, &scat, 1)
                     : BUFFER_TOO_SHORT;
         if (n == GROUPS_TOO_SHORT) {
-            if (grow_record_groups(s, -ng) != 0)
+            if (grow_record_groups(s, -ng) != 0) {
                 r = ILLEGAL_MESSAGE;
-            continue; /* the message is still pending */
+                continue;
+            }
+            if (!tight)
+                continue; /* the message is still pending */
+            reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
+            n = BUFFER_TOO_SHORT;
         }
         if (n == BUFFER_TOO_SHORT) {
             if (count == 0) {

@@ -486,6 +486,36 @@ static void test_nowait_partial(void)
     fake_close(&f);
 }
 
+/* A message with many group names and no data, into a records buffer too
+ * small for them: told short with the whole need (never written past), and
+ * taken whole into a buffer of that size. Found by fuzz_receive. */
+static void test_records_small_buffer(void)
+{
+    fake_link f;
+    fake_connect(&f, 30000 + (int)(getpid() % 700), "sb");
+    enum { GROUPS = 19 };
+    uint8_t msg[WIRE_HEADER_SIZE + GROUPS * WIRE_SLOT], sender[WIRE_SLOT], hint[4];
+    wire_put_slot(sender, "#other#localhost", 16);
+    wire_make_hint(hint, 3);
+    wire_encode_header(msg, AGREED_MESS, sender, GROUPS, hint, 0);
+    for (int i = 0; i < GROUPS; i++)
+        wire_put_slot(msg + WIRE_HEADER_SIZE + i * WIRE_SLOT, "g", 1);
+    CHECK_EQ(write(f.peer, msg, sizeof msg), (ssize_t)sizeof msg);
+    int used = 0, cap = 512;
+    char *recs = malloc((size_t)cap);
+    CHECK_EQ(SPX_receive_records(f.m, recs, cap, &used), BUFFER_TOO_SHORT);
+    CHECK(used < -(int)(GROUPS * WIRE_SLOT));
+    cap = -used;
+    recs = realloc(recs, (size_t)cap);
+    CHECK_EQ(SPX_receive_records(f.m, recs, cap, &used), 1);
+    const spx_record *r = (const spx_record *)recs;
+    CHECK_EQ(r->num_groups, GROUPS);
+    CHECK_EQ(r->data_len, 0);
+    CHECK(strcmp(spx_record_groups(r)[GROUPS - 1], "g") == 0);
+    free(recs);
+    fake_close(&f);
+}
+
 static void on_usr1(int sig)
 {
     (void)sig;
@@ -565,6 +595,12 @@ static void test_memb_decoders_bounded(void)
     CHECK(SPX_get_memb_info((const char *)b, 40, (service)join, &info) == ILLEGAL_MESSAGE);
     CHECK(SPX_get_memb_info((const char *)b, 8, TRANSITION_MESS, &info) == ILLEGAL_MESSAGE);
     CHECK(SPX_get_memb_info((const char *)b, -1, (service)join, &info) == ILLEGAL_MESSAGE);
+    /* A kind bit alone (not our leave): the group id is still read. */
+    uint8_t *six = malloc(6);
+    memcpy(six, full, 6);
+    CHECK(SPX_get_memb_info((const char *)six, 6, CAUSED_BY_DISCONNECT, &info) ==
+          ILLEGAL_MESSAGE);
+    free(six);
     CHECK(SPX_get_vs_sets_info((const char *)b, WIRE_MEMB_BODY_SIZE, sets, 2, &mine) == 1);
     CHECK(mine == 0 && sets[0].members_offset == 24);
     CHECK(SPX_get_vs_sets_info((const char *)b, 30, sets, 2, &mine) == ILLEGAL_MESSAGE);
@@ -594,6 +630,7 @@ int main(int argc, char **argv)
     test_nowait();
     test_lend();
     test_nowait_partial();
+    test_records_small_buffer();
     test_memb_decoders_bounded();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */
     return check_summary("test_client");

@@ -186,6 +186,10 @@ static void test_membership_fits(void)
     CHECK(wire_memb_body_fits(body, 12, WIRE_LE, WIRE_TRANSITION_MESS));
     CHECK(!wire_memb_body_fits(body, 11, WIRE_LE, WIRE_TRANSITION_MESS));
     CHECK(!wire_memb_body_fits(body, 0, WIRE_LE, WIRE_TRANSITION_MESS));
+    /* Neither regular nor transitional, and not our leave: the group id is
+     * still read (found by fuzz_wire). */
+    CHECK(!wire_memb_body_fits(body, 6, WIRE_LE, WIRE_CAUSED_BY_DISC));
+    CHECK(wire_memb_body_fits(body, 12, WIRE_LE, WIRE_CAUSED_BY_JOIN));
     /* A network membership whose one set is empty needs no changed member. */
     uint8_t empty[24];
     memcpy(empty, body, 20);

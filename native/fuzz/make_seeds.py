@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpus (native/fuzz/seeds/<target>/) from the
+golden vectors (tests/vectors/*.json): the bytes a real daemon and its
+clients exchanged, arranged as each harness reads its input (see the
+comment at the top of each fuzz_*.c). Run from anywhere; the output is
+committed, so this is only needed when the vectors change."""
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VECTORS = os.path.join(HERE, "..", "..", "tests", "vectors")
+SEEDS = os.path.join(HERE, "seeds")
+HANDSHAKE_S2C = {"auth-list", "accept", "reject"}
+
+
+def connections():
+    """(vector name, records of one connection in order) for every connection."""
+    for path in sorted(glob.glob(os.path.join(VECTORS, "*.json"))):
+        with open(path) as f:
+            vector = json.load(f)
+        by_conn = defaultdict(list)
+        for record in vector["records"]:
+            by_conn[record.get("conn", 0)].append(record)
+        name = os.path.splitext(os.path.basename(path))[0]
+        for conn in sorted(by_conn, key=str):
+            yield name, by_conn[conn]
+
+
+def private_group(records):
+    """The private group from the connection's accept, or a stand-in."""
+    for r in records:
+        if r["dir"] == "s2c" and r["unit"] == "accept":
+            raw = bytes.fromhex(r["hex"])
+            # An accept ends with the group's length byte and the group,
+            # which starts with '#'.
+            return raw[raw.index(b"#"):]
+    return b"#fz#localhost"
+
+
+def units(records, direction, kinds=None):
+    return [bytes.fromhex(r["hex"]) for r in records
+            if r["dir"] == direction and (kinds is None or r["unit"] in kinds)]
+
+
+def main():
+    seeds = defaultdict(set)
+    for _name, records in connections():
+        group = private_group(records)
+        s2c_msgs = b"".join(units(records, "s2c", {"message"}))
+        # fuzz_daemon cuts its input into writes at each F5 5F.
+        c2s_all = b"\xf5\x5f".join(units(records, "c2s"))
+        handshake = b"".join(units(records, "s2c", HANDSHAKE_S2C))
+        for m in units(records, "s2c", {"message"}) + units(records, "c2s", {"message"}):
+            seeds["wire"].add(m)
+        if s2c_msgs:
+            # flags (read-ahead on / off, API), read-ahead size, private group
+            for flags in (0x00, 0x01, 0x02, 0x05, 0x07):
+                seeds["receive"].add(bytes([flags, 3, len(group)]) + group + s2c_msgs)
+        if handshake:
+            for flags in (0x01, 0x00):
+                seeds["connect"].add(bytes([flags]) + handshake + s2c_msgs)
+        if c2s_all:
+            seeds["daemon"].add(c2s_all)
+    if os.path.isdir(SEEDS):
+        shutil.rmtree(SEEDS)
+    for target, inputs in sorted(seeds.items()):
+        out = os.path.join(SEEDS, target)
+        os.makedirs(out)
+        for data in sorted(inputs):
+            name = hashlib.sha1(data).hexdigest()[:16]
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(data)
+        print(f"{target}: {len(inputs)} seeds")
+
+
+if __name__ == "__main__":
+    main()
