@@ -156,6 +156,8 @@ FORGED = {
                                         memb_body((1, 2, 3), [[ME]])[:16]
                                         + struct.pack("<i", 4000) + b"\0" * 36),
     "transitional without group id": frame(spread.TRANSITION_MESS, b"chat", [], b"\1\2"),
+    # only a cause bit: not our own leave, so its group id must be there (found by fuzz_wire)
+    "cause bit alone, short body": frame(spread.CAUSED_BY_DISCONNECT, b"chat", [ME], b"\1" * 6),
 }
 
 
