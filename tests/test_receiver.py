@@ -442,3 +442,12 @@ def test_disconnect_releases_everything_without_the_garbage_collector(spread_dae
     proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                           timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_a_new_receiver_may_start_once_the_closed_one_is_drained(spread_mailbox_factory):
+    m = spread_mailbox_factory(membership=0)
+    rx = m.start_receiver()
+    rx.close()
+    rx2 = m.start_receiver()  # no other mailbox call in between
+    assert rx2 is not rx and not rx2.closed
+    rx2.close()
