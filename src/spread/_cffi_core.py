@@ -422,12 +422,11 @@ class Mailbox:
         if self._closed:
             self._leave()
             self._enter("multicast")
-        try:
-            r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
-        finally:
-            inflight.pop()
-            if self._closed and not inflight:
-                self._release()
+        # Every argument is checked: the call itself cannot raise.
+        r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
+        inflight.pop()
+        if self._closed and not inflight:
+            self._release()
         if r < 0:
             _raise(r, "multicast()")
         return r
