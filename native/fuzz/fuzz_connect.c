@@ -115,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mailbox m = -1;
     char group[MAX_GROUP_NAME];
     int r = SPX_connect(port_text, flags & 4 ? NULL : "fz", flags & 2 ? 1 : 0, flags & 1, &m,
-                        group, 5000, 0);
+                        group, 5000, 0, SPX_SOCKET_BUFFER_DEFAULT);
     if (r == ACCEPT_SESSION) {
         if (strlen(group) >= MAX_GROUP_NAME || group[0] != '#')
             abort(); /* the library promised a private group */
