@@ -124,24 +124,18 @@ def role_reader(address, group, ack_group, kind, step, ack_every):
     regular = spread.RegularMsg
     n = 0
     start = time.perf_counter()
+    # One loop for both readers: a batch from the receiver, or one message.
     if rx is not None:
-        get_batch = rx.get_batch
-        done = False
-        while not done:
-            for msg in get_batch(1000):
-                if isinstance(msg, regular) and msg.msg_type == END:
-                    done = True
-                    break
-                n += 1
-                if n % ack_every == 0:
-                    mc(svc, ack_group, str(n), ACK)
-                if n % step == 0:
-                    samples.append([n, rss_kib()])
+        def batch():
+            return rx.get_batch(1000)
     else:
-        recv = m.receive
-        while True:
-            msg = recv()
+        def batch():
+            return (m.receive(),)
+    done = False
+    while not done:
+        for msg in batch():
             if isinstance(msg, regular) and msg.msg_type == END:
+                done = True
                 break
             n += 1
             if n % ack_every == 0:
