@@ -13,7 +13,7 @@ def test_the_backend_under_test_really_loaded():
     wanted = os.environ.get("SPREAD_BACKEND")
     assert spread.backend == (wanted or "cython")
     assert _backend.core.__name__ == _backend.MODULES[spread.backend]
-    for name in _backend.PUBLIC_API:
+    for name in _backend.BACKEND_API + _backend.INTERNAL_API:
         assert hasattr(_backend.core, name), name
 
 

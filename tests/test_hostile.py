@@ -335,28 +335,31 @@ def test_the_end_is_raised_only_once_the_queue_is_empty(monkeypatch):
     and the end arrive before it looks at the receiver's state. The error
     must still wait for the messages."""
     from spread import _cffi_core as cf
+    from spread._cffi_core import receiver as cf_receiver
 
     d = ClosingDaemon(data(b"late"))
     try:
-        mbox = cf.connect(d.address, "me", timeout=10)
-        rx = cf.ThreadedReceiver(mbox)
-        real_take = cf.ThreadedReceiver._take
+        r, mbox = cf.connect_raw(cf.MailboxBase, d.address.encode(), b"me", 0, True, False,
+                                 10.0, -1)
+        assert r == spread.ACCEPT_SESSION
+        rx = cf.start_receiver(cf.ReceiverBase, mbox, 0, False)
+        real_take = cf_receiver._RxState._take
         calls = []
 
-        def take_after_the_end(self, max_messages):
+        def take_after_the_end(self, mb, max_messages):
             if not calls:  # the first look finds nothing; meanwhile all arrives
                 calls.append(1)
                 deadline = time.monotonic() + 10
                 while self._stats().state == cf.lib.SPR_RUNNING and time.monotonic() < deadline:
                     time.sleep(0.005)
                 return []
-            return real_take(self, max_messages)
+            return real_take(self, mb, max_messages)
 
-        monkeypatch.setattr(cf.ThreadedReceiver, "_take", take_after_the_end)
+        monkeypatch.setattr(cf_receiver._RxState, "_take", take_after_the_end)
         assert rx.get(timeout=10).message == b"late"
         with pytest.raises(spread.ConnectionClosed):
             rx.get(timeout=10)
-        mbox.disconnect()
+        mbox._close(True)
     finally:
         d.close()
 

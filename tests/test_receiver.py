@@ -451,3 +451,43 @@ def test_a_new_receiver_may_start_once_the_closed_one_is_drained(spread_mailbox_
     rx2 = m.start_receiver()  # no other mailbox call in between
     assert rx2 is not rx and not rx2.closed
     rx2.close()
+
+
+def test_a_dropped_mailbox_with_a_running_receiver_is_freed_at_once(spread_daemon):
+    """No disconnect(): dropping the last reference to a mailbox and its
+    running receiver frees both (socket, drain thread) at once, with the
+    collector off; either may be dropped first, and a receiver keeps its
+    mailbox alive while it is referenced (the one-liner keeps working)."""
+    child = textwrap.dedent(f"""
+        import gc, os, resource, weakref, spread
+        gc.disable()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        address = {spread_daemon.address!r}
+        def fd_open(fd):
+            return os.path.exists(f"/proc/self/fd/{{fd}}")
+        for i in range(300):
+            m = spread.connect(address)
+            rx = m.start_receiver()
+            fds = m._descriptor, m.fileno()  # the socket, the receiver's ready descriptor
+            refs = weakref.ref(m), weakref.ref(rx)
+            if i % 2:
+                del m, rx
+            else:
+                del rx, m
+            assert refs[0]() is None and refs[1]() is None, "kept alive by a cycle"
+            assert not any(map(fd_open, fds)), "a descriptor outlived its mailbox"
+        assert len(os.listdir("/proc/self/task")) == 1, "a drain thread outlived its receiver"
+        # The receiver alone holds its mailbox: the connection lives on.
+        rx = spread.connect(address, "solo").start_receiver()
+        rx.mailbox.join("dropped")
+        assert rx.get(timeout=10).group == "dropped"
+        # The mailbox alone holds its receiver's state: receive() goes on through it.
+        m = spread.connect(address, "keeper")
+        m.start_receiver()
+        m.join("kept")
+        assert m.receive().group == "kept"
+        print("ok", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -7,17 +7,17 @@ fileno and disconnect; received messages are RegularMsg or MembershipMsg.
 
 from ._backend import core as _core
 from ._backend import name as backend
+from ._mailbox import Mailbox, connect
+from ._messages import GroupId, MembershipMsg
+from ._receiver import ThreadedReceiver
 
-DEFAULT_BUFFER_SIZE = _core.DEFAULT_BUFFER_SIZE
-DEFAULT_GROUPS_SIZE = _core.DEFAULT_GROUPS_SIZE
-GroupId = _core.GroupId
-Mailbox = _core.Mailbox
-MembershipMsg = _core.MembershipMsg
+# Not Spread constants; the classic module had them.
+DEFAULT_BUFFER_SIZE = 10000
+DEFAULT_GROUPS_SIZE = 10
 RegularMsg = _core.RegularMsg
-ThreadedReceiver = _core.ThreadedReceiver
-connect = _core.connect
 error_text = _core.error_text
 version = _core.version
+# The classic module's type names.
 MailboxType = Mailbox
 RegularMsgType = RegularMsg
 MembershipMsgType = MembershipMsg

@@ -4,7 +4,8 @@ from typing import Final, Literal
 
 from . import _core as core
 
-__all__ = ["PUBLIC_API", "core", "name"]
+__all__ = ["BACKEND_API", "INTERNAL_API", "core", "name"]
 
-PUBLIC_API: Final[list[str]]
+BACKEND_API: Final[list[str]]
+INTERNAL_API: Final[list[str]]
 name: Literal["cython", "cffi"]

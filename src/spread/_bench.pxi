@@ -2,13 +2,13 @@
 # (included by _core.pyx). Each runs with the GIL released.
 
 
-cdef mailbox _bench_mailbox(Mailbox m, str what) except -1:
+cdef mailbox _bench_mailbox(MailboxBase m, str what) except -1:
     m._enter(what)
     m._leave()
     return m._mbox
 
 
-def c_multicast(Mailbox m, group, int size, int count, int last_type=0):
+def c_multicast(MailboxBase m, group, int size, int count, int last_type=0):
     """Seconds to multicast count messages of size bytes (C loop)."""
     cdef bytes g = _args.group_bytes(group)
     cdef const char *gp = g
@@ -22,7 +22,7 @@ def c_multicast(Mailbox m, group, int size, int count, int last_type=0):
     return seconds
 
 
-def c_self(Mailbox m, group, int size, int count, int window):
+def c_self(MailboxBase m, group, int size, int count, int window):
     """Seconds to send count messages to a joined group and read them back."""
     cdef bytes g = _args.group_bytes(group)
     cdef const char *gp = g
@@ -36,7 +36,7 @@ def c_self(Mailbox m, group, int size, int count, int window):
     return seconds
 
 
-def c_receive(Mailbox m, int end_type):
+def c_receive(MailboxBase m, int end_type):
     """(messages, seconds first to last, error code or 0) until end_type."""
     cdef mailbox mb = _bench_mailbox(m, "c_receive")
     cdef long n = 0
@@ -47,7 +47,7 @@ def c_receive(Mailbox m, int end_type):
     return n, seconds, error
 
 
-def c_ping(Mailbox m, peer_group, int size, int warmup, int rounds):
+def c_ping(MailboxBase m, peer_group, int size, int warmup, int rounds):
     """Round-trip times in microseconds (C loop)."""
     cdef bytes g = _args.group_bytes(peer_group)
     cdef const char *gp = g
@@ -66,7 +66,7 @@ def c_ping(Mailbox m, peer_group, int size, int warmup, int rounds):
         free(rtt)
 
 
-def c_pong(Mailbox m, reply_group, int end_type):
+def c_pong(MailboxBase m, reply_group, int end_type):
     """Echoes data messages to reply_group until end_type; returns the count."""
     cdef bytes g = _args.group_bytes(reply_group)
     cdef const char *gp = g

@@ -20,9 +20,9 @@ from .libspread cimport *
 include "_constants.pxi"
 include "_daemon.pxi"
 
-cdef class ThreadedReceiver
+cdef class _RxState
 
-from . import _args
+from . import _args, _ends, _messages
 from ._errors import error_class
 
 cdef extern from "Python.h":
@@ -72,10 +72,7 @@ DEF RING_MAX_SIZE = 2048    # larger payloads are not recycled: copying dominate
 # daemon, so the binding refuses it up front (the C library's own limit is 144000).
 DEF MAX_BODY = 143952
 
-# Not Spread constants; the classic module had them.
-DEFAULT_BUFFER_SIZE = 10000
-DEFAULT_GROUPS_SIZE = 10
-NAME_ENCODING = "utf-8"
+NAME_ENCODING = _args.NAME_ENCODING
 
 
 cdef str _error_text(int code):
@@ -190,40 +187,6 @@ cdef int _bufs_grow(recv_buffers *b, int need_groups, int need_bytes) except -1:
     return 0
 
 
-cdef class GroupId:
-    """A group id: opaque, compared with ``==`` and ``!=``, hashable."""
-    cdef group_id gid
-
-    def __eq__(self, other):
-        if not isinstance(other, GroupId):
-            return NotImplemented
-        return bool(SP_equal_group_ids(self.gid, (<GroupId>other).gid))
-
-    def __ne__(self, other):
-        if not isinstance(other, GroupId):
-            return NotImplemented
-        return not SP_equal_group_ids(self.gid, (<GroupId>other).gid)
-
-    def __hash__(self):
-        return hash((self.gid.id[0], self.gid.id[1], self.gid.id[2]))
-
-    def __repr__(self):
-        return "<group_id %08X:%08X:%08X>" % (
-            <unsigned int>self.gid.id[0], <unsigned int>self.gid.id[1],
-            <unsigned int>self.gid.id[2])
-
-    @property
-    def id(self):
-        """The three 32-bit integers: (daemon address, membership time, counter)."""
-        return (self.gid.id[0], self.gid.id[1], self.gid.id[2])
-
-
-cdef GroupId _group_id(group_id gid):
-    cdef GroupId g = GroupId.__new__(GroupId)
-    g.gid = gid
-    return g
-
-
 @cython.no_gc
 @cython.freelist(1024)
 cdef class RegularMsg:
@@ -236,41 +199,12 @@ cdef class RegularMsg:
     cdef readonly int service_type
 
     def __repr__(self):
-        return (f"<RegularMsg sender={self.sender!r} groups={self.groups!r} "
-                f"msg_type={self.msg_type} len={len(self.message)}>")
+        return _messages.regular_repr(self)
 
 
-@cython.no_gc
-cdef class MembershipMsg:
-    """A membership notice for a group we belong to."""
-    cdef readonly int reason
-    cdef readonly int msg_subtype
-    cdef readonly int service_type
-    cdef readonly object group
-    cdef readonly object group_id
-    cdef readonly tuple members
-    cdef readonly tuple extra
-    cdef readonly tuple orig_members
-    cdef readonly object changed_member
-
-    def __repr__(self):
-        return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
-                f"members={self.members!r} changed_member={self.changed_member!r}>")
-
-    @property
-    def from_daemon(self):
-        """False for a forgery: a client's message sent with membership bits
-        (real Spread daemons forward those) names its sender, a private group
-        ("#name#daemon"), where a daemon's notice names the group."""
-        return not _names_private_group(self.group)
-
-
-cdef inline bint _names_private_group(object name):
-    return (name.startswith("#") if isinstance(name, str) else name.startswith(b"#"))
-
-
-cdef class Mailbox:
-    """A connection to a Spread daemon; made by :func:`connect`."""
+cdef class MailboxBase:
+    """The backend's connection object: spread.Mailbox (spread/_mailbox.py)
+    subclasses it and adds the cold methods; the hot ones are these."""
     cdef mailbox _mbox
     cdef readonly object private_group
     cdef bint _live                  # _setup ran: the mailbox is ours to close
@@ -290,15 +224,17 @@ cdef class Mailbox:
     cdef bytes _last_group_bytes
     cdef int _last_length
     cdef object _last_length_obj
-    cdef object _receiver            # ThreadedReceiver while one is attached
+    # The attached receiver's state, never the receiver object: the receiver
+    # holds its mailbox, and a reference back would make a cycle that only
+    # the garbage collector could free (with the socket and thread in it).
+    cdef _RxState _rx
     cdef PyObject *_ring[RING]       # recycled payloads (owned references)
     cdef int _ring_at
     cdef object __weakref__
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("Mailbox objects are made by spread.connect()")
-
     def __dealloc__(self):
+        if self._rx is not None:
+            self._rx.close()  # the drain thread stops before the socket closes
         if self._live:
             if not self._closed:
                 with nogil:
@@ -343,59 +279,39 @@ cdef class Mailbox:
         """True once disconnect() (or kill()) has been called."""
         return self._closed
 
-    cdef ThreadedReceiver _attached(self):
-        """The receiver that owns this mailbox's input, if any; one that was
-        closed and has been drained lets go of the mailbox."""
-        if self._receiver is None:
-            return None
-        cdef ThreadedReceiver rx = <ThreadedReceiver>self._receiver
-        if rx._drained_and_closed():
-            self._receiver = None
-            return None
-        return rx
+    @property
+    def _descriptor(self):
+        return self._mbox
 
-    def start_receiver(self, **options):
-        """Starts a ThreadedReceiver on this mailbox and returns it. From then
-        on receive(), poll() and fileno() work through its queue, so the
-        daemon never sees a slow reader."""
-        return ThreadedReceiver(self, **options)
+    cdef _RxState _attached(self):
+        """The receiver state that owns this mailbox's input, if any; one that
+        was closed and has been drained lets go of the mailbox."""
+        cdef _RxState st = self._rx
+        if st is not None and st._drained_and_closed():
+            self._rx = st = None
+        return st
 
     def fileno(self):
         """The socket descriptor, for select() and event loops (with a
         receiver attached: a descriptor readable while messages are queued);
         -1 once disconnected, like a closed socket.socket."""
-        cdef ThreadedReceiver rx = self._attached()
-        if rx is not None:
-            return rx.fileno()
+        cdef _RxState st = self._attached()
+        if st is not None:
+            return st.fileno()
         return -1 if self._closed else self._mbox
 
-    def __repr__(self):
-        state = "closed" if self._closed else f"fd={self._mbox}"
-        return f"<spread.Mailbox {self.private_group!r} {state}>"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.disconnect()
-        return False
-
     # -- connection ----------------------------------------------------------
-    def disconnect(self):
-        """Leaves every group and closes the connection; safe to call twice."""
-        self._close(True)
+    def _close(self, bint polite):
+        """disconnect() (polite) or kill(); safe to call twice."""
+        self._do_close(polite)
 
-    def kill(self):
-        """Closes the connection without a disconnect request (SP_kill)."""
-        self._close(False)
-
-    cdef void _close(self, bint polite):
+    cdef void _do_close(self, bint polite):
         if self._closed:
             return
         self._closed = True
-        rx, self._receiver = self._receiver, None  # no cycle keeps either alive
-        if rx is not None:
-            (<ThreadedReceiver>rx).close()
+        st, self._rx = self._rx, None
+        if st is not None:
+            (<_RxState>st).close()
         with nogil:
             if polite:
                 SP_disconnect(self._mbox)
@@ -406,33 +322,22 @@ cdef class Mailbox:
             self._released = True
             SPX_release(self._mbox)
 
-    def join(self, group):
-        """Joins a group; membership notices follow as messages."""
-        self._membership_request(group, True)
-
-    def leave(self, group):
-        """Leaves a group."""
-        self._membership_request(group, False)
-
-    cdef int _membership_request(self, object group, bint join) except -1:
-        cdef bytes g = _args.group_bytes(group)
-        cdef const char *p = g
+    def _request(self, bytes group, bint join):
+        """SP_join or SP_leave of a checked group name; the library's code."""
+        cdef const char *p = group
         cdef int r
-        what = "join" if join else "leave"
-        self._enter(what)
+        self._enter("join" if join else "leave")
         with nogil:
             r = SP_join(self._mbox, p) if join else SP_leave(self._mbox, p)
         self._leave()
-        if r < 0:
-            _raise(r, f"{what}({group!r})")
-        return 0
+        return r
 
     def poll(self):
         """The number of bytes waiting to be read (0 when none)."""
         cdef int r
-        cdef ThreadedReceiver rx = self._attached()
-        if rx is not None:
-            return rx._poll_bytes()
+        cdef _RxState st = self._attached()
+        if st is not None:
+            return st.pending_bytes()
         self._enter("poll")
         with nogil:
             r = SP_poll(self._mbox)
@@ -572,12 +477,12 @@ cdef class Mailbox:
         cdef recv_buffers spare
         cdef recv_buffers *b = &self._bufs
         cdef bint own = not self._bufs_busy
-        cdef ThreadedReceiver rx = self._attached()
-        if rx is not None:
+        cdef _RxState st = self._attached()
+        if st is not None:
             try:
-                return rx.get()
+                return st.get_batch(self, 1, None)[0]
             except ReceiverClosed:
-                self._receiver = None  # closed meanwhile: read the socket again
+                self._rx = None  # closed meanwhile: read the socket again
         self._enter("receive")
         if own:
             self._bufs_busy = True
@@ -610,7 +515,7 @@ cdef class Mailbox:
                          int num_groups, int16 mess_type, int endian, const char *data, int n):
         """The message object for one received message (from any source)."""
         cdef RegularMsg msg
-        if Is_membership_mess(svc):
+        if Is_membership_mess(svc):  # (sp.h: and not a reject)
             return self._membership(svc, sender, groups, num_groups, data, n)
         msg = RegularMsg.__new__(RegularMsg)
         msg.sender = self._sender(sender)
@@ -639,33 +544,23 @@ cdef class Mailbox:
         self._ring[at] = <PyObject *>out
         return out
 
-    cdef MembershipMsg _membership(self, service svc, const char *sender, const slot_t *groups,
-                                   int num_groups, const char *body, int body_len):
-        """The notice's object; IllegalMessage for a body that does not hold
-        what its type says (a forged or damaged message: it fails alone)."""
-        cdef MembershipMsg m = MembershipMsg.__new__(MembershipMsg)
+    cdef object _membership(self, service svc, const char *sender, const slot_t *groups,
+                            int num_groups, const char *body, int body_len):
+        """The notice's object (spread/_messages.py builds it); IllegalMessage
+        for a body that does not hold what its type says."""
         cdef membership_info info
-        m.service_type = svc
-        m.reason = svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT |
-                          CAUSED_BY_NETWORK)
-        m.msg_subtype = svc & (REG_MEMB_MESS | TRANSITION_MESS)
-        m.group = self._sender(sender)
-        m.members = _decode_slots(groups, num_groups, self._bytes_names)
-        m.extra = ()
-        m.orig_members = ()
-        if Is_self_leave(svc):
-            return m
+        group = self._sender(sender)
+        members = _decode_slots(groups, num_groups, self._bytes_names)
+        if _messages.is_self_leave(svc):
+            return _messages.membership(svc, group, members)
         if SPX_get_memb_info(body, body_len, svc, &info) < 0:
-            _raise(ILLEGAL_MESSAGE, "membership message body")
-        m.group_id = _group_id(info.gid)
-        if not Is_reg_memb_mess(svc):
-            return m
-        if svc & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT):
-            m.changed_member = _decode(info.changed_member, self._bytes_names)
-        m.orig_members, mine = _vs_sets(body, body_len, info.num_vs_sets, self._bytes_names)
-        if 0 <= mine < len(m.orig_members):
-            m.extra = m.orig_members[mine]
-        return m
+            _raise(ILLEGAL_MESSAGE, _messages.BAD_BODY)
+        gid = (info.gid.id[0], info.gid.id[1], info.gid.id[2])
+        if not _messages.wants_vs_sets(svc):
+            return _messages.membership(svc, group, members, gid)
+        sets, mine = _vs_sets(body, body_len, info.num_vs_sets, self._bytes_names)
+        return _messages.membership(svc, group, members, gid,
+                                    _decode(info.changed_member, self._bytes_names), sets, mine)
 
     def _receive_raw(self, int max_groups, int max_len, int service_in=0):
         """SP_receive with caller-sized buffers, for tests of the C semantics.
@@ -738,7 +633,7 @@ cdef tuple _vs_sets(const char *body, int body_len, unsigned int count, bint as_
     """All vs-sets of a regular membership body, and the index of ours."""
     r = _read_vs_sets(body, body_len, count, as_bytes)
     if isinstance(r, int):
-        _raise(r, "membership vs-sets")
+        _raise(r, _messages.BAD_VS_SETS)
     return tuple(names for _, _, names in r[2]), r[1]
 
 
@@ -764,29 +659,14 @@ def _vs_sets_info(bytes body, int capacity):
                      for n, off, names in r[2]]}
 
 
-def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
-            timeout=_args.DEFAULT_TIMEOUT, socket_buffer=None):
-    """Connects to a Spread daemon and returns a Mailbox.
-
-    daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP). name: the
-    private name (at most 10 bytes; "" lets the daemon pick one). priority:
-    LOW_PRIORITY, MEDIUM_PRIORITY or HIGH_PRIORITY. membership: whether to
-    receive membership notices. bytes_names: return names as bytes instead
-    of str. timeout: seconds for the connect and handshake together (10 by
-    default; None waits as long as it takes); ConnectTimeout after it. A
-    signal (Ctrl-C) ends the wait at once. socket_buffer: None (over TCP the
-    kernel sizes the buffers and grows them as needed, so that a reader that
-    falls behind does not stall; the unix socket keeps Spread's 200 KiB), 0
-    (the kernel's own sizes), or a fixed size in bytes for SO_SNDBUF and
-    SO_RCVBUF (README.md, "Socket buffers").
-    """
-    cdef bytes d, nm
-    d, nm, prio, memb, as_bytes, secs, sbuf = _args.connect_args(
-        daemon, name, priority, membership, bytes_names, timeout, socket_buffer)
-    cdef int c_sbuf = sbuf
+def connect_raw(cls, bytes d, bytes nm, int prio, bint membership, bint as_bytes, secs,
+                int sbuf):
+    """SPX_connect with arguments spread.connect() has checked, retried when
+    a signal handler returns; (ACCEPT_SESSION, a cls over the connection) or
+    (the library's error code, None)."""
     cdef const char *dp = d
     cdef const char *np = nm
-    cdef int c_prio = prio, want_membership = memb, ms
+    cdef int ms
     cdef mailbox mbox = -1
     cdef char group[32]
     cdef int r
@@ -795,16 +675,16 @@ def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=Fal
         ms = -1 if secs is None else _args.ms_until(deadline)
         memset(group, 0, SLOT)
         with nogil:
-            r = SPX_connect(dp, np, c_prio, want_membership, &mbox, group, ms, 1, c_sbuf)
+            r = SPX_connect(dp, np, prio, membership, &mbox, group, ms, 1, sbuf)
         if r != SPX_INTERRUPTED:
             break
         PyErr_CheckSignals()  # Ctrl-C raises here; other handlers return and we go on
     if r != ACCEPT_SESSION:
-        raise _args.connect_error(r, daemon, secs, _error_text(r))
-    cdef Mailbox mb = Mailbox.__new__(Mailbox)
-    # On failure the half-made Mailbox disconnects as it is deallocated.
+        return r, None
+    cdef MailboxBase mb = MailboxBase.__new__(cls)
+    # On failure the half-made mailbox disconnects as it is deallocated.
     mb._setup(mbox, PyBytes_FromStringAndSize(group, _slot_len(group)), as_bytes)
-    return mb
+    return r, mb
 
 
 def version():
@@ -812,11 +692,6 @@ def version():
     cdef int major = 0, minor = 0, patch = 0
     SP_version(&major, &minor, &patch)
     return (major, minor, patch)
-
-
-MailboxType = Mailbox
-RegularMsgType = RegularMsg
-MembershipMsgType = MembershipMsg
 
 
 include "_receiver.pxi"

@@ -1,0 +1,100 @@
+"""Message objects from what the library received: RegularMsg (per message,
+so made here as cheaply as cffi allows) and membership notices, decoded
+with our length-checked C decoders whichever library received the body and
+built by spread/_messages.py."""
+
+from __future__ import annotations
+
+from .. import _messages
+from .library import SLOT, ffi, lib, raise_error
+from .names import slot, slots
+
+
+class RegularMsg:
+    """A data message (or a reject of one of our requests, see service_type)."""
+
+    __slots__ = ("sender", "groups", "message", "msg_type", "endian", "service_type")
+
+    def __repr__(self):
+        return _messages.regular_repr(self)
+
+
+_new_regular = object.__new__
+_MEMBERSHIP, _REJECT = lib.MEMBERSHIP_MESS, lib.REJECT_MESS
+
+
+def read_vs_sets(body, body_len: int, capacity: int, as_bytes: bool):
+    """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
+    sets = ffi.new("vs_set_info[]", max(capacity, 1))
+    mine = ffi.new("unsigned int *")
+    k = lib.SPX_get_vs_sets_info(body, body_len, sets, capacity, mine)
+    if k < 0:
+        return k
+    result = []
+    for i in range(k):
+        n = sets[i].num_members
+        names = ffi.new("char[][32]", max(n, 1))
+        got = lib.SPX_get_vs_set_members(body, body_len, ffi.addressof(sets, i), names, n)
+        if got < 0:
+            return got
+        result.append((n, sets[i].members_offset, slots(names, got, as_bytes)))
+    return k, mine[0], result
+
+
+def membership(mbox, svc, sender, groups, num_groups, data, n):
+    """The notice's object; IllegalMessage for a body that does not hold what
+    its type says."""
+    as_bytes = mbox._bytes_names
+    group = mbox._sender(sender)
+    members = slots(groups, num_groups, as_bytes)
+    if _messages.is_self_leave(svc):
+        return _messages.membership(svc, group, members)
+    info = ffi.new("membership_info *")
+    if lib.SPX_get_memb_info(data, n, svc, info) < 0:
+        raise_error(lib.ILLEGAL_MESSAGE, _messages.BAD_BODY)
+    gid = (info.gid.id[0], info.gid.id[1], info.gid.id[2])
+    if not _messages.wants_vs_sets(svc):
+        return _messages.membership(svc, group, members, gid)
+    r = read_vs_sets(data, n, info.num_vs_sets, as_bytes)
+    if isinstance(r, int):
+        raise_error(r, _messages.BAD_VS_SETS)
+    return _messages.membership(svc, group, members, gid,
+                                slot(ffi.buffer(info.changed_member, SLOT)[:], as_bytes),
+                                tuple(names for _, _, names in r[2]), r[1])
+
+
+def message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
+    """The message object for one received message (from any source)."""
+    if svc & _MEMBERSHIP and not svc & _REJECT:
+        return membership(mbox, svc, sender, groups, num_groups, data, n)
+    msg = _new_regular(RegularMsg)
+    msg.sender = mbox._sender(sender)
+    msg.groups = mbox._group_tuple(groups, num_groups)
+    msg.message = ffi.unpack(data, n)
+    msg.msg_type = mess_type
+    msg.endian = endian
+    msg.service_type = svc
+    return msg
+
+
+def _memb_info(service_type, body):
+    """SP_get_memb_info over a received body, as a dict (for tests)."""
+    info = ffi.new("membership_info *")
+    r = lib.SPX_get_memb_info(body, len(body), service_type, info)
+    if r < 0:
+        return {"ret": r}
+    return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
+            "changed_member": slot(ffi.buffer(info.changed_member, SLOT)[:], True)
+            .decode("ascii", "replace"),
+            "num_vs_sets": info.num_vs_sets,
+            "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
+
+
+def _vs_sets_info(body, capacity):
+    """SP_get_vs_sets_info and SP_get_vs_set_members over a body (for tests)."""
+    r = read_vs_sets(body, len(body), capacity, True)
+    if isinstance(r, int):
+        return {"ret": r}
+    return {"ret": r[0], "my_vs_set_index": r[1],
+            "sets": [{"num_members": n, "members_offset": off, "members": list(names)}
+                     for n, off, names in r[2]]}
