@@ -2,7 +2,8 @@
 installed package from a scratch directory, accepts tests/typing/good.py,
 reports exactly the mistakes marked in tests/typing/bad.py, and sees every
 name of spread.__all__ with a type (never Any). The stubs are also held
-against the runtime classes of both backends, and good.py is run."""
+against the runtime classes: _core.pyi against both backends, the public
+classes' stubs against spread's; and good.py is run."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ pytest.importorskip("mypy.api", reason="mypy is in the test extras")
 
 SAMPLES = Path(__file__).resolve().parent / "typing"
 PACKAGE = Path(spread.__file__).resolve().parent
-STUBS = ("__init__.pyi", "_core.pyi", "_constants.pyi", "_backend.pyi")
+STUBS = ("__init__.pyi", "_core.pyi", "_constants.pyi", "_backend.pyi", "_mailbox.pyi",
+         "_receiver.pyi", "_messages.pyi")
 MYPY_TIMEOUT = 170
 LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<severity>error|note): "
                   r"(?P<message>.*?)(?:  \[(?P<code>[a-z0-9-]+)\])?$")
@@ -81,6 +83,7 @@ def mypy_errors(tmp_path_factory) -> dict[str, list[tuple[int, str | None, str]]
 def test_the_installed_package_ships_its_stubs():
     for name in ("py.typed", *STUBS):
         assert (PACKAGE / name).is_file(), f"{name} is not installed beside {spread.__file__}"
+    assert {p.name for p in PACKAGE.glob("*.pyi")} == set(STUBS)
 
 
 @pytest.mark.timeout(180)
@@ -132,29 +135,122 @@ def _assigned(module: ast.Module, name: str) -> ast.expr:
     raise AssertionError(f"{name} is not assigned")
 
 
-def _stub_classes() -> dict[str, set[str]]:
-    """The classes of _core.pyi and the attributes it gives each."""
-    tree = ast.parse((PACKAGE / "_core.pyi").read_text())
-    return {node.name: {item.name if isinstance(item, ast.FunctionDef) else item.target.id
-                        for item in node.body
-                        if isinstance(item, (ast.FunctionDef, ast.AnnAssign))}
-            for node in tree.body
+# The stubs of classes: the backend contract, and the public classes of the
+# Python layer above it (module name -> the stub that describes it).
+BACKEND_STUB = "_core.pyi"
+PUBLIC_STUBS = {"spread._mailbox": "_mailbox.pyi", "spread._receiver": "_receiver.pyi",
+                "spread._messages": "_messages.pyi"}
+
+
+def _parse(stub: str) -> ast.Module:
+    return ast.parse((PACKAGE / stub).read_text())
+
+
+def _class_nodes(stub: str) -> dict[str, ast.ClassDef]:
+    """The classes a stub declares (TypedDicts, which are stub-only, left out)."""
+    return {node.name: node for node in _parse(stub).body
             if isinstance(node, ast.ClassDef) and "TypedDict" not in ast.unparse(node)}
+
+
+def _imports(stub: str) -> dict[str, str]:
+    """Name -> the stub it is imported from, for a stub's relative imports."""
+    return {a.asname or a.name: f"{node.module}.pyi" for node in _parse(stub).body
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+            for a in node.names}
+
+
+def _base_name(expr: ast.expr) -> str:
+    """MailboxBase[AnyStr] -> MailboxBase; Generic[AnyStr] -> Generic."""
+    if isinstance(expr, ast.Subscript):
+        expr = expr.value
+    return expr.attr if isinstance(expr, ast.Attribute) else expr.id
+
+
+def _stub_bases(stub: str, cls: str) -> list[tuple[str, str]]:
+    """The (stub, class) pairs a stub class derives from, other stubs' included."""
+    imported = _imports(stub)
+    found = []
+    for base in _class_nodes(stub)[cls].bases:
+        name = _base_name(base)
+        if name in _class_nodes(stub):
+            found.append((stub, name))
+        elif name in imported and name in _class_nodes(imported[name]):
+            found.append((imported[name], name))
+    return found
+
+
+def _stub_attributes(stub: str, cls: str) -> set[str]:
+    """The attributes the stubs give a class, inherited ones counted."""
+    own = {item.name if isinstance(item, ast.FunctionDef) else item.target.id
+           for item in _class_nodes(stub)[cls].body
+           if isinstance(item, (ast.FunctionDef, ast.AnnAssign))}
+    for base_stub, base in _stub_bases(stub, cls):
+        own |= _stub_attributes(base_stub, base)
+    return own
+
+
+def _check_class(stub: str, cls: str, runtime: type, where: str) -> None:
+    """Both directions: every attribute the stubs give cls exists on runtime
+    (its inherited ones counted), and every public attribute of runtime is in
+    the stubs."""
+    attributes = _stub_attributes(stub, cls)
+    public = {n for n in dir(runtime) if not n.startswith("_") or n in attributes}
+    public |= {n for n in getattr(runtime, "__slots__", ()) if not n.startswith("_")}
+    assert attributes <= public | {"__init__"}, \
+        f"{where} lacks {sorted(attributes - public - {'__init__'})} of {stub}'s {cls}"
+    assert {n for n in public if not n.startswith("_")} <= attributes, \
+        f"{stub}'s {cls} lacks {sorted(n for n in public - attributes if not n.startswith('_'))}" \
+        f" of {where}"
+
+
+def _stub_functions(stub: str) -> set[str]:
+    return {node.name for node in _parse(stub).body if isinstance(node, ast.FunctionDef)}
 
 
 @pytest.mark.parametrize("module", ["spread._core", "spread._cffi_core"])
 def test_the_stubs_describe_each_backend(module):
+    """_core.pyi is the backend contract: its classes and functions hold for
+    each backend module, and it declares all of _backend.py's lists."""
     core = pytest.importorskip(module)
-    classes = _stub_classes()
-    assert {"Mailbox", "RegularMsg", "MembershipMsg", "GroupId", "ThreadedReceiver"} <= set(classes)
-    for cls, attributes in classes.items():
-        runtime = getattr(core, cls)
-        public = {n for n in dir(runtime) if not n.startswith("_") or n in attributes}
-        if cls in ("RegularMsg", "MembershipMsg"):  # cffi's slots are public attributes
-            public |= set(getattr(runtime, "__slots__", ()))
-        assert attributes <= public | {"__init__"}, f"{module}.{cls} lacks some"
-        assert {n for n in public if not n.startswith("_")} <= attributes, \
-            f"the stub of {cls} lacks some of {module}.{cls}'s"
+    classes = _class_nodes(BACKEND_STUB)
+    assert {"MailboxBase", "ReceiverBase", "RegularMsg", "NativeDaemon"} <= set(classes)
+    assert not {"Mailbox", "ThreadedReceiver", "GroupId", "MembershipMsg"} & set(classes)
+    for cls in classes:
+        _check_class(BACKEND_STUB, cls, getattr(core, cls), f"{module}.{cls}")
+    declared = set(classes) | _stub_functions(BACKEND_STUB)
+    declared |= {node.target.id for node in _parse(BACKEND_STUB).body
+                 if isinstance(node, ast.AnnAssign)}
+    from spread import _backend
+    assert set(_backend.BACKEND_API + _backend.INTERNAL_API) <= declared
+    assert all(hasattr(core, name) for name in declared), \
+        f"{module} lacks {sorted(n for n in declared if not hasattr(core, n))}"
+    constants = ast.literal_eval(_assigned(_parse("_constants.pyi"), "__all__"))
+    assert all(hasattr(core, name) for name in constants)  # _core.pyi star-imports them
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_STUBS))
+def test_the_stubs_describe_the_public_classes(module):
+    """The Python layer's stubs hold for spread's classes (on the backend in
+    use: they subclass its classes), members inherited from _core.pyi's
+    classes counted; each stub base is a runtime base."""
+    stub = PUBLIC_STUBS[module]
+    classes = _class_nodes(stub)
+    assert classes
+    runtime_module = importlib.import_module(module)
+    for cls in classes:
+        runtime = getattr(runtime_module, cls)
+        assert getattr(spread, cls) is runtime, f"spread.{cls} is not {module}.{cls}"
+        _check_class(stub, cls, runtime, f"spread.{cls}")
+        for base_stub, base in _stub_bases(stub, cls):
+            base_module = (spread._backend.core if base_stub == BACKEND_STUB else
+                           importlib.import_module({v: k for k, v in PUBLIC_STUBS.items()}[base_stub]))
+            assert issubclass(runtime, getattr(base_module, base)), \
+                f"spread.{cls} is not a subclass of {base_module.__name__}.{base}"
+
+
+def test_every_public_class_has_its_stub():
+    described = set().union(*(_class_nodes(stub) for stub in PUBLIC_STUBS.values()))
+    assert described == {"Mailbox", "ThreadedReceiver", "GroupId", "MembershipMsg"}
 
 
 def _good():

@@ -1,23 +1,19 @@
 # The types of `import spread`, for type checkers: __init__.py picks its
 # backend at run time (spread._backend), which a checker cannot follow, so
-# this stub names what every backend provides (typed in _core.pyi).
+# this stub names the public classes of the Python layer (_mailbox.pyi,
+# _receiver.pyi, _messages.pyi) and what every backend provides (_core.pyi).
 
-from typing import Final, Literal
+from typing import Final, Literal, TypeAlias
 
 from ._constants import *
-from ._core import DEFAULT_BUFFER_SIZE as DEFAULT_BUFFER_SIZE
-from ._core import DEFAULT_GROUPS_SIZE as DEFAULT_GROUPS_SIZE
-from ._core import GroupId as GroupId
-from ._core import Mailbox as Mailbox
-from ._core import MailboxType as MailboxType
-from ._core import MembershipMsg as MembershipMsg
-from ._core import MembershipMsgType as MembershipMsgType
 from ._core import RegularMsg as RegularMsg
-from ._core import RegularMsgType as RegularMsgType
-from ._core import ThreadedReceiver as ThreadedReceiver
-from ._core import connect as connect
 from ._core import error_text as error_text
 from ._core import version as version
+from ._mailbox import Mailbox as Mailbox
+from ._mailbox import connect as connect
+from ._messages import GroupId as GroupId
+from ._messages import MembershipMsg as MembershipMsg
+from ._receiver import ThreadedReceiver as ThreadedReceiver
 from ._errors import SpreadError as SpreadError
 from ._errors import error as error
 from ._errors import ConnectionClosed as ConnectionClosed
@@ -36,6 +32,13 @@ from ._errors import ReceiverClosed as ReceiverClosed
 from ._errors import Empty as Empty
 
 backend: Final[Literal["cython", "cffi"]]
+# Not Spread constants; the classic module had them.
+DEFAULT_BUFFER_SIZE: Final[int]
+DEFAULT_GROUPS_SIZE: Final[int]
+# The classic module's type names.
+MailboxType: TypeAlias = Mailbox
+RegularMsgType: TypeAlias = RegularMsg
+MembershipMsgType: TypeAlias = MembershipMsg
 __version__: Final[str]
 
 # Every exception of _errors.py but error_class, which says it returns a `type`:

@@ -49,3 +49,8 @@ def unparameterized(mbox: spread.Mailbox) -> None:  # E: type-arg
     except spread.SpreadError as e:
         text: int = e.text  # E: assignment
         print(version, text)
+
+
+def made_by_connect() -> None:
+    spread.Mailbox()  # E: call-arg
+    spread.Mailbox("4803")  # E: arg-type

@@ -9,11 +9,13 @@ in annotations (lazy under the __future__ import) and in quotes elsewhere.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import spread
 import spread.daemon
 import spread.testing
+from spread._backend import core
 
 if TYPE_CHECKING:
     from typing_extensions import assert_type
@@ -55,6 +57,25 @@ def next_regular(mbox: spread.Mailbox[str]) -> spread.RegularMsg[str]:
         msg = mbox.receive()
         if isinstance(msg, spread.RegularMsg):
             return msg
+
+
+def layers(mbox: spread.Mailbox[str], rx: spread.ThreadedReceiver[str]) -> None:
+    """The public classes subclass the backend's (spread._backend.core, typed by
+    _core.pyi): a Mailbox is a MailboxBase, a ThreadedReceiver a ReceiverBase,
+    and the receiver's mailbox is still the public Mailbox."""
+    hot: core.MailboxBase[str] = mbox
+    drains: core.ReceiverBase[str] = rx
+    assert isinstance(hot, core.MailboxBase) and isinstance(drains, core.ReceiverBase)
+    assert_type(rx.mailbox, "spread.Mailbox[str]")
+    assert_type(drains.mailbox, "core.MailboxBase[str]")
+    assert_type(hot.receive, "Callable[[], spread.RegularMsg[str] | spread.MembershipMsg[str]]")
+    assert drains.mailbox is rx.mailbox is mbox
+    assert not mbox.closed and hot.private_group == mbox.private_group
+
+
+def bench_loops(mbox: spread.Mailbox[bytes]) -> float:
+    """spread.bench's C loops take any mailbox (type-checked, not run)."""
+    return core.c_multicast(mbox, b"group", 100, 10) + core.c_self(mbox, "group", 100, 10, 4)
 
 
 def exchange(address: str) -> None:
@@ -112,6 +133,7 @@ def exchange(address: str) -> None:
             assert counts[0] == 0 and rate >= 0 and received >= 1 and not rx.closed
             same: spread.Mailbox[str] = rx.mailbox
             assert same is alice
+            layers(alice, rx)
         for leftover in rx:  # closed: iteration ends once the queue is empty
             describe(leftover)
         try:
