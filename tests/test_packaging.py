@@ -23,8 +23,13 @@ def source_copy(dest: Path) -> Path:
     """The project's files as a clone would have them (plus files not yet
     committed), without build products, in dest."""
     try:
-        names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*BUILD_PRODUCTS, ".git"))
         return dest
@@ -36,9 +41,13 @@ def source_copy(dest: Path) -> Path:
 
 
 def pip_wheel(src: Path, out: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                           "-w", str(out), str(src)],
-                          capture_output=True, text=True, timeout=55, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=55,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.timeout(60)
@@ -49,9 +58,11 @@ def test_a_missing_compiler_fails_the_build_with_one_line(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in out, out
     said = [line.strip() for line in out.splitlines() if "spread-client needs" in line]
-    assert said == ["error: spread-client needs a C compiler to build its native library, and "
-                    "'/nonexistent/cc' (from $CC or Python's build settings) was not found: "
-                    "install gcc or clang (e.g. apt-get install gcc) or set CC to one"], out
+    assert said == [
+        "error: spread-client needs a C compiler to build its native library, and "
+        "'/nonexistent/cc' (from $CC or Python's build settings) was not found: "
+        "install gcc or clang (e.g. apt-get install gcc) or set CC to one"
+    ], out
     assert not list((tmp_path / "dist").glob("*.whl"))
 
 
@@ -76,15 +87,23 @@ def test_the_wheel_and_sdist_carry_the_license_and_no_generated_c(tmp_path):
     # Cython generated.
     sdist = set((src / "src/spread_client.egg-info/SOURCES.txt").read_text().split())
     assert "src/spread/_core.c" not in sdist
-    found = [p.relative_to(src) for pattern in ("native/**/*.[ch]", "src/spread/*.pxi")
-             for p in src.glob(pattern)]
+    found = [
+        p.relative_to(src)
+        for pattern in ("native/**/*.[ch]", "src/spread/*.pxi")
+        for p in src.glob(pattern)
+    ]
     needed = {p.as_posix() for p in found if "tests" not in p.parts}
     assert needed | {"LICENSE", "src/spread/_core.pyx", "src/spread/libspread.pxd"} <= sdist
 
 
 def spread_info(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spread", *args], capture_output=True,
-                          text=True, timeout=30, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "spread", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
 
 
 def test_python_m_spread_says_what_is_installed():
@@ -94,8 +113,11 @@ def test_python_m_spread_says_what_is_installed():
     assert lines[0] == f"spread-client {spread.__version__}"
     assert lines[1].startswith(f"backend: {spread.backend} ")
     library = os.environ.get("SPREAD_LIBRARY") if spread.backend == "cffi" else None
-    assert lines[2].startswith(f"native library: external, SPREAD_LIBRARY={library}" if library
-                               else f"native library: ours, built into the {spread.backend} backend")
+    assert lines[2].startswith(
+        f"native library: external, SPREAD_LIBRARY={library}"
+        if library
+        else f"native library: ours, built into the {spread.backend} backend"
+    )
     commands = [line.split()[:3] for line in lines if line.startswith("  python -m ")]
     assert commands == [["python", "-m", f"spread.{c}"] for c in ("demo", "daemon", "bench")]
 
@@ -103,9 +125,12 @@ def test_python_m_spread_says_what_is_installed():
 def test_python_m_spread_names_an_external_library():
     # Our cffi module carries the Spread API too: a stand-in for another libspread.
     import spread._cffi_native as ours
+
     proc = spread_info(SPREAD_BACKEND="cffi", SPREAD_LIBRARY=ours.__file__)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[2] == f"native library: external, SPREAD_LIBRARY={ours.__file__}"
+    assert (
+        proc.stdout.splitlines()[2] == f"native library: external, SPREAD_LIBRARY={ours.__file__}"
+    )
 
 
 def test_python_m_spread_version_is_one_line():

@@ -27,8 +27,10 @@ SAMPLES = Path(__file__).resolve().parent / "typing"
 PACKAGE = Path(spread.__file__).resolve().parent
 STUBS = ("__init__.pyi", "_core.pyi", "_constants.pyi", "_backend.pyi")
 MYPY_TIMEOUT = 170
-LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<severity>error|note): "
-                  r"(?P<message>.*?)(?:  \[(?P<code>[a-z0-9-]+)\])?$")
+LINE = re.compile(
+    r"^(?P<file>[^:]+):(?P<line>\d+): (?P<severity>error|note): "
+    r"(?P<message>.*?)(?:  \[(?P<code>[a-z0-9-]+)\])?$"
+)
 MARK = re.compile(r"#\s*E:\s*(?P<codes>[a-z0-9 -]+)$")
 
 
@@ -62,12 +64,32 @@ def mypy_errors(tmp_path_factory) -> dict[str, list[tuple[int, str | None, str]]
     (work / "names.py").write_text(_names_program())
     config = work / "mypy.ini"
     config.write_text("[mypy]\n")
-    command = [sys.executable, "-m", "mypy", "--strict", "--config-file", str(config),
-               "--cache-dir", str(work / "cache"), "--no-pretty", "--show-error-codes",
-               "--hide-error-context", "--no-color-output", "--no-error-summary",
-               "good.py", "bad.py", "names.py"]
-    done = subprocess.run(command, cwd=work, env=_search_path_env(), capture_output=True,
-                          text=True, timeout=MYPY_TIMEOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--config-file",
+        str(config),
+        "--cache-dir",
+        str(work / "cache"),
+        "--no-pretty",
+        "--show-error-codes",
+        "--hide-error-context",
+        "--no-color-output",
+        "--no-error-summary",
+        "good.py",
+        "bad.py",
+        "names.py",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=work,
+        env=_search_path_env(),
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIMEOUT,
+    )
     assert done.returncode in (0, 1), f"mypy failed:\n{done.stdout}\n{done.stderr}"
     found: dict[str, list[tuple[int, str | None, str]]] = collections.defaultdict(list)
     for text in done.stdout.splitlines():
@@ -102,8 +124,9 @@ def test_mistakes_are_reported_where_marked(mypy_errors):
             expected.update((number, code) for code in m["codes"].split())
     assert len(expected) >= 20
     got = collections.Counter((line, code) for line, code, _ in mypy_errors["bad.py"])
-    messages = "\n".join(f"{line}: [{code}] {message}"
-                         for line, code, message in mypy_errors["bad.py"])
+    messages = "\n".join(
+        f"{line}: [{code}] {message}" for line, code, message in mypy_errors["bad.py"]
+    )
     assert got == expected, f"mypy reported:\n{messages}"
 
 
@@ -127,7 +150,9 @@ def test_the_names_mypy_sees_are_the_names_spread_exports():
 
 def _assigned(module: ast.Module, name: str) -> ast.expr:
     for node in module.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+            name
+        ]:
             return node.value
     raise AssertionError(f"{name} is not assigned")
 
@@ -135,11 +160,15 @@ def _assigned(module: ast.Module, name: str) -> ast.expr:
 def _stub_classes() -> dict[str, set[str]]:
     """The classes of _core.pyi and the attributes it gives each."""
     tree = ast.parse((PACKAGE / "_core.pyi").read_text())
-    return {node.name: {item.name if isinstance(item, ast.FunctionDef) else item.target.id
-                        for item in node.body
-                        if isinstance(item, (ast.FunctionDef, ast.AnnAssign))}
-            for node in tree.body
-            if isinstance(node, ast.ClassDef) and "TypedDict" not in ast.unparse(node)}
+    return {
+        node.name: {
+            item.name if isinstance(item, ast.FunctionDef) else item.target.id
+            for item in node.body
+            if isinstance(item, (ast.FunctionDef, ast.AnnAssign))
+        }
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and "TypedDict" not in ast.unparse(node)
+    }
 
 
 @pytest.mark.parametrize("module", ["spread._core", "spread._cffi_core"])
@@ -153,8 +182,9 @@ def test_the_stubs_describe_each_backend(module):
         if cls in ("RegularMsg", "MembershipMsg"):  # cffi's slots are public attributes
             public |= set(getattr(runtime, "__slots__", ()))
         assert attributes <= public | {"__init__"}, f"{module}.{cls} lacks some"
-        assert {n for n in public if not n.startswith("_")} <= attributes, \
+        assert {n for n in public if not n.startswith("_")} <= attributes, (
             f"the stub of {cls} lacks some of {module}.{cls}'s"
+        )
 
 
 def _good():

@@ -23,8 +23,15 @@ __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
 # The daemon's options, as keyword arguments (the command line's, with "_").
-OPTIONS = ("host", "name", "max_session_messages", "max_session_bytes", "tcp", "unix_socket",
-           "log_level")
+OPTIONS = (
+    "host",
+    "name",
+    "max_session_messages",
+    "max_session_bytes",
+    "tcp",
+    "unix_socket",
+    "log_level",
+)
 # The port in the ready line of either daemon build (Python or stand-alone C).
 READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
 
@@ -33,8 +40,10 @@ def check_options(options: dict, who: str) -> None:
     """TypeError for a keyword that is not a daemon option."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise TypeError(f"{who}() got unknown daemon option(s) {', '.join(unknown)}; "
-                        f"the options are port, {', '.join(OPTIONS)}")
+        raise TypeError(
+            f"{who}() got unknown daemon option(s) {', '.join(unknown)}; "
+            f"the options are port, {', '.join(OPTIONS)}"
+        )
 
 
 def free_port() -> int:
@@ -98,9 +107,10 @@ class EmbeddedDaemon(DaemonAddresses):
             cmd += ["--log-level", "info"]
         return cmd
 
-    def start(self) -> "EmbeddedDaemon":
+    def start(self) -> EmbeddedDaemon:
         self.process = subprocess.Popen(
-            self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         line = self._wait_ready()
         found = READY_PORT.search(line) if line is not None else None
         if found is None:
@@ -166,7 +176,7 @@ class EmbeddedDaemon(DaemonAddresses):
             tail = "\n".join(self.log[-40:])
             raise RuntimeError(f"embedded daemon exited with status {code}:\n{tail}")
 
-    def __enter__(self) -> "EmbeddedDaemon":
+    def __enter__(self) -> EmbeddedDaemon:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -183,13 +193,13 @@ class ExternalDaemon:
         self.unix_address = port
         self.options: dict = {}
 
-    def start(self) -> "ExternalDaemon":
+    def start(self) -> ExternalDaemon:
         return self
 
     def stop(self) -> None:
         pass
 
-    def __enter__(self) -> "ExternalDaemon":
+    def __enter__(self) -> ExternalDaemon:
         return self
 
     def __exit__(self, *exc) -> None:
