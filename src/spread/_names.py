@@ -1,6 +1,11 @@
 """The names of the native constants, listed once: the sp.h constants that
 `import spread` exports under their classic names, and the internal ones of
-our extensions. Both backends take their values from the C headers."""
+our extensions. Both backends take their values from the C headers.
+
+_constants.pxi (the Cython declarations) and _constants.pyi (the stubs) are
+generated from SP_CONSTANTS: after changing it, run
+``python tools/gen_constants.py`` (tests/test_constants.py fails while they
+are stale)."""
 
 SP_CONSTANTS = (
     "LOW_PRIORITY",
