@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spread import _names
+import spread
+from spread import _errors, _names
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "tools" / "gen_constants.py"
@@ -66,3 +67,16 @@ def test_check_says_stale_and_a_run_makes_it_current(tmp_path):
 
 def test_the_generator_reads_the_names_the_package_has():
     assert generator().sp_constants(PACKAGE) == _names.SP_CONSTANTS
+
+
+@pytest.mark.parametrize("module", ["spread._core", "spread._cffi_core"])
+def test_error_classes_are_keyed_by_sp_h_names(module):
+    core = pytest.importorskip(module)
+    assert set(_errors._BY_NAME) <= set(_names.SP_CONSTANTS)
+    for name, cls in _errors._BY_NAME.items():
+        code = getattr(core, name)
+        assert code < 0
+        assert spread.error_class(code) is cls, name
+    assert spread.error_class(spread.BUFFER_TOO_SHORT) is spread.SpreadError
+    assert spread.error_class(-12345) is spread.SpreadError
+    assert spread.error_class(spread.CONNECTION_CLOSED) is spread.ConnectionClosed
