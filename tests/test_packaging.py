@@ -4,6 +4,7 @@ says what is installed."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -136,3 +137,17 @@ def test_python_m_spread_names_an_external_library():
 def test_python_m_spread_version_is_one_line():
     proc = spread_info("--version")
     assert (proc.returncode, proc.stdout) == (0, f"spread-client {spread.__version__}\n")
+
+
+def test_the_version_is_written_once():
+    from spread import _version
+
+    assert spread.__version__ == _version.__version__
+    try:
+        installed = importlib.metadata.version("spread-client")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None  # run from a source tree on PYTHONPATH
+    assert installed in (None, _version.__version__)
+    project = (ROOT / "pyproject.toml").read_text().split("\n[project]\n", 1)[1].split("\n[", 1)[0]
+    assert 'dynamic = ["version"]' in project
+    assert not [line for line in project.splitlines() if line.startswith("version")]
