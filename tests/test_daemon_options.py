@@ -219,3 +219,39 @@ def test_session_fixture_takes_a_port(tmp_path):
         env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_daemon_defaults_are_written_once():
+    """spread/_daemon_options.py holds the defaults: the Daemon class, the
+    command line and the cffi backend's NativeDaemon all take them from it."""
+    import inspect
+
+    from spread import _daemon_options as o
+    from spread.daemon.__main__ import build_parser
+
+    expected = {
+        "port": o.DEFAULT_PORT,
+        "host": o.DEFAULT_HOST,
+        "name": o.DEFAULT_NAME,
+        "max_session_messages": o.DEFAULT_MAX_SESSION_MESSAGES,
+        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        "tcp": o.DEFAULT_TCP,
+        "unix_socket": o.DEFAULT_UNIX_SOCKET,
+        "log_level": o.DEFAULT_LOG_LEVEL,
+    }
+    daemon = {k: p.default for k, p in inspect.signature(Daemon).parameters.items()}
+    assert daemon == expected
+    cli = vars(build_parser().parse_args([]))
+    assert cli == {
+        **{k: expected[k] for k in ("port", "host", "name", "max_session_messages")},
+        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        "no_unix_socket": False,
+        "no_tcp": False,
+        "log_level": o.COMMAND_LOG_LEVEL,
+    }
+    assert o.DEFAULT_PORT == spread.DEFAULT_SPREAD_PORT
+    cffi = pytest.importorskip("spread._cffi_core")
+    native = inspect.signature(cffi.NativeDaemon).parameters
+    assert {k: p.default for k, p in native.items() if k != "port"} == {
+        k: v for k, v in expected.items() if k != "port"
+    }

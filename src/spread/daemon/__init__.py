@@ -14,7 +14,16 @@ import os
 import threading
 
 from .._backend import core as _core
-from .._daemon_options import DEFAULT_MAX_SESSION_BYTES
+from .._daemon_options import (
+    DEFAULT_HOST,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_SESSION_MESSAGES,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+    DEFAULT_TCP,
+    DEFAULT_UNIX_SOCKET,
+)
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
@@ -50,15 +59,15 @@ class Daemon(DaemonAddresses):
 
     def __init__(
         self,
-        port: int = 4803,
+        port: int = DEFAULT_PORT,
         *,
-        host: str = "127.0.0.1",
-        name: str = "localhost",
-        max_session_messages: int = 1000,
+        host: str = DEFAULT_HOST,
+        name: str = DEFAULT_NAME,
+        max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
         max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
-        tcp: bool = True,
-        unix_socket: bool = True,
-        log_level: str = "error",
+        tcp: bool = DEFAULT_TCP,
+        unix_socket: bool = DEFAULT_UNIX_SOCKET,
+        log_level: str = DEFAULT_LOG_LEVEL,
     ):
         self._native = NativeDaemon(
             port, host, name, max_session_messages, tcp, unix_socket, log_level, max_session_bytes

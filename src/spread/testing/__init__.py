@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST
 from ..daemon import DaemonAddresses
 
 __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
@@ -85,7 +86,7 @@ class EmbeddedDaemon(DaemonAddresses):
 
     @property
     def host(self) -> str:
-        return self.options.get("host", "127.0.0.1")
+        return self.options.get("host", DEFAULT_HOST)
 
     def _command(self) -> list[str]:
         # SPREAD_DAEMON_COMMAND runs another build with the same options (the
@@ -104,7 +105,7 @@ class EmbeddedDaemon(DaemonAddresses):
             else:
                 cmd += [flag, str(value)]
         if "log_level" not in self.options:
-            cmd += ["--log-level", "info"]
+            cmd += ["--log-level", COMMAND_LOG_LEVEL]
         return cmd
 
     def start(self) -> EmbeddedDaemon:
