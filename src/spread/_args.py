@@ -119,7 +119,7 @@ def name_bytes(name: object, what: str, bad_value: type = ValueError) -> bytes:
     return b
 
 
-def _value_error(cls: type, text: str) -> Exception:
+def _value_error(cls: type[Exception], text: str) -> Exception:
     if issubclass(cls, SpreadError):
         return cls(ILLEGAL_GROUP, text)
     return cls(text)
@@ -144,7 +144,7 @@ def group_list(groups: object) -> list[bytes]:
         raise TypeError(
             f"groups must be a sequence of group names, not {_type_name(groups)}"
         ) from None
-    names = []
+    names: list[bytes] = []
     for group in items:
         if len(names) == MAX_GROUPS:
             raise ValueError(f"at most {MAX_GROUPS} groups per message")

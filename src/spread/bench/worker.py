@@ -148,7 +148,7 @@ def slow(address, group, sleepy, threaded):
     try:
         while True:
             msg = m.receive()
-            if msg.msg_type == END:
+            if isinstance(msg, spread.RegularMsg) and msg.msg_type == END:
                 break
             n += 1
             if n <= sleepy:

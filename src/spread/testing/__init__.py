@@ -78,14 +78,14 @@ class EmbeddedDaemon(DaemonAddresses):
     def __init__(self, port: int | None = None, **options):
         check_options(options, "EmbeddedDaemon")
         self._fixed_port = port or None
-        self.port = port
+        self.port = port  # type: ignore[assignment]  # None until start() reads the ready line
         self.options = options
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
         self._log_thread: threading.Thread | None = None
 
     @property
-    def host(self) -> str:
+    def host(self) -> str:  # type: ignore[override]  # a plain attribute in Daemon
         return self.options.get("host", DEFAULT_HOST)
 
     def _command(self) -> list[str]:
@@ -128,20 +128,24 @@ class EmbeddedDaemon(DaemonAddresses):
     def _wait_ready(self) -> str | None:
         """The ready line, or None if the process ended first."""
         result: list[str] = []
+        process = self.process
+        assert process is not None and process.stdout is not None
+        stdout = process.stdout
 
         def read():
-            result.append(self.process.stdout.readline())
+            result.append(stdout.readline())
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(READY_TIMEOUT)
         if not result or not result[0]:
-            if self.process.poll() is None:
-                self.process.kill()
+            if process.poll() is None:
+                process.kill()
             return None
         return result[0]
 
     def _drain_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line.rstrip("\n"))
 
