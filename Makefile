@@ -1,6 +1,7 @@
 # What CI runs (.ci/run), one command each, in the active virtual environment:
 #   make build        pip install . (compiles both extensions)
 #   make dev          pip install ".[test,dev]" (the tests' and the lint tools)
+#   make dev-tools    the lint tools alone, beside an installed package (CI)
 #   make test         the suite on the Cython backend, then on cffi
 #   make test-extlib  the suite on cffi over an external client library (ours, as a .so)
 #   make test-c       the C tests of native/
@@ -49,7 +50,7 @@ LINT_MYPY ?= src/spread/bench src/spread/daemon src/spread/testing tests/typing/
 	  _cli.py demo.py _version.py)
 MYPY_FLAGS ?= --follow-imports=silent
 
-.PHONY: build dev test test-cython test-cffi test-extlib test-c san san-c san-daemon san-python \
+.PHONY: build dev dev-tools test test-cython test-cffi test-extlib test-c san san-c san-daemon san-python \
 	fuzz lint lint-all format constants bench icount
 
 build:
@@ -57,6 +58,11 @@ build:
 
 dev:
 	$(PYTHON) -m pip install ".[test,dev]"
+
+# The dev extra's tools alone, for an installed package (no second build).
+dev-tools:
+	reqs="$$($(PYTHON) tools/extra_requirements.py dev)" && \
+	    echo "$$reqs" | xargs -d '\n' $(PYTHON) -m pip install --quiet
 
 test: test-cython test-cffi
 
