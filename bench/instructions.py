@@ -31,8 +31,9 @@ GROUP = "icount"
 
 def _sender(address, group, size, count):
     """Fills the reader's queue from another process (not under valgrind)."""
-    return subprocess.run([sys.executable, __file__, "--fill", address, group, str(size),
-                           str(count)], check=True)
+    return subprocess.run(
+        [sys.executable, __file__, "--fill", address, group, str(size), str(count)], check=True
+    )
 
 
 def child(mode: str, size: int, count: int, address: str) -> None:
@@ -90,9 +91,19 @@ def instructions(mode: str, size: int, count: int, address: str) -> tuple[int, i
     """(whole process, main thread only) instructions for one client run."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
-               f"--callgrind-out-file={out}",
-               sys.executable, __file__, "--child", mode, str(size), str(count), address]
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            str(size),
+            str(count),
+            address,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         m = re.search(r"Collected : (\d+)", proc.stderr)
         if proc.returncode != 0 or not m:
@@ -133,8 +144,10 @@ def main(argv=None) -> int:
     with EmbeddedDaemon(max_session_messages=100_000_000, log_level="error") as d:
         address = d.unix_address
         print(f"instructions per message, client process (callgrind, {small} vs {large} messages)")
-        print(f"{'path':32} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}  "
-              f"{'Python main thread':>18}")
+        print(
+            f"{'path':32} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}  "
+            f"{'Python main thread':>18}"
+        )
         for label, py_mode, c_mode in ROWS:
             for size in sizes:
                 py_l, py_s = (instructions(py_mode, size, n, address) for n in (large, small))
@@ -142,8 +155,11 @@ def main(argv=None) -> int:
                 py = (py_l[0] - py_s[0]) / (large - small)
                 py_main = (py_l[1] - py_s[1]) / (large - small)
                 c = (c_l[0] - c_s[0]) / (large - small)
-                print(f"{label:32} {size:>7} {py:>9,.0f} {c:>7,.0f} {py / c:>6.2f}  "
-                      f"{py_main:>18,.0f}", flush=True)
+                print(
+                    f"{label:32} {size:>7} {py:>9,.0f} {c:>7,.0f} {py / c:>6.2f}  "
+                    f"{py_main:>18,.0f}",
+                    flush=True,
+                )
     return 0
 
 

@@ -41,21 +41,19 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
-END = 99          # msg_type of the last message of a stream
-BARRIER = 98      # msg_type of a message a client sends itself to sync with the daemon
-ACK = 97          # msg_type of a reader's acknowledgement
+END = 99  # msg_type of the last message of a stream
+BARRIER = 98  # msg_type of a message a client sends itself to sync with the daemon
+ACK = 97  # msg_type of a reader's acknowledgement
 KIB = 1024
 MIB = 1024 * 1024
 
 FULL = {
-    "clientrss": {"count": 1_000_000, "step": 100_000, "size": 1024, "chunk": 200,
-                  "window": 600},
+    "clientrss": {"count": 1_000_000, "step": 100_000, "size": 1024, "chunk": 200, "window": 600},
     "cycles": {"cycles": 25_000, "every": 5_000},
     "churn": {"pairs": 1_000_000, "every": 100_000, "per_client": 10_000, "barrier": 100},
-    "noread": {"readers": 4, "size": 100 * KIB, "max_session_bytes": 64 * MIB,
-               "cap": 3_000},
+    "noread": {"readers": 4, "size": 100 * KIB, "max_session_bytes": 64 * MIB, "cap": 3_000},
 }
 QUICK = {
     "clientrss": {"count": 20_000, "step": 5_000, "size": 1024, "chunk": 200, "window": 600},
@@ -90,6 +88,7 @@ def malloc_trim() -> bool:
     remains resident after it is held, not merely cached); False elsewhere."""
     try:
         import ctypes
+
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         return False
@@ -109,10 +108,12 @@ def confirm_joins(m, spread) -> None:
 
 # -- the processes the driver starts: `python longrun.py --role ROLE JSON` --------
 
+
 def role_reader(address, group, ack_group, kind, step, ack_every):
     """Reads until the end message, acknowledging every `ack_every` messages
     and taking its RSS every `step`."""
     import spread
+
     m = spread.connect(address, membership=0)
     m.join(group)
     confirm_joins(m, spread)
@@ -126,11 +127,14 @@ def role_reader(address, group, ack_group, kind, step, ack_every):
     start = time.perf_counter()
     # One loop for both readers: a batch from the receiver, or one message.
     if rx is not None:
+
         def batch():
             return rx.get_batch(1000)
     else:
+
         def batch():
             return (m.receive(),)
+
     done = False
     while not done:
         for msg in batch():
@@ -150,8 +154,13 @@ def role_reader(address, group, ack_group, kind, step, ack_every):
     trimmed = malloc_trim()
     trimmed_kib = rss_kib() if trimmed else None
     m.disconnect()
-    return {"messages": n, "seconds": seconds, "samples": samples, "hwm_kib": peak,
-            "rss_trimmed_kib": trimmed_kib}
+    return {
+        "messages": n,
+        "seconds": seconds,
+        "samples": samples,
+        "hwm_kib": peak,
+        "rss_trimmed_kib": trimmed_kib,
+    }
 
 
 def role_sender(address, group, ack_group, size, count, chunk, window):
@@ -159,6 +168,7 @@ def role_sender(address, group, ack_group, size, count, chunk, window):
     than `window` ahead of the reader's acknowledgements, then the end."""
     import spread
     from spread._backend import core
+
     m = spread.connect(address, membership=0)
     m.join(ack_group)
     confirm_joins(m, spread)
@@ -196,13 +206,20 @@ def _live(spread) -> tuple[int, int]:
 
 def role_cycles(address, cycles, every, disconnect):
     import spread
+
     gc.enable()
 
     def sample(at):
         st = proc_status()
         mailboxes, receivers = _live(spread)
-        return {"at": at, "rss_kib": st["VmRSS"], "fds": open_fds(), "threads": st["Threads"],
-                "mailboxes": mailboxes, "receivers": receivers}
+        return {
+            "at": at,
+            "rss_kib": st["VmRSS"],
+            "fds": open_fds(),
+            "threads": st["Threads"],
+            "mailboxes": mailboxes,
+            "receivers": receivers,
+        }
 
     def cycle():
         m = spread.connect(address, membership=0)
@@ -234,12 +251,19 @@ def role_cycles(address, cycles, every, disconnect):
     samples.append(after)
     if malloc_trim():
         samples.append(sample("after malloc_trim(0)"))
-    return {"cycles": done, "seconds": seconds, "error": error, "samples": samples,
-            "collected": collected, "garbage": len(gc.garbage)}
+    return {
+        "cycles": done,
+        "seconds": seconds,
+        "error": error,
+        "samples": samples,
+        "collected": collected,
+        "garbage": len(gc.garbage),
+    }
 
 
 def role_churn(address, pairs, every, per_client, barrier, daemon_pid):
     import spread
+
     prefix = uuid.uuid4().hex[:6]
     samples = [[0, rss_kib(daemon_pid)]]
     notices = 0
@@ -274,14 +298,20 @@ def role_churn(address, pairs, every, per_client, barrier, daemon_pid):
     seconds = time.perf_counter() - start
     if samples[-1][0] != pairs:
         samples.append([pairs, rss_kib(daemon_pid)])
-    return {"pairs": pairs, "seconds": seconds, "samples": samples, "notices": notices,
-            "daemon_hwm_kib": proc_status(daemon_pid)["VmHWM"]}
+    return {
+        "pairs": pairs,
+        "seconds": seconds,
+        "samples": samples,
+        "notices": notices,
+        "daemon_hwm_kib": proc_status(daemon_pid)["VmHWM"],
+    }
 
 
 def role_noread(address, group, name):
     """Joins, then reads nothing until told to on stdin; then reads until the
     end message or an error."""
     import spread
+
     m = spread.connect(address, name=name, membership=0)
     m.join(group)
     confirm_joins(m, spread)
@@ -305,26 +335,37 @@ def role_noread(address, group, name):
 
 
 ROLES: dict[str, Callable[..., dict]] = {
-    "reader": role_reader, "sender": role_sender, "cycles": role_cycles, "churn": role_churn,
-    "noread": role_noread}
+    "reader": role_reader,
+    "sender": role_sender,
+    "cycles": role_cycles,
+    "churn": role_churn,
+    "noread": role_noread,
+}
 
 
 # -- the driver -------------------------------------------------------------------
+
 
 class BenchError(Exception):
     pass
 
 
 def worker(role, stdin=False, **args):
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", role,
-                             json.dumps(args)], stdout=subprocess.PIPE,
-                            stdin=subprocess.PIPE if stdin else None, text=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--role", role, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin else None,
+        text=True,
+    )
 
 
 def wait_ready(proc, what, timeout=30.0):
     import select
-    if not select.select([proc.stdout], [], [], timeout)[0] or \
-            "ready" not in proc.stdout.readline():
+
+    if (
+        not select.select([proc.stdout], [], [], timeout)[0]
+        or "ready" not in proc.stdout.readline()
+    ):
         proc.kill()
         proc.wait()
         raise BenchError(f"{what} did not get ready")
@@ -336,7 +377,7 @@ def result(proc, what, timeout):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise BenchError(f"{what} did not finish within {timeout:.0f} s")
+        raise BenchError(f"{what} did not finish within {timeout:.0f} s") from None
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise BenchError(f"{what} failed (exit status {proc.returncode})")
@@ -352,6 +393,7 @@ def daemon_options(spread_testing, **wanted):
 
 def start_daemon(**wanted):
     import spread.testing as st
+
     d = st.EmbeddedDaemon(port=st.free_port(), **daemon_options(st, **wanted))
     return d.start()
 
@@ -366,12 +408,26 @@ def bench_clientrss(cfg, timeout):
         d = start_daemon(log_level="info")
         try:
             group, ack_group = f"lr{uuid.uuid4().hex[:10]}", f"la{uuid.uuid4().hex[:10]}"
-            rx = worker("reader", address=d.address, group=group, ack_group=ack_group,
-                        kind=kind, step=cfg["step"], ack_every=cfg["chunk"])
+            rx = worker(
+                "reader",
+                address=d.address,
+                group=group,
+                ack_group=ack_group,
+                kind=kind,
+                step=cfg["step"],
+                ack_every=cfg["chunk"],
+            )
             wait_ready(rx, f"the {kind} reader")
-            tx = worker("sender", address=d.address, group=group, ack_group=ack_group,
-                        size=cfg["size"], count=cfg["count"], chunk=cfg["chunk"],
-                        window=cfg["window"])
+            tx = worker(
+                "sender",
+                address=d.address,
+                group=group,
+                ack_group=ack_group,
+                size=cfg["size"],
+                count=cfg["count"],
+                chunk=cfg["chunk"],
+                window=cfg["window"],
+            )
             got = result(rx, f"the {kind} reader", timeout)
             sent = result(tx, "the sender", 30)
         finally:
@@ -381,22 +437,52 @@ def bench_clientrss(cfg, timeout):
         last = samples[-1]
         steps = (last[0] - first[0]) / cfg["step"]
         growth = (last[1] - first[1]) / steps if steps else 0.0
-        rows.append({"reader": "ThreadedReceiver.get_batch" if kind == "threaded"
-                     else "receive()", "kind": kind, "messages": got["messages"],
-                     "sent": sent["sent"], "seconds": got["seconds"],
-                     "rss_start_kib": samples[0][1], "rss_first_step_kib": first[1],
-                     "rss_end_kib": last[1], "growth_per_step_kib": growth,
-                     "hwm_kib": got["hwm_kib"], "rss_trimmed_kib": got.get("rss_trimmed_kib"),
-                     "samples": samples})
+        rows.append(
+            {
+                "reader": "ThreadedReceiver.get_batch" if kind == "threaded" else "receive()",
+                "kind": kind,
+                "messages": got["messages"],
+                "sent": sent["sent"],
+                "seconds": got["seconds"],
+                "rss_start_kib": samples[0][1],
+                "rss_first_step_kib": first[1],
+                "rss_end_kib": last[1],
+                "growth_per_step_kib": growth,
+                "hwm_kib": got["hwm_kib"],
+                "rss_trimmed_kib": got.get("rss_trimmed_kib"),
+                "samples": samples,
+            }
+        )
     step = f"{cfg['step'] // 1000}k"
-    table(f"Client RSS, {cfg['count']:,} messages of {cfg['size']} B (MiB; growth in KiB "
-          f"per {step} after the first {step})",
-          ("reader", "messages", "RSS start", f"RSS @{step}", "RSS end", f"growth/{step} KiB",
-           "peak (VmHWM)", "end, malloc_trim", "s"),
-          [(r["reader"], r["messages"], mib(r["rss_start_kib"]), mib(r["rss_first_step_kib"]),
-            mib(r["rss_end_kib"]), f"{r['growth_per_step_kib']:+.0f}", mib(r["hwm_kib"]),
-            mib(r["rss_trimmed_kib"]) if r["rss_trimmed_kib"] is not None else "-",
-            f"{r['seconds']:.1f}") for r in rows])
+    table(
+        f"Client RSS, {cfg['count']:,} messages of {cfg['size']} B (MiB; growth in KiB "
+        f"per {step} after the first {step})",
+        (
+            "reader",
+            "messages",
+            "RSS start",
+            f"RSS @{step}",
+            "RSS end",
+            f"growth/{step} KiB",
+            "peak (VmHWM)",
+            "end, malloc_trim",
+            "s",
+        ),
+        [
+            (
+                r["reader"],
+                r["messages"],
+                mib(r["rss_start_kib"]),
+                mib(r["rss_first_step_kib"]),
+                mib(r["rss_end_kib"]),
+                f"{r['growth_per_step_kib']:+.0f}",
+                mib(r["hwm_kib"]),
+                mib(r["rss_trimmed_kib"]) if r["rss_trimmed_kib"] is not None else "-",
+                f"{r['seconds']:.1f}",
+            )
+            for r in rows
+        ],
+    )
     return rows
 
 
@@ -406,9 +492,17 @@ def bench_cycles(cfg, timeout):
     try:
         for disconnect in (True, False):
             label = "disconnect()" if disconnect else "dropped, no disconnect()"
-            got = result(worker("cycles", address=d.unix_address, cycles=cfg["cycles"],
-                                every=cfg["every"], disconnect=disconnect),
-                         f"the cycles ({label})", timeout)
+            got = result(
+                worker(
+                    "cycles",
+                    address=d.unix_address,
+                    cycles=cfg["cycles"],
+                    every=cfg["every"],
+                    disconnect=disconnect,
+                ),
+                f"the cycles ({label})",
+                timeout,
+            )
             got["variant"] = label
             out.append(got)
     finally:
@@ -419,17 +513,30 @@ def bench_cycles(cfg, timeout):
             if s["at"] == "after malloc_trim(0)":
                 got["rss_after_trim_kib"] = s["rss_kib"]
             at = s["at"]
-            rows.append((got["variant"], f"{at:,}" if isinstance(at, int) else at,
-                         mib(s["rss_kib"]), s["fds"], s["threads"], s["mailboxes"],
-                         s["receivers"]))
-    table(f"{cfg['cycles']:,} connect + start_receiver() cycles in one process, unix socket "
-          f"(RSS in MiB; Mailbox/ThreadedReceiver objects the collector tracks)",
-          ("variant", "cycle", "RSS", "fds", "threads", "mailboxes", "receivers"), rows)
+            rows.append(
+                (
+                    got["variant"],
+                    f"{at:,}" if isinstance(at, int) else at,
+                    mib(s["rss_kib"]),
+                    s["fds"],
+                    s["threads"],
+                    s["mailboxes"],
+                    s["receivers"],
+                )
+            )
+    table(
+        f"{cfg['cycles']:,} connect + start_receiver() cycles in one process, unix socket "
+        f"(RSS in MiB; Mailbox/ThreadedReceiver objects the collector tracks)",
+        ("variant", "cycle", "RSS", "fds", "threads", "mailboxes", "receivers"),
+        rows,
+    )
     for got in out:
-        print(f"{got['variant']}: {got['cycles']:,} cycles in {got['seconds']:.1f} s"
-              + (f", stopped by {got['error']}" if got["error"] else "")
-              + f"; gc.collect() found {got['collected']}, "
-                f"gc.garbage {got['garbage']}")
+        print(
+            f"{got['variant']}: {got['cycles']:,} cycles in {got['seconds']:.1f} s"
+            + (f", stopped by {got['error']}" if got["error"] else "")
+            + f"; gc.collect() found {got['collected']}, "
+            f"gc.garbage {got['garbage']}"
+        )
     return out
 
 
@@ -438,12 +545,23 @@ def bench_churn(cfg, timeout):
     try:
         # One steady client in a steady group, there for the whole run.
         import spread
+
         steady = spread.connect(d.address, membership=0)
         steady.join(f"steady{uuid.uuid4().hex[:8]}")
         confirm_joins(steady, spread)
-        got = result(worker("churn", address=d.address, pairs=cfg["pairs"], every=cfg["every"],
-                            per_client=cfg["per_client"], barrier=cfg["barrier"],
-                            daemon_pid=d.process.pid), "the churn", timeout)
+        got = result(
+            worker(
+                "churn",
+                address=d.address,
+                pairs=cfg["pairs"],
+                every=cfg["every"],
+                per_client=cfg["per_client"],
+                barrier=cfg["barrier"],
+                daemon_pid=d.process.pid,
+            ),
+            "the churn",
+            timeout,
+        )
         steady.disconnect()
     finally:
         d.stop()
@@ -451,22 +569,30 @@ def bench_churn(cfg, timeout):
     first = next((s for s in samples if s[0] >= cfg["every"]), samples[-1])
     steps = (samples[-1][0] - first[0]) / cfg["every"]
     got["growth_per_step_kib"] = (samples[-1][1] - first[1]) / steps if steps else 0.0
-    table(f"Daemon RSS under name churn: {cfg['pairs']:,} join/leave pairs of new names, "
-          f"a new client every {cfg['per_client']:,} (MiB)",
-          ("pairs", "daemon RSS"), [(f"{n:,}", mib(kib)) for n, kib in samples])
-    print(f"{got['seconds']:.1f} s, {got['notices']:,} membership notices read; growth "
-          f"{got['growth_per_step_kib']:+.0f} KiB per {cfg['every']:,} pairs after the first; "
-          f"daemon VmHWM {mib(got['daemon_hwm_kib'])} MiB")
+    table(
+        f"Daemon RSS under name churn: {cfg['pairs']:,} join/leave pairs of new names, "
+        f"a new client every {cfg['per_client']:,} (MiB)",
+        ("pairs", "daemon RSS"),
+        [(f"{n:,}", mib(kib)) for n, kib in samples],
+    )
+    print(
+        f"{got['seconds']:.1f} s, {got['notices']:,} membership notices read; growth "
+        f"{got['growth_per_step_kib']:+.0f} KiB per {cfg['every']:,} pairs after the first; "
+        f"daemon VmHWM {mib(got['daemon_hwm_kib'])} MiB"
+    )
     return got
 
 
-KILL = re.compile(r"killing connection \d+ \(#(nr\d+)#[^)]*\) for not reading"
-                  r"(?: \((\d+) messages, (\d+) bytes queued\))?")
+KILL = re.compile(
+    r"killing connection \d+ \(#(nr\d+)#[^)]*\) for not reading"
+    r"(?: \((\d+) messages, (\d+) bytes queued\))?"
+)
 
 
 def bench_noread(cfg, timeout):
     import spread
     import spread.testing as st
+
     wanted = {"log_level": "info", "max_session_bytes": cfg["max_session_bytes"]}
     opts = daemon_options(st, **wanted)
     limit_msgs = 1000
@@ -478,8 +604,7 @@ def bench_noread(cfg, timeout):
     kills: dict[str, dict] = {}
     try:
         for name in names:
-            readers[name] = worker("noread", stdin=True, address=d.address, group=group,
-                                   name=name)
+            readers[name] = worker("noread", stdin=True, address=d.address, group=group, name=name)
             wait_ready(readers[name], f"reader {name}")
         base = proc_status(pid)["VmRSS"]
         peak = base
@@ -499,7 +624,8 @@ def bench_noread(cfg, timeout):
                     kills[k.group(1)] = {
                         "after_sent": sent,
                         "queued_messages": int(k.group(2)) if k.group(2) else None,
-                        "queued_bytes": int(k.group(3)) if k.group(3) else None}
+                        "queued_bytes": int(k.group(3)) if k.group(3) else None,
+                    }
 
         while len(kills) < len(names) and sent < cfg["cap"] and time.monotonic() < deadline:
             m.multicast(spread.RELIABLE_MESS, group, data)
@@ -519,7 +645,7 @@ def bench_noread(cfg, timeout):
         hwm = status["VmHWM"]
         m.disconnect()
         seen_by = {}
-        for name, proc in readers.items():
+        for proc in readers.values():
             proc.stdin.write("go\n")
             proc.stdin.flush()
         for name, proc in readers.items():
@@ -541,32 +667,72 @@ def bench_noread(cfg, timeout):
                 reason = "messages"
             else:
                 reason = "bytes"
-        rows.append({"reader": name, "killed": bool(k), "reason": reason,
-                     "after_sent": k["after_sent"] if k else None,
-                     "queued_messages": k["queued_messages"] if k else None,
-                     "queued_bytes": k["queued_bytes"] if k else None,
-                     "read_before_error": seen_by[name]["read"],
-                     "error": seen_by[name]["error"]})
-    limits = (f"max_session_bytes {opts['max_session_bytes'] // MIB} MiB, "
-              if "max_session_bytes" in opts else "no byte limit in this version, ")
-    table(f"{len(names)} readers that never read, {cfg['size'] // KIB} KB messages "
-          f"({limits}max_session_messages {limit_msgs})",
-          ("reader", "killed", "by", "after sent", "queued msgs", "queued MiB",
-           "read, then", "error on receive"),
-          [(r["reader"], "yes" if r["killed"] else "no", r["reason"], r["after_sent"] or "-",
-            r["queued_messages"] if r["queued_messages"] is not None else "-",
-            f"{r['queued_bytes'] / MIB:.1f}" if r["queued_bytes"] is not None else "-",
-            r["read_before_error"], r["error"] or "none") for r in rows])
-    print(f"daemon RSS: {mib(base)} MiB before, peak {mib(peak)} MiB sampled after each "
-          f"message (VmHWM {mib(hwm)}), {mib(after)} MiB 1 s after the kills; {sent} "
-          f"messages sent ({sent * cfg['size'] / MIB:.0f} MiB)")
-    return {"options": opts, "sent": sent, "rss_before_kib": base, "rss_peak_kib": peak,
-            "hwm_kib": hwm, "rss_after_kib": after, "readers": rows}
+        rows.append(
+            {
+                "reader": name,
+                "killed": bool(k),
+                "reason": reason,
+                "after_sent": k["after_sent"] if k else None,
+                "queued_messages": k["queued_messages"] if k else None,
+                "queued_bytes": k["queued_bytes"] if k else None,
+                "read_before_error": seen_by[name]["read"],
+                "error": seen_by[name]["error"],
+            }
+        )
+    limits = (
+        f"max_session_bytes {opts['max_session_bytes'] // MIB} MiB, "
+        if "max_session_bytes" in opts
+        else "no byte limit in this version, "
+    )
+    table(
+        f"{len(names)} readers that never read, {cfg['size'] // KIB} KB messages "
+        f"({limits}max_session_messages {limit_msgs})",
+        (
+            "reader",
+            "killed",
+            "by",
+            "after sent",
+            "queued msgs",
+            "queued MiB",
+            "read, then",
+            "error on receive",
+        ),
+        [
+            (
+                r["reader"],
+                "yes" if r["killed"] else "no",
+                r["reason"],
+                r["after_sent"] or "-",
+                r["queued_messages"] if r["queued_messages"] is not None else "-",
+                f"{r['queued_bytes'] / MIB:.1f}" if r["queued_bytes"] is not None else "-",
+                r["read_before_error"],
+                r["error"] or "none",
+            )
+            for r in rows
+        ],
+    )
+    print(
+        f"daemon RSS: {mib(base)} MiB before, peak {mib(peak)} MiB sampled after each "
+        f"message (VmHWM {mib(hwm)}), {mib(after)} MiB 1 s after the kills; {sent} "
+        f"messages sent ({sent * cfg['size'] / MIB:.0f} MiB)"
+    )
+    return {
+        "options": opts,
+        "sent": sent,
+        "rss_before_kib": base,
+        "rss_peak_kib": peak,
+        "hwm_kib": hwm,
+        "rss_after_kib": after,
+        "readers": rows,
+    }
 
 
 RUNNERS: dict[str, Callable[[dict, float], object]] = {
-    "clientrss": bench_clientrss, "cycles": bench_cycles, "churn": bench_churn,
-    "noread": bench_noread}
+    "clientrss": bench_clientrss,
+    "cycles": bench_cycles,
+    "churn": bench_churn,
+    "noread": bench_noread,
+}
 
 
 def table(title, head, rows):
@@ -579,16 +745,25 @@ def table(title, head, rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 3)[3])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 3)[3],
+    )
     p.add_argument("--role", help=argparse.SUPPRESS)
     p.add_argument("role_args", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a short smoke run of each")
-    p.add_argument("--only", default=",".join(BENCHES),
-                   help=f"comma-separated, of: {', '.join(BENCHES)} (default: all)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds a benchmark's process may take (default 1800, quick 60)")
+    p.add_argument(
+        "--only",
+        default=",".join(BENCHES),
+        help=f"comma-separated, of: {', '.join(BENCHES)} (default: all)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a benchmark's process may take (default 1800, quick 60)",
+    )
     p.add_argument("--label", default="", help="a name for this run in the output")
     p.add_argument("--json", help="also write every figure to this file")
     args = p.parse_args(argv)
@@ -600,11 +775,14 @@ def main(argv=None):
         if b not in BENCHES:
             p.error(f"unknown benchmark {b!r}: one of {', '.join(BENCHES)}")
     import spread
+
     cfgs = QUICK if args.quick else FULL
     timeout = args.timeout or (60.0 if args.quick else 1800.0)
-    print(f"spread {spread.__version__} ({spread.backend}) from "
-          f"{os.path.dirname(spread.__file__)}{', ' + args.label if args.label else ''}"
-          f"{', quick' if args.quick else ''}")
+    print(
+        f"spread {spread.__version__} ({spread.backend}) from "
+        f"{os.path.dirname(spread.__file__)}{', ' + args.label if args.label else ''}"
+        f"{', quick' if args.quick else ''}"
+    )
     results = {}
     failed = False
     for b in only:
@@ -618,10 +796,19 @@ def main(argv=None):
         print(f"({b}: {time.monotonic() - start:.0f} s)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"label": args.label, "version": spread.__version__,
-                       "backend": spread.backend, "package": os.path.dirname(spread.__file__),
-                       "quick": args.quick, "config": {b: cfgs[b] for b in only},
-                       "results": results}, f, indent=1)
+            json.dump(
+                {
+                    "label": args.label,
+                    "version": spread.__version__,
+                    "backend": spread.backend,
+                    "package": os.path.dirname(spread.__file__),
+                    "quick": args.quick,
+                    "config": {b: cfgs[b] for b in only},
+                    "results": results,
+                },
+                f,
+                indent=1,
+            )
     if failed:
         sys.exit(1)
 

@@ -5,9 +5,8 @@ import time
 import pytest
 
 import spread
-from spread._backend import core as _core
-
 from conftest import SIZES
+from spread._backend import core as _core
 
 BATCH = 100
 
@@ -74,6 +73,7 @@ def test_receiver(benchmark, daemon, mbox, size, how):
             for _ in range(BATCH):
                 get()
     else:
+
         def take():
             rx.get_batch(BATCH)
 

@@ -38,10 +38,23 @@ def joined(factory, group, **kw):
 
 # -- module surface ------------------------------------------------------------
 
+
 def test_classic_surface_exists():
-    for name in ["connect", "version", "error", "SpreadError", "Mailbox", "MailboxType",
-                 "RegularMsg", "RegularMsgType", "MembershipMsg", "MembershipMsgType",
-                 "GroupId", "DEFAULT_BUFFER_SIZE", "DEFAULT_GROUPS_SIZE"]:
+    for name in [
+        "connect",
+        "version",
+        "error",
+        "SpreadError",
+        "Mailbox",
+        "MailboxType",
+        "RegularMsg",
+        "RegularMsgType",
+        "MembershipMsg",
+        "MembershipMsgType",
+        "GroupId",
+        "DEFAULT_BUFFER_SIZE",
+        "DEFAULT_GROUPS_SIZE",
+    ]:
         assert hasattr(spread, name), name
     assert spread.MailboxType is spread.Mailbox
     assert spread.error is spread.SpreadError
@@ -49,8 +62,14 @@ def test_classic_surface_exists():
 
 
 def test_constants_have_sp_h_values():
-    assert (spread.UNRELIABLE_MESS, spread.RELIABLE_MESS, spread.FIFO_MESS, spread.CAUSAL_MESS,
-            spread.AGREED_MESS, spread.SAFE_MESS) == (1, 2, 4, 8, 16, 32)
+    assert (
+        spread.UNRELIABLE_MESS,
+        spread.RELIABLE_MESS,
+        spread.FIFO_MESS,
+        spread.CAUSAL_MESS,
+        spread.AGREED_MESS,
+        spread.SAFE_MESS,
+    ) == (1, 2, 4, 8, 16, 32)
     assert spread.SELF_DISCARD == 0x40 and spread.DROP_RECV == 0x01000000
     assert spread.REG_MEMB_MESS == 0x1000 and spread.TRANSITION_MESS == 0x2000
     assert spread.MEMBERSHIP_MESS == 0x3F00 and spread.REJECT_MESS == 0x400000
@@ -68,6 +87,7 @@ def test_mailbox_cannot_be_made_directly():
 
 # -- connecting ----------------------------------------------------------------
 
+
 def test_connect_tcp_and_unix(spread_daemon):
     with spread.connect(spread_daemon.address, "tcpc") as a:
         assert a.private_group == "#tcpc#localhost"
@@ -83,8 +103,18 @@ def test_connect_random_name_and_bytes_names(spread_daemon):
         assert b.private_group == b"#bytesn#localhost"
 
 
-@pytest.mark.parametrize("address", ["4803x", "40000@127.0.0.1", "4803@", "48 03", "x" * 71,
-                                     "localhost:4803", "4803@no-such-host.invalid"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "4803x",
+        "40000@127.0.0.1",
+        "4803@",
+        "48 03",
+        "x" * 71,
+        "localhost:4803",
+        "4803@no-such-host.invalid",
+    ],
+)
 def test_connect_bad_address(address):
     with pytest.raises(spread.IllegalSpread) as ei:
         spread.connect(address)
@@ -121,6 +151,7 @@ def test_connect_timeout(spread_daemon):
 
 
 # -- groups and membership -------------------------------------------------------
+
 
 def test_join_membership_fields(spread_mailbox_factory, group):
     a = spread_mailbox_factory(name="alice1")
@@ -183,26 +214,44 @@ def test_no_membership_connection_gets_data_only(spread_mailbox_factory, group):
 
 # -- sending and receiving -------------------------------------------------------
 
-@pytest.mark.parametrize("payload,expected", [
-    (b"bytes", b"bytes"),
-    ("stré", "stré".encode()),
-    (bytearray(b"bytearray"), b"bytearray"),
-    (memoryview(b"xxmemoryview")[2:], b"memoryview"),
-    (array.array("B", [1, 2, 3]), b"\x01\x02\x03"),
-    (b"", b""),
-])
+
+@pytest.mark.parametrize(
+    "payload,expected",
+    [
+        (b"bytes", b"bytes"),
+        ("stré", "stré".encode()),
+        (bytearray(b"bytearray"), b"bytearray"),
+        (memoryview(b"xxmemoryview")[2:], b"memoryview"),
+        (array.array("B", [1, 2, 3]), b"\x01\x02\x03"),
+        (b"", b""),
+    ],
+)
 def test_multicast_payload_types(spread_mailbox_factory, group, payload, expected):
     a = joined(spread_mailbox_factory, group)
     assert a.multicast(spread.AGREED_MESS, group, payload, 5) == len(expected)
     msg = a.receive()
     assert isinstance(msg, spread.RegularMsg)
     assert (msg.sender, msg.groups, msg.message, msg.msg_type, msg.endian) == (
-        a.private_group, (group,), expected, 5, 0)
+        a.private_group,
+        (group,),
+        expected,
+        5,
+        0,
+    )
     assert msg.service_type == spread.AGREED_MESS
 
 
-@pytest.mark.parametrize("service", [spread.UNRELIABLE_MESS, spread.RELIABLE_MESS, spread.FIFO_MESS,
-                                     spread.CAUSAL_MESS, spread.AGREED_MESS, spread.SAFE_MESS])
+@pytest.mark.parametrize(
+    "service",
+    [
+        spread.UNRELIABLE_MESS,
+        spread.RELIABLE_MESS,
+        spread.FIFO_MESS,
+        spread.CAUSAL_MESS,
+        spread.AGREED_MESS,
+        spread.SAFE_MESS,
+    ],
+)
 def test_every_service_and_self_discard(spread_mailbox_factory, group, service):
     a = joined(spread_mailbox_factory, group)
     b = joined(spread_mailbox_factory, group)
@@ -226,8 +275,12 @@ def test_msg_type_range(spread_mailbox_factory, group):
 
 
 def test_bad_service_types_are_refused_locally(mbox, group):
-    for bad in (0, spread.FIFO_MESS | spread.SAFE_MESS, spread.AGREED_MESS | spread.REJECT_MESS,
-                0x10000):
+    for bad in (
+        0,
+        spread.FIFO_MESS | spread.SAFE_MESS,
+        spread.AGREED_MESS | spread.REJECT_MESS,
+        0x10000,
+    ):
         with pytest.raises(spread.IllegalService):
             mbox.multicast(bad, group, b"x")
     # The connection is still healthy afterwards.
@@ -324,9 +377,14 @@ def test_disconnect_twice_and_use_after(spread_daemon):
     m.disconnect()
     m.disconnect()
     assert m.closed
-    for call in (lambda: m.receive(), lambda: m.join("g"), lambda: m.leave("g"),
-                 lambda: m.multicast(spread.AGREED_MESS, "g", b""), lambda: m.poll(),
-                 lambda: m.multigroup_multicast(spread.AGREED_MESS, ["g"], b"")):
+    for call in (
+        lambda: m.receive(),
+        lambda: m.join("g"),
+        lambda: m.leave("g"),
+        lambda: m.multicast(spread.AGREED_MESS, "g", b""),
+        lambda: m.poll(),
+        lambda: m.multigroup_multicast(spread.AGREED_MESS, ["g"], b""),
+    ):
         with pytest.raises(spread.IllegalSession) as ei:
             call()
         assert ei.value.code == spread.ILLEGAL_SESSION and "closed mbox" in ei.value.args[1]
@@ -336,6 +394,7 @@ def test_connection_killed_error_states(spread_mailbox_factory, group):
     """After the daemon drops us: -8 once, then -18, poll still works."""
     import os
     import struct
+
     watcher = joined(spread_mailbox_factory, group)
     victim = joined(spread_mailbox_factory, group)
     expect_membership(watcher, group, spread.CAUSED_BY_JOIN)
@@ -360,6 +419,7 @@ def test_connection_killed_error_states(spread_mailbox_factory, group):
 
 
 # -- the C semantics of short buffers (SPEC.md 9.3, 9.4) ----------------------------
+
 
 def _two_group_message(spread_mailbox_factory):
     a = spread_mailbox_factory()
@@ -422,8 +482,9 @@ def test_payloads_kept_by_the_caller_never_change(spread_mailbox_factory):
     count = 5000
     for i in range(count):
         data = bytes([i % 251]) * 1000
-        a.multigroup_multicast(spread.AGREED_MESS, [rx_plain.private_group,
-                                                    rx_thread.private_group], data, i % 30000)
+        a.multigroup_multicast(
+            spread.AGREED_MESS, [rx_plain.private_group, rx_thread.private_group], data, i % 30000
+        )
         if i % 200 == 199:  # read as we go: a plain reader must keep up
             for k in range(i - 199, i + 1):
                 msg = rx_plain.receive()
@@ -453,10 +514,10 @@ def test_disconnect_delivers_everything_sent_before_it(spread_daemon_factory):
     rx = reader.start_receiver()
     sender = spread.connect(daemon.address, "sender", membership=0)
     sender.join("burst")
-    for i in range(50):  # left unread in the sender's socket
+    for _ in range(50):  # left unread in the sender's socket
         sender.multicast(spread.AGREED_MESS, "burst", b"early", 1)
     payload = b"x" * 1024
-    for i in range(2000):
+    for _ in range(2000):
         sender.multicast(spread.AGREED_MESS | spread.SELF_DISCARD, "burst", payload, 2)
     sender.multicast(spread.AGREED_MESS | spread.SELF_DISCARD, "burst", b"end", 3)
     sender.disconnect()

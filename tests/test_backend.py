@@ -19,8 +19,9 @@ def test_the_backend_under_test_really_loaded():
 
 def test_unknown_backend_is_refused():
     env = dict(os.environ, SPREAD_BACKEND="fortran")
-    proc = subprocess.run([sys.executable, "-c", "import spread"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import spread"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0 and "SPREAD_BACKEND must be one of" in proc.stderr
 
 
@@ -39,14 +40,17 @@ def test_external_library_really_loaded():
 
 def _import_with(library):
     env = dict(os.environ, SPREAD_BACKEND="cffi", SPREAD_LIBRARY=str(library))
-    return subprocess.run([sys.executable, "-c", "import spread"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import spread"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_library_lacking_symbols_is_named(tmp_path):
     src = tmp_path / "partial.c"
-    src.write_text("int SP_version(int *a, int *b, int *c) { *a = 4; *b = *c = 0; return 1; }\n"
-                   "int SP_poll(int m) { (void)m; return 0; }\n")
+    src.write_text(
+        "int SP_version(int *a, int *b, int *c) { *a = 4; *b = *c = 0; return 1; }\n"
+        "int SP_poll(int m) { (void)m; return 0; }\n"
+    )
     lib = tmp_path / "libpartial.so"
     subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(lib)], check=True, timeout=60)
     proc = _import_with(lib)

@@ -11,9 +11,22 @@ import pytest
 def test_bench_quick_run(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "spread.bench", "--quick", "--sizes", "100",
-         "--only", "mcast,self,2proc,rtt,slow", "--json", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "spread.bench",
+            "--quick",
+            "--sizes",
+            "100",
+            "--only",
+            "mcast,self,2proc,rtt,slow",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Python/C" in proc.stdout and "multicast only" in proc.stdout
     data = json.loads(out.read_text())
@@ -26,17 +39,41 @@ def test_bench_quick_run(tmp_path):
 STALLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "stalls.py"
 
 
-@pytest.mark.skipif(bool(os.environ.get("SPREAD_LIBRARY")),
-                    reason="the script compares socket_buffer choices, which need our library")
+@pytest.mark.skipif(
+    bool(os.environ.get("SPREAD_LIBRARY")),
+    reason="the script compares socket_buffer choices, which need our library",
+)
 def test_stalls_script_runs(tmp_path):
     # bench/stalls.py end to end, one tiny run per choice (the figures are
     # the machine's: only the shape of the output is checked).
     out = tmp_path / "stalls.json"
     proc = subprocess.run(
-        [sys.executable, str(STALLS), "--runs", "1", "--choices", "default,fixed200k",
-         "--count", "300", "--burst", "100", "--pause-ms", "1", "--lag-every", "100",
-         "--lag-ms", "1", "--run-timeout", "30", "--json", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(STALLS),
+            "--runs",
+            "1",
+            "--choices",
+            "default,fixed200k",
+            "--count",
+            "300",
+            "--burst",
+            "100",
+            "--pause-ms",
+            "1",
+            "--lag-every",
+            "100",
+            "--lag-ms",
+            "1",
+            "--run-timeout",
+            "30",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| default | 1 |" in proc.stdout and "| fixed200k | 1 |" in proc.stdout
     rows = json.loads(out.read_text())["rows"]
@@ -48,8 +85,12 @@ def test_stalls_script_runs(tmp_path):
 
 
 def test_stalls_script_refuses_an_unknown_choice():
-    proc = subprocess.run([sys.executable, str(STALLS), "--choices", "auto,huge"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(STALLS), "--choices", "auto,huge"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "unknown choice 'huge'" in proc.stderr
 
 
@@ -60,15 +101,28 @@ def test_longrun_script_quick_run(tmp_path):
     # bench/longrun.py --quick end to end: every benchmark prints every row
     # (the figures are the machine's and are not checked).
     out = tmp_path / "longrun.json"
-    proc = subprocess.run([sys.executable, str(LONGRUN), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [sys.executable, str(LONGRUN), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout
-    for row in ("| ThreadedReceiver.get_batch | 20000 |", "| receive() | 20000 |",
-                "| disconnect() | start |", "| disconnect() | 600 |",
-                "| disconnect() | after gc.collect() |", "| dropped, no disconnect() | 600 |",
-                "| dropped, no disconnect() | after gc.collect() |", "| 0 |", "| 20,000 |",
-                "| nr0 | yes |", "| nr3 | yes |", "daemon RSS:"):
+    for row in (
+        "| ThreadedReceiver.get_batch | 20000 |",
+        "| receive() | 20000 |",
+        "| disconnect() | start |",
+        "| disconnect() | 600 |",
+        "| disconnect() | after gc.collect() |",
+        "| dropped, no disconnect() | 600 |",
+        "| dropped, no disconnect() | after gc.collect() |",
+        "| 0 |",
+        "| 20,000 |",
+        "| nr0 | yes |",
+        "| nr3 | yes |",
+        "daemon RSS:",
+    ):
         assert row in text, row
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"clientrss", "cycles", "churn", "noread"}

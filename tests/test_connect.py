@@ -91,8 +91,10 @@ def test_connect_has_a_default_handshake_timeout(peer):
 
 
 @pytest.mark.parametrize("peer", ["garbage"], indirect=True)
-@pytest.mark.skipif(bool(os.environ.get("SPREAD_LIBRARY")),
-                    reason="Spread's own API cannot tell a foreign peer from a closed one")
+@pytest.mark.skipif(
+    bool(os.environ.get("SPREAD_LIBRARY")),
+    reason="Spread's own API cannot tell a foreign peer from a closed one",
+)
 @pytest.mark.timeout(20)
 def test_a_peer_speaking_another_protocol_is_named(peer):
     start = time.monotonic()
@@ -116,7 +118,8 @@ def test_a_peer_hanging_up_during_the_handshake(peer):
 def test_ctrl_c_ends_a_connect_that_waits(timeout):
     """SIGINT reaches a connect() blocked in the handshake as KeyboardInterrupt."""
     peer = Peer("silent")
-    child = textwrap.dedent(f"""
+    child = (
+        textwrap.dedent(f"""
         import time, spread
         try:
             spread.connect({peer.address!r}, timeout={timeout!r})
@@ -124,15 +127,19 @@ def test_ctrl_c_ends_a_connect_that_waits(timeout):
             print("interrupted", flush=True)
         else:
             print("returned", flush=True)
-    """) if timeout is None else textwrap.dedent(f"""
+    """)
+        if timeout is None
+        else textwrap.dedent(f"""
         import spread
         try:
             spread.connect({peer.address!r}, timeout=30.0)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
     try:
         assert peer.got_request.wait(15), "the child never sent its connect request"
         first = time.monotonic()

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -128,8 +127,11 @@ def test_silent_handshake_is_closed_after_a_second(spread_daemon_factory):
 
 def test_command_line_ready_line_and_sigterm():
     port = spread.testing.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "spread.daemon", "--port", str(port),
-                             "--name", "clihost"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spread.daemon", "--port", str(port), "--name", "clihost"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "ready" in line and str(port) in line
@@ -146,8 +148,12 @@ def test_command_line_ready_line_and_sigterm():
 
 
 def test_command_line_rejects_bad_options():
-    out = subprocess.run([sys.executable, "-m", "spread.daemon", "--port", "40000"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "spread.daemon", "--port", "40000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1 and "32767" in out.stderr
 
 

@@ -20,8 +20,12 @@ pytestmark = pytest.mark.timeout(30)
 
 def run_cli(*args: str, timeout: float = 15) -> subprocess.CompletedProcess:
     """The command line daemon, run to its end (for options it must refuse)."""
-    return subprocess.run([sys.executable, "-m", "spread.daemon", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "spread.daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def answers(path: str) -> bool:
@@ -99,8 +103,12 @@ def test_nothing_to_listen_on_is_refused():
 
 
 def test_port_zero_picks_a_free_port_and_says_which():
-    proc = subprocess.Popen([sys.executable, "-m", "spread.daemon", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spread.daemon", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         port = int(spread.testing.READY_PORT.search(line).group(1))
@@ -141,9 +149,16 @@ def test_every_command_line_option_has_help():
     from spread.daemon.__main__ import build_parser
 
     actions = [a for a in build_parser()._actions if a.dest != "help"]
-    assert {a.dest for a in actions} >= {"port", "host", "name", "max_session_messages",
-                                         "max_session_bytes", "no_tcp", "no_unix_socket",
-                                         "log_level"}
+    assert {a.dest for a in actions} >= {
+        "port",
+        "host",
+        "name",
+        "max_session_messages",
+        "max_session_bytes",
+        "no_tcp",
+        "no_unix_socket",
+        "log_level",
+    }
     assert [a.dest for a in actions if not a.help] == []
 
 
@@ -158,9 +173,16 @@ def test_unknown_options_are_type_errors(spread_daemon_factory):
 
 def test_factory_takes_a_port_and_every_option(spread_daemon_factory):
     port = spread.testing.free_port()
-    d = spread_daemon_factory(port=port, name="fact", max_session_messages=10,
-                              max_session_bytes=100000, unix_socket=False, log_level="debug",
-                              host="127.0.0.1", tcp=True)
+    d = spread_daemon_factory(
+        port=port,
+        name="fact",
+        max_session_messages=10,
+        max_session_bytes=100000,
+        unix_socket=False,
+        log_level="debug",
+        host="127.0.0.1",
+        tcp=True,
+    )
     assert d.port == port and not os.path.exists(f"/tmp/{port}")
     with spread.connect(d.address, "f") as m:
         assert m.private_group == "#f#fact"
@@ -176,10 +198,60 @@ def test_embedded_daemon_reads_the_picked_port_from_the_ready_line():
 def test_session_fixture_takes_a_port(tmp_path):
     port = spread.testing.free_port()
     (tmp_path / "test_port.py").write_text(
-        "def test_port(spread_daemon):\n"
-        f"    assert spread_daemon.port == {port}\n")
+        f"def test_port(spread_daemon):\n    assert spread_daemon.port == {port}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "SPREAD_TEST_DAEMON"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          f"--spread-daemon-port={port}", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--spread-daemon-port={port}",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_daemon_defaults_are_written_once():
+    """spread/_daemon_options.py holds the defaults: the Daemon class, the
+    command line and the cffi backend's NativeDaemon all take them from it."""
+    import inspect
+
+    from spread import _daemon_options as o
+    from spread.daemon.__main__ import build_parser
+
+    expected = {
+        "port": o.DEFAULT_PORT,
+        "host": o.DEFAULT_HOST,
+        "name": o.DEFAULT_NAME,
+        "max_session_messages": o.DEFAULT_MAX_SESSION_MESSAGES,
+        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        "tcp": o.DEFAULT_TCP,
+        "unix_socket": o.DEFAULT_UNIX_SOCKET,
+        "log_level": o.DEFAULT_LOG_LEVEL,
+    }
+    daemon = {k: p.default for k, p in inspect.signature(Daemon).parameters.items()}
+    assert daemon == expected
+    cli = vars(build_parser().parse_args([]))
+    assert cli == {
+        **{k: expected[k] for k in ("port", "host", "name", "max_session_messages")},
+        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        "no_unix_socket": False,
+        "no_tcp": False,
+        "log_level": o.COMMAND_LOG_LEVEL,
+    }
+    assert o.DEFAULT_PORT == spread.DEFAULT_SPREAD_PORT
+    cffi = pytest.importorskip("spread._cffi_core")
+    native = inspect.signature(cffi.NativeDaemon).parameters
+    assert {k: p.default for k, p in native.items() if k != "port"} == {
+        k: v for k, v in expected.items() if k != "port"
+    }

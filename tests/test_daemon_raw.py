@@ -60,8 +60,9 @@ def raw_client(port: int, name: bytes, unix: bool = False) -> socket.socket:
 
 
 def request(kind: int, sender: bytes, groups: list[bytes], data: bytes = b"") -> bytes:
-    header = struct.pack("<I32siIi", kind | MARKER, sender.ljust(32, b"\0"), len(groups),
-                         MARKER, len(data))
+    header = struct.pack(
+        "<I32siIi", kind | MARKER, sender.ljust(32, b"\0"), len(groups), MARKER, len(data)
+    )
     return header + b"".join(g.ljust(32, b"\0") for g in groups) + data
 
 
@@ -78,8 +79,11 @@ def test_connect_request_and_auth_choice_in_one_write(spread_daemon_factory):
         assert read_exact(s, 6) == AUTH_LIST
         assert read_exact(s, len(accept_bytes(TEN))) == accept_bytes(TEN)
         # and the connection works
-        s.sendall(request(spread.AGREED_MESS, b"#" + TEN + b"#localhost",
-                          [b"#" + TEN + b"#localhost"], b"hi"))
+        s.sendall(
+            request(
+                spread.AGREED_MESS, b"#" + TEN + b"#localhost", [b"#" + TEN + b"#localhost"], b"hi"
+            )
+        )
         echoed = read_exact(s, 48 + 32 + 2)
         assert echoed.endswith(b"hi")
 
@@ -95,8 +99,7 @@ def test_handshake_split_anywhere(spread_daemon_factory, split):
         assert read_exact(s, len(accept_bytes(TEN))) == accept_bytes(TEN)
 
 
-def test_short_name_with_the_choice_behind_it_is_refused_as_spread_does(
-        spread_daemon_factory):
+def test_short_name_with_the_choice_behind_it_is_refused_as_spread_does(spread_daemon_factory):
     # Spread 4 reads up to 10 name bytes at once: with a 5-byte name the
     # choice behind it makes a length mismatch, REJECT_ILLEGAL_NAME.
     daemon = spread_daemon_factory()
@@ -122,7 +125,7 @@ def test_quota_reject_reaches_unix_clients(spread_daemon_factory):
         # A client that writes its request only after the daemon has answered
         # (a slow one): the daemon must still be there to take the write, or
         # the client's write fails and it never reads the reject.
-        for i in range(6):
+        for _ in range(6):
             with open_raw(daemon.port, unix=True) as s:
                 poller = select.poll()  # not select(): 997 held sockets pass FD_SETSIZE
                 poller.register(s, select.POLLIN)

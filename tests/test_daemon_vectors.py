@@ -23,13 +23,13 @@ def masked(data: bytes) -> bytes:
     """The bytes with group id word 1 of a membership body zeroed."""
     if len(data) < 48:
         return data
-    typ, = struct.unpack_from("<I", data, 0)
+    (typ,) = struct.unpack_from("<I", data, 0)
     if not typ & 0x1000 or typ & 0x400000:
         return data
-    ng, = struct.unpack_from("<i", data, 36)
+    (ng,) = struct.unpack_from("<i", data, 36)
     at = 48 + 32 * ng + 4
     out = bytearray(data)
-    out[at:at + 4] = bytes(4)
+    out[at : at + 4] = bytes(4)
     return bytes(out)
 
 

@@ -23,7 +23,11 @@ def run_demo(port, one_cpu):
     pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_cpu else None
     return subprocess.run(
         [sys.executable, "-m", "spread.demo", "--port", str(port), "--count", str(BURST)],
-        capture_output=True, text=True, timeout=15, preexec_fn=pin)
+        capture_output=True,
+        text=True,
+        timeout=15,
+        preexec_fn=pin,
+    )
 
 
 def check_output(out, port):
@@ -37,10 +41,14 @@ def check_output(out, port):
     assert bob[-1].startswith("bob got   <RegularMsg sender='#alice#localhost'"), out
     assert bob[-1].endswith("b'hello from alice'"), out
     # Then bob left (CAUSED_BY_LEAVE) and alice was alone.
-    assert alice[-1].endswith("reason=0x200 members=('#alice#localhost',) "
-                              "changed_member='#bob#localhost'>"), out
-    assert re.fullmatch(rf"{BURST} messages of 1024 B sent and read in \d+\.\d\d s: "
-                        r"[\d,]+ msg/s", lines[-1]), out
+    assert alice[-1].endswith(
+        "reason=0x200 members=('#alice#localhost',) changed_member='#bob#localhost'>"
+    ), out
+    assert re.fullmatch(
+        rf"{BURST} messages of 1024 B sent and read in \d+\.\d\d s: "
+        r"[\d,]+ msg/s",
+        lines[-1],
+    ), out
 
 
 @pytest.mark.timeout(60)
@@ -54,7 +62,11 @@ def test_demo_never_waits_on_an_order_the_daemon_does_not_promise():
 
 
 def test_demo_rejects_a_port_outside_spreads_range():
-    proc = subprocess.run([sys.executable, "-m", "spread.demo", "--port", "40000"],
-                          capture_output=True, text=True, timeout=15)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spread.demo", "--port", "40000"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
     assert proc.returncode == 2
     assert "--port: expected a port from 1 to 32767, not '40000'" in proc.stderr

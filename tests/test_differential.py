@@ -74,8 +74,15 @@ def _own_message(e, data, msg_type):
     m.join(e.group)
     m.multicast(AGREED, e.group, data, msg_type)
     msg = m.receive()
-    return (type(msg).__name__, msg.sender == m.private_group, msg.groups == (e.group,),
-            msg.message, msg.msg_type, msg.service_type, msg.endian)
+    return (
+        type(msg).__name__,
+        msg.sender == m.private_group,
+        msg.groups == (e.group,),
+        msg.message,
+        msg.msg_type,
+        msg.service_type,
+        msg.endian,
+    )
 
 
 def _receiver(**options):
@@ -84,6 +91,7 @@ def _receiver(**options):
         rx = m.start_receiver(**options)
         rx.close()
         return type(rx).__name__
+
     return call
 
 
@@ -95,6 +103,7 @@ def _rx_call(method, *args, **kwargs):
             return getattr(rx, method)(*args, **kwargs)
         finally:
             rx.close()
+
     return call
 
 
@@ -133,7 +142,7 @@ CALLS = {
     "connect name None": _connect(None),
     "connect priority float": _connect("", 1.5),
     "connect priority str": _connect("", "1"),
-    "connect priority huge": _connect("", 2 ** 40),
+    "connect priority huge": _connect("", 2**40),
     "connect membership str": _connect("", 0, "yes"),
     "connect membership float": _connect("", 0, 1.0),
     "connect membership bool": _connect("", 0, False),
@@ -149,7 +158,7 @@ CALLS = {
     "connect socket_buffer smallest": _connect("", socket_buffer=4096),
     "connect socket_buffer too small": _connect("", socket_buffer=4095),
     "connect socket_buffer negative": _connect("", socket_buffer=-1),
-    "connect socket_buffer huge": _connect("", socket_buffer=2 ** 31),
+    "connect socket_buffer huge": _connect("", socket_buffer=2**31),
     "connect socket_buffer float": _connect("", socket_buffer=65536.0),
     "connect socket_buffer bool": _connect("", socket_buffer=True),
     "connect socket_buffer str": _connect("", socket_buffer="65536"),
@@ -178,7 +187,7 @@ CALLS = {
     "mcast cause bits": _mcast(AGREED | CAUSED_BY_JOIN, "g", b"x"),
     "mcast reject bit": _mcast(AGREED | REJECT_MESS, "g", b"x"),
     "mcast self discard": _mcast(AGREED | SELF_DISCARD, "g", b"x"),
-    "mcast service huge": _mcast(2 ** 40, "g", b"x"),
+    "mcast service huge": _mcast(2**40, "g", b"x"),
     "mcast service negative": _mcast(-1, "g", b"x"),
     # multicast: msg_type
     "mcast msg_type float": _mcast(AGREED, "g", b"x", 2.9),
@@ -187,7 +196,7 @@ CALLS = {
     "mcast msg_type 65536": _mcast(AGREED, "g", b"x", 65536),
     "mcast msg_type -32768": _mcast(AGREED, "g", b"x", -32768),
     "mcast msg_type -32769": _mcast(AGREED, "g", b"x", -32769),
-    "mcast msg_type huge": _mcast(AGREED, "g", b"x", 2 ** 70),
+    "mcast msg_type huge": _mcast(AGREED, "g", b"x", 2**70),
     # multicast: group and data
     "mcast group int": _mcast(AGREED, 5, b"x"),
     "mcast group empty": _mcast(AGREED, "", b"x"),
@@ -287,9 +296,12 @@ def run_table(address: str) -> dict:
 def outcomes(spread_daemon):
     results = {}
     for backend in BACKENDS:
-        proc = subprocess.run([sys.executable, __file__, spread_daemon.address],
-                              env=dict(os.environ, SPREAD_BACKEND=backend),
-                              capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, __file__, spread_daemon.address],
+            env=dict(os.environ, SPREAD_BACKEND=backend),
+            capture_output=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
         results[backend] = pickle.loads(base64.b64decode(proc.stdout))
     return results
@@ -302,8 +314,11 @@ def test_the_table_is_large_enough():
 # Over an external library (SPREAD_LIBRARY) the cffi backend cannot set
 # socket buffers: there it must refuse a size with a ValueError instead.
 EXTERNAL = bool(os.environ.get("SPREAD_LIBRARY"))
-NEEDS_OUR_LIBRARY = {"connect socket_buffer 0", "connect socket_buffer fixed",
-                     "connect socket_buffer smallest"}
+NEEDS_OUR_LIBRARY = {
+    "connect socket_buffer 0",
+    "connect socket_buffer fixed",
+    "connect socket_buffer smallest",
+}
 
 
 @pytest.mark.parametrize("call", list(CALLS))

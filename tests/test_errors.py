@@ -39,8 +39,13 @@ def test_a_long_group_names_the_limit(spread_mailbox_factory):
 
 def test_membership_and_reject_bits_are_refused_when_sending(spread_mailbox_factory):
     mbox = spread_mailbox_factory()
-    for bits in (spread.REG_MEMB_MESS, spread.TRANSITION_MESS, spread.CAUSED_BY_JOIN,
-                 spread.CAUSED_BY_NETWORK, spread.REJECT_MESS):
+    for bits in (
+        spread.REG_MEMB_MESS,
+        spread.TRANSITION_MESS,
+        spread.CAUSED_BY_JOIN,
+        spread.CAUSED_BY_NETWORK,
+        spread.REJECT_MESS,
+    ):
         with pytest.raises(spread.IllegalService) as ei:
             mbox.multicast(spread.AGREED_MESS | bits, "chat", b"x")
         assert isinstance(ei.value, ValueError) and "SELF_DISCARD" in ei.value.args[1]
@@ -62,8 +67,14 @@ def test_ints_are_never_truncated(spread_mailbox_factory):
 
 
 def test_public_exceptions_show_as_spread():
-    for name in ("SpreadError", "ConnectionClosed", "IllegalGroup", "ConnectTimeout",
-                 "BacklogOverflow", "Empty"):
+    for name in (
+        "SpreadError",
+        "ConnectionClosed",
+        "IllegalGroup",
+        "ConnectTimeout",
+        "BacklogOverflow",
+        "Empty",
+    ):
         assert getattr(spread, name).__module__ == "spread", name
     assert repr(spread.ConnectionClosed(-8, "x")) == "ConnectionClosed(-8, 'x')"
 
@@ -101,6 +112,7 @@ def test_receiver_fileno_after_close_and_drain_is_minus_one(spread_daemon):
 def test_disconnect_closes_the_socket_at_once(spread_daemon):
     """Not when the object is finalised (which on PyPy waits for a GC)."""
     import os
+
     mbox = spread.connect(spread_daemon.address)
     fd = mbox.fileno()
     link = os.readlink(f"/proc/self/fd/{fd}")

@@ -18,10 +18,18 @@ GROUP = "fz"
 
 def seed_frames() -> list[bytes]:
     frames = []
-    for name in ("multicast_service_types", "multigroup_open_group", "join_leave_self",
-                 "connection_killed_invalid_header", "msg_type_encoding"):
-        frames += [r.data for r in records_of(load(name))
-                   if r.dir == "c2s" and r.unit in ("message", "incomplete-msgs")]
+    for name in (
+        "multicast_service_types",
+        "multigroup_open_group",
+        "join_leave_self",
+        "connection_killed_invalid_header",
+        "msg_type_encoding",
+    ):
+        frames += [
+            r.data
+            for r in records_of(load(name))
+            if r.dir == "c2s" and r.unit in ("message", "incomplete-msgs")
+        ]
     return frames
 
 
@@ -54,11 +62,12 @@ def mutate(rng: random.Random, frame: bytes, sender: bytes) -> bytes:
             i = rng.randrange(len(data))
             data[i] ^= 1 << rng.randrange(8)
     elif choice == 1 and len(data) > 1:  # truncate
-        del data[rng.randrange(1, len(data)):]
+        del data[rng.randrange(1, len(data)) :]
     elif choice == 2 and len(data) >= 48:  # absurd counts and lengths
         at = rng.choice([36, 44])
-        data[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x80",
-                                      b"\x65\x00\x00\x00", b"\x10\x32\x02\x00"])
+        data[at : at + 4] = rng.choice(
+            [b"\xff\xff\xff\xff", b"\x00\x00\x00\x80", b"\x65\x00\x00\x00", b"\x10\x32\x02\x00"]
+        )
     elif choice == 3:  # random bytes
         data = bytearray(rng.randbytes(rng.randint(1, 300)))
     elif choice == 4 and len(data) >= 4:  # odd type bits

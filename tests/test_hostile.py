@@ -11,8 +11,8 @@ import socket
 import struct
 import subprocess
 import sys
-import textwrap
 import termios
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -31,19 +31,33 @@ def slot(name: bytes) -> bytes:
     return name.ljust(32, b"\0")
 
 
-def frame(svc: int, sender: bytes, groups: list[bytes], body: bytes, mess_type: int = 0,
-          order: str = LE, data_len: int | None = None) -> bytes:
+def frame(
+    svc: int,
+    sender: bytes,
+    groups: list[bytes],
+    body: bytes,
+    mess_type: int = 0,
+    order: str = LE,
+    data_len: int | None = None,
+) -> bytes:
     """One message as a daemon sends it (SPEC.md 3): a 48-byte header, the
     group slots, the body. data_len may lie about the body's length."""
     marker = MARKER if order == LE else 0  # the marker bits are set by little-endian senders
     hint = ((mess_type & 0xFFFF) << 8) | marker
-    head = struct.pack(f"{order}I32siIi", svc | marker, slot(sender), len(groups), hint,
-                       len(body) if data_len is None else data_len)
+    head = struct.pack(
+        f"{order}I32siIi",
+        svc | marker,
+        slot(sender),
+        len(groups),
+        hint,
+        len(body) if data_len is None else data_len,
+    )
     return head + b"".join(slot(g) for g in groups) + body
 
 
-def memb_body(gid: tuple[int, int, int], sets: list[list[bytes]], mine: int = 0,
-              order: str = LE) -> bytes:
+def memb_body(
+    gid: tuple[int, int, int], sets: list[list[bytes]], mine: int = 0, order: str = LE
+) -> bytes:
     """A regular membership body: group id, vs-set count, local offset, the sets."""
     offsets, pos, parts = [], 0, []
     for members in sets:
@@ -94,15 +108,15 @@ class HostileDaemon:
             self.conn, _ = self.sock.accept()
             self.conn.settimeout(10)
             head = self._read(5)
-            self._read(head[4])                      # the private name
-            self.conn.sendall(b"\x05NULL ")          # auth methods offered
-            self._read(90)                           # the client's choice
+            self._read(head[4])  # the private name
+            self.conn.sendall(b"\x05NULL ")  # auth methods offered
+            self._read(90)  # the client's choice
             self.conn.sendall(bytes([1, 4, 0, 0, len(ME)]) + ME)  # accepted, Spread 4.0.0
             self.conn.sendall(self.script)
             self.sent.set()
-            while self.conn.recv(4096):              # until the client leaves
+            while self.conn.recv(4096):  # until the client leaves
                 pass
-            self.conn.close()                        # and hang up, as a daemon does
+            self.conn.close()  # and hang up, as a daemon does
         except OSError:
             pass
 
@@ -146,15 +160,19 @@ def read_all(mbox, count: int, via_receiver: bool) -> list:
 FORGED = {
     # a client's message with membership bits: its body is the client's payload
     "forged join, short body": frame(JOIN, b"#evil#fake", [b"chat"], b"x"),
-    "join without changed member": frame(JOIN, b"chat", [ME],
-                                         memb_body((1, 2, 3), [[]])),
-    "vs-set count lies": frame(JOIN, b"chat", [ME],
-                               memb_body((1, 2, 3), [[ME]])[:12] + struct.pack("<ii", 50, 0)
-                               + b"\0" * 40),
-    "local offset past the body": frame(spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK,
-                                        b"chat", [ME],
-                                        memb_body((1, 2, 3), [[ME]])[:16]
-                                        + struct.pack("<i", 4000) + b"\0" * 36),
+    "join without changed member": frame(JOIN, b"chat", [ME], memb_body((1, 2, 3), [[]])),
+    "vs-set count lies": frame(
+        JOIN,
+        b"chat",
+        [ME],
+        memb_body((1, 2, 3), [[ME]])[:12] + struct.pack("<ii", 50, 0) + b"\0" * 40,
+    ),
+    "local offset past the body": frame(
+        spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK,
+        b"chat",
+        [ME],
+        memb_body((1, 2, 3), [[ME]])[:16] + struct.pack("<i", 4000) + b"\0" * 36,
+    ),
     "transitional without group id": frame(spread.TRANSITION_MESS, b"chat", [], b"\1\2"),
     # only a cause bit: not our own leave, so its group id must be there (found by fuzz_wire)
     "cause bit alone, short body": frame(spread.CAUSED_BY_DISCONNECT, b"chat", [ME], b"\1" * 6),
@@ -179,8 +197,7 @@ def test_a_membership_body_is_read_within_its_length(hostile, via_receiver):
     """A well-formed notice right after a message with other bytes: nothing of
     the neighbour shows up in group_id or changed_member (both were read past
     the body before)."""
-    join = frame(JOIN, b"chat", [b"#bob#fake", ME],
-                 memb_body((7, 8, 9), [[b"#bob#fake"]]))
+    join = frame(JOIN, b"chat", [b"#bob#fake", ME], memb_body((7, 8, 9), [[b"#bob#fake"]]))
     script = data(b"\xff" * 200) + join
     d = hostile(script)
     with spread.connect(d.address, "me", timeout=10) as mbox:
@@ -196,10 +213,16 @@ def test_a_membership_body_is_read_within_its_length(hostile, via_receiver):
 @pytest.mark.timeout(30)
 def test_big_endian_notices_decode(hostile, via_receiver):
     """Foreign-order bodies decode by the message's order, transitional ones too."""
-    trans = frame(spread.TRANSITION_MESS, b"chat", [], struct.pack(">3i", 0x7F000001, 5, 6),
-                  order=BE)
-    reg = frame(spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK, b"chat", [ME],
-                memb_body((0x7F000001, 7, 1), [[ME]], order=BE), order=BE)
+    trans = frame(
+        spread.TRANSITION_MESS, b"chat", [], struct.pack(">3i", 0x7F000001, 5, 6), order=BE
+    )
+    reg = frame(
+        spread.REG_MEMB_MESS | spread.CAUSED_BY_NETWORK,
+        b"chat",
+        [ME],
+        memb_body((0x7F000001, 7, 1), [[ME]], order=BE),
+        order=BE,
+    )
     d = hostile(trans + reg)
     with spread.connect(d.address, "me", timeout=10) as mbox:
         t, r = read_all(mbox, 2, via_receiver)
@@ -339,8 +362,9 @@ def test_the_end_is_raised_only_once_the_queue_is_empty(monkeypatch):
 
     d = ClosingDaemon(data(b"late"))
     try:
-        r, mbox = cf.connect_raw(cf.MailboxBase, d.address.encode(), b"me", 0, True, False,
-                                 10.0, -1)
+        r, mbox = cf.connect_raw(
+            cf.MailboxBase, d.address.encode(), b"me", 0, True, False, 10.0, -1
+        )
         assert r == spread.ACCEPT_SESSION
         rx = cf.start_receiver(cf.ReceiverBase, mbox, 0, False)
         real_take = cf_receiver._RxState._take

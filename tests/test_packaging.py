@@ -4,6 +4,7 @@ says what is installed."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -23,8 +24,13 @@ def source_copy(dest: Path) -> Path:
     """The project's files as a clone would have them (plus files not yet
     committed), without build products, in dest."""
     try:
-        names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*BUILD_PRODUCTS, ".git"))
         return dest
@@ -36,9 +42,13 @@ def source_copy(dest: Path) -> Path:
 
 
 def pip_wheel(src: Path, out: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                           "-w", str(out), str(src)],
-                          capture_output=True, text=True, timeout=55, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=55,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.timeout(60)
@@ -49,9 +59,11 @@ def test_a_missing_compiler_fails_the_build_with_one_line(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in out, out
     said = [line.strip() for line in out.splitlines() if "spread-client needs" in line]
-    assert said == ["error: spread-client needs a C compiler to build its native library, and "
-                    "'/nonexistent/cc' (from $CC or Python's build settings) was not found: "
-                    "install gcc or clang (e.g. apt-get install gcc) or set CC to one"], out
+    assert said == [
+        "error: spread-client needs a C compiler to build its native library, and "
+        "'/nonexistent/cc' (from $CC or Python's build settings) was not found: "
+        "install gcc or clang (e.g. apt-get install gcc) or set CC to one"
+    ], out
     assert not list((tmp_path / "dist").glob("*.whl"))
 
 
@@ -76,15 +88,23 @@ def test_the_wheel_and_sdist_carry_the_license_and_no_generated_c(tmp_path):
     # Cython generated.
     sdist = set((src / "src/spread_client.egg-info/SOURCES.txt").read_text().split())
     assert "src/spread/_core.c" not in sdist
-    found = [p.relative_to(src) for pattern in ("native/**/*.[ch]", "src/spread/*.pxi")
-             for p in src.glob(pattern)]
+    found = [
+        p.relative_to(src)
+        for pattern in ("native/**/*.[ch]", "src/spread/*.pxi")
+        for p in src.glob(pattern)
+    ]
     needed = {p.as_posix() for p in found if "tests" not in p.parts}
     assert needed | {"LICENSE", "src/spread/_core.pyx", "src/spread/libspread.pxd"} <= sdist
 
 
 def spread_info(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spread", *args], capture_output=True,
-                          text=True, timeout=30, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "spread", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
 
 
 def test_python_m_spread_says_what_is_installed():
@@ -94,8 +114,11 @@ def test_python_m_spread_says_what_is_installed():
     assert lines[0] == f"spread-client {spread.__version__}"
     assert lines[1].startswith(f"backend: {spread.backend} ")
     library = os.environ.get("SPREAD_LIBRARY") if spread.backend == "cffi" else None
-    assert lines[2].startswith(f"native library: external, SPREAD_LIBRARY={library}" if library
-                               else f"native library: ours, built into the {spread.backend} backend")
+    assert lines[2].startswith(
+        f"native library: external, SPREAD_LIBRARY={library}"
+        if library
+        else f"native library: ours, built into the {spread.backend} backend"
+    )
     commands = [line.split()[:3] for line in lines if line.startswith("  python -m ")]
     assert commands == [["python", "-m", f"spread.{c}"] for c in ("demo", "daemon", "bench")]
 
@@ -103,11 +126,28 @@ def test_python_m_spread_says_what_is_installed():
 def test_python_m_spread_names_an_external_library():
     # Our cffi module carries the Spread API too: a stand-in for another libspread.
     import spread._cffi_native as ours
+
     proc = spread_info(SPREAD_BACKEND="cffi", SPREAD_LIBRARY=ours.__file__)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[2] == f"native library: external, SPREAD_LIBRARY={ours.__file__}"
+    assert (
+        proc.stdout.splitlines()[2] == f"native library: external, SPREAD_LIBRARY={ours.__file__}"
+    )
 
 
 def test_python_m_spread_version_is_one_line():
     proc = spread_info("--version")
     assert (proc.returncode, proc.stdout) == (0, f"spread-client {spread.__version__}\n")
+
+
+def test_the_version_is_written_once():
+    from spread import _version
+
+    assert spread.__version__ == _version.__version__
+    try:
+        installed = importlib.metadata.version("spread-client")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None  # run from a source tree on PYTHONPATH
+    assert installed in (None, _version.__version__)
+    project = (ROOT / "pyproject.toml").read_text().split("\n[project]\n", 1)[1].split("\n[", 1)[0]
+    assert 'dynamic = ["version"]' in project
+    assert not [line for line in project.splitlines() if line.startswith("version")]

@@ -20,6 +20,7 @@ KB = b"k" * 1024
 
 def paced_sender(address, group, count, rate, stop, msg=KB):
     """Multicasts `count` messages at `rate` per second from its own thread."""
+
     def run():
         with spread.connect(address, membership=0) as s:
             start = time.monotonic()
@@ -30,6 +31,7 @@ def paced_sender(address, group, count, rate, stop, msg=KB):
                 if delay > 0:
                     time.sleep(delay)
                 s.multicast(spread.AGREED_MESS, group, msg, i % 32768)
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
@@ -126,8 +128,9 @@ def test_busy_process_receives_everything(spread_daemon_factory):
     for t in spinners:
         t.start()
     try:
-        proc = subprocess.run([sys.executable, "-c", SENDER_SCRIPT, daemon.address, "chunks"],
-                              timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", SENDER_SCRIPT, daemon.address, "chunks"], timeout=60
+        )
         assert proc.returncode == 0
         got = []
         while len(got) < 5000:
@@ -385,8 +388,12 @@ EXIT_SCRIPT = textwrap.dedent("""
 
 
 def test_interpreter_exit_with_a_running_receiver(spread_daemon):
-    out = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, spread_daemon.address],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, spread_daemon.address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "started"
 
@@ -426,6 +433,7 @@ def test_disconnect_releases_everything_without_the_garbage_collector(spread_dae
     import subprocess
     import sys
     import textwrap
+
     child = textwrap.dedent(f"""
         import gc, resource, weakref, spread
         gc.disable()
@@ -439,8 +447,9 @@ def test_disconnect_releases_everything_without_the_garbage_collector(spread_dae
         assert refs[0]() is None and refs[1]() is None, "kept alive by a cycle"
         print("ok", flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
+    )
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
@@ -488,6 +497,7 @@ def test_a_dropped_mailbox_with_a_running_receiver_is_freed_at_once(spread_daemo
         assert m.receive().group == "kept"
         print("ok", flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
+    )
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -12,9 +12,15 @@ HERE = Path(__file__).resolve().parent
 # The vectors the suite replays; each recorded from a real Spread daemon or
 # written from SPEC.md (synthetic_*).
 EXPECTED = {
-    "connect_accept_membership", "join_leave_self", "membership_join_leave_disconnect",
-    "multicast_service_types", "reject_version", "synthetic_network_membership",
-    "synthetic_transitional", "synthetic_big_endian_membership", "unix_socket_client",
+    "connect_accept_membership",
+    "join_leave_self",
+    "membership_join_leave_disconnect",
+    "multicast_service_types",
+    "reject_version",
+    "synthetic_network_membership",
+    "synthetic_transitional",
+    "synthetic_big_endian_membership",
+    "unix_socket_client",
 }
 
 

@@ -12,15 +12,20 @@ import spread
 
 EXTERNAL = bool(os.environ.get("SPREAD_LIBRARY"))
 pytestmark = pytest.mark.timeout(30)
-native_only = pytest.mark.skipif(EXTERNAL, reason="an external library sets its own buffers "
-                                 "(test_an_external_library_refuses_a_socket_buffer)")
+native_only = pytest.mark.skipif(
+    EXTERNAL,
+    reason="an external library sets its own buffers "
+    "(test_an_external_library_refuses_a_socket_buffer)",
+)
 
 
 def _buffers(mbox) -> tuple[int, int]:
     """(SO_RCVBUF, SO_SNDBUF) of the mailbox's socket, as the kernel reports them."""
     with socket.socket(fileno=os.dup(mbox.fileno())) as s:
-        return (s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-                s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+        return (
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
 
 
 def _kernel_default_rcvbuf() -> int:
@@ -93,16 +98,23 @@ def test_the_unix_socket_keeps_spreads_sizes_by_default(unix_address):
     assert rcv == snd and snd != kernel and snd <= 2 * 200 * 1024
 
 
-@pytest.mark.parametrize("value, error, text", [
-    (-1, ValueError, r"socket_buffer=-1: socket_buffer is None .* 0 .* from 4096 to 1073741824"),
-    (1, ValueError, r"socket_buffer=1: "),
-    (4095, ValueError, r"socket_buffer=4095: "),
-    ((1 << 30) + 1, ValueError, r"socket_buffer=1073741825: "),
-    (2 ** 64, ValueError, r"socket_buffer=18446744073709551616: "),
-    (True, TypeError, r"socket_buffer must be an int or None, not bool"),
-    (65536.0, TypeError, r"socket_buffer must be an int or None, not float"),
-    ("65536", TypeError, r"socket_buffer must be an int or None, not str"),
-])
+@pytest.mark.parametrize(
+    "value, error, text",
+    [
+        (
+            -1,
+            ValueError,
+            r"socket_buffer=-1: socket_buffer is None .* 0 .* from 4096 to 1073741824",
+        ),
+        (1, ValueError, r"socket_buffer=1: "),
+        (4095, ValueError, r"socket_buffer=4095: "),
+        ((1 << 30) + 1, ValueError, r"socket_buffer=1073741825: "),
+        (2**64, ValueError, r"socket_buffer=18446744073709551616: "),
+        (True, TypeError, r"socket_buffer must be an int or None, not bool"),
+        (65536.0, TypeError, r"socket_buffer must be an int or None, not float"),
+        ("65536", TypeError, r"socket_buffer must be an int or None, not str"),
+    ],
+)
 def test_bad_values_are_refused_before_connecting(value, error, text):
     # No daemon is needed: the check comes first (port 1 would refuse).
     with pytest.raises(error, match=text):

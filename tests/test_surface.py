@@ -29,8 +29,9 @@ def public(obj):
 
 def test_both_backends_export_the_contract():
     for module in (core, cffi_core):
-        missing = [n for n in _backend.BACKEND_API + _backend.INTERNAL_API
-                   if not hasattr(module, n)]
+        missing = [
+            n for n in _backend.BACKEND_API + _backend.INTERNAL_API if not hasattr(module, n)
+        ]
         assert missing == [], module.__name__
 
 
@@ -65,13 +66,27 @@ def test_the_python_layer_never_wraps_a_hot_method(name):
 
 def test_the_python_layers_copies_of_sp_h_numbers_are_right():
     copies = {
-        _messages: ["REG_MEMB_MESS", "TRANSITION_MESS", "CAUSED_BY_JOIN", "CAUSED_BY_LEAVE",
-                    "CAUSED_BY_DISCONNECT", "CAUSED_BY_NETWORK"],
+        _messages: [
+            "REG_MEMB_MESS",
+            "TRANSITION_MESS",
+            "CAUSED_BY_JOIN",
+            "CAUSED_BY_LEAVE",
+            "CAUSED_BY_DISCONNECT",
+            "CAUSED_BY_NETWORK",
+        ],
         _ends: ["CONNECTION_CLOSED", "ILLEGAL_SESSION"],
         _mailbox: ["ACCEPT_SESSION"],
-        _args: ["ILLEGAL_SPREAD", "COULD_NOT_CONNECT", "CONNECTION_CLOSED", "ILLEGAL_SERVICE",
-                "ILLEGAL_GROUP", "MESSAGE_TOO_LONG", "MAX_PRIVATE_NAME", "LOW_PRIORITY",
-                "HIGH_PRIORITY"],
+        _args: [
+            "ILLEGAL_SPREAD",
+            "COULD_NOT_CONNECT",
+            "CONNECTION_CLOSED",
+            "ILLEGAL_SERVICE",
+            "ILLEGAL_GROUP",
+            "MESSAGE_TOO_LONG",
+            "MAX_PRIVATE_NAME",
+            "LOW_PRIORITY",
+            "HIGH_PRIORITY",
+        ],
     }
     for module in (core, cffi_core):
         for holder, names in copies.items():

@@ -18,9 +18,18 @@ import pytest
 
 import spread
 from spread._backend import core as _core
-from vectors import (HANDSHAKE_UNITS, STEP_TIMEOUT, AcceptInBackground, Record,
-                     ScriptedDaemon, all_names, is_api_client, load, records_of,
-                     synthetic_handshake)
+from vectors import (
+    HANDSHAKE_UNITS,
+    STEP_TIMEOUT,
+    AcceptInBackground,
+    Record,
+    ScriptedDaemon,
+    all_names,
+    is_api_client,
+    load,
+    records_of,
+    synthetic_handshake,
+)
 
 CAPTURED = [n for n in all_names() if not n.startswith("synthetic_")]
 SYNTHETIC = [n for n in all_names() if n.startswith("synthetic_")]
@@ -33,18 +42,24 @@ def slot(b: bytes) -> bytes:
 
 def parse_message(data: bytes) -> dict:
     """Independent little-endian parse of one recorded message."""
-    typ, = struct.unpack_from("<I", data, 0)
+    (typ,) = struct.unpack_from("<I", data, 0)
     ng, hint, dl = struct.unpack_from("<iIi", data, 36)
     off = 48
     old = None
     if typ & spread.REJECT_MESS:
         old = struct.unpack_from("<I", data, 48)[0] & ~0x80000080
         off += 4
-    groups = [slot(data[off + 32 * i: off + 32 * (i + 1)]) for i in range(ng)]
+    groups = [slot(data[off + 32 * i : off + 32 * (i + 1)]) for i in range(ng)]
     off += 32 * ng
-    return {"type": typ & ~0x80000080, "old": old, "sender": slot(data[4:36]),
-            "groups": groups, "msg_type": struct.unpack("<h", struct.pack("<H", (hint >> 8) & 0xFFFF))[0],
-            "body": data[off:off + dl], "complete": len(data) >= off + dl}
+    return {
+        "type": typ & ~0x80000080,
+        "old": old,
+        "sender": slot(data[4:36]),
+        "groups": groups,
+        "msg_type": struct.unpack("<h", struct.pack("<H", (hint >> 8) & 0xFFFF))[0],
+        "body": data[off : off + dl],
+        "complete": len(data) >= off + dl,
+    }
 
 
 def data_matches(expected: str, got: bytes) -> bool:
@@ -79,17 +94,23 @@ class Replay:
                 first_eof.setdefault(e["conn"], e["from"])
         server_closes = {c for c, who in first_eof.items() if who == "server"}
         self.server_closed = server_closes
-        self.timeline: list[tuple[float, int, str, object]] = [(r.t, r.index, "record", r) for r in recs]
+        self.timeline: list[tuple[float, int, str, object]] = [
+            (r.t, r.index, "record", r) for r in recs
+        ]
         for c, who in first_eof.items():
-            sends_kill = any(r.dir == "c2s" and r.unit == "message" and
-                             parse_message(r.data)["type"] & KILL for r in self.by_conn[c])
+            sends_kill = any(
+                r.dir == "c2s" and r.unit == "message" and parse_message(r.data)["type"] & KILL
+                for r in self.by_conn[c]
+            )
             if who == "client" and is_api_client(self.by_conn[c]) and not sends_kill:
                 t = next(e["t"] for e in events if e["conn"] == c and e["event"] == "eof")
                 self.timeline.append((t, -1, "kill", c))
         self.timeline.sort(key=lambda x: (x[0], x[1]))
-        self.daemon = ScriptedDaemon([self.by_conn[c] for c in order],
-                                     unix=vector.get("transport") == "unix socket",
-                                     server_closes=server_closes)
+        self.daemon = ScriptedDaemon(
+            [self.by_conn[c] for c in order],
+            unix=vector.get("transport") == "unix socket",
+            server_closes=server_closes,
+        )
         self.clients: dict[int, spread.Mailbox] = {}
         # The reference library's receive results, per connection, in order.
         names = {c: self.by_conn[c][0].decoded.get("name") for c in order}
@@ -176,8 +197,12 @@ class Replay:
         m = parse_message(r.data)
         t = m["type"]
         service_bits = t & 0x3F
-        valid_data = (service_bits and not service_bits & (service_bits - 1)
-                      and not t & 0x00FFC000 and m["complete"])
+        valid_data = (
+            service_bits
+            and not service_bits & (service_bits - 1)
+            and not t & 0x00FFC000
+            and m["complete"]
+        )
         if t == JOIN and m["complete"]:
             mbox.join(m["groups"][0])
         elif t == LEAVE and m["complete"]:
@@ -188,7 +213,9 @@ class Replay:
         elif valid_data and len(m["groups"]) == 1:
             assert mbox.multicast(t, m["groups"][0], m["body"], m["msg_type"]) == len(m["body"])
         elif valid_data:
-            assert mbox.multigroup_multicast(t, m["groups"], m["body"], m["msg_type"]) == len(m["body"])
+            assert mbox.multigroup_multicast(t, m["groups"], m["body"], m["msg_type"]) == len(
+                m["body"]
+            )
         else:
             os.write(mbox.fileno(), r.data)  # a request our library refuses to make
 
@@ -199,8 +226,13 @@ class Replay:
         observed = self.observed[r.conn].pop(0) if self.observed[r.conn] else None
         if self.mode == "raw":
             ret, rsvc, sender, ng, groups, mt, endian, data = mbox._receive_raw(200, 200000)
-            assert (ret, rsvc, sender, groups, data) == (len(m["body"]), svc, m["sender"],
-                                                         m["groups"], m["body"])
+            assert (ret, rsvc, sender, groups, data) == (
+                len(m["body"]),
+                svc,
+                m["sender"],
+                m["groups"],
+                m["body"],
+            )
             assert ng == len(groups)
             if observed:
                 assert ret == observed["ret"] and rsvc == observed["service"]
@@ -279,8 +311,13 @@ def test_synthetic_vector(name):
             assert got["ret"] == exp["ret"]
             assert got["my_vs_set_index"] == exp["my_vs_set_index"]
             assert got["sets"] == [
-                {"num_members": s["num_members"], "members_offset": s["members_offset"],
-                 "members": [n.encode() for n in s["members"]]} for s in exp["sets"]]
+                {
+                    "num_members": s["num_members"],
+                    "members_offset": s["members_offset"],
+                    "members": [n.encode() for n in s["members"]],
+                }
+                for s in exp["sets"]
+            ]
         if "vs_sets_info_capacity_1" in lr:
             assert _core._vs_sets_info(data, 1)["ret"] == lr["vs_sets_info_capacity_1"]
         mbox.kill()

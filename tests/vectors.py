@@ -18,8 +18,7 @@ HERE = Path(__file__).resolve().parent
 # The vectors live in the repository; SPREAD_VECTORS points at another copy
 # (a fresh capture, say) to replay that instead.
 VECTORS = Path(os.environ.get("SPREAD_VECTORS") or HERE / "vectors")
-HANDSHAKE_UNITS = {"connect", "incomplete-connect", "auth-list", "auth-choice", "accept",
-                   "reject"}
+HANDSHAKE_UNITS = {"connect", "incomplete-connect", "auth-list", "auth-choice", "accept", "reject"}
 NULL_CHOICE = b"NULL".ljust(90, b"\0")
 STEP_TIMEOUT = 10.0
 
@@ -48,8 +47,15 @@ class Record:
 
 def records_of(vector: dict) -> list[Record]:
     recs = [
-        Record(i, r["dir"], r["conn"], bytes.fromhex(r["hex"]), r.get("t", float(i)),
-               r.get("unit", "message"), r.get("decoded") or {})
+        Record(
+            i,
+            r["dir"],
+            r["conn"],
+            bytes.fromhex(r["hex"]),
+            r.get("t", float(i)),
+            r.get("unit", "message"),
+            r.get("decoded") or {},
+        )
         for i, r in enumerate(vector["records"])
     ]
     return sorted(recs, key=lambda r: (r.t, r.index))
@@ -68,10 +74,10 @@ def normalize_slots(data: bytes) -> bytes:
     first = 48 + (4 if typ & 0x00400000 else 0)
     slots = [4] + [first + 32 * i for i in range(max(0, min(num_groups, 100)))]
     for at in slots:
-        chunk = out[at:at + 32]
+        chunk = out[at : at + 32]
         if len(chunk) == 32 and 0 in chunk:
             cut = chunk.index(0)
-            out[at + cut:at + 32] = bytes(32 - cut)
+            out[at + cut : at + 32] = bytes(32 - cut)
     return bytes(out)
 
 
@@ -97,15 +103,18 @@ class FakeConnection(threading.Thread):
     post-handshake s2c message waits until the driver releases it, so that
     what the client can read at any moment matches the recording's order."""
 
-    def __init__(self, daemon: "ScriptedDaemon", sock: socket.socket, recs: list[Record],
-                 server_closes: bool):
+    def __init__(
+        self, daemon: ScriptedDaemon, sock: socket.socket, recs: list[Record], server_closes: bool
+    ):
         super().__init__(daemon=True)
         self.owner = daemon
         self.sock = sock
         self.recs = recs
         self.server_closes = server_closes
         self.released: dict[int, threading.Event] = {
-            r.index: threading.Event() for r in recs if r.dir == "s2c" and r.unit not in HANDSHAKE_UNITS
+            r.index: threading.Event()
+            for r in recs
+            if r.dir == "s2c" and r.unit not in HANDSHAKE_UNITS
         }
         self.done = threading.Event()
 
@@ -132,8 +141,10 @@ class FakeConnection(threading.Thread):
                     else:
                         same = normalize_slots(got) == normalize_slots(r.data)
                     if not same:
-                        self.owner.fail(f"conn {r.conn} record {r.index} ({r.unit}): expected "
-                                        f"{r.data.hex()} got {got.hex()}")
+                        self.owner.fail(
+                            f"conn {r.conn} record {r.index} ({r.unit}): expected "
+                            f"{r.data.hex()} got {got.hex()}"
+                        )
                         return
                 else:
                     ev = self.released.get(r.index)
@@ -145,7 +156,9 @@ class FakeConnection(threading.Thread):
                 # The client ends the connection; anything more it sends is wrong.
                 extra = self._read_exact(1 << 20)
                 if extra:
-                    self.owner.fail(f"conn {self.recs[0].conn}: unexpected bytes {extra[:96].hex()}")
+                    self.owner.fail(
+                        f"conn {self.recs[0].conn}: unexpected bytes {extra[:96].hex()}"
+                    )
         except OSError as e:
             self.owner.fail(f"conn {self.recs[0].conn}: {e!r}")
         finally:
@@ -160,8 +173,9 @@ class FakeConnection(threading.Thread):
 class ScriptedDaemon:
     """Accepts connections in order and gives the n-th one the n-th script."""
 
-    def __init__(self, scripts: list[list[Record]], unix: bool = False,
-                 server_closes: set[int] = frozenset()):
+    def __init__(
+        self, scripts: list[list[Record]], unix: bool = False, server_closes: set[int] = frozenset()
+    ):
         self.scripts = scripts
         self.server_closes = server_closes
         self.errors: list[str] = []

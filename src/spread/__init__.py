@@ -26,7 +26,7 @@ from ._constants import __all__ as _constant_names
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _error_names
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "connect",

@@ -39,15 +39,21 @@ DEFAULT_TIMEOUT = 10.0  # seconds for connect and handshake when the caller name
 SOCKET_BUFFER_DEFAULT = -1
 MIN_SOCKET_BUFFER = 4096
 MAX_SOCKET_BUFFER = 1 << 30
-SOCKET_BUFFER_RULE = (f"socket_buffer is None (the default: over TCP the kernel's autotuning), "
-                      f"0 (the kernel's own sizes) or a fixed size in bytes from "
-                      f"{MIN_SOCKET_BUFFER} to {MAX_SOCKET_BUFFER}")
+SOCKET_BUFFER_RULE = (
+    f"socket_buffer is None (the default: over TCP the kernel's autotuning), "
+    f"0 (the kernel's own sizes) or a fixed size in bytes from "
+    f"{MIN_SOCKET_BUFFER} to {MAX_SOCKET_BUFFER}"
+)
 
-ADDRESS_FORMS = ("a daemon address is '<port>' (the unix socket /tmp/<port>) or "
-                 "'<port>@<host>' (TCP), with a port from 0 to 32767")
-SERVICE_RULE = ("a service type is exactly one of UNRELIABLE_MESS, RELIABLE_MESS, FIFO_MESS, "
-                "CAUSAL_MESS, AGREED_MESS and SAFE_MESS, optionally with SELF_DISCARD; "
-                "membership and reject bits are the daemon's")
+ADDRESS_FORMS = (
+    "a daemon address is '<port>' (the unix socket /tmp/<port>) or "
+    "'<port>@<host>' (TCP), with a port from 0 to 32767"
+)
+SERVICE_RULE = (
+    "a service type is exactly one of UNRELIABLE_MESS, RELIABLE_MESS, FIFO_MESS, "
+    "CAUSAL_MESS, AGREED_MESS and SAFE_MESS, optionally with SELF_DISCARD; "
+    "membership and reject bits are the daemon's"
+)
 GROUP_RULE = f"a group name is 1 to {MAX_GROUP_BYTES} bytes"
 SIZE_RULE = f"payload plus 32 bytes per group may be at most {MAX_BODY} bytes"
 HINTS = {
@@ -64,32 +70,39 @@ def _type_name(value: object) -> str:
 
 # -- errors --------------------------------------------------------------------
 
-def error(code: int, where: str | None, library_text: str, detail: str | None = None
-          ) -> SpreadError:
+
+def error(
+    code: int, where: str | None, library_text: str, detail: str | None = None
+) -> SpreadError:
     """The exception for a Spread error code: args (code, text), the text
     being where it happened, the library's own words and what is allowed."""
     parts = [p for p in (where, library_text, detail or HINTS.get(code)) if p]
     return error_class(code)(code, ": ".join(parts))
 
 
-def connect_error(code: int, daemon: object, timeout: float | None, library_text: str
-                  ) -> SpreadError:
+def connect_error(
+    code: int, daemon: object, timeout: float | None, library_text: str
+) -> SpreadError:
     """What a failed connect() raises (codes from SPX_connect)."""
     where = f"connect({daemon!r})"
     if code == SPX_TIMED_OUT:
-        return ConnectTimeout(COULD_NOT_CONNECT,
-                              f"{where}: timed out after {timeout:g} s waiting for the daemon "
-                              "(connect(timeout=None) waits as long as it takes)")
+        return ConnectTimeout(
+            COULD_NOT_CONNECT,
+            f"{where}: timed out after {timeout:g} s waiting for the daemon "
+            "(connect(timeout=None) waits as long as it takes)",
+        )
     if code == SPX_NOT_SPREAD:
         return error_class(COULD_NOT_CONNECT)(
-            COULD_NOT_CONNECT, f"{where}: the peer does not speak Spread's protocol "
-                               "(is that port a Spread daemon's?)")
+            COULD_NOT_CONNECT,
+            f"{where}: the peer does not speak Spread's protocol (is that port a Spread daemon's?)",
+        )
     if code == CONNECTION_CLOSED:
         return error(code, where, library_text, "the peer closed it during the handshake")
     return error(code, where, library_text)
 
 
 # -- names -------------------------------------------------------------------------
+
 
 def name_bytes(name: object, what: str, bad_value: type = ValueError) -> bytes:
     """A name given as str or bytes-like, as the bytes put on the wire."""
@@ -106,7 +119,7 @@ def name_bytes(name: object, what: str, bad_value: type = ValueError) -> bytes:
     return b
 
 
-def _value_error(cls: type, text: str) -> Exception:
+def _value_error(cls: type[Exception], text: str) -> Exception:
     if issubclass(cls, SpreadError):
         return cls(ILLEGAL_GROUP, text)
     return cls(text)
@@ -128,9 +141,10 @@ def group_list(groups: object) -> list[bytes]:
     try:
         items = iter(groups)  # type: ignore[call-overload]
     except TypeError:
-        raise TypeError(f"groups must be a sequence of group names, not "
-                        f"{_type_name(groups)}") from None
-    names = []
+        raise TypeError(
+            f"groups must be a sequence of group names, not {_type_name(groups)}"
+        ) from None
+    names: list[bytes] = []
     for group in items:
         if len(names) == MAX_GROUPS:
             raise ValueError(f"at most {MAX_GROUPS} groups per message")
@@ -144,8 +158,9 @@ def daemon_bytes(daemon: object) -> bytes:
     """connect()'s daemon address; the form itself is checked by the library."""
     b = name_bytes(daemon, "daemon")
     if not b:
-        raise error_class(ILLEGAL_SPREAD)(ILLEGAL_SPREAD,
-                                          f"connect({daemon!r}): empty address: {ADDRESS_FORMS}")
+        raise error_class(ILLEGAL_SPREAD)(
+            ILLEGAL_SPREAD, f"connect({daemon!r}): empty address: {ADDRESS_FORMS}"
+        )
     return b
 
 
@@ -153,12 +168,14 @@ def private_name_bytes(name: object) -> bytes:
     """connect()'s private name: at most 10 bytes; "" (or None) lets the daemon pick."""
     b = b"" if name is None else name_bytes(name, "name")
     if len(b) > MAX_PRIVATE_NAME:
-        raise ValueError(f"private name {name!r} is {len(b)} bytes: at most "
-                         f"{MAX_PRIVATE_NAME} are allowed")
+        raise ValueError(
+            f"private name {name!r} is {len(b)} bytes: at most {MAX_PRIVATE_NAME} are allowed"
+        )
     return b
 
 
 # -- numbers -----------------------------------------------------------------------
+
 
 def integer(value: object, what: str) -> int:
     """An int argument (anything with __index__; never a float or a str)."""
@@ -173,7 +190,8 @@ def service_type(value: object) -> int:
     v = integer(value, "service_type")
     if not -(1 << 31) <= v < 1 << 32:
         raise error_class(ILLEGAL_SERVICE)(
-            ILLEGAL_SERVICE, f"service_type {v:#x} is not 32 bits: {SERVICE_RULE}")
+            ILLEGAL_SERVICE, f"service_type {v:#x} is not 32 bits: {SERVICE_RULE}"
+        )
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
@@ -188,8 +206,9 @@ def msg_type(value: object) -> int:
 def priority(value: object) -> int:
     v = integer(value, "priority")
     if not LOW_PRIORITY <= v <= HIGH_PRIORITY:
-        raise ValueError(f"priority must be LOW_PRIORITY (0), MEDIUM_PRIORITY (1) or "
-                         f"HIGH_PRIORITY (2), not {v}")
+        raise ValueError(
+            f"priority must be LOW_PRIORITY (0), MEDIUM_PRIORITY (1) or HIGH_PRIORITY (2), not {v}"
+        )
     return v
 
 
@@ -209,8 +228,9 @@ def seconds(value: object, what: str, *, zero_ok: bool) -> float | None:
     v = float(value)
     if math.isnan(v) or v < 0 or (v == 0 and not zero_ok) or math.isinf(v):
         allowed = "0 or more" if zero_ok else "more than 0"
-        raise ValueError(f"{what} must be a finite number of seconds, {allowed} (or None), "
-                         f"not {value!r}")
+        raise ValueError(
+            f"{what} must be a finite number of seconds, {allowed} (or None), not {value!r}"
+        )
     return v
 
 
@@ -224,8 +244,9 @@ def socket_buffer(value: object) -> int:
     try:
         v = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(f"socket_buffer must be an int or None, not {_type_name(value)}: "
-                        f"{SOCKET_BUFFER_RULE}") from None
+        raise TypeError(
+            f"socket_buffer must be an int or None, not {_type_name(value)}: {SOCKET_BUFFER_RULE}"
+        ) from None
     if v != 0 and not MIN_SOCKET_BUFFER <= v <= MAX_SOCKET_BUFFER:
         raise ValueError(f"socket_buffer={v!r}: {SOCKET_BUFFER_RULE}")
     return v
@@ -233,17 +254,31 @@ def socket_buffer(value: object) -> int:
 
 # -- calls -------------------------------------------------------------------------
 
-def connect_args(daemon: object, name: object, prio: object, membership: object,
-                 bytes_names: object, timeout: object, buffer: object = None
-                 ) -> tuple[bytes, bytes, int, bool, bool, float | None, int]:
+
+def connect_args(
+    daemon: object,
+    name: object,
+    prio: object,
+    membership: object,
+    bytes_names: object,
+    timeout: object,
+    buffer: object = None,
+) -> tuple[bytes, bytes, int, bool, bool, float | None, int]:
     """connect()'s arguments checked and converted, in the order given."""
-    return (daemon_bytes(daemon), private_name_bytes(name), priority(prio),
-            flag(membership, "membership"), flag(bytes_names, "bytes_names"),
-            seconds(timeout, "timeout", zero_ok=False), socket_buffer(buffer))
+    return (
+        daemon_bytes(daemon),
+        private_name_bytes(name),
+        priority(prio),
+        flag(membership, "membership"),
+        flag(bytes_names, "bytes_names"),
+        seconds(timeout, "timeout", zero_ok=False),
+        socket_buffer(buffer),
+    )
 
 
-def start_receiver(*, max_backlog_bytes: object = None, on_overflow: object = "disconnect"
-                   ) -> tuple[int, bool]:
+def start_receiver(
+    *, max_backlog_bytes: object = None, on_overflow: object = "disconnect"
+) -> tuple[int, bool]:
     """A ThreadedReceiver's options: (backlog limit in bytes or 0 for none,
     whether to block rather than disconnect on overflow)."""
     if on_overflow not in ("disconnect", "block"):

@@ -13,8 +13,7 @@ MAX_PORT = 32767
 MAX_PAYLOAD = 143952 - 32
 
 
-def whole_number(text: str, low: int, high: int | None = None, what: str = "a whole number"
-                 ) -> int:
+def whole_number(text: str, low: int, high: int | None = None, what: str = "a whole number") -> int:
     allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
     problem = argparse.ArgumentTypeError(f"expected {what} {allowed}, not {text!r}")
     try:
@@ -45,7 +44,8 @@ def daemon_address(text: str) -> str:
         port_number(port)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected PORT or PORT@HOST with a port from 1 to {MAX_PORT}, not {text!r}") from None
+            f"expected PORT or PORT@HOST with a port from 1 to {MAX_PORT}, not {text!r}"
+        ) from None
     if at and not host:
         raise argparse.ArgumentTypeError(f"expected a host after '@', not {text!r}")
     return text

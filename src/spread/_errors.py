@@ -109,27 +109,35 @@ class Empty(queue.Empty):
     """No message arrived within the time-out (also a queue.Empty)."""
 
 
-_BY_CODE = {
-    -1: IllegalSpread,
-    -2: CouldNotConnect,
-    -3: ConnectionRejected,
-    -4: ConnectionRejected,
-    -5: ConnectionRejected,
-    -6: ConnectionRejected,
-    -7: ConnectionRejected,
-    -8: ConnectionClosed,
-    -9: ConnectionRejected,
-    -11: IllegalSession,
-    -12: IllegalService,
-    -13: IllegalMessage,
-    -14: IllegalGroup,
-    -17: MessageTooLong,
-    -18: NetErrorOnSession,
+# Keyed by sp.h's names, whose values come from the backend (sp.h, compiled
+# in): the numbers are written in sp.h alone.
+_BY_NAME: dict[str, type[SpreadError]] = {
+    "ILLEGAL_SPREAD": IllegalSpread,
+    "COULD_NOT_CONNECT": CouldNotConnect,
+    "REJECT_QUOTA": ConnectionRejected,
+    "REJECT_NO_NAME": ConnectionRejected,
+    "REJECT_ILLEGAL_NAME": ConnectionRejected,
+    "REJECT_NOT_UNIQUE": ConnectionRejected,
+    "REJECT_VERSION": ConnectionRejected,
+    "CONNECTION_CLOSED": ConnectionClosed,
+    "REJECT_AUTH": ConnectionRejected,
+    "ILLEGAL_SESSION": IllegalSession,
+    "ILLEGAL_SERVICE": IllegalService,
+    "ILLEGAL_MESSAGE": IllegalMessage,
+    "ILLEGAL_GROUP": IllegalGroup,
+    "MESSAGE_TOO_LONG": MessageTooLong,
+    "NET_ERROR_ON_SESSION": NetErrorOnSession,
 }
+_BY_CODE: dict[int, type[SpreadError]] = {}  # filled from _BY_NAME on first use
 
 
 def error_class(code: int) -> type:
     """The exception class raised for a Spread error code."""
+    if not _BY_CODE:
+        # Not at import: the backends import this module while they load.
+        from ._backend import core
+
+        _BY_CODE.update({getattr(core, name): cls for name, cls in _BY_NAME.items()})
     return _BY_CODE.get(code, SpreadError)
 
 

@@ -23,7 +23,7 @@ from spread.daemon import Daemon
 from spread.testing import free_port
 
 GROUP = "demo"
-STEP_TIMEOUT = 10.0    # seconds any one step may take before the demo gives up
+STEP_TIMEOUT = 10.0  # seconds any one step may take before the demo gives up
 
 
 class DemoTimeout(Exception):
@@ -34,8 +34,9 @@ def _wait_readable(mbox, deadline: float, what: str) -> None:
     # The client library never reads ahead of the message it returns, so the
     # socket is readable exactly while a message is pending.
     remaining = deadline - time.monotonic()
-    if mbox.poll() == 0 and (remaining <= 0 or
-                             not select.select([mbox.fileno()], [], [], remaining)[0]):
+    if mbox.poll() == 0 and (
+        remaining <= 0 or not select.select([mbox.fileno()], [], [], remaining)[0]
+    ):
         raise DemoTimeout(f"no {what} within {STEP_TIMEOUT:.0f} s")
 
 
@@ -60,8 +61,9 @@ def describe(msg) -> str:
 
 def membership(group: str, members: set[str]):
     """A test for the notice of `group` whose members are exactly `members`."""
-    return lambda msg: (isinstance(msg, spread.MembershipMsg) and msg.group == group
-                        and set(msg.members) == members)
+    return lambda msg: (
+        isinstance(msg, spread.MembershipMsg) and msg.group == group and set(msg.members) == members
+    )
 
 
 def regular(msg) -> bool:
@@ -112,24 +114,41 @@ def tour(daemon, count: int, size: int) -> None:
     bob.leave(GROUP)
     # Bob's notice of his own leave lists nobody; alice's lists only her.
     receive_until(bob, membership(GROUP, set()), None, "bob's leave notice")
-    receive_until(alice, membership(GROUP, {alice.private_group}), "alice got",
-                  "notice of bob's leave for alice")
+    receive_until(
+        alice,
+        membership(GROUP, {alice.private_group}),
+        "alice got",
+        "notice of bob's leave for alice",
+    )
     bob.disconnect()
 
     elapsed = burst(daemon, alice, count, size)
-    print(f"{count} messages of {size} B sent and read in {elapsed:.2f} s: "
-          f"{count / elapsed:,.0f} msg/s")
+    print(
+        f"{count} messages of {size} B sent and read in {elapsed:.2f} s: "
+        f"{count / elapsed:,.0f} msg/s"
+    )
     alice.disconnect()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m spread.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=port_number,
-                   help="port of the embedded daemon, TCP and /tmp/<port> (default: a free one)")
-    p.add_argument("--count", type=positive_int, default=20000,
-                   help="messages in the timed burst (default 20000)")
-    p.add_argument("--size", type=payload_size, default=1024,
-                   help="payload bytes per burst message (default 1024)")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        help="port of the embedded daemon, TCP and /tmp/<port> (default: a free one)",
+    )
+    p.add_argument(
+        "--count",
+        type=positive_int,
+        default=20000,
+        help="messages in the timed burst (default 20000)",
+    )
+    p.add_argument(
+        "--size",
+        type=payload_size,
+        default=1024,
+        help="payload bytes per burst message (default 1024)",
+    )
     return p.parse_args(argv)
 
 

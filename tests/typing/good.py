@@ -20,8 +20,10 @@ from spread._backend import core
 if TYPE_CHECKING:
     from typing_extensions import assert_type
 else:
+
     def assert_type(value, _type):
         return value
+
 
 GROUP = "typing-good"
 
@@ -165,8 +167,9 @@ def connect_either(address: str, as_bytes: bool) -> int:
 
 def errors(address: str) -> type[spread.SpreadError]:
     try:
-        spread.connect(address, "typed", spread.LOW_PRIORITY, membership=False,
-                       timeout=None).disconnect()
+        spread.connect(
+            address, "typed", spread.LOW_PRIORITY, membership=False, timeout=None
+        ).disconnect()
     except spread.CouldNotConnect as e:
         print(e.code, e.text, spread.error_text(e.code))
     except (spread.ConnectionRejected, spread.IllegalSpread) as e:
@@ -174,19 +177,32 @@ def errors(address: str) -> type[spread.SpreadError]:
     except spread.error as e:
         print(e.args)
     kind: type[spread.SpreadError] = spread.error_class(spread.CONNECTION_CLOSED)
-    for cls in (spread.ConnectionClosed, spread.NetErrorOnSession, spread.IllegalGroup,
-                spread.IllegalService, spread.IllegalMessage, spread.MessageTooLong,
-                spread.BacklogOverflow):
+    for cls in (
+        spread.ConnectionClosed,
+        spread.NetErrorOnSession,
+        spread.IllegalGroup,
+        spread.IllegalService,
+        spread.IllegalMessage,
+        spread.MessageTooLong,
+        spread.BacklogOverflow,
+    ):
         assert issubclass(cls, spread.SpreadError)
     return kind
 
 
 def module_facts() -> str:
     v: tuple[int, int, int] = spread.version()
-    sizes: list[int] = [spread.DEFAULT_BUFFER_SIZE, spread.DEFAULT_GROUPS_SIZE,
-                        spread.MAX_GROUP_NAME, spread.DEFAULT_SPREAD_PORT]
-    kinds: list[type[object]] = [spread.MailboxType, spread.RegularMsgType,
-                                 spread.MembershipMsgType]
+    sizes: list[int] = [
+        spread.DEFAULT_BUFFER_SIZE,
+        spread.DEFAULT_GROUPS_SIZE,
+        spread.MAX_GROUP_NAME,
+        spread.DEFAULT_SPREAD_PORT,
+    ]
+    kinds: list[type[object]] = [
+        spread.MailboxType,
+        spread.RegularMsgType,
+        spread.MembershipMsgType,
+    ]
     backend: str = spread.backend
     return f"{spread.__version__} {v} {sizes} {kinds} {backend}"
 

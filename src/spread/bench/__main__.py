@@ -58,8 +58,9 @@ def plan(args):
     steps = []
     for rep in range(int(cfg["repeats"])):
         for size in args.sizes:
-            steps += [(kind, size, rep) for kind in ("mcast", "self", "2proc", "rtt")
-                      if kind in args.only]
+            steps += [
+                (kind, size, rep) for kind in ("mcast", "self", "2proc", "rtt") if kind in args.only
+            ]
         if "slow" in args.only:
             steps.append(("slow", 1024, rep))
     return cfg, steps
@@ -84,12 +85,15 @@ def run_step(address, kind, size, rep, cfg, raw):
     elif kind == "rtt":
         for impl in order:
             rtts = sorted(w.ping_pong(address, size, cfg["warmup"], cfg["rounds"], impl))
-            run[impl] = {"median": statistics.median(rtts),
-                         "p99": rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]}
+            run[impl] = {
+                "median": statistics.median(rtts),
+                "p99": rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))],
+            }
     elif kind == "slow":
         for impl in ("plain", "threaded"):
-            run[impl] = w.slow_reader(address, cfg["slow_count"], cfg["slow_sleepy"],
-                                      impl == "threaded")
+            run[impl] = w.slow_reader(
+                address, cfg["slow_count"], cfg["slow_sleepy"], impl == "threaded"
+            )
     cell["runs"].append(run)
 
 
@@ -130,7 +134,7 @@ def measure(daemon, args, cfg, steps):
                 progress.step(f"{kind} {size} B, run {rep + 1}")
                 run_step(address, kind, size, rep, cfg, raw)
         finally:
-            progress.end()   # so that an error is read on a clean line
+            progress.end()  # so that an error is read on a clean line
     return address, raw, time.monotonic() - start
 
 
@@ -139,8 +143,10 @@ def main(argv=None):
     if args.backend and args.backend != spread.backend:
         # The backend is chosen at import: run again with it (workers inherit it).
         os.environ["SPREAD_BACKEND"] = args.backend
-        os.execv(sys.executable, [sys.executable, "-m", "spread.bench",
-                                  *(sys.argv[1:] if argv is None else argv)])
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "spread.bench", *(sys.argv[1:] if argv is None else argv)],
+        )
     cfg, steps = plan(args)
     daemon: ExternalDaemon | EmbeddedDaemon
     if args.daemon:
@@ -160,14 +166,28 @@ def main(argv=None):
         return 1
     rows = report.summarize(raw)
     shown = address if args.daemon else f"the embedded daemon ({address})"
-    print("\n".join(report.title(shown, cfg["repeats"], elapsed, args.wide) +
-                    report.table(rows, args.wide)))
+    print(
+        "\n".join(
+            report.title(shown, cfg["repeats"], elapsed, args.wide) + report.table(rows, args.wide)
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"config": cfg, "sizes": args.sizes, "address": address,
-                       "backend": spread.backend, "elapsed": elapsed, "results": raw}, f, indent=1)
+            json.dump(
+                {
+                    "config": cfg,
+                    "sizes": args.sizes,
+                    "address": address,
+                    "backend": spread.backend,
+                    "elapsed": elapsed,
+                    "results": raw,
+                },
+                f,
+                indent=1,
+            )
     if args.plot:
         from spread.bench.plot import plot
+
         plot(raw, args.sizes, args.plot)
     return 0
 

@@ -21,6 +21,7 @@ def _axes(ax, ylabel, title):
 
 def plot(raw: dict, sizes: list[int], path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import spread
 
-WIDTH = 120   # the compact table's width
+WIDTH = 120  # the compact table's width
 
 
 @dataclass
@@ -24,23 +24,29 @@ class Row:
     py: dict | None = None
     c: dict | None = None
     ratio: dict | None = None
-    notes: list[str] = field(default_factory=list)   # the wide table's notes
-    brief: list[str] = field(default_factory=list)   # the compact table's
+    notes: list[str] = field(default_factory=list)  # the wide table's notes
+    brief: list[str] = field(default_factory=list)  # the compact table's
 
 
 def figures(values: list, lost: str = "killed") -> dict:
     """Median, min and max of the runs that finished (None marks one that did
     not), with how many did not and what to call them."""
     done = [v for v in values if v is not None]
-    out = {"median": None, "min": None, "max": None, "runs": len(values),
-           "lost": len(values) - len(done), "lost_as": lost}
+    out = {
+        "median": None,
+        "min": None,
+        "max": None,
+        "runs": len(values),
+        "lost": len(values) - len(done),
+        "lost_as": lost,
+    }
     if done:
         out.update(median=statistics.median(done), min=min(done), max=max(done))
     return out
 
 
 def ratios(py: list, c: list) -> list:
-    return [p / q if p is not None and q else None for p, q in zip(py, c)]
+    return [p / q if p is not None and q else None for p, q in zip(py, c, strict=False)]
 
 
 def _finished(result: dict, value):
@@ -48,7 +54,7 @@ def _finished(result: dict, value):
 
 
 def _lost_as(results: list[dict]) -> str:
-    """"failed" when every run that did not finish had a worker fail (a
+    """ "failed" when every run that did not finish had a worker fail (a
     timeout, a crash) rather than a receiver the daemon killed."""
     lost = [r for r in results if r.get("killed")]
     return "failed" if lost and all(r.get("failed") for r in lost) else "killed"
@@ -63,8 +69,14 @@ def _rates(cell: dict, kind: str) -> list[Row]:
     size, runs = cell["size"], cell["runs"]
     py = [r["py"] for r in runs]
     c = [r["c"] for r in runs]
-    row = Row("multicast only" if kind == "mcast" else "send + receive own", "msg/s", size,
-              figures(py), figures(c), figures(ratios(py, c), "—"))
+    row = Row(
+        "multicast only" if kind == "mcast" else "send + receive own",
+        "msg/s",
+        size,
+        figures(py),
+        figures(c),
+        figures(ratios(py, c), "—"),
+    )
     row.notes = row.brief = [f"{statistics.median(py) * size / 1e6:.1f} MB/s Python"]
     cell["summary"] = {"py": row.py, "c": row.c, "ratio": row.ratio}
     return [row]
@@ -108,8 +120,12 @@ def _two_process(cell: dict) -> list[Row]:
             row.notes.append(cpu_note)
             row.brief.append(cpu_note)
         rows.append(row)
-        cell["summary"][f"{impl} {fig}"] = {"py": row.py, "c": row.c, "ratio": row.ratio,
-                                            "killed": lost}
+        cell["summary"][f"{impl} {fig}"] = {
+            "py": row.py,
+            "c": row.c,
+            "ratio": row.ratio,
+            "killed": lost,
+        }
     return rows
 
 
@@ -117,8 +133,14 @@ def _round_trip(cell: dict) -> list[Row]:
     runs = cell["runs"]
     py = [r["py"]["median"] for r in runs]
     c = [r["c"]["median"] for r in runs]
-    row = Row("round trip (median)", "µs", cell["size"], figures(py), figures(c),
-              figures(ratios(py, c), "—"))
+    row = Row(
+        "round trip (median)",
+        "µs",
+        cell["size"],
+        figures(py),
+        figures(c),
+        figures(ratios(py, c), "—"),
+    )
     p99 = statistics.median(r["py"]["p99"] for r in runs)
     cp99 = statistics.median(r["c"]["p99"] for r in runs)
     row.notes = row.brief = [f"p99 {p99:.0f} µs (C {cp99:.0f})"]
@@ -130,20 +152,28 @@ def _slow_reader(cell: dict) -> list[Row]:
     runs = cell["runs"]
     rows = []
     cell["summary"] = {}
-    for impl, label in (("plain", "slow reader: receive()"),
-                        ("threaded", "slow reader: ThreadedReceiver")):
+    for impl, label in (
+        ("plain", "slow reader: receive()"),
+        ("threaded", "slow reader: ThreadedReceiver"),
+    ):
         killed = sum(bool(r[impl]["killed"]) for r in runs)
         lost = max(r[impl]["lost"] for r in runs)
         row = Row(label, "", cell["size"])
-        row.notes = row.brief = [f"killed {killed}/{len(runs)}, lost {lost} of "
-                                 f"{runs[0][impl]['sent']}"]
+        row.notes = row.brief = [
+            f"killed {killed}/{len(runs)}, lost {lost} of {runs[0][impl]['sent']}"
+        ]
         rows.append(row)
         cell["summary"][impl] = {"killed": killed, "lost": lost}
     return rows
 
 
-SUMMARIES = {"mcast": lambda cell: _rates(cell, "mcast"), "self": lambda cell: _rates(cell, "self"),
-             "2proc": _two_process, "rtt": _round_trip, "slow": _slow_reader}
+SUMMARIES = {
+    "mcast": lambda cell: _rates(cell, "mcast"),
+    "self": lambda cell: _rates(cell, "self"),
+    "2proc": _two_process,
+    "rtt": _round_trip,
+    "slow": _slow_reader,
+}
 
 
 def summarize(raw: dict) -> list[Row]:
@@ -182,9 +212,17 @@ HEAD = ("workload", "size B", "Python", "C", "Python/C", "notes")
 def table(rows: list[Row], wide: bool) -> list[str]:
     """The table's lines; unless wide, none longer than WIDTH (long notes
     wrap within their column)."""
-    body = [(f"{r.label} [{r.unit}]" if r.unit else r.label, str(r.size),
-             cell_text(r.py, wide), cell_text(r.c, wide), cell_text(r.ratio, wide, 2),
-             "; ".join(r.notes if wide else r.brief)) for r in rows]
+    body = [
+        (
+            f"{r.label} [{r.unit}]" if r.unit else r.label,
+            str(r.size),
+            cell_text(r.py, wide),
+            cell_text(r.c, wide),
+            cell_text(r.ratio, wide, 2),
+            "; ".join(r.notes if wide else r.brief),
+        )
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in [HEAD, *body]) for i in range(len(HEAD) - 1)]
     indent = sum(widths) + 2 * len(widths)
     notes_width = max(len(line[-1]) for line in [HEAD, *body])
@@ -193,8 +231,9 @@ def table(rows: list[Row], wide: bool) -> list[str]:
     widths.append(notes_width)
 
     def line(cells):
-        left = "  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i])
-                         for i, v in enumerate(cells[:-1]))
+        left = "  ".join(
+            v.ljust(widths[i]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(cells[:-1])
+        )
         return f"{left}  {cells[-1]}".rstrip()
 
     out = [line(HEAD), line(["-" * w for w in widths])]
@@ -207,6 +246,8 @@ def table(rows: list[Row], wide: bool) -> list[str]:
 
 def title(address: str, repeats: int, elapsed: float, wide: bool) -> list[str]:
     how = "median [min–max]" if wide else "median ±largest deviation"
-    text = (f"spread {spread.__version__} ({spread.backend}) against {address}; "
-            f"{how} of {repeats} run(s); {elapsed:.0f} s")
+    text = (
+        f"spread {spread.__version__} ({spread.backend}) against {address}; "
+        f"{how} of {repeats} run(s); {elapsed:.0f} s"
+    )
     return [text] if wide else textwrap.wrap(text, WIDTH)

@@ -9,7 +9,7 @@ import resource
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import spread
 from spread._backend import core as _core
@@ -101,12 +101,18 @@ def receive(address, group, kind):
     # The receiving process's CPU time and context switches, spinner included.
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     switches = (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
-    return {"messages": n, "seconds": seconds, "rate": n / seconds if seconds else 0.0,
-            "drain_rate": drain, "killed": killed, "error": error,
-            "cpu_us_per_message": cpu * 1e6 / n if n else None,
-            "switches_per_message": switches / n if n else None,
-            "peak": peak,
-            "faults_per_message": (after.ru_minflt - before.ru_minflt) / n if n else None}
+    return {
+        "messages": n,
+        "seconds": seconds,
+        "rate": n / seconds if seconds else 0.0,
+        "drain_rate": drain,
+        "killed": killed,
+        "error": error,
+        "cpu_us_per_message": cpu * 1e6 / n if n else None,
+        "switches_per_message": switches / n if n else None,
+        "peak": peak,
+        "faults_per_message": (after.ru_minflt - before.ru_minflt) / n if n else None,
+    }
 
 
 def pong(address, group, reply, impl):
@@ -142,7 +148,7 @@ def slow(address, group, sleepy, threaded):
     try:
         while True:
             msg = m.receive()
-            if msg.msg_type == END:
+            if isinstance(msg, spread.RegularMsg) and msg.msg_type == END:
                 break
             n += 1
             if n <= sleepy:
@@ -153,8 +159,12 @@ def slow(address, group, sleepy, threaded):
     return {"messages": n, "killed": killed}
 
 
-ROLES: dict[str, Callable[..., dict]] = {"send": send, "receive": receive, "pong": pong,
-                                          "slow": slow}
+ROLES: dict[str, Callable[..., dict]] = {
+    "send": send,
+    "receive": receive,
+    "pong": pong,
+    "slow": slow,
+}
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import spread
 from spread._backend import core as _core
 
 SVC = spread.RELIABLE_MESS
-END = 99          # msg_type that ends a two-process run
-WINDOW = 100      # own messages in flight in the send-and-receive-own loop
-CHUNK = 2000      # messages between clock checks
+END = 99  # msg_type that ends a two-process run
+WINDOW = 100  # own messages in flight in the send-and-receive-own loop
+CHUNK = 2000  # messages between clock checks
 
 
 def unique(prefix: str) -> str:
@@ -86,10 +86,14 @@ def self_rate(address: str, size: int, seconds: float, impl: str) -> float:
 
 # -- two processes ------------------------------------------------------------
 
+
 def worker(role: str, **args) -> subprocess.Popen:
     """Starts `python -m spread.bench.worker` for one side of a run."""
-    return subprocess.Popen([sys.executable, "-m", "spread.bench.worker", role, json.dumps(args)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spread.bench.worker", role, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def worker_result(proc: subprocess.Popen, timeout: float) -> dict:

@@ -14,7 +14,16 @@ import os
 import threading
 
 from .._backend import core as _core
-from .._daemon_options import DEFAULT_MAX_SESSION_BYTES
+from .._daemon_options import (
+    DEFAULT_HOST,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_SESSION_MESSAGES,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+    DEFAULT_TCP,
+    DEFAULT_UNIX_SOCKET,
+)
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
@@ -48,12 +57,21 @@ class Daemon(DaemonAddresses):
     ``host`` is an IPv4 address or a host name that resolves to one.
     """
 
-    def __init__(self, port: int = 4803, *, host: str = "127.0.0.1", name: str = "localhost",
-                 max_session_messages: int = 1000,
-                 max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES, tcp: bool = True,
-                 unix_socket: bool = True, log_level: str = "error"):
-        self._native = NativeDaemon(port, host, name, max_session_messages, tcp, unix_socket,
-                                    log_level, max_session_bytes)
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        *,
+        host: str = DEFAULT_HOST,
+        name: str = DEFAULT_NAME,
+        max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        tcp: bool = DEFAULT_TCP,
+        unix_socket: bool = DEFAULT_UNIX_SOCKET,
+        log_level: str = DEFAULT_LOG_LEVEL,
+    ):
+        self._native = NativeDaemon(
+            port, host, name, max_session_messages, tcp, unix_socket, log_level, max_session_bytes
+        )
         self.port = self._native.port
         self.host = host
         self._stop_r, self._stop_w = os.pipe()
@@ -64,16 +82,18 @@ class Daemon(DaemonAddresses):
         """Serves in the calling thread until stop() is called."""
         self._native.run(self._stop_r)
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         """Serves in a background thread."""
+
         def serve():
             try:
                 self.serve_forever()
             except BaseException as e:  # reported by stop()
                 self._error = e
 
-        self._thread = threading.Thread(target=serve, name=f"spread-daemon-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=serve, name=f"spread-daemon-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -91,7 +111,7 @@ class Daemon(DaemonAddresses):
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,14 @@ import signal
 import sys
 
 from .._backend import core as _core
-from .._daemon_options import DEFAULT_MAX_SESSION_BYTES
+from .._daemon_options import (
+    COMMAND_LOG_LEVEL,
+    DEFAULT_HOST,
+    DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_SESSION_MESSAGES,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+)
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
@@ -19,23 +26,45 @@ NativeDaemon = _core.NativeDaemon
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m spread.daemon", description=__doc__)
-    p.add_argument("--port", type=int, default=4803,
-                   help="TCP port, and unix socket /tmp/<port>: 1..32767, or 0 to pick a free "
-                        "one, printed in the ready line (default 4803)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="IPv4 address, or a host name resolving to one, for TCP "
-                        "(default 127.0.0.1)")
-    p.add_argument("--name", default="localhost",
-                   help="daemon name, the end of every private group (default localhost)")
-    p.add_argument("--max-session-messages", type=int, default=1000,
-                   help="undelivered messages after which a client is killed (default 1000)")
-    p.add_argument("--max-session-bytes", type=int, default=DEFAULT_MAX_SESSION_BYTES,
-                   help="undelivered bytes after which a client is killed "
-                        f"(default {DEFAULT_MAX_SESSION_BYTES}, 64 MiB)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="TCP port, and unix socket /tmp/<port>: 1..32767, or 0 to pick a free "
+        f"one, printed in the ready line (default {DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"IPv4 address, or a host name resolving to one, for TCP (default {DEFAULT_HOST})",
+    )
+    p.add_argument(
+        "--name",
+        default=DEFAULT_NAME,
+        help=f"daemon name, the end of every private group (default {DEFAULT_NAME})",
+    )
+    p.add_argument(
+        "--max-session-messages",
+        type=int,
+        default=DEFAULT_MAX_SESSION_MESSAGES,
+        help="undelivered messages after which a client is killed "
+        f"(default {DEFAULT_MAX_SESSION_MESSAGES})",
+    )
+    p.add_argument(
+        "--max-session-bytes",
+        type=int,
+        default=DEFAULT_MAX_SESSION_BYTES,
+        help="undelivered bytes after which a client is killed "
+        f"(default {DEFAULT_MAX_SESSION_BYTES}, {DEFAULT_MAX_SESSION_BYTES >> 20} MiB)",
+    )
     p.add_argument("--no-unix-socket", action="store_true", help="listen on TCP only")
     p.add_argument("--no-tcp", action="store_true", help="listen on the unix socket only")
-    p.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
-                   help="what goes to stderr (default info: connections killed, start, stop)")
+    p.add_argument(
+        "--log-level",
+        choices=sorted(LOG_LEVELS),
+        default=COMMAND_LOG_LEVEL,
+        help=f"what goes to stderr (default {COMMAND_LOG_LEVEL}: connections killed, start, stop)",
+    )
     return p
 
 
@@ -43,17 +72,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = build_parser()
     args = p.parse_args(argv)
     if args.no_tcp and args.no_unix_socket:
-        p.error("--no-tcp and --no-unix-socket together leave nothing to listen on; "
-                "keep at least one")
+        p.error(
+            "--no-tcp and --no-unix-socket together leave nothing to listen on; keep at least one"
+        )
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        daemon = NativeDaemon(args.port, args.host, args.name, args.max_session_messages,
-                              not args.no_tcp, not args.no_unix_socket, args.log_level,
-                              args.max_session_bytes)
+        daemon = NativeDaemon(
+            args.port,
+            args.host,
+            args.name,
+            args.max_session_messages,
+            not args.no_tcp,
+            not args.no_unix_socket,
+            args.log_level,
+            args.max_session_bytes,
+        )
     except (OSError, ValueError) as e:
         print(f"spread.daemon: {e}", file=sys.stderr)
         return 1

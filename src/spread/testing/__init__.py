@@ -17,14 +17,22 @@ import sys
 import threading
 import time
 
+from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST
 from ..daemon import DaemonAddresses
 
 __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
 # The daemon's options, as keyword arguments (the command line's, with "_").
-OPTIONS = ("host", "name", "max_session_messages", "max_session_bytes", "tcp", "unix_socket",
-           "log_level")
+OPTIONS = (
+    "host",
+    "name",
+    "max_session_messages",
+    "max_session_bytes",
+    "tcp",
+    "unix_socket",
+    "log_level",
+)
 # The port in the ready line of either daemon build (Python or stand-alone C).
 READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
 
@@ -33,8 +41,10 @@ def check_options(options: dict, who: str) -> None:
     """TypeError for a keyword that is not a daemon option."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise TypeError(f"{who}() got unknown daemon option(s) {', '.join(unknown)}; "
-                        f"the options are port, {', '.join(OPTIONS)}")
+        raise TypeError(
+            f"{who}() got unknown daemon option(s) {', '.join(unknown)}; "
+            f"the options are port, {', '.join(OPTIONS)}"
+        )
 
 
 def free_port() -> int:
@@ -68,15 +78,15 @@ class EmbeddedDaemon(DaemonAddresses):
     def __init__(self, port: int | None = None, **options):
         check_options(options, "EmbeddedDaemon")
         self._fixed_port = port or None
-        self.port = port
+        self.port = port  # type: ignore[assignment]  # None until start() reads the ready line
         self.options = options
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
         self._log_thread: threading.Thread | None = None
 
     @property
-    def host(self) -> str:
-        return self.options.get("host", "127.0.0.1")
+    def host(self) -> str:  # type: ignore[override]  # a plain attribute in Daemon
+        return self.options.get("host", DEFAULT_HOST)
 
     def _command(self) -> list[str]:
         # SPREAD_DAEMON_COMMAND runs another build with the same options (the
@@ -95,12 +105,13 @@ class EmbeddedDaemon(DaemonAddresses):
             else:
                 cmd += [flag, str(value)]
         if "log_level" not in self.options:
-            cmd += ["--log-level", "info"]
+            cmd += ["--log-level", COMMAND_LOG_LEVEL]
         return cmd
 
-    def start(self) -> "EmbeddedDaemon":
+    def start(self) -> EmbeddedDaemon:
         self.process = subprocess.Popen(
-            self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         line = self._wait_ready()
         found = READY_PORT.search(line) if line is not None else None
         if found is None:
@@ -117,20 +128,24 @@ class EmbeddedDaemon(DaemonAddresses):
     def _wait_ready(self) -> str | None:
         """The ready line, or None if the process ended first."""
         result: list[str] = []
+        process = self.process
+        assert process is not None and process.stdout is not None
+        stdout = process.stdout
 
         def read():
-            result.append(self.process.stdout.readline())
+            result.append(stdout.readline())
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(READY_TIMEOUT)
         if not result or not result[0]:
-            if self.process.poll() is None:
-                self.process.kill()
+            if process.poll() is None:
+                process.kill()
             return None
         return result[0]
 
     def _drain_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line.rstrip("\n"))
 
@@ -166,7 +181,7 @@ class EmbeddedDaemon(DaemonAddresses):
             tail = "\n".join(self.log[-40:])
             raise RuntimeError(f"embedded daemon exited with status {code}:\n{tail}")
 
-    def __enter__(self) -> "EmbeddedDaemon":
+    def __enter__(self) -> EmbeddedDaemon:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -183,13 +198,13 @@ class ExternalDaemon:
         self.unix_address = port
         self.options: dict = {}
 
-    def start(self) -> "ExternalDaemon":
+    def start(self) -> ExternalDaemon:
         return self
 
     def stop(self) -> None:
         pass
 
-    def __enter__(self) -> "ExternalDaemon":
+    def __enter__(self) -> ExternalDaemon:
         return self
 
     def __exit__(self, *exc) -> None:
