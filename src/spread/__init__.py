@@ -25,8 +25,7 @@ from ._constants import *  # noqa: F401,F403
 from ._constants import __all__ as _constant_names
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _error_names
-
-from ._version import __version__
+from ._version import __version__ as __version__
 
 __all__ = [
     "connect",

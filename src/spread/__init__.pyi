@@ -5,31 +5,31 @@
 
 from typing import Final, Literal, TypeAlias
 
-from ._constants import *
+from ._constants import *  # noqa: F403  (the constants, listed there)
 from ._core import RegularMsg as RegularMsg
 from ._core import error_text as error_text
 from ._core import version as version
+from ._errors import BacklogOverflow as BacklogOverflow
+from ._errors import ConnectionClosed as ConnectionClosed
+from ._errors import ConnectionRejected as ConnectionRejected
+from ._errors import ConnectTimeout as ConnectTimeout
+from ._errors import CouldNotConnect as CouldNotConnect
+from ._errors import Empty as Empty
+from ._errors import IllegalGroup as IllegalGroup
+from ._errors import IllegalMessage as IllegalMessage
+from ._errors import IllegalService as IllegalService
+from ._errors import IllegalSession as IllegalSession
+from ._errors import IllegalSpread as IllegalSpread
+from ._errors import MessageTooLong as MessageTooLong
+from ._errors import NetErrorOnSession as NetErrorOnSession
+from ._errors import ReceiverClosed as ReceiverClosed
+from ._errors import SpreadError as SpreadError
+from ._errors import error as error
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import connect as connect
 from ._messages import GroupId as GroupId
 from ._messages import MembershipMsg as MembershipMsg
 from ._receiver import ThreadedReceiver as ThreadedReceiver
-from ._errors import SpreadError as SpreadError
-from ._errors import error as error
-from ._errors import ConnectionClosed as ConnectionClosed
-from ._errors import IllegalSession as IllegalSession
-from ._errors import NetErrorOnSession as NetErrorOnSession
-from ._errors import ConnectionRejected as ConnectionRejected
-from ._errors import CouldNotConnect as CouldNotConnect
-from ._errors import ConnectTimeout as ConnectTimeout
-from ._errors import IllegalSpread as IllegalSpread
-from ._errors import IllegalGroup as IllegalGroup
-from ._errors import IllegalService as IllegalService
-from ._errors import IllegalMessage as IllegalMessage
-from ._errors import MessageTooLong as MessageTooLong
-from ._errors import BacklogOverflow as BacklogOverflow
-from ._errors import ReceiverClosed as ReceiverClosed
-from ._errors import Empty as Empty
 
 backend: Final[Literal["cython", "cffi"]]
 # Not Spread constants; the classic module had them.

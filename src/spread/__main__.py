@@ -20,11 +20,12 @@ COMMANDS = (
 
 def version_line() -> str:
     from spread import __version__
+
     return f"spread-client {__version__}"
 
 
 def library_line(backend: str, core) -> str:
-    external = getattr(core, "LIBRARY", None)   # the cffi backend's SPREAD_LIBRARY
+    external = getattr(core, "LIBRARY", None)  # the cffi backend's SPREAD_LIBRARY
     if external:
         return f"native library: external, SPREAD_LIBRARY={external}"
     line = f"native library: ours, built into the {backend} backend"
@@ -36,6 +37,7 @@ def library_line(backend: str, core) -> str:
 def report() -> list[str]:
     import spread
     from spread._backend import MODULES
+
     major, minor, patch = spread.version()
     width = max(len(c) for c, _ in COMMANDS)
     return [

@@ -23,13 +23,25 @@ __all__ = ["BACKEND_API", "INTERNAL_API", "core", "name"]
 MODULES = {"cython": "spread._core", "cffi": "spread._cffi_core"}
 
 BACKEND_API = [
-    "MailboxBase", "ReceiverBase", "RegularMsg", "connect_raw", "start_receiver",
-    "error_text", "version", "NativeDaemon", "LOG_LEVELS",
+    "MailboxBase",
+    "ReceiverBase",
+    "RegularMsg",
+    "connect_raw",
+    "start_receiver",
+    "error_text",
+    "version",
+    "NativeDaemon",
+    "LOG_LEVELS",
 ]
 
 INTERNAL_API = [
-    "c_multicast", "c_self", "c_receive", "c_ping", "c_pong",  # spread.bench's C loops
-    "_memb_info", "_vs_sets_info",  # the C decoders, for the vector tests
+    "c_multicast",
+    "c_self",
+    "c_receive",
+    "c_ping",
+    "c_pong",  # spread.bench's C loops
+    "_memb_info",
+    "_vs_sets_info",  # the C decoders, for the vector tests
 ]
 
 
@@ -45,7 +57,7 @@ def _order() -> list[str]:
 
 
 def _load():
-    first_error = None
+    first_error: ImportError | None = None
     for candidate in _order():
         try:
             module = importlib.import_module(MODULES[candidate])
@@ -56,6 +68,7 @@ def _load():
         if missing:
             raise ImportError(f"spread backend {candidate!r} lacks {', '.join(missing)}")
         return candidate, module
+    assert first_error is not None  # _order() names at least one
     raise first_error
 
 

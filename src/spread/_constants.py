@@ -5,7 +5,7 @@ it at build time).
 """
 
 from ._backend import core as _core
-
 from ._names import SP_CONSTANTS as NAMES
+
 __all__ = list(NAMES)
 globals().update({name: getattr(_core, name) for name in NAMES})

@@ -422,7 +422,6 @@ cdef class MailboxBase:
             count += 1
         cdef int16 mt = _msg_type(msg_type)
         cdef Py_buffer view
-        cdef bint have_view = False
         cdef const char *p
         cdef Py_ssize_t n
         cdef int r

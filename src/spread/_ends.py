@@ -19,6 +19,7 @@ def end_error(state: int, code: int, library_text: str) -> SpreadError:
     if state == SPR_FAILED:
         return _args.error(code, "receive()", library_text)
     if state == SPR_OVERFLOWED:
-        return BacklogOverflow(CONNECTION_CLOSED,
-                               "receiver backlog passed max_backlog_bytes; disconnected")
+        return BacklogOverflow(
+            CONNECTION_CLOSED, "receiver backlog passed max_backlog_bytes; disconnected"
+        )
     return ReceiverClosed(ILLEGAL_SESSION, "the receiver is closed and drained")

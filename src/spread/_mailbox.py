@@ -10,6 +10,8 @@ method, and adds no per-instance state (``__slots__ = ()``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from . import _args
 from ._backend import core
 from ._receiver import ThreadedReceiver
@@ -32,7 +34,7 @@ class Mailbox(core.MailboxBase):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.disconnect()
         return False
 
@@ -65,8 +67,16 @@ class Mailbox(core.MailboxBase):
         return ThreadedReceiver(self, **options)
 
 
-def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=False,
-            timeout=_args.DEFAULT_TIMEOUT, socket_buffer=None) -> Mailbox:
+def connect(
+    daemon="4803",
+    name="",
+    priority=0,
+    membership=1,
+    *,
+    bytes_names=False,
+    timeout=_args.DEFAULT_TIMEOUT,
+    socket_buffer=None,
+) -> Mailbox:
     """Connects to a Spread daemon and returns a Mailbox.
 
     daemon: "4803" (unix socket /tmp/4803) or "4803@host" (TCP). name: the
@@ -82,7 +92,8 @@ def connect(daemon="4803", name="", priority=0, membership=1, *, bytes_names=Fal
     SO_RCVBUF (README.md, "Socket buffers").
     """
     d, nm, prio, memb, as_bytes, secs, sbuf = _args.connect_args(
-        daemon, name, priority, membership, bytes_names, timeout, socket_buffer)
+        daemon, name, priority, membership, bytes_names, timeout, socket_buffer
+    )
     r, mbox = core.connect_raw(Mailbox, d, nm, prio, memb, as_bytes, secs, sbuf)
     if r != ACCEPT_SESSION:
         raise _args.connect_error(r, daemon, secs, core.error_text(r))

@@ -3,8 +3,9 @@
 # holds the hot methods (_core.pyi).
 
 from types import TracebackType
-from typing_extensions import Never
 from typing import AnyStr, Final, Literal, overload
+
+from typing_extensions import Never
 
 from ._core import MailboxBase, _Name
 from ._receiver import ThreadedReceiver, _OnOverflow
@@ -19,23 +20,48 @@ class Mailbox(MailboxBase[AnyStr]):
     def leave(self, group: _Name) -> None: ...
     def disconnect(self) -> None: ...
     def kill(self) -> None: ...
-    def start_receiver(self, *, max_backlog_bytes: int | None = None,
-                       on_overflow: _OnOverflow = "disconnect") -> ThreadedReceiver[AnyStr]: ...
+    def start_receiver(
+        self, *, max_backlog_bytes: int | None = None, on_overflow: _OnOverflow = "disconnect"
+    ) -> ThreadedReceiver[AnyStr]: ...
     def __enter__(self) -> Mailbox[AnyStr]: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Literal[False]: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]: ...
 
 # bytes_names picks the type of every name the mailbox returns.
 @overload
-def connect(daemon: _Name = "4803", name: _Name | None = "", priority: int = 0,
-            membership: int = 1, *, bytes_names: Literal[False] = False,
-            timeout: float | None = 10.0, socket_buffer: int | None = None) -> Mailbox[str]: ...
+def connect(
+    daemon: _Name = "4803",
+    name: _Name | None = "",
+    priority: int = 0,
+    membership: int = 1,
+    *,
+    bytes_names: Literal[False] = False,
+    timeout: float | None = 10.0,
+    socket_buffer: int | None = None,
+) -> Mailbox[str]: ...
 @overload
-def connect(daemon: _Name = "4803", name: _Name | None = "", priority: int = 0,
-            membership: int = 1, *, bytes_names: Literal[True],
-            timeout: float | None = 10.0, socket_buffer: int | None = None) -> Mailbox[bytes]: ...
+def connect(
+    daemon: _Name = "4803",
+    name: _Name | None = "",
+    priority: int = 0,
+    membership: int = 1,
+    *,
+    bytes_names: Literal[True],
+    timeout: float | None = 10.0,
+    socket_buffer: int | None = None,
+) -> Mailbox[bytes]: ...
 @overload
-def connect(daemon: _Name = "4803", name: _Name | None = "", priority: int = 0,
-            membership: int = 1, *, bytes_names: bool,
-            timeout: float | None = 10.0,
-            socket_buffer: int | None = None) -> Mailbox[str] | Mailbox[bytes]: ...
+def connect(
+    daemon: _Name = "4803",
+    name: _Name | None = "",
+    priority: int = 0,
+    membership: int = 1,
+    *,
+    bytes_names: bool,
+    timeout: float | None = 10.0,
+    socket_buffer: int | None = None,
+) -> Mailbox[str] | Mailbox[bytes]: ...

@@ -10,6 +10,8 @@ object (which apply to which kind of notice) is decided here.
 
 from __future__ import annotations
 
+from typing import Any
+
 # sp.h's service bits used here (tests/test_surface.py checks them against the backend).
 REG_MEMB_MESS, TRANSITION_MESS = 0x1000, 0x2000
 CAUSED_BY_JOIN, CAUSED_BY_LEAVE, CAUSED_BY_DISCONNECT = 0x100, 0x200, 0x400
@@ -40,7 +42,7 @@ class GroupId:
     __slots__ = ("_id",)
 
     def __init__(self, id: tuple[int, int, int]) -> None:
-        self._id = tuple(id)  # as sp.h's int32 fields hold them (signed)
+        self._id = (id[0], id[1], id[2])  # as sp.h's int32 fields hold them (signed)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GroupId):
@@ -56,7 +58,8 @@ class GroupId:
         return hash(self._id)
 
     def __repr__(self) -> str:
-        return "<group_id %08X:%08X:%08X>" % tuple(v & 0xFFFFFFFF for v in self._id)
+        a, b, c = (v & 0xFFFFFFFF for v in self._id)
+        return f"<group_id {a:08X}:{b:08X}:{c:08X}>"
 
     @property
     def id(self) -> tuple[int, int, int]:
@@ -67,12 +70,32 @@ class GroupId:
 class MembershipMsg:
     """A membership notice for a group we belong to."""
 
-    __slots__ = ("reason", "msg_subtype", "service_type", "group", "group_id", "members",
-                 "extra", "orig_members", "changed_member")
+    __slots__ = (
+        "reason",
+        "msg_subtype",
+        "service_type",
+        "group",
+        "group_id",
+        "members",
+        "extra",
+        "orig_members",
+        "changed_member",
+    )
+    reason: int
+    msg_subtype: int
+    service_type: int
+    group: Any
+    group_id: GroupId | None
+    members: tuple[Any, ...]
+    extra: tuple[Any, ...]
+    orig_members: tuple[tuple[Any, ...], ...]
+    changed_member: Any
 
     def __repr__(self) -> str:
-        return (f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
-                f"members={self.members!r} changed_member={self.changed_member!r}>")
+        return (
+            f"<MembershipMsg group={self.group!r} reason={self.reason:#x} "
+            f"members={self.members!r} changed_member={self.changed_member!r}>"
+        )
 
     @property
     def from_daemon(self) -> bool:
@@ -82,9 +105,15 @@ class MembershipMsg:
         return not self.group.startswith("#" if isinstance(self.group, str) else b"#")
 
 
-def membership(service_type: int, group: object, members: tuple, gid: object = None,
-               changed_member: object = None, vs_sets: tuple = (), mine: int = -1
-               ) -> MembershipMsg:
+def membership(
+    service_type: int,
+    group: object,
+    members: tuple,
+    gid: tuple[int, int, int] | None = None,
+    changed_member: object = None,
+    vs_sets: tuple = (),
+    mine: int = -1,
+) -> MembershipMsg:
     """The notice's object from its decoded parts: gid the three ints of its
     group id (None for our own leave), vs_sets the members of each vs-set
     and mine the index of ours (regular notices only)."""
@@ -94,7 +123,7 @@ def membership(service_type: int, group: object, members: tuple, gid: object = N
     m.msg_subtype = service_type & SUBTYPES
     m.group = group
     m.members = members
-    m.group_id = None if gid is None else GroupId(gid)  # type: ignore[arg-type]
+    m.group_id = None if gid is None else GroupId(gid)
     regular = wants_vs_sets(service_type)
     m.changed_member = changed_member if regular and service_type & MEMBER_CAUSES else None
     m.orig_members = vs_sets if regular else ()
@@ -102,7 +131,9 @@ def membership(service_type: int, group: object, members: tuple, gid: object = N
     return m
 
 
-def regular_repr(msg: object) -> str:
+def regular_repr(msg: Any) -> str:
     """RegularMsg's repr (the class is the backend's; its text is this)."""
-    return (f"<RegularMsg sender={msg.sender!r} groups={msg.groups!r} "  # type: ignore[attr-defined]
-            f"msg_type={msg.msg_type} len={len(msg.message)}>")  # type: ignore[attr-defined]
+    return (
+        f"<RegularMsg sender={msg.sender!r} groups={msg.groups!r} "
+        f"msg_type={msg.msg_type} len={len(msg.message)}>"
+    )

@@ -50,7 +50,13 @@ class MembershipMsg(Generic[AnyStr]):
     def from_daemon(self) -> bool: ...
 
 # How the backends turn a decoded membership notice into its object.
-def membership(service_type: int, group: object, members: tuple[object, ...],
-               gid: object = None, changed_member: object = None,
-               vs_sets: tuple[object, ...] = (), mine: int = -1) -> MembershipMsg[str] | MembershipMsg[bytes]: ...
+def membership(
+    service_type: int,
+    group: object,
+    members: tuple[object, ...],
+    gid: object = None,
+    changed_member: object = None,
+    vs_sets: tuple[object, ...] = (),
+    mine: int = -1,
+) -> MembershipMsg[str] | MembershipMsg[bytes]: ...
 def regular_repr(msg: object) -> str: ...

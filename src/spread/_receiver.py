@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import atexit
 import weakref
+from typing import Literal
 
 from . import _args
 from ._backend import core
 
 # The fields of the backend's stats tuple, in order.
-STATS = ("received", "received_by_consumers", "delivered", "backlog_messages",
-         "backlog_bytes", "peak_backlog_messages", "peak_backlog_bytes", "first_at",
-         "last_at", "state", "error")
+STATS = (
+    "received",
+    "received_by_consumers",
+    "delivered",
+    "backlog_messages",
+    "backlog_bytes",
+    "peak_backlog_messages",
+    "peak_backlog_bytes",
+    "first_at",
+    "last_at",
+    "state",
+    "error",
+)
 
 # Every receiver state not yet freed: each is closed at exit, so that no
 # drain thread outlives the interpreter's objects.
@@ -46,8 +57,9 @@ class ThreadedReceiver(core.ReceiverBase):
 
     def __new__(cls, mailbox, *args, **options):
         if not isinstance(mailbox, core.MailboxBase):
-            raise TypeError(f"ThreadedReceiver needs a spread Mailbox, not "
-                            f"{type(mailbox).__name__}")
+            raise TypeError(
+                f"ThreadedReceiver needs a spread Mailbox, not {type(mailbox).__name__}"
+            )
         limit, block = _args.start_receiver(*args, **options)
         rx = core.start_receiver(cls, mailbox, limit, block)
         _live.add(rx._state)
@@ -69,7 +81,7 @@ class ThreadedReceiver(core.ReceiverBase):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
@@ -89,7 +101,7 @@ class ThreadedReceiver(core.ReceiverBase):
         delivered, backlog and peak backlog (messages, bytes), and the drain
         rate so far (messages per second taken off the socket, first to
         latest)."""
-        st = dict(zip(STATS, self._state.stats()))
+        st = dict(zip(STATS, self._state.stats(), strict=True))
         first_at, last_at = st.pop("first_at"), st.pop("last_at")
         del st["state"], st["error"]
         span = last_at - first_at

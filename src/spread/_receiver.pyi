@@ -26,8 +26,13 @@ class _ReceiverStats(TypedDict):
     drain_rate: float
 
 class ThreadedReceiver(ReceiverBase[AnyStr]):
-    def __init__(self, mailbox: Mailbox[AnyStr], *, max_backlog_bytes: int | None = None,
-                 on_overflow: _OnOverflow = "disconnect") -> None: ...
+    def __init__(
+        self,
+        mailbox: Mailbox[AnyStr],
+        *,
+        max_backlog_bytes: int | None = None,
+        on_overflow: _OnOverflow = "disconnect",
+    ) -> None: ...
     @property
     def mailbox(self) -> Mailbox[AnyStr]: ...
     @property
@@ -39,5 +44,9 @@ class ThreadedReceiver(ReceiverBase[AnyStr]):
     @property
     def stats(self) -> _ReceiverStats: ...
     def __enter__(self) -> ThreadedReceiver[AnyStr]: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Literal[False]: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]: ...

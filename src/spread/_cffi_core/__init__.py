@@ -24,7 +24,27 @@ from .receiver import ReceiverBase, start_receiver
 
 globals().update({n: getattr(_library, n) for n in SP_CONSTANTS})
 
-__all__ = ["LIBRARY", "LOG_LEVELS", "NATIVE", "MailboxBase", "NativeDaemon", "ReceiverBase",
-           "RegularMsg", "c_multicast", "c_ping", "c_pong", "c_receive", "c_self",
-           "connect_raw", "error_text", "ffi", "lib", "sp", "start_receiver", "version",
-           "_memb_info", "_vs_sets_info", *SP_CONSTANTS]
+__all__ = [
+    "LIBRARY",
+    "LOG_LEVELS",
+    "NATIVE",
+    "MailboxBase",
+    "NativeDaemon",
+    "ReceiverBase",
+    "RegularMsg",
+    "c_multicast",
+    "c_ping",
+    "c_pong",
+    "c_receive",
+    "c_self",
+    "connect_raw",
+    "error_text",
+    "ffi",
+    "lib",
+    "sp",
+    "start_receiver",
+    "version",
+    "_memb_info",
+    "_vs_sets_info",
+    *SP_CONSTANTS,
+]

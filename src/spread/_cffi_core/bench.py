@@ -15,8 +15,7 @@ def _int16(value: int) -> int:
 def c_multicast(m, group, size, count, last_type=0):
     """Seconds to multicast count messages of size bytes (C loop)."""
     secs = ffi.new("double *")
-    r = lib.spb_multicast(_bench_mbox(m), group_bytes(group), size, count, _int16(last_type),
-                          secs)
+    r = lib.spb_multicast(_bench_mbox(m), group_bytes(group), size, count, _int16(last_type), secs)
     if r < 0:
         raise_error(r, "c_multicast")
     return secs[0]

@@ -13,8 +13,18 @@ from .. import _args
 from .._cffi_native import ffi, lib
 from .._names import SP_CONSTANTS
 
-__all__ = ["LIBRARY", "NATIVE", "SLOT", "error_text", "ffi", "lib", "raise_error", "sp",
-           "version", *SP_CONSTANTS]
+__all__ = [
+    "LIBRARY",
+    "NATIVE",
+    "SLOT",
+    "error_text",
+    "ffi",
+    "lib",
+    "raise_error",
+    "sp",
+    "version",
+    *SP_CONSTANTS,
+]
 
 LIBRARY = os.environ.get("SPREAD_LIBRARY") or None
 if LIBRARY:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import select
 import threading
 import time
+from typing import Any
 
 from .. import _args
 from .._args import MAX_BODY, NAME_ENCODING
@@ -45,24 +46,31 @@ class MailboxBase:
         self._buf = ffi.new("char[]", FIRST_BUFFER)
         self._groups = ffi.new("char[][32]", FIRST_GROUPS)
         # The receive call's outputs, allocated once (used with _buf, under _busy).
-        self._out = (ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
-                     ffi.new("short *"), ffi.new("int *"))
+        self._out = (
+            ffi.new("service *"),
+            ffi.new("char[32]"),
+            ffi.new("int *"),
+            ffi.new("short *"),
+            ffi.new("int *"),
+        )
         self._busy = False
-        self._last_sender = None
-        self._last_groups = None
-        self._last_group = self._last_group_bytes = None
+        self._last_sender: tuple[bytes, Any] | None = None
+        self._last_groups: tuple[bytes, tuple[Any, ...]] | None = None
+        self._last_group: object = None
+        self._last_group_bytes: bytes | None = None
         # The attached receiver's state, never the receiver object: the
         # receiver holds its mailbox, and a reference back would make a cycle.
         self._rx = None
         self._lock = threading.Lock()  # makes disconnect() and the release happen once
-        self._inflight = []  # calls in progress (see _enter)
+        self._inflight: list[None] = []  # calls in progress (see _enter)
         self._failed_once = False  # the last receive failed (external libraries)
         if NATIVE:
             self._released = lib.SPX_hold(mbox) != 0
             lib.SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
 
-        self._private_group = (private_group if bytes_names else
-                               private_group.decode(NAME_ENCODING, "surrogateescape"))
+        self._private_group = (
+            private_group if bytes_names else private_group.decode(NAME_ENCODING, "surrogateescape")
+        )
 
     @property
     def private_group(self):
@@ -92,7 +100,8 @@ class MailboxBase:
         if self._closed:
             self._leave()
             raise error_class(lib.ILLEGAL_SESSION)(
-                lib.ILLEGAL_SESSION, f"{what}() called on closed mbox")
+                lib.ILLEGAL_SESSION, f"{what}() called on closed mbox"
+            )
 
     def _leave(self) -> None:
         inflight = self._inflight
@@ -184,16 +193,22 @@ class MailboxBase:
         """Sends data to a group (or a private group); returns its length."""
         # The hot path is written out: every call here is measured. Arguments
         # are checked in the Cython backend's order (service, group, msg_type, data).
-        svc = service_type if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31 \
+        svc = (
+            service_type
+            if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31
             else _args.service_type(service_type)
+        )
         if group is self._last_group:
             g = self._last_group_bytes
         else:
             g = _args.group_bytes(group)
             if type(group) is str or type(group) is bytes:  # immutable: safe to remember
                 self._last_group, self._last_group_bytes = group, g
-        mt = msg_type if type(msg_type) is int and -32768 <= msg_type <= 32767 \
+        mt = (
+            msg_type
+            if type(msg_type) is int and -32768 <= msg_type <= 32767
             else _args.msg_type(msg_type)
+        )
         if type(data) is bytes:
             p, n = data, len(data)
         else:
@@ -224,8 +239,9 @@ class MailboxBase:
             ffi.memmove(slots[i], name, len(name))
         p, n = self._payload_arg(data)
         if n + SLOT * len(names) > MAX_BODY:
-            raise_error(lib.MESSAGE_TOO_LONG,
-                   f"multigroup_multicast() of {n} bytes to {len(names)} groups")
+            raise_error(
+                lib.MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {len(names)} groups"
+            )
         self._enter("multigroup_multicast")
         try:
             r = sp.SP_multigroup_multicast(self._mbox, svc, len(names), slots, mt, n, p)
@@ -250,7 +266,7 @@ class MailboxBase:
         last = self._last_groups
         if last is not None and last[0] == raw:
             return last[1]
-        t = tuple(slot(raw[i * SLOT:(i + 1) * SLOT], self._bytes_names) for i in range(n))
+        t = tuple(slot(raw[i * SLOT : (i + 1) * SLOT], self._bytes_names) for i in range(n))
         self._last_groups = (raw, t)
         return t
 
@@ -275,8 +291,12 @@ class MailboxBase:
                     svc, sender, num_groups, mess_type, endian = self._out
                 else:
                     svc, sender, num_groups, mess_type, endian = (
-                        ffi.new("service *"), ffi.new("char[32]"), ffi.new("int *"),
-                        ffi.new("short *"), ffi.new("int *"))
+                        ffi.new("service *"),
+                        ffi.new("char[32]"),
+                        ffi.new("int *"),
+                        ffi.new("short *"),
+                        ffi.new("int *"),
+                    )
                 receive = sp.SP_receive
                 mbox = self._mbox
                 while True:
@@ -290,11 +310,30 @@ class MailboxBase:
                         poller.poll()
                     self._failed_once = False
                     svc[0] = 0
-                    n = receive(mbox, svc, sender, len(groups), num_groups, groups, mess_type,
-                                endian, len(buf), buf)
+                    n = receive(
+                        mbox,
+                        svc,
+                        sender,
+                        len(groups),
+                        num_groups,
+                        groups,
+                        mess_type,
+                        endian,
+                        len(buf),
+                        buf,
+                    )
                     if n >= 0:
-                        return message(self, svc[0], sender, groups, num_groups[0],
-                                        mess_type[0], endian[0], buf, n)
+                        return message(
+                            self,
+                            svc[0],
+                            sender,
+                            groups,
+                            num_groups[0],
+                            mess_type[0],
+                            endian[0],
+                            buf,
+                            n,
+                        )
                     if n == lib.SPX_INTERRUPTED:
                         time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
                     elif n in (lib.BUFFER_TOO_SHORT, lib.GROUPS_TOO_SHORT):
@@ -324,21 +363,39 @@ class MailboxBase:
         buf = ffi.new("char[]", max(max_len, 1))
         self._enter("receive")
         try:
-            r = sp.SP_receive(self._mbox, svc, sender, max_groups, num_groups, groups,
-                               mess_type, endian, max_len, buf)
+            r = sp.SP_receive(
+                self._mbox,
+                svc,
+                sender,
+                max_groups,
+                num_groups,
+                groups,
+                mess_type,
+                endian,
+                max_len,
+                buf,
+            )
         finally:
             self._leave()
-        kept = (min(abs(num_groups[0]), max_groups)
-                if r >= 0 or r == lib.BUFFER_TOO_SHORT else 0)
-        stored = (r if r >= 0 else
-                  (max_len if r == lib.BUFFER_TOO_SHORT and service_in & lib.DROP_RECV else 0))
-        return (r, svc[0], slot(ffi.buffer(sender, SLOT)[:], True), num_groups[0],
-                list(slots(groups, kept, True)), mess_type[0], endian[0],
-                ffi.buffer(buf, min(stored, max_len))[:])
+        kept = min(abs(num_groups[0]), max_groups) if r >= 0 or r == lib.BUFFER_TOO_SHORT else 0
+        stored = (
+            r
+            if r >= 0
+            else (max_len if r == lib.BUFFER_TOO_SHORT and service_in & lib.DROP_RECV else 0)
+        )
+        return (
+            r,
+            svc[0],
+            slot(ffi.buffer(sender, SLOT)[:], True),
+            num_groups[0],
+            list(slots(groups, kept, True)),
+            mess_type[0],
+            endian[0],
+            ffi.buffer(buf, min(stored, max_len))[:],
+        )
 
 
-def connect_raw(cls, d: bytes, nm: bytes, prio: int, memb: bool, as_bytes: bool, secs,
-                sbuf: int):
+def connect_raw(cls, d: bytes, nm: bytes, prio: int, memb: bool, as_bytes: bool, secs, sbuf: int):
     """SPX_connect (or an external library's SP_connect) with arguments
     spread.connect() has checked, retried when a signal handler returns;
     (ACCEPT_SESSION, a cls over the connection) or (the error code, None)."""
@@ -355,8 +412,10 @@ def connect_raw(cls, d: bytes, nm: bytes, prio: int, memb: bool, as_bytes: bool,
     else:
         if sbuf != _args.SOCKET_BUFFER_DEFAULT:
             # Spread's SP_connect sizes its socket itself, before connecting.
-            raise ValueError(f"socket_buffer={sbuf!r}: SPREAD_LIBRARY={LIBRARY} "
-                             "sizes its own socket buffers; only None is possible with it")
+            raise ValueError(
+                f"socket_buffer={sbuf!r}: SPREAD_LIBRARY={LIBRARY} "
+                "sizes its own socket buffers; only None is possible with it"
+            )
         r = _external_connect(d, nm, prio, int(memb), mbox, group, secs)
     if r != lib.ACCEPT_SESSION:
         return r, None
@@ -396,7 +455,10 @@ def _external_connect(d, nm, prio, memb, mbox, group, secs):
         raise
     r = outcome[0]
     # Spread's library reports a time-out as a closed or failed connection.
-    if secs is not None and r in (lib.CONNECTION_CLOSED, lib.COULD_NOT_CONNECT) and \
-            time.monotonic() - start >= secs:
+    if (
+        secs is not None
+        and r in (lib.CONNECTION_CLOSED, lib.COULD_NOT_CONNECT)
+        and time.monotonic() - start >= secs
+    ):
         return lib.SPX_TIMED_OUT
     return r

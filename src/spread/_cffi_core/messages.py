@@ -5,6 +5,8 @@ built by spread/_messages.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import _messages
 from .library import SLOT, ffi, lib, raise_error
 from .names import slot, slots
@@ -14,6 +16,12 @@ class RegularMsg:
     """A data message (or a reject of one of our requests, see service_type)."""
 
     __slots__ = ("sender", "groups", "message", "msg_type", "endian", "service_type")
+    sender: Any
+    groups: tuple[Any, ...]
+    message: bytes
+    msg_type: int
+    endian: int
+    service_type: int
 
     def __repr__(self):
         return _messages.regular_repr(self)
@@ -58,9 +66,15 @@ def membership(mbox, svc, sender, groups, num_groups, data, n):
     r = read_vs_sets(data, n, info.num_vs_sets, as_bytes)
     if isinstance(r, int):
         raise_error(r, _messages.BAD_VS_SETS)
-    return _messages.membership(svc, group, members, gid,
-                                slot(ffi.buffer(info.changed_member, SLOT)[:], as_bytes),
-                                tuple(names for _, _, names in r[2]), r[1])
+    return _messages.membership(
+        svc,
+        group,
+        members,
+        gid,
+        slot(ffi.buffer(info.changed_member, SLOT)[:], as_bytes),
+        tuple(names for _, _, names in r[2]),
+        r[1],
+    )
 
 
 def message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
@@ -83,11 +97,15 @@ def _memb_info(service_type, body):
     r = lib.SPX_get_memb_info(body, len(body), service_type, info)
     if r < 0:
         return {"ret": r}
-    return {"ret": r, "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
-            "changed_member": slot(ffi.buffer(info.changed_member, SLOT)[:], True)
-            .decode("ascii", "replace"),
-            "num_vs_sets": info.num_vs_sets,
-            "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset]}
+    return {
+        "ret": r,
+        "gid": [info.gid.id[0], info.gid.id[1], info.gid.id[2]],
+        "changed_member": slot(ffi.buffer(info.changed_member, SLOT)[:], True).decode(
+            "ascii", "replace"
+        ),
+        "num_vs_sets": info.num_vs_sets,
+        "my_vs_set": [info.my_vs_set.num_members, info.my_vs_set.members_offset],
+    }
 
 
 def _vs_sets_info(body, capacity):
@@ -95,6 +113,11 @@ def _vs_sets_info(body, capacity):
     r = read_vs_sets(body, len(body), capacity, True)
     if isinstance(r, int):
         return {"ret": r}
-    return {"ret": r[0], "my_vs_set_index": r[1],
-            "sets": [{"num_members": n, "members_offset": off, "members": list(names)}
-                     for n, off, names in r[2]]}
+    return {
+        "ret": r[0],
+        "my_vs_set_index": r[1],
+        "sets": [
+            {"num_members": n, "members_offset": off, "members": list(names)}
+            for n, off, names in r[2]
+        ],
+    }

@@ -13,4 +13,4 @@ def slot(raw: bytes, as_bytes: bool):
 
 def slots(buf, n: int, as_bytes: bool) -> tuple:
     raw = ffi.unpack(ffi.cast("char *", buf), n * SLOT)
-    return tuple(slot(raw[i * SLOT:(i + 1) * SLOT], as_bytes) for i in range(n))
+    return tuple(slot(raw[i * SLOT : (i + 1) * SLOT], as_bytes) for i in range(n))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 from .. import _args, _ends
 from .._errors import Empty, IllegalMessage, ReceiverClosed
@@ -30,10 +31,15 @@ def _native_library():
     libs.receive = lib.spl.SP_receive
     libs.disconnect = lib.spl.SP_disconnect
     if NATIVE:
-        for field, fn in (("hold", "SPX_hold"), ("release", "SPX_release"),
-                          ("readahead", "SPX_set_readahead"), ("pending", "SPX_pending"),
-                          ("records", "SPX_receive_records_nowait"),
-                          ("lend", "SPX_lend_readahead"), ("lent_room", "SPX_lent_room")):
+        for field, fn in (
+            ("hold", "SPX_hold"),
+            ("release", "SPX_release"),
+            ("readahead", "SPX_set_readahead"),
+            ("pending", "SPX_pending"),
+            ("records", "SPX_receive_records_nowait"),
+            ("lend", "SPX_lend_readahead"),
+            ("lent_room", "SPX_lent_room"),
+        ):
             setattr(libs, field, ffi.addressof(lib, fn))
     return libs
 
@@ -50,6 +56,8 @@ class _RxState:
     the receiver object and, while attached, its mailbox."""
 
     __slots__ = ("_r", "_libs", "_consumer", "_since_help", "closed", "__weakref__")
+    _r: Any
+    _libs: Any
 
     def __init__(self):
         self._r = ffi.NULL
@@ -77,9 +85,19 @@ class _RxState:
     def stats(self):
         """spr_get_stats as a tuple, in spread/_receiver.py's STATS order."""
         st = self._stats()
-        return (st.received, st.received_by_consumers, st.delivered, st.backlog_messages,
-                st.backlog_bytes, st.peak_messages, st.peak_bytes, st.first_at, st.last_at,
-                st.state, st.error)
+        return (
+            st.received,
+            st.received_by_consumers,
+            st.delivered,
+            st.backlog_messages,
+            st.backlog_bytes,
+            st.peak_messages,
+            st.peak_bytes,
+            st.first_at,
+            st.last_at,
+            st.state,
+            st.error,
+        )
 
     def fileno(self):
         if self.closed and self.drained_and_closed():
@@ -118,7 +136,7 @@ class _RxState:
     def _take(self, mb, max_messages):
         """Builds and removes up to max_messages queued messages; a message
         leaves the queue only once its object exists (see the Cython twin)."""
-        out = []
+        out: list[Any] = []
         ms = ffi.new("const spx_record *[]", BATCH_PEEK)
         with self._consumer:
             if self._since_help >= HELP_EVERY or lib.spr_peek(self._r, ms, 1) == 0:
@@ -128,14 +146,25 @@ class _RxState:
                 n = lib.spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
                 if n == 0:
                     break
-                chunk = []
+                chunk: list[Any] = []
                 append = chunk.append
                 groups_of, data_of = lib.spx_record_groups_flat, lib.spx_record_data
                 try:
                     for i in range(n):
                         m = ms[i]
-                        append(message(mb, m.service, m.sender, groups_of(m), m.num_groups,
-                                       m.mess_type, m.endian, data_of(m), m.data_len))
+                        append(
+                            message(
+                                mb,
+                                m.service,
+                                m.sender,
+                                groups_of(m),
+                                m.num_groups,
+                                m.mess_type,
+                                m.endian,
+                                data_of(m),
+                                m.data_len,
+                            )
+                        )
                 except IllegalMessage:
                     # Never buildable (a malformed membership body): it fails alone.
                     if not chunk and not out:
@@ -196,6 +225,8 @@ class ReceiverBase:
     ones are these."""
 
     __slots__ = ("_mailbox", "_state", "__weakref__")
+    _mailbox: Any
+    _state: _RxState
 
     @property
     def mailbox(self):
@@ -232,4 +263,3 @@ class ReceiverBase:
             return self._state.get_batch(self._mailbox, 1, None)[0]
         except ReceiverClosed:
             raise StopIteration from None
-
