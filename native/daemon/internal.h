@@ -7,7 +7,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "../wire.h"
+#include "wire.h"
 #include "sp.h"
 #include "daemon.h"
 #include "table.h"

@@ -1,7 +1,7 @@
 /* test_wire.c -- the wire codec against the byte examples of SPEC.md. */
 #include <string.h>
 
-#include "../wire.h"
+#include "wire.h"
 #include "check.h"
 
 static void test_header(void)
