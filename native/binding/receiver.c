@@ -59,7 +59,6 @@
 #define NAP_NS       30000
 #define NAP_SKIP     64
 #define NAP_BACKOFF_MAX 6
-#define ALIGN8(n)    (((size_t)(n) + 7u) & ~(size_t)7u)
 
 typedef struct spr_block {
     struct spr_block *next;
@@ -294,7 +293,8 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
             *max_groups = -ng;
         }
         size_t data = endian < 0 ? (size_t)(-endian) : data_room;
-        *need_room = sizeof *m + ALIGN8(data) + (size_t)*max_groups * MAX_GROUP_NAME + 16;
+        /* The record, plus the 8 bytes of slack data_room keeps and 8 more. */
+        *need_room = spx_record_size(data, (size_t)*max_groups) + 16;
         return n;
     }
     if (n == ILLEGAL_MESSAGE && Is_membership_mess(svc)) {
@@ -313,7 +313,7 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
     m->mess_type = mt;
     spx_record_place_inline(m, (size_t)n);
     memcpy((char *)m->groups, *groups, (size_t)ng * MAX_GROUP_NAME);
-    m->size = (uint32_t)ALIGN8(sizeof *m + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
+    m->size = (uint32_t)spx_record_size((size_t)n, (size_t)ng);
     return n;
 }
 

@@ -323,12 +323,11 @@ static const char *invalid_header(const client *c, const wire_header *h)
     if (wire_slot_len(sender) != c->private_group_len ||
         memcmp(sender, c->private_group, c->private_group_len) != 0)
         return "sender is not the connection's private group";
-    if (h->num_groups < 0 || h->num_groups > WIRE_MAX_GROUPS)
+    if (!wire_request_groups_ok(h))
         return "bad group count";
     if (!wire_hint_valid(h->hint))
         return "bad hint";
-    if (h->data_len < 0 || h->data_len > WIRE_MAX_BODY ||
-        (long)h->data_len + (long)WIRE_SLOT * h->num_groups > WIRE_DAEMON_MAX_TOTAL)
+    if (!wire_request_size_ok(h))
         return "bad data length";
     if ((kinds & (WIRE_JOIN_MESS | WIRE_LEAVE_MESS)) && h->num_groups < 1)
         return "join or leave without a group";
@@ -396,7 +395,7 @@ void spd_process_requests(spd_daemon *d, client *c)
             spd_kill(d, c, bad);
             return;
         }
-        size_t total = WIRE_HEADER_SIZE + (size_t)h.num_groups * WIRE_SLOT + (size_t)h.data_len;
+        size_t total = wire_message_size(&h);
         if (c->in_len - at < total)
             break;
         const uint8_t *groups = c->in + at + WIRE_HEADER_SIZE;

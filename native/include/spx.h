@@ -113,7 +113,24 @@ typedef struct spx_record {
 #ifdef SPREAD_CDEF /* cffi reads these headers preprocessed: prototypes only */
 const char *spx_record_data(const spx_record *r);
 const char *spx_record_groups_flat(const spx_record *r);
+size_t spx_record_size(size_t data_len, size_t num_groups);
 #else
+/* n rounded up to a multiple of 8. */
+static inline size_t spx_align8(size_t n)
+{
+    return (n + 7u) & ~(size_t)7u;
+}
+
+/* The size of a record whose payload (data_len bytes) and num_groups names
+ * are inside it, after its head: the one formula of every writer of
+ * records. A record whose payload stays in lent memory is
+ * spx_record_size(0, 0). */
+static inline size_t spx_record_size(size_t data_len, size_t num_groups)
+{
+    return spx_align8(sizeof(spx_record) + spx_align8(data_len) +
+                      num_groups * MAX_GROUP_NAME);
+}
+
 static inline const char *spx_record_data(const spx_record *r)
 {
     return r->data;
@@ -134,7 +151,7 @@ static inline const char *spx_record_groups_flat(const spx_record *r)
 static inline void spx_record_place_inline(spx_record *r, size_t data_len)
 {
     r->data = (const char *)(r + 1);
-    r->groups = r->data + ((data_len + 7u) & ~(size_t)7u);
+    r->groups = r->data + spx_align8(data_len);
 }
 #endif
 
