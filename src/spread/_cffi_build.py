@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # goes into the extensions is chosen here, not swept in by a glob.
 PROTOCOL_SOURCES = ["native/protocol/wire.c"]
 CLIENT_SOURCES = [f"native/client/{name}.c" for name in (
-    "connect", "errors", "membership", "receive", "send", "session", "stream")]
+    "connect", "errors", "membership", "receive", "receive_grow", "send", "session", "stream")]
 # What only the bindings use: the drain thread of ThreadedReceiver, and the
 # table of the client library in use (ours, or SPREAD_LIBRARY's).
-BINDING_SOURCES = [f"native/binding/{name}.c" for name in ("library", "receiver")]
+BINDING_SOURCES = [f"native/binding/{name}.c" for name in (
+    "library", "receiver", "receiver_drain", "receiver_queue", "receiver_ready", "receiver_wait")]
 # The embedded daemon (spread.daemon runs it in-process; daemon/main.c is the
 # stand-alone program's, not the extensions').
 DAEMON_SOURCES = [f"native/daemon/{name}.c" for name in (
@@ -56,7 +57,12 @@ EXTENSION_LIBRARIES = [NATIVE_LIBRARY_NAME, "dl"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _names import INTERNAL_CONSTANTS, SP_CONSTANTS  # noqa: E402  (one list)
 
-CONSTANTS = SP_CONSTANTS + INTERNAL_CONSTANTS
+# Macros of the headers that no list of _names.py carries (the C helpers
+# both backends share): declared to cffi here, so that lib has them too.
+SHARED_MACROS = ("SPX_MAX_SAFE_BODY", "SPX_NO_MEMORY", "SPX_RECV_FIRST_DATA",
+                 "SPX_RECV_FIRST_GROUPS", "SPR_HEADER_BYTES")
+CONSTANTS = SP_CONSTANTS + INTERNAL_CONSTANTS + tuple(
+    n for n in SHARED_MACROS if n not in SP_CONSTANTS + INTERNAL_CONSTANTS)
 
 HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h")
 
@@ -124,8 +130,9 @@ def make_ffibuilder(standalone: bool = False):
     require_build_tools()
     # Macros vanish in the preprocessor: cffi takes their values from the
     # headers when it compiles the module. (The SPR_ and SPD_ names are
-    # enumerators, which the declarations already carry.)
-    macros = [n for n in CONSTANTS if not n.startswith(("SPR_", "SPD_"))]
+    # enumerators, which the declarations already carry, but for the shared
+    # macros.)
+    macros = [n for n in CONSTANTS if n in SHARED_MACROS or not n.startswith(("SPR_", "SPD_"))]
     ffibuilder = FFI()
     ffibuilder.cdef("".join(f"#define {name} ...\n" for name in macros) + header_declarations())
     ffibuilder.set_source("spread._cffi_native", "".join(f'#include "{h}"\n' for h in HEADERS),
