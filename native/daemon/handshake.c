@@ -79,7 +79,6 @@ static void accept_session(spd_daemon *d, client *c)
     d->n_handshaking--;
     spd_log(d, SPD_LOG_DEBUG, "connection %llu is %.*s", c->id, (int)c->private_group_len,
             (const char *)c->private_group);
-    spd_process_requests(d, c); /* any sent behind the handshake */
 }
 
 static void set_private_group(spd_daemon *d, client *c)

@@ -27,7 +27,7 @@ BINDING_SOURCES = [f"native/binding/{name}.c" for name in (
 # The embedded daemon (spread.daemon runs it in-process; daemon/main.c is the
 # stand-alone program's, not the extensions').
 DAEMON_SOURCES = [f"native/daemon/{name}.c" for name in (
-    "groups", "handshake", "server", "table")]
+    "groups", "handshake", "listen", "queue", "server", "table")]
 # The C baseline loops of spread.bench.
 BENCH_SOURCES = ["native/bench/bench.c"]
 NATIVE_SOURCES = [*PROTOCOL_SOURCES, *CLIENT_SOURCES, *BINDING_SOURCES, *DAEMON_SOURCES,
