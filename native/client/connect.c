@@ -231,8 +231,6 @@ static int open_socket(int port, const char *host, const struct timespec *deadli
  * (end of stream or an error), SPX_TIMED_OUT or SPX_INTERRUPTED; with
  * `plausible`, SPX_NOT_SPREAD as soon as a byte fails it (so a peer that sent
  * too little of something else is told at once, not at the time-out). */
-static int auth_list_plausible(const uint8_t *list, size_t len);
-
 static int hs_read_checked(int fd, void *buf, size_t len, const struct timespec *deadline,
                            int interruptible, int (*plausible)(const uint8_t *, size_t))
 {
@@ -266,22 +264,11 @@ static int hs_read(int fd, void *buf, size_t len, const struct timespec *deadlin
     return hs_read_checked(fd, buf, len, deadline, interruptible, NULL);
 }
 
-/* A reject code a daemon may send in place of an auth list or an accept. */
-static int is_reject_code(int code)
+/* What a decoder's verdict on a handshake unit that is not OK means for the
+ * connect: the daemon's reject code, or a peer that is no Spread daemon. */
+static int unit_result(int decoded, int code)
 {
-    return code == REJECT_QUOTA || code == REJECT_NO_NAME || code == REJECT_ILLEGAL_NAME ||
-           code == REJECT_NOT_UNIQUE || code == REJECT_VERSION || code == CONNECTION_CLOSED ||
-           code == REJECT_AUTH;
-}
-
-/* An auth list is method names separated by spaces (SPEC.md 2.5): printable
- * ASCII. Anything else comes from a peer that is not a Spread daemon. */
-static int auth_list_plausible(const uint8_t *list, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (list[i] < 0x20 || list[i] > 0x7e)
-            return 0;
-    return 1;
+    return decoded == WIRE_UNIT_REJECT ? code : SPX_NOT_SPREAD;
 }
 
 static int hs_write(int fd, const void *buf, size_t len)
@@ -297,23 +284,26 @@ static int handshake(int fd, const char *private_name, int priority, int group_m
                      const struct timespec *deadline, int intr, uint8_t *group,
                      size_t *group_len)
 {
-    uint8_t req[WIRE_CONNECT_MAX], list[WIRE_AUTH_LIST_MAX], choice[WIRE_AUTH_CHOICE], b[3];
+    uint8_t req[WIRE_CONNECT_MAX], list[WIRE_AUTH_LIST_UNIT_MAX], choice[WIRE_AUTH_CHOICE],
+        accept[WIRE_ACCEPT_MAX];
     size_t name_len = private_name ? strnlen(private_name, WIRE_MAX_PRIVATE_NAME) : 0;
     size_t n = wire_encode_connect(req, group_membership, priority, private_name, name_len);
     int r;
     if (hs_write(fd, req, n) != 0)
         return CONNECTION_CLOSED;
 
-    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
-        return r;
-    int8_t list_len = (int8_t)b[0];
-    if (list_len < 0)
-        return is_reject_code(list_len) ? list_len : SPX_NOT_SPREAD;
-    if (list_len > WIRE_AUTH_LIST_MAX)
-        return SPX_NOT_SPREAD;
-    if ((r = hs_read_checked(fd, list, (size_t)list_len, deadline, intr,
-                             auth_list_plausible)) != 0)
-        return r;
+    /* The auth list, read as the decoder asks (never past the unit). */
+    wire_auth_list al;
+    size_t have = 0;
+    int d;
+    while ((d = wire_decode_auth_list(list, have, &al)) == WIRE_UNIT_MORE) {
+        if ((r = hs_read_checked(fd, list + have, al.need - have, deadline, intr,
+                                 have ? wire_auth_list_plausible : NULL)) != 0)
+            return r;
+        have = al.need;
+    }
+    if (d != WIRE_UNIT_OK)
+        return unit_result(d, al.code);
 
     pthread_mutex_lock(&auth_lock);
     int count = auth_count;
@@ -327,7 +317,7 @@ static int handshake(int fd, const char *private_name, int priority, int group_m
     }
     int refused = 0;
     for (int i = 0; i < count; i++)
-        if (!wire_auth_list_has(list, (size_t)list_len, names[i]))
+        if (!wire_auth_list_has(al.list, al.len, names[i]))
             refused = 1;
     if (!refused)
         wire_encode_auth_choice(choice, names, count);
@@ -340,26 +330,29 @@ static int handshake(int fd, const char *private_name, int priority, int group_m
         if (funcs[i] && funcs[i](fd, datas[i]) != 1)
             return REJECT_AUTH;
 
-    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
-        return r;
-    if (b[0] != WIRE_ACCEPT)
-        return is_reject_code((int8_t)b[0]) ? (int8_t)b[0] : SPX_NOT_SPREAD;
-    if ((r = hs_read(fd, b, 3, deadline, intr)) != 0)
-        return r;
-    int daemon_version = wire_version_value(b[0], b[1], b[2]);
-    if (daemon_version < WIRE_MIN_VERSION)
-        return REJECT_VERSION;
-    if (daemon_version < WIRE_PRIORITY_VERSION && priority > 0)
-        return REJECT_VERSION;
-    if ((r = hs_read(fd, b, 1, deadline, intr)) != 0)
-        return r;
-    if (b[0] > WIRE_MAX_NAME || b[0] < 2)
-        return SPX_NOT_SPREAD;
-    *group_len = b[0];
-    if ((r = hs_read(fd, group, *group_len, deadline, intr)) != 0)
-        return r;
-    if (group[0] != '#')
-        return SPX_NOT_SPREAD; /* a private group is "#name#daemon" */
+    /* The accept; a daemon too old is refused as soon as its version is in. */
+    wire_accept acc;
+    int version_checked = 0;
+    have = 0;
+    for (;;) {
+        d = wire_decode_accept(accept, have, &acc);
+        if (acc.version >= 0 && !version_checked) {
+            version_checked = 1;
+            if (acc.version < WIRE_MIN_VERSION)
+                return REJECT_VERSION;
+            if (acc.version < WIRE_PRIORITY_VERSION && priority > 0)
+                return REJECT_VERSION;
+        }
+        if (d != WIRE_UNIT_MORE)
+            break;
+        if ((r = hs_read(fd, accept + have, acc.need - have, deadline, intr)) != 0)
+            return r;
+        have = acc.need;
+    }
+    if (d != WIRE_UNIT_OK)
+        return unit_result(d, acc.code);
+    memcpy(group, acc.group, acc.group_len);
+    *group_len = acc.group_len;
     return ACCEPT_SESSION;
 }
 

@@ -30,15 +30,15 @@ static int memb_info(const char *memb_mess, size_t len, service service_type,
     if (Is_self_leave(service_type))
         return 1; /* empty body: zero group id, no vs-sets */
     for (int i = 0; i < 3; i++)
-        memb_info->gid.id[i] = body_int(memb_mess, 4 * (size_t)i);
+        memb_info->gid.id[i] = body_int(memb_mess, WIRE_MEMB_GID_AT + 4 * (size_t)i);
     if (!Is_reg_memb_mess(service_type))
         return 1; /* transitional: the group id only */
     if (service_type & (CAUSED_BY_JOIN | CAUSED_BY_LEAVE | CAUSED_BY_DISCONNECT)) {
-        memcpy(memb_info->changed_member, memb_mess + 24, MAX_GROUP_NAME);
+        memcpy(memb_info->changed_member, memb_mess + WIRE_MEMB_CHANGED_AT, MAX_GROUP_NAME);
         memb_info->changed_member[MAX_GROUP_NAME - 1] = '\0';
     }
-    memb_info->num_vs_sets = (unsigned int)body_int(memb_mess, 12);
-    size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, 16);
+    memb_info->num_vs_sets = (unsigned int)body_int(memb_mess, WIRE_MEMB_NUM_SETS_AT);
+    size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, WIRE_MEMB_LOCAL_AT);
     memb_info->my_vs_set.num_members = (unsigned int)body_int(memb_mess, mine);
     memb_info->my_vs_set.members_offset = (unsigned int)(mine + 4);
     return 1;
@@ -50,8 +50,8 @@ static int vs_sets_info(const char *memb_mess, size_t len, vs_set_info *vs_sets,
     if (len != TRUSTED && !wire_memb_body_valid((const uint8_t *)memb_mess, len,
                                                 wire_host_order()))
         return ILLEGAL_MESSAGE;
-    int32_t k = body_int(memb_mess, 12);
-    size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, 16);
+    int32_t k = body_int(memb_mess, WIRE_MEMB_NUM_SETS_AT);
+    size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, WIRE_MEMB_LOCAL_AT);
     if (k > num_vs_sets)
         return BUFFER_TOO_SHORT;
     size_t pos = WIRE_MEMB_SETS_AT;

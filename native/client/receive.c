@@ -32,8 +32,7 @@ static int read_header(session *s, wire_header *h, uint32_t *old_type)
             return r;
         *old_type = wire_get_u32(raw + WIRE_HEADER_SIZE, h->order) & ~WIRE_MARKER;
     }
-    if (h->num_groups < 0 || h->data_len < 0 || h->num_groups > WIRE_MAX_RECV_GROUPS ||
-        h->data_len > WIRE_MAX_RECV_DATA)
+    if (!wire_header_plausible(h))
         return ILLEGAL_MESSAGE;
     return 0;
 }
@@ -244,8 +243,6 @@ int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
                            mess_type, endian_mismatch, &scat);
 }
 
-#define ALIGN8(n) (((size_t)(n) + 7u) & ~(size_t)7u)
-
 /* Is the next message wholly in the read-ahead buffer (so that taking it
  * cannot block)? Headers that will be refused count as buffered. */
 static int next_message_buffered(const session *s)
@@ -254,12 +251,9 @@ static int next_message_buffered(const session *s)
     wire_header h;
     if (s->have_saved || have < WIRE_HEADER_SIZE)
         return 0;
-    if (wire_decode_header(s->ra_buf + s->ra_pos, &h) != 0 || h.num_groups < 0 ||
-        h.data_len < 0 || h.num_groups > WIRE_MAX_RECV_GROUPS || h.data_len > WIRE_MAX_RECV_DATA)
+    if (wire_decode_header(s->ra_buf + s->ra_pos, &h) != 0 || !wire_header_plausible(&h))
         return 1;
-    size_t total = WIRE_HEADER_SIZE + (h.type & WIRE_REJECT_MESS ? WIRE_REJECT_EXTRA : 0) +
-                   (size_t)h.num_groups * WIRE_SLOT + (size_t)h.data_len;
-    return have >= total;
+    return have >= wire_message_size(&h);
 }
 
 #define NO_ROOM (-2000)
@@ -274,8 +268,7 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
 {
     uint8_t *p = s->ra_buf + s->ra_pos;
     wire_header h;
-    if (wire_decode_header(p, &h) != 0 || h.num_groups < 0 || h.data_len < 0 ||
-        h.num_groups > WIRE_MAX_RECV_GROUPS || h.data_len > WIRE_MAX_RECV_DATA)
+    if (wire_decode_header(p, &h) != 0 || !wire_header_plausible(&h))
         return NOT_SIMPLE;
     size_t at = WIRE_HEADER_SIZE, ng = (size_t)h.num_groups, dl = (size_t)h.data_len;
     uint32_t old_type = 0;
@@ -283,7 +276,7 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
         old_type = wire_get_u32(p + at, h.order) & ~WIRE_MARKER;
         at += WIRE_REJECT_EXTRA;
     }
-    size_t size = s->ra_lent ? ALIGN8(sizeof *rec) : ALIGN8(sizeof *rec + ALIGN8(dl) + ng * WIRE_SLOT);
+    size_t size = s->ra_lent ? spx_record_size(0, 0) : spx_record_size(dl, ng);
     if (size > room)
         return NO_ROOM;
     char *data, (*groups)[MAX_GROUP_NAME];
@@ -395,7 +388,9 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
             break;
         }
         spx_record *rec = (spx_record *)(buf + at);
-        size_t reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
+        /* Room for the head, all the names the side array takes, and 8 bytes
+         * of slack for the payload's padding: what is left takes the payload. */
+        size_t reserve = spx_record_size(0, (size_t)s->rec_groups_cap) + 8;
         size_t room = len - at > reserve ? len - at - reserve : 0;
         scatter scat;
         scat.num_elements = 1;
@@ -420,13 +415,13 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
             }
             if (!tight)
                 continue; /* the message is still pending */
-            reserve = sizeof *rec + 8 + (size_t)s->rec_groups_cap * MAX_GROUP_NAME;
+            reserve = spx_record_size(0, (size_t)s->rec_groups_cap) + 8;
             n = BUFFER_TOO_SHORT;
         }
         if (n == BUFFER_TOO_SHORT) {
             if (count == 0) {
                 size_t data = endian < 0 ? (size_t)(-endian) : room;
-                size_t need = reserve + ALIGN8(data);
+                size_t need = spx_record_size(data, (size_t)s->rec_groups_cap) + 8;
                 *used = need > 0x7fffffff ? -0x7fffffff : -(int)need;
                 r = BUFFER_TOO_SHORT;
             }
@@ -447,7 +442,7 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
         memcpy(rec->sender, sender, MAX_GROUP_NAME);
         spx_record_place_inline(rec, (size_t)n); /* the payload is there already */
         memcpy((char *)rec->groups, s->rec_groups, (size_t)ng * MAX_GROUP_NAME);
-        rec->size = (uint32_t)ALIGN8(sizeof *rec + ALIGN8((size_t)n) + (size_t)ng * MAX_GROUP_NAME);
+        rec->size = (uint32_t)spx_record_size((size_t)n, (size_t)ng);
         at += rec->size;
         count++;
     }

@@ -20,7 +20,7 @@
 #include <sys/uio.h>
 
 #include "sp.h"
-#include "../wire.h"
+#include "wire.h"
 
 typedef enum { SESS_OPEN, SESS_ERROR, SESS_CLOSED } sess_state;
 

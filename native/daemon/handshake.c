@@ -54,7 +54,7 @@ static int send_bytes(client *c, const void *buf, size_t len)
 
 static void reject(spd_daemon *d, client *c, int code, const char *why)
 {
-    uint8_t b = (uint8_t)(int8_t)code;
+    uint8_t b = wire_encode_reject(code);
     send_bytes(c, &b, 1);
     spd_kill(d, c, why);
 }
@@ -69,7 +69,7 @@ static void consume(client *c, size_t n)
 static void accept_session(spd_daemon *d, client *c)
 {
     uint8_t out[WIRE_ACCEPT_MAX];
-    size_t n = wire_encode_accept(out, c->version >= 31500, c->private_group,
+    size_t n = wire_encode_accept(out, c->version >= WIRE_ACCEPT_PATCH_VERSION, c->private_group,
                                   c->private_group_len);
     if (send_bytes(c, out, n) != 0) {
         spd_kill(d, c, "accept not sent");
@@ -79,7 +79,6 @@ static void accept_session(spd_daemon *d, client *c)
     d->n_handshaking--;
     spd_log(d, SPD_LOG_DEBUG, "connection %llu is %.*s", c->id, (int)c->private_group_len,
             (const char *)c->private_group);
-    spd_process_requests(d, c); /* any sent behind the handshake */
 }
 
 static void set_private_group(spd_daemon *d, client *c)
@@ -98,62 +97,44 @@ static void invent_name(spd_daemon *d, client *c)
     } while (spd_table_get(&d->names, (const uint8_t *)c->name, c->name_len));
 }
 
-/* The connect request at the head of the buffer. With `final` no more bytes
- * will come. Returns the bytes it took, 0 to wait for more, -1 when the
- * connection was refused. */
+/* The connect request at the head of the buffer (wire_decode_connect). With
+ * `final` no more bytes will come. Returns the bytes it took, 0 to wait for
+ * more, -1 when the connection was refused. */
 static long parse_connect(spd_daemon *d, client *c, int final)
 {
-    const uint8_t *b = c->in;
-    size_t len = c->in_len;
-    if (len < 2 && !final)
+    wire_connect req;
+    int r = wire_decode_connect(c->in, c->in_len, final, &req);
+    if (r == WIRE_UNIT_MORE)
         return 0;
-    int major = len > 0 ? b[0] : 0, minor = len > 1 ? b[1] : 0, patch = 0;
-    size_t at = len < 2 ? len : 2;
-    if (wire_version_has_patch(major, minor)) {
-        if (at == len && !final)
-            return 0;
-        patch = at < len ? b[at++] : 0;
-    }
-    c->version = wire_version_value(major, minor, patch);
-    if (c->version < WIRE_MIN_VERSION) {
-        reject(d, c, REJECT_VERSION, "library version too old");
+    c->version = req.version;
+    if (r != WIRE_UNIT_OK) {
+        switch (req.defect) {
+        case WIRE_CONNECT_OLD_VERSION:
+            reject(d, c, REJECT_VERSION, "library version too old");
+            break;
+        case WIRE_CONNECT_NO_FLAGS:
+            spd_kill(d, c, "no connect flags");
+            break;
+        case WIRE_CONNECT_NO_NAME_LENGTH:
+            reject(d, c, REJECT_NO_NAME, "no name length");
+            break;
+        case WIRE_CONNECT_BAD_NAME_LENGTH:
+            reject(d, c, REJECT_ILLEGAL_NAME, "bad name length");
+            break;
+        default:
+            reject(d, c, REJECT_ILLEGAL_NAME, "illegal name");
+            break;
+        }
         return -1;
     }
-    if (len - at < 2 && !final)
-        return 0;
-    if (len - at == 0) {
-        spd_kill(d, c, "no connect flags");
-        return -1;
-    }
-    if (len - at == 1) {
-        reject(d, c, REJECT_NO_NAME, "no name length");
-        return -1;
-    }
-    int flags = b[at], name_len = (int8_t)b[at + 1];
-    at += 2;
-    c->membership = flags & 1;
-    c->priority = (flags >> 4) & 0xF;
-    if (name_len < 0 || name_len > WIRE_MAX_PRIVATE_NAME) {
-        reject(d, c, REJECT_ILLEGAL_NAME, "bad name length");
-        return -1;
-    }
-    if (name_len == 0) {
+    c->membership = req.membership;
+    c->priority = req.priority;
+    if (!req.name) {
         invent_name(d, c);
     } else {
-        size_t avail = len - at;
-        if (avail < (size_t)name_len && !final)
-            return 0;
-        /* The reference reads up to 10 name bytes at once: with a shorter
-         * name, bytes pipelined behind it make a mismatch (SPEC.md 2.4). */
-        size_t got = avail > WIRE_MAX_PRIVATE_NAME ? WIRE_MAX_PRIVATE_NAME : avail;
-        if (got != (size_t)name_len || !wire_private_name_ok((const char *)b + at, got)) {
-            reject(d, c, REJECT_ILLEGAL_NAME, "illegal name");
-            return -1;
-        }
-        memcpy(c->name, b + at, got);
-        c->name[got] = '\0';
-        c->name_len = got;
-        at += got;
+        memcpy(c->name, req.name, req.name_len);
+        c->name[req.name_len] = '\0';
+        c->name_len = req.name_len;
         if (spd_table_get(&d->names, (const uint8_t *)c->name, c->name_len)) {
             reject(d, c, REJECT_NOT_UNIQUE, "name not unique");
             return -1;
@@ -165,29 +146,25 @@ static long parse_connect(spd_daemon *d, client *c, int final)
     }
     c->name_registered = 1;
     set_private_group(d, c);
-    return (long)at;
+    return (long)req.used;
 }
 
-/* The 90-byte auth choice; same contract as parse_connect. */
+/* The auth choice (wire_decode_auth_choice); same contract as parse_connect. */
 static long parse_auth(spd_daemon *d, client *c, int final)
 {
-    if (c->in_len < WIRE_AUTH_CHOICE) {
+    wire_auth_choice choice;
+    if (wire_decode_auth_choice(c->in, c->in_len, &choice) == WIRE_UNIT_MORE) {
         if (final)
             reject(d, c, REJECT_AUTH, "no auth choice");
         return final ? -1 : 0;
     }
-    int named = 0;
-    for (int i = 0; i < WIRE_AUTH_METHODS; i++) {
-        const uint8_t *slot = c->in + i * WIRE_AUTH_NAME;
-        if (slot[0] == '\0')
-            break;
-        if (strnlen((const char *)slot, WIRE_AUTH_NAME) != 4 || memcmp(slot, "NULL", 4) != 0) {
+    for (int i = 0; i < choice.n; i++) {
+        if (choice.lens[i] != 4 || memcmp(choice.names[i], "NULL", 4) != 0) {
             reject(d, c, REJECT_AUTH, "authentication method refused");
             return -1;
         }
-        named++;
     }
-    if (!named) {
+    if (!choice.n) {
         reject(d, c, REJECT_AUTH, "no authentication method");
         return -1;
     }
@@ -217,8 +194,10 @@ static void advance(spd_daemon *d, client *c, int final)
             accept_session(d, c); /* old clients: no authentication exchange */
             return;
         }
-        static const uint8_t null_list[] = {5, 'N', 'U', 'L', 'L', ' '};
-        if (send_bytes(c, null_list, sizeof null_list) != 0) {
+        static const char *const methods[] = {"NULL"};
+        uint8_t list[WIRE_AUTH_LIST_UNIT_MAX];
+        size_t list_len = wire_encode_auth_list(list, methods, 1);
+        if (send_bytes(c, list, list_len) != 0) {
             spd_kill(d, c, "auth list not sent");
             return;
         }
@@ -279,7 +258,7 @@ void spd_handshake_check_time(spd_daemon *d, client *c)
  * closes it or HANDSHAKE_MS pass (at most MAX_LINGERING of them at once). */
 void spd_reject_quota(spd_daemon *d, int fd)
 {
-    uint8_t b = (uint8_t)(int8_t)REJECT_QUOTA;
+    uint8_t b = wire_encode_reject(REJECT_QUOTA);
     send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     client *c = d->n_lingering < MAX_LINGERING ? spd_client_new(d, fd) : NULL;
     if (!c) {

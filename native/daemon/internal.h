@@ -7,7 +7,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "../wire.h"
+#include "wire.h"
 #include "sp.h"
 #include "daemon.h"
 #include "table.h"
@@ -100,26 +100,40 @@ struct spd_daemon {
     unsigned int rng;
 };
 
-/* server.c */
+/* The modules, lowest first: queue.c (below every other), listen.c,
+ * groups.c and handshake.c (above queue.c only), server.c (above all). */
+
+/* queue.c */
 void spd_log(spd_daemon *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 msgbuf *spd_msg_new(size_t len);
 void spd_msg_unref(msgbuf *m);
 /* Queues m for c (taking a reference); kills c if it is not reading. */
 void spd_enqueue(spd_daemon *d, client *c, msgbuf *m);
-/* Ends a connection: closes its socket now, removes it from its groups
- * after the current event (SPEC.md 8.1). */
+/* Writes as much of c's queue as the socket takes. */
+void spd_flush(spd_daemon *d, client *c);
+/* Flushes every connection queued to since the last call. */
+void spd_flush_dirty(spd_daemon *d);
+/* Ends a connection: closes its socket now, and queues it for removal from
+ * its groups after the current event (server.c; SPEC.md 8.1). */
 void spd_kill(spd_daemon *d, client *c, const char *why);
-
 /* A connection on fd, watched for input, in the list of all connections;
  * NULL (fd left open) if out of memory. */
 client *spd_client_new(spd_daemon *d, int fd);
-/* Handles the requests buffered in c->in. */
-void spd_process_requests(spd_daemon *d, client *c);
+
+/* listen.c */
+/* Binds what the configuration asks for (a free port for port 0): 0, or -1
+ * with the reason in err. */
+int spd_listen(spd_daemon *d, char *err, int err_size);
+void spd_close_listeners(spd_daemon *d);
+/* Socket buffers and TCP_NODELAY of an accepted connection. */
+void spd_tune_socket(int fd, int is_tcp);
 
 /* handshake.c */
 void spd_handshake_begin(client *c);
-/* Input on a connection in CL_CONNECT, CL_AUTH or CL_LINGER. */
+/* Input on a connection in CL_CONNECT, CL_AUTH or CL_LINGER. A connection
+ * these leave CL_OPEN may have requests buffered behind the handshake: the
+ * caller handles them. */
 void spd_handshake_input(spd_daemon *d, client *c);
 /* Ends handshakes (and lingering rejects) whose time is up. */
 void spd_handshake_check_time(spd_daemon *d, client *c);

@@ -31,7 +31,7 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
-#include "daemon/daemon.h"
+#include "daemon.h"
 #include "wire.h"
 
 #define MAX_INPUT (1 << 16)

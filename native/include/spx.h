@@ -24,6 +24,13 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
 
 #define SPX_INTERRUPTED (-1000)
 
+/* The most payload, plus 32 bytes per group it is sent to, that every
+ * Spread 4 daemon forwards: one message above it and the daemon kills the
+ * connection (its check of data_len + 32 * num_groups). Spread's library
+ * allows up to 144000 bytes (MESSAGE_TOO_LONG above that), so this is the
+ * bindings' limit for what they send; our embedded daemon enforces it. */
+#define SPX_MAX_SAFE_BODY 143952
+
 /* SP_connect with the failures told apart, for bindings: timeout_ms bounds
  * the connect and the handshake together (-1: no limit); with interruptible
  * set, a signal that interrupts a wait ends the call with SPX_INTERRUPTED
@@ -113,7 +120,24 @@ typedef struct spx_record {
 #ifdef SPREAD_CDEF /* cffi reads these headers preprocessed: prototypes only */
 const char *spx_record_data(const spx_record *r);
 const char *spx_record_groups_flat(const spx_record *r);
+size_t spx_record_size(size_t data_len, size_t num_groups);
 #else
+/* n rounded up to a multiple of 8. */
+static inline size_t spx_align8(size_t n)
+{
+    return (n + 7u) & ~(size_t)7u;
+}
+
+/* The size of a record whose payload (data_len bytes) and num_groups names
+ * are inside it, after its head: the one formula of every writer of
+ * records. A record whose payload stays in lent memory is
+ * spx_record_size(0, 0). */
+static inline size_t spx_record_size(size_t data_len, size_t num_groups)
+{
+    return spx_align8(sizeof(spx_record) + spx_align8(data_len) +
+                      num_groups * MAX_GROUP_NAME);
+}
+
 static inline const char *spx_record_data(const spx_record *r)
 {
     return r->data;
@@ -134,9 +158,50 @@ static inline const char *spx_record_groups_flat(const spx_record *r)
 static inline void spx_record_place_inline(spx_record *r, size_t data_len)
 {
     r->data = (const char *)(r + 1);
-    r->groups = r->data + ((data_len + 7u) & ~(size_t)7u);
+    r->groups = r->data + spx_align8(data_len);
 }
 #endif
+
+/* SP_receive's signature, for callers that receive through a table of
+ * functions (receiver.h's spr_library, SPX_receive_grow): ours, or an
+ * external libspread's. */
+typedef int (*spr_receive_fn)(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                              int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                              int16 *mess_type, int *endian_mismatch, int max_mess_len,
+                              char *mess);
+
+/* The growing receive loop of the bindings: buffers that start at
+ * SPX_RECV_FIRST_DATA payload bytes and SPX_RECV_FIRST_GROUPS group names
+ * and grow to whatever a message needs (and stay so, for the next). */
+#define SPX_RECV_FIRST_DATA 16384
+#define SPX_RECV_FIRST_GROUPS 16
+typedef struct spx_recv_buffers {
+    char *data;
+    int data_size;                  /* bytes at data */
+    char (*groups)[MAX_GROUP_NAME];
+    int groups_size;                /* names at groups */
+} spx_recv_buffers;
+/* 0, or -1 when out of memory (then nothing is held, both sizes 0). */
+int spx_recv_buffers_init(spx_recv_buffers *b);
+/* Frees both buffers; b may then be initialised again. Safe to call twice. */
+void spx_recv_buffers_free(spx_recv_buffers *b);
+/* Returned by SPX_receive_grow when a buffer could not grow (realloc
+ * failed). Distinct from every sp.h code and SPX_ code above. */
+#define SPX_NO_MEMORY (-1005)
+/* Receives one message with `receive` (SP_receive, of whichever library)
+ * into b: sets *service_type to 0 (no DROP_RECV) and calls it; on
+ * BUFFER_TOO_SHORT or GROUPS_TOO_SHORT grows b to the sizes the call
+ * reported (-*endian bytes, -*num_groups names, as sp.h says) and calls
+ * again. Returns the message's length (its payload in b->data, its groups
+ * in b->groups), or any other code of `receive` unchanged: SPX_INTERRUPTED
+ * among them, for the caller to run its signal handlers and call again; a
+ * too-short code also unchanged when it asks for nothing larger than b
+ * (a broken library: never a loop). SPX_NO_MEMORY if b cannot grow (the
+ * message is still pending; b stays valid, one of its buffers may have
+ * grown). */
+int SPX_receive_grow(spr_receive_fn receive, mailbox mbox, spx_recv_buffers *b,
+                     service *service_type, char sender[MAX_GROUP_NAME], int *num_groups,
+                     int16 *mess_type, int *endian);
 
 /* Zero-copy read-ahead, for a reader that owns the socket and keeps what it
  * reads: read-ahead goes into buf (cap bytes of the caller's memory) instead

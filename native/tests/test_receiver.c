@@ -340,6 +340,33 @@ static void test_waiting_partial(void)
     fake_close(&f);
 }
 
+/* spr_pending_bytes: payloads plus a 48-byte header a queued message, as
+ * both backends' Mailbox.poll() reported it. */
+static void test_pending_bytes(void)
+{
+    mailbox rm = connect_to("rx5", "pend"), sm = connect_to("tx5", NULL);
+    int err = 0;
+    spr_receiver *r = spr_start(rm, lib, 0, SPR_OVERFLOW_DISCONNECT, &err);
+    CHECK(r != NULL);
+    CHECK_EQ(spr_pending_bytes(r), 0);
+    char payload[100] = {0};
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(SP_multicast(sm, AGREED_MESS, "pend", (int16)i, 10 * i, payload), 10 * i);
+    CHECK_EQ(wait_received(r, 10), 10);
+    spr_stats st;
+    spr_get_stats(r, &st);
+    CHECK_EQ(st.backlog_messages, 10);
+    CHECK_EQ(spr_pending_bytes(r), 450 + 10 * 48);
+    CHECK_EQ(spr_pending_bytes(r), st.backlog_bytes + SPR_HEADER_BYTES * st.backlog_messages);
+    const spr_msg *batch[4];
+    CHECK_EQ(spr_peek(r, batch, 4), 4);
+    spr_consume(r, 4); /* 0 + 10 + 20 + 30 bytes gone */
+    CHECK_EQ(spr_pending_bytes(r), 390 + 6 * 48);
+    spr_free(r);
+    SP_disconnect(rm);
+    SP_disconnect(sm);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -352,6 +379,7 @@ int main(int argc, char **argv)
         test_drain();
         test_overflow();
         test_failure();
+        test_pending_bytes();
     }
     test_consumer_reads(); /* our library only: a bare one offers no waiting-free read */
     test_waiting_partial();

@@ -1,7 +1,8 @@
-/* test_wire.c -- the wire codec against the byte examples of SPEC.md. */
+/* test_wire.c -- the wire codec against the byte examples of SPEC.md, and
+ * every unit through its encoder and back through its decoder. */
 #include <string.h>
 
-#include "../wire.h"
+#include "wire.h"
 #include "check.h"
 
 static void test_header(void)
@@ -198,12 +199,253 @@ static void test_membership_fits(void)
     CHECK(!wire_memb_body_fits(empty, sizeof empty, WIRE_LE, join));
 }
 
+/* Header checks: the receiver's plausibility test, the message size, and
+ * the daemon's request limits, at their edges. */
+static void test_header_checks(void)
+{
+    wire_header h;
+    memset(&h, 0, sizeof h);
+    h.type = 0x20; /* SAFE_MESS */
+    CHECK(wire_header_plausible(&h));
+    h.num_groups = WIRE_MAX_RECV_GROUPS;
+    h.data_len = WIRE_MAX_RECV_DATA;
+    CHECK(wire_header_plausible(&h));
+    h.num_groups = WIRE_MAX_RECV_GROUPS + 1;
+    CHECK(!wire_header_plausible(&h));
+    h.num_groups = -1;
+    CHECK(!wire_header_plausible(&h));
+    h.num_groups = 0;
+    h.data_len = WIRE_MAX_RECV_DATA + 1;
+    CHECK(!wire_header_plausible(&h));
+    h.data_len = -1;
+    CHECK(!wire_header_plausible(&h));
+
+    h.num_groups = 3;
+    h.data_len = 10;
+    CHECK_EQ(wire_message_size(&h), WIRE_HEADER_SIZE + 3 * WIRE_SLOT + 10);
+    h.type |= WIRE_REJECT_MESS;
+    CHECK_EQ(wire_message_size(&h), WIRE_HEADER_SIZE + WIRE_REJECT_EXTRA + 3 * WIRE_SLOT + 10);
+
+    h.num_groups = WIRE_MAX_GROUPS;
+    CHECK(wire_request_groups_ok(&h));
+    h.num_groups = WIRE_MAX_GROUPS + 1;
+    CHECK(!wire_request_groups_ok(&h));
+    h.num_groups = -1;
+    CHECK(!wire_request_groups_ok(&h));
+    h.num_groups = 1;
+    h.data_len = WIRE_DAEMON_MAX_TOTAL - WIRE_SLOT;
+    CHECK(wire_request_size_ok(&h));
+    h.data_len++;
+    CHECK(!wire_request_size_ok(&h));
+    h.num_groups = 0;
+    h.data_len = WIRE_DAEMON_MAX_TOTAL;
+    CHECK(wire_request_size_ok(&h));
+    h.data_len = -1;
+    CHECK(!wire_request_size_ok(&h));
+}
+
+/* Every length of a decode of `unit` cut short decides WIRE_UNIT_MORE, and
+ * asks for no more than the unit (a reader never reads past it). */
+#define CHECK_PREFIXES_MORE(decode, unit, len, out)                      \
+    do {                                                                 \
+        for (size_t cut_ = 0; cut_ < (len); cut_++) {                    \
+            CHECK_EQ(decode((unit), cut_, &(out)), WIRE_UNIT_MORE);      \
+            CHECK((out).need > cut_ && (out).need <= (len));             \
+        }                                                                \
+    } while (0)
+
+static void test_connect_round_trip(void)
+{
+    uint8_t req[WIRE_CONNECT_MAX];
+    wire_connect c;
+    static const struct { int membership, priority; const char *name; } cases[] = {
+        {1, 0, "alice"}, {0, 1, "bob"}, {1, 1, "abcdefghij"}, {0, 0, NULL}, {1, 0, "$~x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t name_len = cases[i].name ? strlen(cases[i].name) : 0;
+        size_t n = wire_encode_connect(req, cases[i].membership, cases[i].priority, cases[i].name,
+                                       name_len);
+        CHECK_EQ(wire_decode_connect(req, n, 0, &c), WIRE_UNIT_OK);
+        CHECK_EQ(c.used, n);
+        CHECK_EQ(c.version, wire_version_value(WIRE_VERSION_MAJOR, WIRE_VERSION_MINOR,
+                                               WIRE_VERSION_PATCH));
+        CHECK_EQ(c.membership, cases[i].membership);
+        CHECK_EQ(c.priority, cases[i].priority);
+        CHECK_EQ(c.name_len, name_len);
+        CHECK(name_len ? c.name && memcmp(c.name, cases[i].name, name_len) == 0 : !c.name);
+        for (size_t cut = 0; cut < n; cut++) /* cut short: wait for the rest */
+            CHECK_EQ(wire_decode_connect(req, cut, 0, &c), WIRE_UNIT_MORE);
+        CHECK_EQ(wire_decode_connect(req, n, 1, &c), WIRE_UNIT_OK);
+    }
+
+    /* Refusals, each with its defect. */
+    static const struct { uint8_t b[16]; size_t len; int final, defect; } bad[] = {
+        {{3, 0, 1, 5}, 4, 0, WIRE_CONNECT_OLD_VERSION},         /* 3.0: below 3.1.0 */
+        {{4, 0, 0}, 3, 1, WIRE_CONNECT_NO_FLAGS},
+        {{4, 0, 0, 1}, 4, 1, WIRE_CONNECT_NO_NAME_LENGTH},
+        {{4, 0, 0, 1, 11}, 5, 0, WIRE_CONNECT_BAD_NAME_LENGTH},
+        {{4, 0, 0, 1, 0xFF}, 5, 0, WIRE_CONNECT_BAD_NAME_LENGTH}, /* -1 */
+        {{4, 0, 0, 1, 3, 'a', 'b'}, 7, 1, WIRE_CONNECT_BAD_NAME},  /* cut short, final */
+        {{4, 0, 0, 1, 3, 'a', ' ', 'c'}, 8, 0, WIRE_CONNECT_BAD_NAME}, /* illegal byte */
+        {{4, 0, 0, 1, 3, 'a', 'b', 'c', 'X'}, 9, 0, WIRE_CONNECT_BAD_NAME}, /* pipelined byte */
+        {{0}, 0, 1, WIRE_CONNECT_OLD_VERSION},                    /* nothing, final */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ(wire_decode_connect(bad[i].b, bad[i].len, bad[i].final, &c), WIRE_UNIT_BAD);
+        CHECK_EQ(c.defect, bad[i].defect);
+    }
+    /* Before 3.14 no patch byte: 3.13 with flags and an empty name. */
+    static const uint8_t old[] = {3, 13, 1, 0};
+    CHECK_EQ(wire_decode_connect(old, sizeof old, 0, &c), WIRE_UNIT_OK);
+    CHECK_EQ(c.version, 31300);
+    CHECK_EQ(c.used, 4);
+    /* A full ten-byte name with bytes behind it: they are the next unit's. */
+    static const uint8_t ten[] = {4, 0, 0, 0, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i',
+                                  'j', 'N', 'U'};
+    CHECK_EQ(wire_decode_connect(ten, sizeof ten, 0, &c), WIRE_UNIT_OK);
+    CHECK_EQ(c.used, 15);
+}
+
+static void test_auth_list_round_trip(void)
+{
+    uint8_t unit[WIRE_AUTH_LIST_UNIT_MAX];
+    wire_auth_list al;
+    const char *one[] = {"NULL"};
+    size_t n = wire_encode_auth_list(unit, one, 1);
+    static const uint8_t null_list[] = {5, 'N', 'U', 'L', 'L', ' '}; /* SPEC.md 2.5 */
+    CHECK_EQ(n, sizeof null_list);
+    CHECK(memcmp(unit, null_list, n) == 0);
+    CHECK_EQ(wire_decode_auth_list(unit, n, &al), WIRE_UNIT_OK);
+    CHECK_EQ(al.len, 5);
+    CHECK(wire_auth_list_has(al.list, al.len, "NULL"));
+    CHECK_PREFIXES_MORE(wire_decode_auth_list, unit, n, al);
+
+    const char *two[] = {"NULL", "IP"};
+    n = wire_encode_auth_list(unit, two, 2);
+    CHECK_EQ(n, 9);
+    CHECK_EQ(wire_decode_auth_list(unit, n + 3, &al), WIRE_UNIT_OK); /* bytes behind: not its */
+    CHECK_EQ(al.len, 8);
+    CHECK(wire_auth_list_has(al.list, al.len, "IP") && wire_auth_list_has(al.list, al.len, "NULL"));
+
+    CHECK_EQ(wire_encode_auth_list(unit, NULL, 0), 1); /* an empty list */
+    CHECK_EQ(wire_decode_auth_list(unit, 1, &al), WIRE_UNIT_OK);
+    CHECK_EQ(al.len, 0);
+
+    /* Too long for the unit, or not a name: not encoded. */
+    const char *long_names[] = {"ABCDEFGHIJKLMNOPQRSTUVWXYZABC", "ABCDEFGHIJKLMNOPQRSTUVWXYZABC",
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZABC", "ABCDEFGH"};
+    CHECK_EQ(wire_encode_auth_list(unit, long_names, 3), 91);
+    CHECK_EQ(wire_encode_auth_list(unit, long_names, 4), 0);
+    const char *spaced[] = {"A B"};
+    CHECK_EQ(wire_encode_auth_list(unit, spaced, 1), 0);
+
+    /* A reject in its place, and what no daemon sends. */
+    uint8_t b[4] = {wire_encode_reject(-6)};
+    CHECK_EQ(wire_decode_auth_list(b, 1, &al), WIRE_UNIT_REJECT);
+    CHECK_EQ(al.code, -6);
+    b[0] = wire_encode_reject(-1);
+    CHECK_EQ(wire_decode_auth_list(b, 1, &al), WIRE_UNIT_BAD);
+    b[0] = WIRE_AUTH_LIST_MAX + 1;
+    CHECK_EQ(wire_decode_auth_list(b, 1, &al), WIRE_UNIT_BAD);
+    b[0] = 3;
+    b[1] = 'N';
+    b[2] = 0x01;
+    CHECK_EQ(wire_decode_auth_list(b, 2, &al), WIRE_UNIT_MORE);
+    CHECK_EQ(wire_decode_auth_list(b, 3, &al), WIRE_UNIT_BAD); /* told before the rest */
+    CHECK(wire_is_reject(-3) && wire_is_reject(-9) && !wire_is_reject(-2) && !wire_is_reject(-10));
+}
+
+static void test_auth_choice_round_trip(void)
+{
+    uint8_t choice[WIRE_AUTH_CHOICE];
+    wire_auth_choice ch;
+    const char *names[] = {"NULL", "IP", "ABCDEFGHIJKLMNOPQRSTUVWXYZABC"};
+    for (int n = 0; n <= WIRE_AUTH_METHODS; n++) {
+        wire_encode_auth_choice(choice, names, n);
+        CHECK_EQ(wire_decode_auth_choice(choice, sizeof choice, &ch), WIRE_UNIT_OK);
+        CHECK_EQ(ch.n, n);
+        for (int i = 0; i < n; i++)
+            CHECK(ch.lens[i] == strlen(names[i]) && memcmp(ch.names[i], names[i], ch.lens[i]) == 0);
+        for (size_t cut = 0; cut < sizeof choice; cut++)
+            CHECK_EQ(wire_decode_auth_choice(choice, cut, &ch), WIRE_UNIT_MORE);
+    }
+    /* A slot without its NUL: the whole slot, never past it. */
+    memset(choice, 'A', sizeof choice);
+    CHECK_EQ(wire_decode_auth_choice(choice, sizeof choice, &ch), WIRE_UNIT_OK);
+    CHECK_EQ(ch.n, WIRE_AUTH_METHODS);
+    CHECK_EQ(ch.lens[0], WIRE_AUTH_NAME);
+    /* Names after an empty slot do not count. */
+    wire_encode_auth_choice(choice, names, 3);
+    memset(choice + WIRE_AUTH_NAME, 0, WIRE_AUTH_NAME);
+    CHECK_EQ(wire_decode_auth_choice(choice, sizeof choice, &ch), WIRE_UNIT_OK);
+    CHECK_EQ(ch.n, 1);
+}
+
+static void test_accept_round_trip(void)
+{
+    uint8_t acc[WIRE_ACCEPT_MAX];
+    wire_accept a;
+    static const char *groups[] = {"#alice#localhost", "#a#b", "#abcdefghij#abcdefghijklmnopqrs"};
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        size_t len = strlen(groups[i]);
+        size_t n = wire_encode_accept(acc, 1, (const uint8_t *)groups[i], len);
+        CHECK_EQ(n, 5 + len);
+        CHECK_EQ(wire_decode_accept(acc, n, &a), WIRE_UNIT_OK);
+        CHECK_EQ(a.version, 40000);
+        CHECK(a.group_len == len && memcmp(a.group, groups[i], len) == 0);
+        CHECK_PREFIXES_MORE(wire_decode_accept, acc, n, a);
+    }
+    /* The version as soon as it is in, before the rest. */
+    wire_encode_accept(acc, 1, (const uint8_t *)"#a#b", 4);
+    CHECK_EQ(wire_decode_accept(acc, 3, &a), WIRE_UNIT_MORE);
+    CHECK_EQ(a.version, -1);
+    CHECK_EQ(wire_decode_accept(acc, 4, &a), WIRE_UNIT_MORE);
+    CHECK_EQ(a.version, 40000);
+    CHECK_EQ(a.need, 5);
+
+    /* Rejects, and bytes no daemon sends. */
+    uint8_t b[8] = {wire_encode_reject(-9)};
+    CHECK_EQ(wire_decode_accept(b, 1, &a), WIRE_UNIT_REJECT);
+    CHECK_EQ(a.code, -9);
+    b[0] = 2;
+    CHECK_EQ(wire_decode_accept(b, 1, &a), WIRE_UNIT_BAD);
+    static const uint8_t short_group[] = {1, 4, 0, 0, 1, '#'};
+    CHECK_EQ(wire_decode_accept(short_group, sizeof short_group, &a), WIRE_UNIT_BAD);
+    static const uint8_t long_group[] = {1, 4, 0, 0, 32};
+    CHECK_EQ(wire_decode_accept(long_group, sizeof long_group, &a), WIRE_UNIT_BAD);
+    static const uint8_t no_hash[] = {1, 4, 0, 0, 4, 'a', '#', 'b', 'c'};
+    CHECK_EQ(wire_decode_accept(no_hash, sizeof no_hash, &a), WIRE_UNIT_BAD);
+}
+
+/* The membership body's named offsets, on a body the encoder wrote. */
+static void test_membership_offsets(void)
+{
+    uint8_t body[WIRE_MEMB_BODY_SIZE], member[WIRE_SLOT];
+    const int32_t gid[3] = {0x7F000001, 77, -5};
+    wire_put_slot(member, "#bob#localhost", 14);
+    wire_encode_memb_body(body, gid, member);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(wire_get_i32(body + WIRE_MEMB_GID_AT + 4 * i, WIRE_LE), gid[i]);
+    CHECK_EQ(wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, WIRE_LE), 1);
+    CHECK_EQ(wire_get_i32(body + WIRE_MEMB_LOCAL_AT, WIRE_LE), 0);
+    CHECK_EQ(wire_get_i32(body + WIRE_MEMB_SETS_AT, WIRE_LE), 1);
+    CHECK(memcmp(body + WIRE_MEMB_CHANGED_AT, member, WIRE_SLOT) == 0);
+    CHECK_EQ(WIRE_MEMB_CHANGED_AT + WIRE_SLOT, WIRE_MEMB_BODY_SIZE);
+    CHECK(wire_memb_body_valid(body, sizeof body, WIRE_LE));
+}
+
 int main(void)
 {
     test_header();
     test_hints();
     test_names();
     test_handshake();
+    test_header_checks();
+    test_connect_round_trip();
+    test_auth_list_round_trip();
+    test_auth_choice_round_trip();
+    test_accept_round_trip();
+    test_membership_offsets();
     test_membership_body();
     test_membership_fits();
     return check_summary("test_wire");

@@ -1,4 +1,4 @@
-# _bench.pxi -- the C baseline loops of native/bench.c, for spread.bench
+# _bench.pxi -- the C baseline loops of native/bench/bench.c, for spread.bench
 # (included by _core.pyx). Each runs with the GIL released.
 
 

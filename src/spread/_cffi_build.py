@@ -1,8 +1,9 @@
 """Builds spread._cffi_native: the cffi backend's native module, in cffi's
-out-of-line API mode, from the same native/ sources as the Cython module.
-setup.py also takes NATIVE_SOURCES from here (one list for both) and checks
-the build tools with require_build_tools() before anything is compiled.
-Importing this file runs nothing: cffi calls make_ffibuilder()."""
+out-of-line API mode, linked with the same static native library as the
+Cython module. setup.py also takes NATIVE_LIBRARY from here (one list of
+sources for both) and checks the build tools with require_build_tools()
+before anything is compiled. Importing this file runs nothing: cffi calls
+make_ffibuilder()."""
 
 import shutil
 import subprocess
@@ -14,20 +15,54 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-NATIVE_SOURCES = [
-    "native/wire.c",
-    "native/receiver.c",
-    "native/bench.c",
-    "native/library.c",
-    *sorted(glob("native/client/*.c", root_dir=ROOT)),
-    *sorted(f for f in glob("native/daemon/*.c", root_dir=ROOT) if not f.endswith("main.c")),
-]
-INCLUDE_DIRS = ["native/include", "native", "native/daemon"]
+# The native library, by role (native/README.md), named file by file: what
+# goes into the extensions is chosen here, not swept in by a glob.
+PROTOCOL_SOURCES = ["native/protocol/wire.c"]
+CLIENT_SOURCES = [f"native/client/{name}.c" for name in (
+    "connect", "errors", "membership", "receive", "receive_grow", "send", "session", "stream")]
+# What only the bindings use: the drain thread of ThreadedReceiver, and the
+# table of the client library in use (ours, or SPREAD_LIBRARY's).
+BINDING_SOURCES = [f"native/binding/{name}.c" for name in (
+    "library", "receiver", "receiver_drain", "receiver_queue", "receiver_ready", "receiver_wait")]
+# The embedded daemon (spread.daemon runs it in-process; daemon/main.c is the
+# stand-alone program's, not the extensions').
+DAEMON_SOURCES = [f"native/daemon/{name}.c" for name in (
+    "groups", "handshake", "listen", "queue", "server", "table")]
+# The C baseline loops of spread.bench.
+BENCH_SOURCES = ["native/bench/bench.c"]
+NATIVE_SOURCES = [*PROTOCOL_SOURCES, *CLIENT_SOURCES, *BINDING_SOURCES, *DAEMON_SOURCES,
+                  *BENCH_SOURCES]
+
+# Every header a binding sees is in one folder; the library's own internal
+# headers (the wire codec's among them) only its own compile sees.
+INCLUDE_DIRS = ["native/include"]
+NATIVE_INCLUDE_DIRS = [*INCLUDE_DIRS, "native/protocol"]
+NATIVE_MACROS = [("_GNU_SOURCE", None)]
+
+# The native sources built once, as the static library spread_native, which
+# setup.py gives setuptools (build_clib) and build_ext links into both
+# extensions (spread._core and spread._cffi_native). Objects of a static
+# library linked into a shared one: setuptools compiles them as it compiles
+# extensions, position-independent (Python's CCSHARED, -fPIC), with $CFLAGS.
+NATIVE_LIBRARY_NAME = "spread_native"
+NATIVE_LIBRARY = (NATIVE_LIBRARY_NAME, {
+    "sources": NATIVE_SOURCES,
+    "include_dirs": NATIVE_INCLUDE_DIRS,
+    "macros": NATIVE_MACROS,
+})
+# Libraries each extension links, in link order: ours, then what it needs
+# (dlopen for SPREAD_LIBRARY).
+EXTENSION_LIBRARIES = [NATIVE_LIBRARY_NAME, "dl"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _names import INTERNAL_CONSTANTS, SP_CONSTANTS  # noqa: E402  (one list)
 
-CONSTANTS = SP_CONSTANTS + INTERNAL_CONSTANTS
+# Macros of the headers that no list of _names.py carries (the C helpers
+# both backends share): declared to cffi here, so that lib has them too.
+SHARED_MACROS = ("SPX_MAX_SAFE_BODY", "SPX_NO_MEMORY", "SPX_RECV_FIRST_DATA",
+                 "SPX_RECV_FIRST_GROUPS", "SPR_HEADER_BYTES")
+CONSTANTS = SP_CONSTANTS + INTERNAL_CONSTANTS + tuple(
+    n for n in SHARED_MACROS if n not in SP_CONSTANTS + INTERNAL_CONSTANTS)
 
 HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h")
 
@@ -85,22 +120,28 @@ def header_declarations() -> str:
                               check=True).stdout
 
 
-def make_ffibuilder():
-    """The cffi builder of spread._cffi_native (setup.py's cffi_modules)."""
+def make_ffibuilder(standalone: bool = False):
+    """The cffi builder of spread._cffi_native (setup.py's cffi_modules),
+    linked with the static library that setup.py builds (build_clib);
+    standalone (this file run as a script): compiled with the native sources
+    itself instead."""
     from cffi import FFI
 
     require_build_tools()
     # Macros vanish in the preprocessor: cffi takes their values from the
     # headers when it compiles the module. (The SPR_ and SPD_ names are
-    # enumerators, which the declarations already carry.)
-    macros = [n for n in CONSTANTS if not n.startswith(("SPR_", "SPD_"))]
+    # enumerators, which the declarations already carry, but for the shared
+    # macros.)
+    macros = [n for n in CONSTANTS if n in SHARED_MACROS or not n.startswith(("SPR_", "SPD_"))]
     ffibuilder = FFI()
     ffibuilder.cdef("".join(f"#define {name} ...\n" for name in macros) + header_declarations())
     ffibuilder.set_source("spread._cffi_native", "".join(f'#include "{h}"\n' for h in HEADERS),
-                          sources=NATIVE_SOURCES, include_dirs=INCLUDE_DIRS,
-                          extra_compile_args=["-D_GNU_SOURCE"], libraries=["dl"])
+                          sources=NATIVE_SOURCES if standalone else [],
+                          include_dirs=NATIVE_INCLUDE_DIRS if standalone else INCLUDE_DIRS,
+                          define_macros=NATIVE_MACROS,
+                          libraries=["dl"] if standalone else EXTENSION_LIBRARIES)
     return ffibuilder
 
 
 if __name__ == "__main__":
-    make_ffibuilder().compile(verbose=True)
+    make_ffibuilder(standalone=True).compile(verbose=True)

@@ -210,3 +210,31 @@ cdef extern from "bench.h" nogil:
     int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds,
                  double *rtt_us)
     int spb_pong(mailbox m, const char *reply_group, int16 end_type, long *echoed)
+
+
+# -- added by the native restructure
+# Shared by both backends (native/include): the constants, the growing
+# receive loop and the drain thread's library table in C.
+cdef extern from "spx.h" nogil:
+    enum: SPX_MAX_SAFE_BODY  # payload + 32 a group above which a Spread 4 daemon kills us
+    enum: SPX_NO_MEMORY      # SPX_receive_grow: a buffer could not grow
+    enum: SPX_RECV_FIRST_DATA
+    enum: SPX_RECV_FIRST_GROUPS
+    ctypedef struct spx_recv_buffers:
+        char *data
+        int data_size
+        char (*groups)[32]
+        int groups_size
+    int spx_recv_buffers_init(spx_recv_buffers *b)
+    void spx_recv_buffers_free(spx_recv_buffers *b)
+    int SPX_receive_grow(spr_receive_fn receive, mailbox mbox, spx_recv_buffers *b,
+                         service *service_type, char *sender, int *num_groups, int16 *mess_type,
+                         int *endian)
+    size_t spx_record_size(size_t data_len, size_t num_groups)
+
+cdef extern from "receiver.h" nogil:
+    enum: SPR_HEADER_BYTES
+    size_t spr_pending_bytes(spr_receiver *r)
+
+cdef extern from "library.h" nogil:
+    void spl_receiver_library(spr_library *out)

@@ -28,7 +28,7 @@ def send(address, group, size, count):
 
 # The two receive loops below repeat their bodies on purpose: they are the
 # measured Python side, and any helper call per message would be measured too.
-# Like the C loop (native/bench.c), they read the clock at the first message
+# Like the C loop (native/bench/bench.c), they read the clock at the first message
 # and at the end message only.
 def _plain(m):
     recv = m.receive

@@ -1,5 +1,5 @@
 """The benchmark workloads: each has a Python loop and the same loop in C
-(native/bench.c), run against the same daemon. Loops are plain functions
+(native/bench/bench.c), run against the same daemon. Loops are plain functions
 with local names only, the way an application would write them."""
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "spx.h"
+
 #define ENTRY(name) {#name, offsetof(spl_table, name)}
 
 spl_table spl = {
@@ -13,6 +15,9 @@ spl_table spl = {
     SP_multicast, SP_multigroup_multicast, SP_receive, SP_get_memb_info, SP_get_vs_sets_info,
     SP_get_vs_set_members, SP_poll, SP_equal_group_ids,
 };
+
+/* spl_load has replaced our library with another. */
+static int external;
 
 static const struct {
     const char *name;
@@ -49,5 +54,22 @@ int spl_load(const char *path, char *err, int err_size)
         return -1;
     }
     spl = loaded; /* the handle stays open for the life of the process */
+    external = 1;
     return 0;
+}
+
+void spl_receiver_library(spr_library *out)
+{
+    memset(out, 0, sizeof *out);
+    out->receive = spl.SP_receive;
+    out->disconnect = spl.SP_disconnect;
+    if (external)
+        return; /* Spread's API only: the extensions are ours */
+    out->hold = SPX_hold;
+    out->release = SPX_release;
+    out->readahead = SPX_set_readahead;
+    out->pending = SPX_pending;
+    out->records = SPX_receive_records_nowait;
+    out->lend = SPX_lend_readahead;
+    out->lent_room = SPX_lent_room;
 }

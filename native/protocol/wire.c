@@ -27,6 +27,17 @@ int wire_decode_header(const uint8_t in[WIRE_HEADER_SIZE], wire_header *h)
     return 0;
 }
 
+int wire_request_groups_ok(const wire_header *h)
+{
+    return h->num_groups >= 0 && h->num_groups <= WIRE_MAX_GROUPS;
+}
+
+int wire_request_size_ok(const wire_header *h)
+{
+    return h->data_len >= 0 && h->data_len <= WIRE_MAX_BODY &&
+           (long long)h->data_len + (long long)WIRE_SLOT * h->num_groups <= WIRE_DAEMON_MAX_TOTAL;
+}
+
 void wire_encode_header(uint8_t out[WIRE_HEADER_SIZE], uint32_t type,
                         const uint8_t sender[WIRE_SLOT], int32_t num_groups,
                         const uint8_t hint[4], int32_t data_len)
@@ -138,6 +149,11 @@ int wire_version_has_patch(int major, int minor)
     return wire_version_value(major, minor, 0) > WIRE_PATCH_THRESHOLD;
 }
 
+int wire_is_reject(int code)
+{
+    return code >= WIRE_REJECT_FIRST && code <= WIRE_REJECT_LAST;
+}
+
 size_t wire_encode_connect(uint8_t out[WIRE_CONNECT_MAX], int membership, int priority,
                            const char *name, size_t name_len)
 {
@@ -159,6 +175,104 @@ size_t wire_encode_connect(uint8_t out[WIRE_CONNECT_MAX], int membership, int pr
     return 5 + name_len;
 }
 
+int wire_decode_connect(const uint8_t *in, size_t len, int final, wire_connect *out)
+{
+    memset(out, 0, sizeof *out);
+    out->version = -1;
+    if (len < 2 && !final)
+        return WIRE_UNIT_MORE;
+    /* Cut short with `final`: missing bytes read as 0, as the reference's. */
+    int major = len > 0 ? in[0] : 0, minor = len > 1 ? in[1] : 0, patch = 0;
+    size_t at = len < 2 ? len : 2;
+    if (wire_version_has_patch(major, minor)) {
+        if (at == len && !final)
+            return WIRE_UNIT_MORE;
+        patch = at < len ? in[at++] : 0;
+    }
+    out->version = wire_version_value(major, minor, patch);
+    out->defect = WIRE_CONNECT_OLD_VERSION;
+    if (out->version < WIRE_MIN_VERSION)
+        return WIRE_UNIT_BAD;
+    if (len - at < 2 && !final)
+        return WIRE_UNIT_MORE;
+    out->defect = len - at == 0 ? WIRE_CONNECT_NO_FLAGS : WIRE_CONNECT_NO_NAME_LENGTH;
+    if (len - at < 2)
+        return WIRE_UNIT_BAD;
+    int flags = in[at], name_len = (int8_t)in[at + 1];
+    at += 2;
+    out->membership = flags & 1;
+    out->priority = (flags >> 4) & 0xF;
+    out->defect = WIRE_CONNECT_BAD_NAME_LENGTH;
+    if (name_len < 0 || name_len > WIRE_MAX_PRIVATE_NAME)
+        return WIRE_UNIT_BAD;
+    if (name_len > 0) {
+        size_t avail = len - at;
+        if (avail < (size_t)name_len && !final)
+            return WIRE_UNIT_MORE;
+        size_t got = avail > WIRE_MAX_PRIVATE_NAME ? WIRE_MAX_PRIVATE_NAME : avail;
+        out->defect = WIRE_CONNECT_BAD_NAME;
+        if (got != (size_t)name_len || !wire_private_name_ok((const char *)in + at, got))
+            return WIRE_UNIT_BAD;
+        out->name = in + at;
+        out->name_len = got;
+        at += got;
+    }
+    out->defect = 0;
+    out->used = at;
+    return WIRE_UNIT_OK;
+}
+
+size_t wire_encode_auth_list(uint8_t out[WIRE_AUTH_LIST_UNIT_MAX], const char *const names[],
+                             int n)
+{
+    size_t at = 1;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]);
+        /* The name and its space after the at - 1 list bytes so far. */
+        if (len + 1 > WIRE_AUTH_LIST_MAX - (at - 1) || len == 0 ||
+            !wire_auth_list_plausible((const uint8_t *)names[i], len) ||
+            memchr(names[i], ' ', len))
+            return 0;
+        memcpy(out + at, names[i], len);
+        at += len;
+        out[at++] = ' ';
+    }
+    out[0] = (uint8_t)(at - 1);
+    return at;
+}
+
+int wire_auth_list_plausible(const uint8_t *list, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (list[i] < 0x20 || list[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int wire_decode_auth_list(const uint8_t *in, size_t len, wire_auth_list *out)
+{
+    memset(out, 0, sizeof *out);
+    out->need = 1;
+    if (len < 1)
+        return WIRE_UNIT_MORE;
+    int first = (int8_t)in[0];
+    if (first < 0) {
+        out->code = first;
+        return wire_is_reject(first) ? WIRE_UNIT_REJECT : WIRE_UNIT_BAD;
+    }
+    if (first > WIRE_AUTH_LIST_MAX)
+        return WIRE_UNIT_BAD;
+    out->need = 1 + (size_t)first;
+    size_t have = len < out->need ? len : out->need;
+    if (!wire_auth_list_plausible(in + 1, have - 1))
+        return WIRE_UNIT_BAD;
+    if (len < out->need)
+        return WIRE_UNIT_MORE;
+    out->list = in + 1;
+    out->len = (size_t)first;
+    return WIRE_UNIT_OK;
+}
+
 void wire_encode_auth_choice(uint8_t out[WIRE_AUTH_CHOICE], const char *const names[], int n)
 {
     memset(out, 0, WIRE_AUTH_CHOICE);
@@ -166,6 +280,23 @@ void wire_encode_auth_choice(uint8_t out[WIRE_AUTH_CHOICE], const char *const na
         size_t len = strnlen(names[i], WIRE_AUTH_NAME - 1);
         memcpy(out + i * WIRE_AUTH_NAME, names[i], len);
     }
+}
+
+int wire_decode_auth_choice(const uint8_t *in, size_t len, wire_auth_choice *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len < WIRE_AUTH_CHOICE)
+        return WIRE_UNIT_MORE;
+    for (int i = 0; i < WIRE_AUTH_METHODS; i++) {
+        const uint8_t *slot = in + (size_t)i * WIRE_AUTH_NAME;
+        if (slot[0] == '\0')
+            break;
+        const uint8_t *nul = memchr(slot, 0, WIRE_AUTH_NAME);
+        out->names[i] = slot;
+        out->lens[i] = nul ? (size_t)(nul - slot) : WIRE_AUTH_NAME;
+        out->n++;
+    }
+    return WIRE_UNIT_OK;
 }
 
 int wire_auth_list_has(const uint8_t *list, size_t len, const char *name)
@@ -198,23 +329,54 @@ size_t wire_encode_accept(uint8_t out[WIRE_ACCEPT_MAX], int with_patch,
     return n + len;
 }
 
+int wire_decode_accept(const uint8_t *in, size_t len, wire_accept *out)
+{
+    memset(out, 0, sizeof *out);
+    out->version = -1;
+    out->need = 1;
+    if (len < 1)
+        return WIRE_UNIT_MORE;
+    if (in[0] != WIRE_ACCEPT) {
+        out->code = (int8_t)in[0];
+        return wire_is_reject(out->code) ? WIRE_UNIT_REJECT : WIRE_UNIT_BAD;
+    }
+    out->need = 1 + 3;
+    if (len < out->need)
+        return WIRE_UNIT_MORE;
+    out->version = wire_version_value(in[1], in[2], in[3]);
+    out->need = 1 + 3 + 1;
+    if (len < out->need)
+        return WIRE_UNIT_MORE;
+    size_t group_len = in[4];
+    if (group_len < 2 || group_len > WIRE_MAX_NAME)
+        return WIRE_UNIT_BAD;
+    out->need += group_len;
+    if (len < out->need)
+        return WIRE_UNIT_MORE;
+    if (in[5] != '#')
+        return WIRE_UNIT_BAD; /* a private group is "#name#daemon" */
+    out->group = in + 5;
+    out->group_len = group_len;
+    return WIRE_UNIT_OK;
+}
+
 void wire_encode_memb_body(uint8_t out[WIRE_MEMB_BODY_SIZE], const int32_t gid[3],
                            const uint8_t member[WIRE_SLOT])
 {
     for (int i = 0; i < 3; i++)
-        wire_put_u32(out + 4 * i, (uint32_t)gid[i], WIRE_LE);
-    wire_put_u32(out + 12, 1, WIRE_LE); /* one vs-set */
-    wire_put_u32(out + 16, 0, WIRE_LE); /* ours is the first */
-    wire_put_u32(out + 20, 1, WIRE_LE); /* holding one member */
-    memcpy(out + 24, member, WIRE_SLOT);
+        wire_put_u32(out + WIRE_MEMB_GID_AT + 4 * i, (uint32_t)gid[i], WIRE_LE);
+    wire_put_u32(out + WIRE_MEMB_NUM_SETS_AT, 1, WIRE_LE); /* one vs-set */
+    wire_put_u32(out + WIRE_MEMB_LOCAL_AT, 0, WIRE_LE);    /* ours is the first */
+    wire_put_u32(out + WIRE_MEMB_SETS_AT, 1, WIRE_LE);     /* holding one member */
+    memcpy(out + WIRE_MEMB_CHANGED_AT, member, WIRE_SLOT);
 }
 
 int wire_memb_body_valid(const uint8_t *body, size_t len, wire_order order)
 {
     if (len < WIRE_MEMB_SETS_AT)
         return 0;
-    int32_t k = wire_get_i32(body + 12, order);
-    int32_t local = wire_get_i32(body + 16, order);
+    int32_t k = wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, order);
+    int32_t local = wire_get_i32(body + WIRE_MEMB_LOCAL_AT, order);
     if (k < 1 || local < 0)
         return 0;
     size_t pos = WIRE_MEMB_SETS_AT, want = WIRE_MEMB_SETS_AT + (size_t)local;
@@ -258,7 +420,7 @@ void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order, uint32_
         wire_put_u32(body + off, wire_get_u32(body + off, order), host);
     if (!(type & WIRE_REG_MEMB_MESS))
         return; /* transitional: the group id only */
-    int32_t k = wire_get_i32(body + 12, host);
+    int32_t k = wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, host);
     size_t pos = WIRE_MEMB_SETS_AT;
     for (int32_t i = 0; i < k && len - pos >= 4; i++) {
         uint32_t n = wire_get_u32(body + pos, order);

@@ -24,10 +24,7 @@
 #include "sp.h"
 #include "spx.h"
 
-typedef int (*spr_receive_fn)(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
-                              int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-                              int16 *mess_type, int *endian_mismatch, int max_mess_len,
-                              char *mess);
+/* spr_receive_fn, SP_receive's signature, is spx.h's. */
 typedef int (*spr_mailbox_fn)(mailbox mbox);
 typedef void (*spr_release_fn)(mailbox mbox);
 
@@ -90,6 +87,12 @@ int spr_peek(spr_receiver *r, const spr_msg **out, int max);
 /* Removes the first n messages (all previously peeked). */
 void spr_consume(spr_receiver *r, int n);
 void spr_get_stats(spr_receiver *r, spr_stats *out);
+/* What Mailbox.poll() reports while a receiver is attached: the bytes the
+ * queued messages would be on the socket, as SP_poll counts bytes there,
+ * that is their payloads plus a message header (SPR_HEADER_BYTES, the
+ * wire's 48) each. Any thread may call it. */
+#define SPR_HEADER_BYTES 48
+size_t spr_pending_bytes(spr_receiver *r);
 /* Stops the thread (waking it from a blocked receive) and waits for it.
  * Queued messages stay readable. Safe to call twice. */
 void spr_close(spr_receiver *r);

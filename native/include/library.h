@@ -6,6 +6,7 @@
 #ifndef SPREAD_CLIENT_LIBRARY_H
 #define SPREAD_CLIENT_LIBRARY_H
 
+#include "receiver.h"
 #include "sp.h"
 
 typedef struct spl_table {
@@ -35,5 +36,12 @@ extern spl_table spl;
 /* Loads an external Spread client library. On failure returns -1 and writes
  * the reason (the symbols it lacks, or dlopen's error) to err. */
 int spl_load(const char *path, char *err, int err_size);
+
+/* Fills the drain thread's function table (receiver.h) for the library in
+ * use: Spread's own API (receive, disconnect) from the loaded library once
+ * spl_load has succeeded, else from ours; our extensions (hold, release,
+ * readahead, pending, records, lend, lent_room) only when the library is
+ * ours, NULL otherwise. */
+void spl_receiver_library(spr_library *out);
 
 #endif /* SPREAD_CLIENT_LIBRARY_H */
