@@ -95,5 +95,6 @@ def test_the_python_layers_copies_of_sp_h_numbers_are_right():
     lib = cffi_core.lib
     for n in ("SPR_RUNNING", "SPR_CLOSED", "SPR_FAILED", "SPR_OVERFLOWED"):
         assert getattr(_ends, n) == getattr(lib, n), n
+    assert _args.MAX_BODY == lib.SPX_MAX_SAFE_BODY
     for n in ("SPX_TIMED_OUT", "SPX_NOT_SPREAD"):
         assert getattr(_args, n) == getattr(lib, n), n

@@ -68,9 +68,8 @@ DEF FIRST_BUFFER = 16384
 DEF FIRST_GROUPS = 16
 DEF RING = 2048             # recycled payloads per mailbox (see spread_bytes_reusable)
 DEF RING_MAX_SIZE = 2048    # larger payloads are not recycled: copying dominates them
-# data_len + 32 * groups above this gets a connection killed by every Spread 4
-# daemon, so the binding refuses it up front (the C library's own limit is 144000).
-DEF MAX_BODY = 143952
+# data_len + 32 * groups above SPX_MAX_SAFE_BODY (spx.h) gets a connection killed
+# by every Spread 4 daemon, so the binding refuses it up front.
 
 NAME_ENCODING = _args.NAME_ENCODING
 
@@ -384,7 +383,7 @@ cdef class MailboxBase:
             p = <const char *>view.buf
             n = view.len
         try:
-            if n + SLOT > MAX_BODY:
+            if n + SLOT > SPX_MAX_SAFE_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
             self._enter("multicast")
             # Without giving up the GIL when the socket has room; else wait without it.
@@ -431,7 +430,7 @@ cdef class MailboxBase:
         try:
             p = <const char *>view.buf
             n = view.len
-            if n + SLOT * count > MAX_BODY:
+            if n + SLOT * count > SPX_MAX_SAFE_BODY:
                 _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {count} groups")
             self._enter("multigroup_multicast")
             r = SPX_multigroup_multicast_nowait(self._mbox, svc, count, slots, mt, <int>n, p)

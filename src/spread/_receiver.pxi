@@ -1,5 +1,5 @@
 # _receiver.pxi -- ThreadedReceiver's hot half: Python's side of the native
-# receiver (included by _core.pyx after MailboxBase). The drain thread is
+# receiver, native/binding/receiver*.c (included by _core.pyx after MailboxBase). The drain thread is
 # pure C; Python objects are built only when a consumer takes messages.
 # spread/_receiver.py adds the cold half (options, close, stats).
 #
@@ -20,20 +20,6 @@ cdef inline object _timeout(object t):
     if t is None or (type(t) is float and 0.0 <= <double>t <= 1e9):
         return t
     return _args.seconds(t, "timeout", zero_ok=True)
-
-
-cdef spr_library _native_library():
-    cdef spr_library lib
-    lib.receive = <spr_receive_fn>SP_receive
-    lib.disconnect = SP_disconnect
-    lib.hold = SPX_hold
-    lib.release = SPX_release
-    lib.readahead = SPX_set_readahead
-    lib.pending = SPX_pending
-    lib.records = SPX_receive_records_nowait
-    lib.lend = SPX_lend_readahead
-    lib.lent_room = SPX_lent_room
-    return lib
 
 
 cdef class _RxState:
@@ -81,9 +67,7 @@ cdef class _RxState:
         return st.state == SPR_CLOSED and spr_peek(self._r, &m, 1) == 0
 
     cdef int pending_bytes(self):
-        cdef spr_stats st
-        spr_get_stats(self._r, &st)
-        return <int>(st.backlog_bytes + 48 * st.backlog_messages)
+        return <int>spr_pending_bytes(self._r)
 
     cdef int _raise_end(self, MailboxBase mb) except -1:
         """Raises why no message will come, once the queue is empty."""
@@ -189,7 +173,8 @@ cdef class _RxState:
 def start_receiver(cls, MailboxBase mb, size_t limit, bint block):
     """Starts the native receiver on mb and returns a cls (a subclass of
     ReceiverBase) holding it; options already checked by spread._receiver."""
-    cdef spr_library lib = _native_library()
+    cdef spr_library lib
+    spl_receiver_library(&lib)  # (native/binding/library.c: ours, or SPREAD_LIBRARY's)
     cdef int policy = SPR_OVERFLOW_BLOCK if block else SPR_OVERFLOW_DISCONNECT
     cdef int err = 0
     cdef _RxState st = _RxState.__new__(_RxState)

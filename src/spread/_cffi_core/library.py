@@ -1,6 +1,6 @@
 """The native module cffi built (spread._cffi_native) and the Spread library
 calls go through: ours, or the one SPREAD_LIBRARY names, loaded at run
-time (native/library.c); then only Spread's own API is taken from it and
+time (native/binding/library.c); then only Spread's own API is taken from it and
 our extensions (descriptor holds, interruptible and batched receives) are
 not used. The sp.h constants under their classic names, and the library's
 error texts and version."""

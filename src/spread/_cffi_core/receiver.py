@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _args, _ends
 from .._errors import Empty, IllegalMessage, ReceiverClosed
-from .library import NATIVE, error_text, ffi, lib
+from .library import error_text, ffi, lib
 from .messages import message
 
 __all__ = ["ReceiverBase", "start_receiver"]
@@ -25,22 +25,10 @@ HELP_EVERY = 64
 
 
 def _native_library():
-    """The library the drain thread calls, as function pointers: Spread's API
-    from whichever library runs, our extensions only from ours."""
+    """The library the drain thread calls (native/binding/library.c: Spread's
+    API from whichever library runs, our extensions only from ours)."""
     libs = ffi.new("spr_library *")
-    libs.receive = lib.spl.SP_receive
-    libs.disconnect = lib.spl.SP_disconnect
-    if NATIVE:
-        for field, fn in (
-            ("hold", "SPX_hold"),
-            ("release", "SPX_release"),
-            ("readahead", "SPX_set_readahead"),
-            ("pending", "SPX_pending"),
-            ("records", "SPX_receive_records_nowait"),
-            ("lend", "SPX_lend_readahead"),
-            ("lent_room", "SPX_lent_room"),
-        ):
-            setattr(libs, field, ffi.addressof(lib, fn))
+    lib.spl_receiver_library(libs)
     return libs
 
 
@@ -109,8 +97,7 @@ class _RxState:
         return self._stats().state == lib.SPR_CLOSED and lib.spr_peek(self._r, ms, 1) == 0
 
     def pending_bytes(self):
-        st = self._stats()
-        return st.backlog_bytes + 48 * st.backlog_messages
+        return lib.spr_pending_bytes(self._r)
 
     def _raise_end(self, mb):
         st = self._stats()
