@@ -38,16 +38,12 @@ FUZZ_SECONDS ?= 60
 ALL_PY = src tests bench tools
 ALL_CYTHON = $(wildcard src/spread/*.pyx src/spread/*.pxi src/spread/*.pxd)
 ALL_MYPY =
-LINT_PY ?= tests bench tools src/spread/bench src/spread/daemon src/spread/testing \
-	$(addprefix src/spread/,_names.py _constants.pyi _errors.py _args.py _daemon_options.py \
-	  _cli.py demo.py _version.py)
-LINT_CYTHON ?= src/spread/_constants.pxi
-LINT_C ?=
+LINT_PY ?= setup.py $(ALL_PY)
+LINT_CYTHON ?= $(ALL_CYTHON)
+LINT_C ?= $(NATIVE_SOURCES)
 # mypy: the files named (ALL_MYPY, empty: those of [tool.mypy] in pyproject.toml);
 # --follow-imports=silent keeps the findings of the modules they import out.
-LINT_MYPY ?= src/spread/bench src/spread/daemon src/spread/testing tests/typing/good.py tools \
-	$(addprefix src/spread/,_names.py _constants.pyi _errors.py _args.py _daemon_options.py \
-	  _cli.py demo.py _version.py)
+LINT_MYPY ?= $(ALL_MYPY)
 MYPY_FLAGS ?= --follow-imports=silent
 
 .PHONY: build dev dev-tools test test-cython test-cffi test-extlib test-c san san-c san-daemon san-python \

@@ -13,14 +13,20 @@ import sys
 # Off by default; nothing else changes.
 SANITIZE = os.environ.get("SPREAD_SANITIZE") == "1"
 if SANITIZE:
-    sanitize = ("-fsanitize=address,undefined -fno-sanitize-recover=undefined "
-                "-fno-omit-frame-pointer")
+    sanitize = (
+        "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    )
     for var in ("CFLAGS", "LDFLAGS"):
         os.environ[var] = f"{os.environ.get(var, '')} {sanitize}".strip()
 
 sys.path.insert(0, "src/spread")
 from _cffi_build import (  # noqa: E402
-    EXTENSION_LIBRARIES, INCLUDE_DIRS, NATIVE_LIBRARY, NATIVE_MACROS, require_build_tools)
+    EXTENSION_LIBRARIES,
+    INCLUDE_DIRS,
+    NATIVE_LIBRARY,
+    NATIVE_MACROS,
+    require_build_tools,
+)
 
 # A missing compiler or Python.h is one line saying what to install, here,
 # rather than a compiler's traceback halfway through the build.

@@ -26,11 +26,20 @@ pytest.importorskip("mypy.api", reason="mypy is in the test extras")
 
 SAMPLES = Path(__file__).resolve().parent / "typing"
 PACKAGE = Path(spread.__file__).resolve().parent
-STUBS = ("__init__.pyi", "_core.pyi", "_constants.pyi", "_backend.pyi", "_mailbox.pyi",
-         "_receiver.pyi", "_messages.pyi")
+STUBS = (
+    "__init__.pyi",
+    "_core.pyi",
+    "_constants.pyi",
+    "_backend.pyi",
+    "_mailbox.pyi",
+    "_receiver.pyi",
+    "_messages.pyi",
+)
 MYPY_TIMEOUT = 170
-LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<severity>error|note): "
-                  r"(?P<message>.*?)(?:  \[(?P<code>[a-z0-9-]+)\])?$")
+LINE = re.compile(
+    r"^(?P<file>[^:]+):(?P<line>\d+): (?P<severity>error|note): "
+    r"(?P<message>.*?)(?:  \[(?P<code>[a-z0-9-]+)\])?$"
+)
 MARK = re.compile(r"#\s*E:\s*(?P<codes>[a-z0-9 -]+)$")
 
 
@@ -64,12 +73,32 @@ def mypy_errors(tmp_path_factory) -> dict[str, list[tuple[int, str | None, str]]
     (work / "names.py").write_text(_names_program())
     config = work / "mypy.ini"
     config.write_text("[mypy]\n")
-    command = [sys.executable, "-m", "mypy", "--strict", "--config-file", str(config),
-               "--cache-dir", str(work / "cache"), "--no-pretty", "--show-error-codes",
-               "--hide-error-context", "--no-color-output", "--no-error-summary",
-               "good.py", "bad.py", "names.py"]
-    done = subprocess.run(command, cwd=work, env=_search_path_env(), capture_output=True,
-                          text=True, timeout=MYPY_TIMEOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--config-file",
+        str(config),
+        "--cache-dir",
+        str(work / "cache"),
+        "--no-pretty",
+        "--show-error-codes",
+        "--hide-error-context",
+        "--no-color-output",
+        "--no-error-summary",
+        "good.py",
+        "bad.py",
+        "names.py",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=work,
+        env=_search_path_env(),
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIMEOUT,
+    )
     assert done.returncode in (0, 1), f"mypy failed:\n{done.stdout}\n{done.stderr}"
     found: dict[str, list[tuple[int, str | None, str]]] = collections.defaultdict(list)
     for text in done.stdout.splitlines():
@@ -105,8 +134,9 @@ def test_mistakes_are_reported_where_marked(mypy_errors):
             expected.update((number, code) for code in m["codes"].split())
     assert len(expected) >= 20
     got = collections.Counter((line, code) for line, code, _ in mypy_errors["bad.py"])
-    messages = "\n".join(f"{line}: [{code}] {message}"
-                         for line, code, message in mypy_errors["bad.py"])
+    messages = "\n".join(
+        f"{line}: [{code}] {message}" for line, code, message in mypy_errors["bad.py"]
+    )
     assert got == expected, f"mypy reported:\n{messages}"
 
 
@@ -130,7 +160,9 @@ def test_the_names_mypy_sees_are_the_names_spread_exports():
 
 def _assigned(module: ast.Module, name: str) -> ast.expr:
     for node in module.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+            name
+        ]:
             return node.value
     raise AssertionError(f"{name} is not assigned")
 
@@ -138,8 +170,11 @@ def _assigned(module: ast.Module, name: str) -> ast.expr:
 # The stubs of classes: the backend contract, and the public classes of the
 # Python layer above it (module name -> the stub that describes it).
 BACKEND_STUB = "_core.pyi"
-PUBLIC_STUBS = {"spread._mailbox": "_mailbox.pyi", "spread._receiver": "_receiver.pyi",
-                "spread._messages": "_messages.pyi"}
+PUBLIC_STUBS = {
+    "spread._mailbox": "_mailbox.pyi",
+    "spread._receiver": "_receiver.pyi",
+    "spread._messages": "_messages.pyi",
+}
 
 
 def _parse(stub: str) -> ast.Module:
@@ -148,15 +183,21 @@ def _parse(stub: str) -> ast.Module:
 
 def _class_nodes(stub: str) -> dict[str, ast.ClassDef]:
     """The classes a stub declares (TypedDicts, which are stub-only, left out)."""
-    return {node.name: node for node in _parse(stub).body
-            if isinstance(node, ast.ClassDef) and "TypedDict" not in ast.unparse(node)}
+    return {
+        node.name: node
+        for node in _parse(stub).body
+        if isinstance(node, ast.ClassDef) and "TypedDict" not in ast.unparse(node)
+    }
 
 
 def _imports(stub: str) -> dict[str, str]:
     """Name -> the stub it is imported from, for a stub's relative imports."""
-    return {a.asname or a.name: f"{node.module}.pyi" for node in _parse(stub).body
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
-            for a in node.names}
+    return {
+        a.asname or a.name: f"{node.module}.pyi"
+        for node in _parse(stub).body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        for a in node.names
+    }
 
 
 def _base_name(expr: ast.expr) -> str:
@@ -181,9 +222,11 @@ def _stub_bases(stub: str, cls: str) -> list[tuple[str, str]]:
 
 def _stub_attributes(stub: str, cls: str) -> set[str]:
     """The attributes the stubs give a class, inherited ones counted."""
-    own = {item.name if isinstance(item, ast.FunctionDef) else item.target.id
-           for item in _class_nodes(stub)[cls].body
-           if isinstance(item, (ast.FunctionDef, ast.AnnAssign))}
+    own = {
+        item.name if isinstance(item, ast.FunctionDef) else item.target.id
+        for item in _class_nodes(stub)[cls].body
+        if isinstance(item, (ast.FunctionDef, ast.AnnAssign))
+    }
     for base_stub, base in _stub_bases(stub, cls):
         own |= _stub_attributes(base_stub, base)
     return own
@@ -196,11 +239,13 @@ def _check_class(stub: str, cls: str, runtime: type, where: str) -> None:
     attributes = _stub_attributes(stub, cls)
     public = {n for n in dir(runtime) if not n.startswith("_") or n in attributes}
     public |= {n for n in getattr(runtime, "__slots__", ()) if not n.startswith("_")}
-    assert attributes <= public | {"__init__"}, \
+    assert attributes <= public | {"__init__"}, (
         f"{where} lacks {sorted(attributes - public - {'__init__'})} of {stub}'s {cls}"
-    assert {n for n in public if not n.startswith("_")} <= attributes, \
-        f"{stub}'s {cls} lacks {sorted(n for n in public - attributes if not n.startswith('_'))}" \
+    )
+    assert {n for n in public if not n.startswith("_")} <= attributes, (
+        f"{stub}'s {cls} lacks {sorted(n for n in public - attributes if not n.startswith('_'))}"
         f" of {where}"
+    )
 
 
 def _stub_functions(stub: str) -> set[str]:
@@ -218,12 +263,15 @@ def test_the_stubs_describe_each_backend(module):
     for cls in classes:
         _check_class(BACKEND_STUB, cls, getattr(core, cls), f"{module}.{cls}")
     declared = set(classes) | _stub_functions(BACKEND_STUB)
-    declared |= {node.target.id for node in _parse(BACKEND_STUB).body
-                 if isinstance(node, ast.AnnAssign)}
+    declared |= {
+        node.target.id for node in _parse(BACKEND_STUB).body if isinstance(node, ast.AnnAssign)
+    }
     from spread import _backend
+
     assert set(_backend.BACKEND_API + _backend.INTERNAL_API) <= declared
-    assert all(hasattr(core, name) for name in declared), \
+    assert all(hasattr(core, name) for name in declared), (
         f"{module} lacks {sorted(n for n in declared if not hasattr(core, n))}"
+    )
     constants = ast.literal_eval(_assigned(_parse("_constants.pyi"), "__all__"))
     assert all(hasattr(core, name) for name in constants)  # _core.pyi star-imports them
 
@@ -242,10 +290,14 @@ def test_the_stubs_describe_the_public_classes(module):
         assert getattr(spread, cls) is runtime, f"spread.{cls} is not {module}.{cls}"
         _check_class(stub, cls, runtime, f"spread.{cls}")
         for base_stub, base in _stub_bases(stub, cls):
-            base_module = (spread._backend.core if base_stub == BACKEND_STUB else
-                           importlib.import_module({v: k for k, v in PUBLIC_STUBS.items()}[base_stub]))
-            assert issubclass(runtime, getattr(base_module, base)), \
+            base_module = (
+                spread._backend.core
+                if base_stub == BACKEND_STUB
+                else importlib.import_module({v: k for k, v in PUBLIC_STUBS.items()}[base_stub])
+            )
+            assert issubclass(runtime, getattr(base_module, base)), (
                 f"spread.{cls} is not a subclass of {base_module.__name__}.{base}"
+            )
 
 
 def test_every_public_class_has_its_stub():

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_RECV (160 * 1024)
+#define MAX_RECV   (160 * 1024)
 #define MAX_GROUPS 128
 
 static double now(void)
@@ -30,7 +30,7 @@ static int take(mailbox m, inbox *in)
 {
     in->svc = 0;
     return spl.SP_receive(m, &in->svc, in->sender, MAX_GROUPS, &in->num_groups, in->groups,
-                      &in->mess_type, &in->endian, MAX_RECV, in->data);
+                          &in->mess_type, &in->endian, MAX_RECV, in->data);
 }
 
 int spb_multicast(mailbox m, const char *group, int size, int count, int16 last_type,
@@ -42,7 +42,8 @@ int spb_multicast(mailbox m, const char *group, int size, int count, int16 last_
     int r = 0;
     double start = now();
     for (int i = 0; i < count && r >= 0; i++)
-        r = spl.SP_multicast(m, RELIABLE_MESS, group, i == count - 1 ? last_type : 0, size, payload);
+        r = spl.SP_multicast(m, RELIABLE_MESS, group, i == count - 1 ? last_type : 0, size,
+                             payload);
     *seconds = now() - start;
     free(payload);
     return r < 0 ? r : 0;
@@ -110,8 +111,7 @@ int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int 
     return 0;
 }
 
-int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds,
-             double *rtt_us)
+int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds, double *rtt_us)
 {
     char *payload = calloc(1, (size_t)size + 1);
     inbox *in = malloc(sizeof *in);

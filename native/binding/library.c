@@ -11,9 +11,21 @@
 #define ENTRY(name) {#name, offsetof(spl_table, name)}
 
 spl_table spl = {
-    SP_version, SP_connect, SP_connect_timeout, SP_disconnect, SP_kill, SP_join, SP_leave,
-    SP_multicast, SP_multigroup_multicast, SP_receive, SP_get_memb_info, SP_get_vs_sets_info,
-    SP_get_vs_set_members, SP_poll, SP_equal_group_ids,
+    SP_version,
+    SP_connect,
+    SP_connect_timeout,
+    SP_disconnect,
+    SP_kill,
+    SP_join,
+    SP_leave,
+    SP_multicast,
+    SP_multigroup_multicast,
+    SP_receive,
+    SP_get_memb_info,
+    SP_get_vs_sets_info,
+    SP_get_vs_set_members,
+    SP_poll,
+    SP_equal_group_ids,
 };
 
 /* spl_load has replaced our library with another. */
@@ -23,10 +35,20 @@ static const struct {
     const char *name;
     size_t offset;
 } entries[] = {
-    ENTRY(SP_version), ENTRY(SP_connect), ENTRY(SP_connect_timeout), ENTRY(SP_disconnect),
-    ENTRY(SP_kill), ENTRY(SP_join), ENTRY(SP_leave), ENTRY(SP_multicast),
-    ENTRY(SP_multigroup_multicast), ENTRY(SP_receive), ENTRY(SP_get_memb_info),
-    ENTRY(SP_get_vs_sets_info), ENTRY(SP_get_vs_set_members), ENTRY(SP_poll),
+    ENTRY(SP_version),
+    ENTRY(SP_connect),
+    ENTRY(SP_connect_timeout),
+    ENTRY(SP_disconnect),
+    ENTRY(SP_kill),
+    ENTRY(SP_join),
+    ENTRY(SP_leave),
+    ENTRY(SP_multicast),
+    ENTRY(SP_multigroup_multicast),
+    ENTRY(SP_receive),
+    ENTRY(SP_get_memb_info),
+    ENTRY(SP_get_vs_sets_info),
+    ENTRY(SP_get_vs_set_members),
+    ENTRY(SP_poll),
     ENTRY(SP_equal_group_ids),
 };
 

@@ -171,4 +171,3 @@ void spr_destroy(spr_receiver *r)
     free(r->groups);
     free(r);
 }
-

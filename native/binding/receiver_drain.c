@@ -61,8 +61,7 @@ static int receive_one(spr_receiver *r, spr_msg *m, size_t room, char (**groups)
     int ng = 0, endian = 0;
     int16 mt = 0;
     int n = r->lib.receive(r->mbox, &svc, m->sender, *max_groups, &ng, *groups, &mt, &endian,
-                           data_room > 0x7fffffff ? 0x7fffffff : (int)data_room,
-                           (char *)(m + 1));
+                           data_room > 0x7fffffff ? 0x7fffffff : (int)data_room, (char *)(m + 1));
     if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT) {
         if (ng < -*max_groups) {
             void *g = realloc(*groups, (size_t)(-ng) * MAX_GROUP_NAME);
@@ -189,8 +188,8 @@ static int produce(spr_receiver *r, int who)
         }
         count = n;
     } else {
-        n = receive_one(r, (spr_msg *)(cur->data + cur->used), room, &r->groups,
-                        &r->max_groups, &r->need_room);
+        n = receive_one(r, (spr_msg *)(cur->data + cur->used), room, &r->groups, &r->max_groups,
+                        &r->need_room);
         if (n == BUFFER_TOO_SHORT || n == GROUPS_TOO_SHORT)
             return 0;
         if (n >= 0) {

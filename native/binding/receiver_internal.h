@@ -37,8 +37,8 @@
  * so a backlog that keeps growing and shrinking by up to 32 MiB allocates
  * nothing; all but SPARE_KEEP go back once the queue runs empty a second
  * after the last block was taken. */
-#define SPARE_BLOCKS 16
-#define SPARE_KEEP   2
+#define SPARE_BLOCKS  16
+#define SPARE_KEEP    2
 #define SPARE_IDLE_NS 1000000000
 /* A waiting consumer reads the socket itself while that pays, that is while
  * its wake-ups find batches (SOCKET_GAIN messages or more). Where they find
@@ -48,9 +48,9 @@
  * SOCKET_MISSES such wake-ups in a row, consumers leave the socket to the
  * drain thread for their next SOCKET_PAUSE waits, twice as many after each
  * try that fails again (up to 256 times as many). */
-#define SOCKET_GAIN   4
-#define SOCKET_MISSES 4
-#define SOCKET_PAUSE  256
+#define SOCKET_GAIN        4
+#define SOCKET_MISSES      4
+#define SOCKET_PAUSE       256
 #define SOCKET_BACKOFF_MAX 8
 /* Against a daemon that writes message by message (Spread 4: a header and a
  * body, each its own send), a drain thread that wakes for every arrival
@@ -61,10 +61,10 @@
  * more, it stops napping for the next NAP_SKIP small reads, twice as many
  * after each nap that fails again (up to 64 times): a steady trickle, or a
  * request and its reply, gains nothing from naps and would only wait. */
-#define NAP_SMALL    2          /* messages: a read this small may lead to a nap */
-#define NAP_STREAM_NS 200000    /* ... if the last small read was this recent */
-#define NAP_NS       30000
-#define NAP_SKIP     64
+#define NAP_SMALL       2          /* messages: a read this small may lead to a nap */
+#define NAP_STREAM_NS   200000    /* ... if the last small read was this recent */
+#define NAP_NS          30000
+#define NAP_SKIP        64
 #define NAP_BACKOFF_MAX 6
 
 typedef struct spr_block {
@@ -213,9 +213,8 @@ static inline int buffered(spr_receiver *r)
 /* May the receiver take more now? Under r->lock. */
 static inline int may_produce(const spr_receiver *r)
 {
-    return r->st.state == SPR_RUNNING &&
-           !(r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
-             r->st.backlog_bytes >= r->max_backlog);
+    return r->st.state == SPR_RUNNING && !(r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
+                                           r->st.backlog_bytes >= r->max_backlog);
 }
 
 /* receiver_queue.c: a block of at least `need` data bytes, from the spare

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ADDRESS_STRING 70
+#define MAX_ADDRESS_STRING  70
 #define DISCONNECT_DRAIN_MS 500 /* at most, for a daemon that does not hang up */
-#define MAX_PORT 32767
+#define MAX_PORT            32767
 
 /* Registered authentication methods (default: NULL only). */
 static pthread_mutex_t auth_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -239,8 +239,7 @@ static int hs_read_checked(int fd, void *buf, size_t len, const struct timespec 
         if (deadline || interruptible) {
             int w = wait_fd(fd, POLLIN, deadline, interruptible);
             if (w != 0)
-                return w < 0 && w != SPX_TIMED_OUT && w != SPX_INTERRUPTED ? CONNECTION_CLOSED
-                                                                           : w;
+                return w < 0 && w != SPX_TIMED_OUT && w != SPX_INTERRUPTED ? CONNECTION_CLOSED : w;
         }
         ssize_t n = recv(fd, p, len, 0);
         if (n > 0) {
@@ -281,8 +280,7 @@ static int hs_write(int fd, const void *buf, size_t len)
  * sp.h's codes: SPX_NOT_SPREAD for bytes no Spread daemon sends, and hs_read's
  * SPX_TIMED_OUT / SPX_INTERRUPTED. */
 static int handshake(int fd, const char *private_name, int priority, int group_membership,
-                     const struct timespec *deadline, int intr, uint8_t *group,
-                     size_t *group_len)
+                     const struct timespec *deadline, int intr, uint8_t *group, size_t *group_len)
 {
     uint8_t req[WIRE_CONNECT_MAX], list[WIRE_AUTH_LIST_UNIT_MAX], choice[WIRE_AUTH_CHOICE],
         accept[WIRE_ACCEPT_MAX];
@@ -405,13 +403,12 @@ static void deadline_after(struct timespec *deadline, long long ms)
 int SP_connect(const char *spread_name, const char *private_name, int priority,
                int group_membership, mailbox *mbox, char *private_group)
 {
-    return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, NULL, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
+    return do_connect(spread_name, private_name, priority, group_membership, mbox, private_group,
+                      NULL, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
 }
 
 int SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
-                       int group_membership, mailbox *mbox, char *private_group,
-                       sp_time time_out)
+                       int group_membership, mailbox *mbox, char *private_group, sp_time time_out)
 {
     if (time_out.sec <= 0 && time_out.usec <= 0)
         return SP_connect(spread_name, private_name, priority, group_membership, mbox,
@@ -420,8 +417,8 @@ int SP_connect_timeout(const char *spread_name, const char *private_name, int pr
     deadline_after(&deadline, (long long)time_out.sec * 1000LL + time_out.usec / 1000);
     if (time_out.usec % 1000) /* round up: a time-out is never shorter than asked */
         deadline_after(&deadline, (long long)time_out.sec * 1000LL + time_out.usec / 1000 + 1);
-    return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, &deadline, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
+    return do_connect(spread_name, private_name, priority, group_membership, mbox, private_group,
+                      &deadline, 0, 0, SPX_SOCKET_BUFFER_DEFAULT);
 }
 
 int SPX_connect(const char *spread_name, const char *private_name, int priority,
@@ -431,9 +428,8 @@ int SPX_connect(const char *spread_name, const char *private_name, int priority,
     struct timespec deadline;
     if (timeout_ms >= 0)
         deadline_after(&deadline, timeout_ms);
-    return do_connect(spread_name, private_name, priority, group_membership, mbox,
-                      private_group, timeout_ms >= 0 ? &deadline : NULL, interruptible, 1,
-                      socket_buffer);
+    return do_connect(spread_name, private_name, priority, group_membership, mbox, private_group,
+                      timeout_ms >= 0 ? &deadline : NULL, interruptible, 1, socket_buffer);
 }
 
 int SP_disconnect(mailbox mbox)

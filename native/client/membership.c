@@ -44,11 +44,10 @@ static int memb_info(const char *memb_mess, size_t len, service service_type,
     return 1;
 }
 
-static int vs_sets_info(const char *memb_mess, size_t len, vs_set_info *vs_sets,
-                        int num_vs_sets, unsigned int *my_vs_set_index)
+static int vs_sets_info(const char *memb_mess, size_t len, vs_set_info *vs_sets, int num_vs_sets,
+                        unsigned int *my_vs_set_index)
 {
-    if (len != TRUSTED && !wire_memb_body_valid((const uint8_t *)memb_mess, len,
-                                                wire_host_order()))
+    if (len != TRUSTED && !wire_memb_body_valid((const uint8_t *)memb_mess, len, wire_host_order()))
         return ILLEGAL_MESSAGE;
     int32_t k = body_int(memb_mess, WIRE_MEMB_NUM_SETS_AT);
     size_t mine = WIRE_MEMB_SETS_AT + (size_t)(unsigned int)body_int(memb_mess, WIRE_MEMB_LOCAL_AT);
@@ -146,8 +145,8 @@ int SP_scat_get_memb_info(const scatter *memb_mess_scat, const service service_t
     return r;
 }
 
-int SP_scat_get_vs_sets_info(const scatter *memb_mess_scat, vs_set_info *vs_sets,
-                             int num_vs_sets, unsigned int *my_vs_set_index)
+int SP_scat_get_vs_sets_info(const scatter *memb_mess_scat, vs_set_info *vs_sets, int num_vs_sets,
+                             unsigned int *my_vs_set_index)
 {
     char *flat = flatten(memb_mess_scat);
     if (!flat)

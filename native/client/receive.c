@@ -61,7 +61,8 @@ static int fix_membership_body(scatter *scat, size_t len, wire_order order, uint
     if (flat) {
         body = (uint8_t *)scat->elements[0].buf;
     } else {
-        body = calloc(1, len ? len : 1); /* zeroed: the scatter fills it, but the compiler cannot tell */
+        body = calloc(1, len ? len
+                             : 1); /* zeroed: the scatter fills it, but the compiler cannot tell */
         if (!body)
             return ILLEGAL_MESSAGE;
         scat_copy(scat, body, len, 1);
@@ -203,8 +204,9 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         groups[i][WIRE_SLOT - 1] = '\0';
 
     *num_groups = groups_short ? -h.num_groups : h.num_groups;
-    if (describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, kept_groups, groups_short,
-                 scat, data_short, mess_type, endian_mismatch) != 0 && !pass_bad)
+    if (describe(s, &h, svc, (const char (*)[MAX_GROUP_NAME])groups, kept_groups, groups_short,
+                 scat, data_short, mess_type, endian_mismatch) != 0 &&
+        !pass_bad)
         return ILLEGAL_MESSAGE;
     return data_short ? BUFFER_TOO_SHORT : h.data_len;
 }
@@ -231,16 +233,16 @@ int SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_N
     return r;
 }
 
-int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
-               int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-               int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess)
+int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME], int max_groups,
+               int *num_groups, char groups[][MAX_GROUP_NAME], int16 *mess_type,
+               int *endian_mismatch, int max_mess_len, char *mess)
 {
     scatter scat;
     scat.num_elements = 1;
     scat.elements[0].buf = mess;
     scat.elements[0].len = max_mess_len;
-    return SP_scat_receive(mbox, service_type, sender, max_groups, num_groups, groups,
-                           mess_type, endian_mismatch, &scat);
+    return SP_scat_receive(mbox, service_type, sender, max_groups, num_groups, groups, mess_type,
+                           endian_mismatch, &scat);
 }
 
 /* Is the next message wholly in the read-ahead buffer (so that taking it
@@ -256,7 +258,7 @@ static int next_message_buffered(const session *s)
     return have >= wire_message_size(&h);
 }
 
-#define NO_ROOM (-2000)
+#define NO_ROOM    (-2000)
 #define NOT_SIMPLE (-2001)
 
 /* Takes the next message, wholly in the read-ahead buffer, straight into a
@@ -282,14 +284,14 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
     char *data, (*groups)[MAX_GROUP_NAME];
     if (s->ra_lent) {
         /* Lent memory is the caller's for good once handed out: use it in place. */
-        groups = (char(*)[MAX_GROUP_NAME])(p + at);
+        groups = (char (*)[MAX_GROUP_NAME])(p + at);
         data = (char *)(p + at + ng * WIRE_SLOT);
         rec->data = data;
         rec->groups = (const char *)groups;
     } else {
         spx_record_place_inline(rec, dl);
         data = (char *)rec->data;
-        groups = (char(*)[MAX_GROUP_NAME])rec->groups;
+        groups = (char (*)[MAX_GROUP_NAME])rec->groups;
         memcpy(data, p + at + ng * WIRE_SLOT, dl);
         memcpy(groups, p + at, ng * WIRE_SLOT);
     }
@@ -306,7 +308,7 @@ static int take_buffered(session *s, spx_record *rec, size_t room)
     body.elements[0].len = (int)dl;
     int16 mt;
     int endian;
-    describe(s, &h, svc, (const char(*)[MAX_GROUP_NAME])groups, (int)ng, 0, &body, 0, &mt,
+    describe(s, &h, svc, (const char (*)[MAX_GROUP_NAME])groups, (int)ng, 0, &body, 0, &mt,
              &endian); /* a body that does not fit is the binding's decoder's to refuse */
     rec->service = (int32_t)svc;
     rec->num_groups = (int32_t)ng;

@@ -135,8 +135,8 @@ int SPX_finish_send(mailbox mbox)
     return r;
 }
 
-static int scat_send(mailbox mbox, service service_type, int num_groups,
-                     const uint8_t *slots, int16 mess_type, const scatter *scat, int nowait)
+static int scat_send(mailbox mbox, service service_type, int num_groups, const uint8_t *slots,
+                     int16 mess_type, const scatter *scat, int nowait)
 {
     if (!service_ok(service_type))
         return ILLEGAL_SERVICE;
@@ -161,14 +161,14 @@ static int scat_send(mailbox mbox, service service_type, int num_groups,
     else if (total + (long long)WIRE_SLOT * num_groups > WIRE_MAX_BODY)
         r = MESSAGE_TOO_LONG;
     else
-        r = send_message(s, (uint32_t)service_type & ~WIRE_DROP_RECV, num_groups, slots,
-                         mess_type, scat, (int)total, nowait);
+        r = send_message(s, (uint32_t)service_type & ~WIRE_DROP_RECV, num_groups, slots, mess_type,
+                         scat, (int)total, nowait);
     sess_release(s);
     return r;
 }
 
-static int single_group(mailbox mbox, service service_type, const char *group,
-                        int16 mess_type, const scatter *scat, int nowait)
+static int single_group(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                        const scatter *scat, int nowait)
 {
     uint8_t slot[WIRE_SLOT];
     wire_put_slot(slot, group, group ? strnlen(group, WIRE_MAX_NAME) : 0);
@@ -176,8 +176,8 @@ static int single_group(mailbox mbox, service service_type, const char *group,
 }
 
 static int multi_group(mailbox mbox, service service_type, int num_groups,
-                       const char groups[][MAX_GROUP_NAME], int16 mess_type,
-                       const scatter *scat, int nowait)
+                       const char groups[][MAX_GROUP_NAME], int16 mess_type, const scatter *scat,
+                       int nowait)
 {
     uint8_t slots[WIRE_MAX_GROUPS][WIRE_SLOT];
     if (num_groups < 0 || num_groups > WIRE_MAX_GROUPS || (num_groups > 0 && !groups))
@@ -195,8 +195,8 @@ static void one_piece(scatter *scat, const char *mess, int mess_len)
     scat->elements[0].len = mess_len;
 }
 
-int SP_scat_multicast(mailbox mbox, service service_type, const char *group,
-                      int16 mess_type, const scatter *scat_mess)
+int SP_scat_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                      const scatter *scat_mess)
 {
     return single_group(mbox, service_type, group, mess_type, scat_mess, 0);
 }
@@ -209,8 +209,8 @@ int SP_multicast(mailbox mbox, service service_type, const char *group, int16 me
     return single_group(mbox, service_type, group, mess_type, &scat, 0);
 }
 
-int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group,
-                         int16 mess_type, int mess_len, const char *mess)
+int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                         int mess_len, const char *mess)
 {
     scatter scat;
     one_piece(&scat, mess, mess_len);
@@ -225,8 +225,8 @@ int SP_multigroup_scat_multicast(mailbox mbox, service service_type, int num_gro
 }
 
 int SP_multigroup_multicast(mailbox mbox, service service_type, int num_groups,
-                            const char groups[][MAX_GROUP_NAME], int16 mess_type,
-                            int mess_len, const char *mess)
+                            const char groups[][MAX_GROUP_NAME], int16 mess_type, int mess_len,
+                            const char *mess)
 {
     scatter scat;
     one_piece(&scat, mess, mess_len);

@@ -197,8 +197,8 @@ static void add_receiver(spd_daemon *d, client *c, msgbuf *m)
     spd_enqueue(d, c, m);
 }
 
-void spd_deliver(spd_daemon *d, client *sender, const wire_header *h,
-                 const uint8_t *groups, const uint8_t *data)
+void spd_deliver(spd_daemon *d, client *sender, const wire_header *h, const uint8_t *groups,
+                 const uint8_t *data)
 {
     size_t ng = (size_t)h->num_groups, dl = (size_t)h->data_len;
     msgbuf *m = spd_msg_new(WIRE_HEADER_SIZE + ng * WIRE_SLOT + dl);

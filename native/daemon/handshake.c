@@ -17,8 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HANDSHAKE_MS 1000
-#define GRACE_MS     250
+#define HANDSHAKE_MS  1000
+#define GRACE_MS      250
 #define MAX_LINGERING 64
 
 static void now_plus_ms(struct timespec *t, int ms)
@@ -112,18 +112,12 @@ static long parse_connect(spd_daemon *d, client *c, int final)
         case WIRE_CONNECT_OLD_VERSION:
             reject(d, c, REJECT_VERSION, "library version too old");
             break;
-        case WIRE_CONNECT_NO_FLAGS:
-            spd_kill(d, c, "no connect flags");
-            break;
-        case WIRE_CONNECT_NO_NAME_LENGTH:
-            reject(d, c, REJECT_NO_NAME, "no name length");
-            break;
+        case WIRE_CONNECT_NO_FLAGS: spd_kill(d, c, "no connect flags"); break;
+        case WIRE_CONNECT_NO_NAME_LENGTH: reject(d, c, REJECT_NO_NAME, "no name length"); break;
         case WIRE_CONNECT_BAD_NAME_LENGTH:
             reject(d, c, REJECT_ILLEGAL_NAME, "bad name length");
             break;
-        default:
-            reject(d, c, REJECT_ILLEGAL_NAME, "illegal name");
-            break;
+        default: reject(d, c, REJECT_ILLEGAL_NAME, "illegal name"); break;
         }
         return -1;
     }

@@ -104,8 +104,7 @@ struct spd_daemon {
  * groups.c and handshake.c (above queue.c only), server.c (above all). */
 
 /* queue.c */
-void spd_log(spd_daemon *d, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void spd_log(spd_daemon *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 msgbuf *spd_msg_new(size_t len);
 void spd_msg_unref(msgbuf *m);
 /* Queues m for c (taking a reference); kills c if it is not reading. */
@@ -145,7 +144,7 @@ void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len);
 void spd_leave(spd_daemon *d, client *c, const uint8_t *name, size_t len);
 void spd_remove_from_groups(spd_daemon *d, client *c);
 /* Delivers a validated data request (header h, groups, payload). */
-void spd_deliver(spd_daemon *d, client *sender, const wire_header *h,
-                 const uint8_t *groups, const uint8_t *data);
+void spd_deliver(spd_daemon *d, client *sender, const wire_header *h, const uint8_t *groups,
+                 const uint8_t *data);
 
 #endif /* SPREAD_CLIENT_DAEMON_INTERNAL_H */

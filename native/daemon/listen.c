@@ -122,8 +122,10 @@ static int listen_unix(spd_daemon *d, int port, int fresh_only, char *err, int e
         if (fresh_only)
             return 1;
         if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, (size_t)err_size, "%s exists and is not a socket; remove it or use "
-                     "another port", a.sun_path);
+            snprintf(err, (size_t)err_size,
+                     "%s exists and is not a socket; remove it or use "
+                     "another port",
+                     a.sun_path);
             return 1;
         }
         if (socket_answers(a.sun_path)) {
@@ -192,8 +194,8 @@ static int listen_on_free_port(spd_daemon *d, char *err, int err_size)
         if (r <= 0)
             return r;
     }
-    snprintf(err, (size_t)err_size, "no free port found in %d..32767 after %d tries",
-             PICK_FIRST, PICK_TRIES);
+    snprintf(err, (size_t)err_size, "no free port found in %d..32767 after %d tries", PICK_FIRST,
+             PICK_TRIES);
     return -1;
 }
 

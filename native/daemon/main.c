@@ -23,18 +23,19 @@ static void on_signal(int sig)
 
 static int usage(const char *prog)
 {
-    fprintf(stderr,
-            "usage: %s [options]\n"
-            "  --port N                  TCP port and unix socket /tmp/N, 1..32767, or 0 to\n"
-            "                            pick a free one (default 4803)\n"
-            "  --host ADDR               IPv4 address or host name for TCP (default 127.0.0.1)\n"
-            "  --name NAME               daemon name, the end of private groups (default localhost)\n"
-            "  --max-session-messages N  undelivered messages that get a client killed (default 1000)\n"
-            "  --max-session-bytes N     undelivered bytes that get a client killed (default 64 MiB)\n"
-            "  --no-unix-socket          listen on TCP only\n"
-            "  --no-tcp                  listen on the unix socket only\n"
-            "  --log-level LEVEL         quiet, error, info or debug (default info)\n",
-            prog);
+    fprintf(
+        stderr,
+        "usage: %s [options]\n"
+        "  --port N                  TCP port and unix socket /tmp/N, 1..32767, or 0 to\n"
+        "                            pick a free one (default 4803)\n"
+        "  --host ADDR               IPv4 address or host name for TCP (default 127.0.0.1)\n"
+        "  --name NAME               daemon name, the end of private groups (default localhost)\n"
+        "  --max-session-messages N  undelivered messages that get a client killed (default 1000)\n"
+        "  --max-session-bytes N     undelivered bytes that get a client killed (default 64 MiB)\n"
+        "  --no-unix-socket          listen on TCP only\n"
+        "  --no-tcp                  listen on the unix socket only\n"
+        "  --log-level LEVEL         quiet, error, info or debug (default info)\n",
+        prog);
     return 2;
 }
 
@@ -46,8 +47,8 @@ static int number(const char *prog, const char *opt, const char *v, long long lo
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < lo || n > hi) {
-        fprintf(stderr, "%s: %s wants a whole number from %lld to %lld, not '%s'\n", prog, opt,
-                lo, hi, v);
+        fprintf(stderr, "%s: %s wants a whole number from %lld to %lld, not '%s'\n", prog, opt, lo,
+                hi, v);
         return usage(prog);
     }
     *out = n;
@@ -56,10 +57,14 @@ static int number(const char *prog, const char *opt, const char *v, long long lo
 
 int main(int argc, char **argv)
 {
-    spd_config cfg = {.port = 4803, .host = "127.0.0.1", .name = "localhost",
+    spd_config cfg = {.port = 4803,
+                      .host = "127.0.0.1",
+                      .name = "localhost",
                       .max_session_messages = 1000,
-                      .max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES, .tcp = 1,
-                      .unix_socket = 1, .log_level = SPD_LOG_INFO};
+                      .max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES,
+                      .tcp = 1,
+                      .unix_socket = 1,
+                      .log_level = SPD_LOG_INFO};
     static const char *levels[] = {"quiet", "error", "info", "debug"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -85,8 +85,7 @@ static void clear_queue(client *c)
 static int past_lag_mark(const spd_daemon *d, const client *c)
 {
     size_t mark = (size_t)d->cfg.max_session_messages / 2;
-    return c->q_count >= (mark ? mark : 1) ||
-           c->q_bytes >= (size_t)d->cfg.max_session_bytes / 2;
+    return c->q_count >= (mark ? mark : 1) || c->q_bytes >= (size_t)d->cfg.max_session_bytes / 2;
 }
 
 /* The queue is full: the next message kills the connection instead. */
@@ -125,8 +124,8 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
         d->n_clients--;
     if (c->state == CL_CONNECT || c->state == CL_AUTH)
         d->n_handshaking--;
-    spd_log(d, was_open ? SPD_LOG_INFO : SPD_LOG_DEBUG, "closing connection %llu (%.*s): %s",
-            c->id, (int)c->private_group_len, (const char *)c->private_group, why);
+    spd_log(d, was_open ? SPD_LOG_INFO : SPD_LOG_DEBUG, "closing connection %llu (%.*s): %s", c->id,
+            (int)c->private_group_len, (const char *)c->private_group, why);
     set_lagging(d, c, 0);
     c->state = CL_CLOSED;
     epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);

@@ -16,9 +16,9 @@
 
 _Static_assert(WIRE_DAEMON_MAX_TOTAL == SPX_MAX_SAFE_BODY, "the daemon's limit is spx.h's");
 
-#define TAG_TCP  ((void *)1)
-#define TAG_UNIX ((void *)2)
-#define TAG_STOP ((void *)3)
+#define TAG_TCP      ((void *)1)
+#define TAG_UNIX     ((void *)2)
+#define TAG_STOP     ((void *)3)
 #define PAUSE_MAX_NS 100000000LL /* pause budget: at most 100 ms at a time ... */
 #define PAUSE_REFILL 10          /* ... refilled at 1/10 of elapsed time */
 
@@ -64,8 +64,8 @@ static void free_closed(spd_daemon *d)
 /* SPEC.md 8.2; returns NULL when valid, else the reason. */
 static const char *invalid_header(const client *c, const wire_header *h)
 {
-    uint32_t kinds = h->type & (WIRE_SERVICE_BITS | WIRE_JOIN_MESS | WIRE_LEAVE_MESS |
-                                WIRE_KILL_MESS);
+    uint32_t kinds = h->type &
+                     (WIRE_SERVICE_BITS | WIRE_JOIN_MESS | WIRE_LEAVE_MESS | WIRE_KILL_MESS);
     if (kinds == 0 || (kinds & (kinds - 1)) != 0)
         return "not exactly one service or request bit";
     if (h->type & (WIRE_INTERNAL_BITS | WIRE_REJECT_MESS))
@@ -313,8 +313,8 @@ int spd_run(spd_daemon *d, int stop_fd)
 {
     clock_gettime(CLOCK_MONOTONIC, &d->pause_stamp);
     d->pause_budget_ns = PAUSE_MAX_NS;
-    if (stop_fd >= 0 && (watch(d->epfd, stop_fd, TAG_STOP) != 0 ||
-                         watch(d->out_epfd, stop_fd, TAG_STOP) != 0))
+    if (stop_fd >= 0 &&
+        (watch(d->epfd, stop_fd, TAG_STOP) != 0 || watch(d->out_epfd, stop_fd, TAG_STOP) != 0))
         return -1;
     struct epoll_event events[256];
     spd_log(d, SPD_LOG_INFO, "serving as %s on port %d", d->name, d->cfg.port);
@@ -376,4 +376,3 @@ void spd_close(spd_daemon *d)
     free(d->dirty);
     free(d);
 }
-

@@ -34,8 +34,8 @@ static inline void fuzz_decode_membership(const char *received, int len, service
     memcpy(body, received, (size_t)len);
     if (SPX_get_memb_info(body, len, svc, &info) == 1) {
         SPX_get_vs_set_members(body, len, &info.my_vs_set, names, FUZZ_MEMBERS);
-        int k = Is_reg_memb_mess(svc)
-                    ? SPX_get_vs_sets_info(body, len, sets, FUZZ_VS_SETS, &mine) : 0;
+        int k = Is_reg_memb_mess(svc) ? SPX_get_vs_sets_info(body, len, sets, FUZZ_VS_SETS, &mine)
+                                      : 0;
         for (int i = 0; i < k; i++)
             SPX_get_vs_set_members(body, len, &sets[i], names, FUZZ_MEMBERS);
     }
@@ -65,8 +65,8 @@ static inline int fuzz_receive_one(mailbox m, char *data, char (*groups)[MAX_GRO
     char sender[MAX_GROUP_NAME];
     int ng, endian;
     int16 mt;
-    int r = SP_receive(m, &svc, sender, FUZZ_BIG_GROUPS, &ng, groups, &mt, &endian,
-                       FUZZ_BIG_DATA, data);
+    int r = SP_receive(m, &svc, sender, FUZZ_BIG_GROUPS, &ng, groups, &mt, &endian, FUZZ_BIG_DATA,
+                       data);
     if (r >= 0)
         fuzz_decode_membership(data, r, svc);
     return r == BUFFER_TOO_SHORT || r == GROUPS_TOO_SHORT ? 0 : r;
@@ -114,18 +114,10 @@ static inline void fuzz_receive_all(mailbox m, uint8_t how)
         abort();
     for (int i = 0, r = 0; i < FUZZ_MAX_MESSAGES && r >= 0; i++) {
         switch ((how >> (2 * (i % 4))) & 3) {
-        case 0:
-            r = fuzz_receive_one(m, data, groups);
-            break;
-        case 1:
-            r = fuzz_receive_short(m, data, groups);
-            break;
-        case 2:
-            r = fuzz_receive_records(m, &records, &cap, 0);
-            break;
-        default:
-            r = fuzz_receive_records(m, &records, &cap, 1 + (i & 1));
-            break;
+        case 0: r = fuzz_receive_one(m, data, groups); break;
+        case 1: r = fuzz_receive_short(m, data, groups); break;
+        case 2: r = fuzz_receive_records(m, &records, &cap, 0); break;
+        default: r = fuzz_receive_records(m, &records, &cap, 1 + (i & 1)); break;
         }
     }
     free(data);

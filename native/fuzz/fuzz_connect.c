@@ -107,15 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t flags = data[0];
     static const char *const one[] = {"NULL"}, *const two[] = {"NULL", "IP"};
-    if (!SP_set_auth_methods(flags & 8 ? 2 : 1, flags & 8 ? (const char **)two
-                                                          : (const char **)one, NULL, NULL))
+    if (!SP_set_auth_methods(flags & 8 ? 2 : 1, flags & 8 ? (const char **)two : (const char **)one,
+                             NULL, NULL))
         abort();
     peer_data = data + 1;
     peer_len = size - 1;
     mailbox m = -1;
     char group[MAX_GROUP_NAME];
-    int r = SPX_connect(port_text, flags & 4 ? NULL : "fz", flags & 2 ? 1 : 0, flags & 1, &m,
-                        group, 5000, 0, SPX_SOCKET_BUFFER_DEFAULT);
+    int r = SPX_connect(port_text, flags & 4 ? NULL : "fz", flags & 2 ? 1 : 0, flags & 1, &m, group,
+                        5000, 0, SPX_SOCKET_BUFFER_DEFAULT);
     if (r == ACCEPT_SESSION) {
         if (strlen(group) >= MAX_GROUP_NAME || group[0] != '#')
             abort(); /* the library promised a private group */

@@ -34,8 +34,8 @@
 #include "daemon.h"
 #include "wire.h"
 
-#define MAX_INPUT (1 << 16)
-#define QUIET_MS 10000 /* a daemon silent this long with the connection open is stuck */
+#define MAX_INPUT  (1 << 16)
+#define QUIET_MS   10000 /* a daemon silent this long with the connection open is stuck */
 #define FUZZ_SPLIT "\xf5\x5f"
 
 static spd_daemon *daemon_;
@@ -65,7 +65,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    spd_config cfg = {.port = 0, .name = "localhost", .tcp = 0, .unix_socket = 1,
+    spd_config cfg = {.port = 0,
+                      .name = "localhost",
+                      .tcp = 0,
+                      .unix_socket = 1,
                       .log_level = getenv("FUZZ_DAEMON_LOG") ? SPD_LOG_DEBUG : SPD_LOG_QUIET};
     char err[256];
     daemon_ = spd_open(&cfg, err, sizeof err);

@@ -24,8 +24,7 @@ int spb_self(mailbox m, const char *group, int size, int count, int window, doub
 int spb_receive(mailbox m, int16 end_type, long *messages, double *seconds, int *error);
 /* Ping: sends `size` bytes to `peer_group`, waits for one data message back;
  * `rounds` times after `warmup` untimed ones. rtt_us gets each round trip. */
-int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds,
-             double *rtt_us);
+int spb_ping(mailbox m, const char *peer_group, int size, int warmup, int rounds, double *rtt_us);
 /* Pong: echoes every data message to `reply_group` until msg_type `end_type`. */
 int spb_pong(mailbox m, const char *reply_group, int16 end_type, long *echoed);
 

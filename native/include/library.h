@@ -24,8 +24,7 @@ typedef struct spl_table {
                       int *, int, char *);
     int (*SP_get_memb_info)(const char *, const service, membership_info *);
     int (*SP_get_vs_sets_info)(const char *, vs_set_info *, int, unsigned int *);
-    int (*SP_get_vs_set_members)(const char *, const vs_set_info *, char (*)[MAX_GROUP_NAME],
-                                 int);
+    int (*SP_get_vs_set_members)(const char *, const vs_set_info *, char (*)[MAX_GROUP_NAME], int);
     int (*SP_poll)(mailbox);
     int (*SP_equal_group_ids)(group_id, group_id);
 } spl_table;

@@ -35,7 +35,8 @@ typedef struct spr_library {
     spr_release_fn release;        /* SPX_release, or NULL */
     int (*readahead)(mailbox mbox, int bytes); /* SPX_set_readahead, or NULL */
     spr_mailbox_fn pending;        /* SPX_pending, or NULL */
-    int (*records)(mailbox mbox, char *buf, int len, int *used, int how); /* SPX_receive_records_nowait, or NULL */
+    int (*records)(mailbox mbox, char *buf, int len, int *used,
+                   int how); /* SPX_receive_records_nowait, or NULL */
     int (*lend)(mailbox mbox, char *buf, int cap); /* SPX_lend_readahead, or NULL */
     spr_mailbox_fn lent_room;      /* SPX_lent_room, or NULL */
 } spr_library;

@@ -21,8 +21,9 @@ extern "C" {
 #endif
 
 #define Flip_int16(t) ((((t) >> 8) & 0x00ff) | (((t) << 8) & 0xff00))
-#define Flip_int32(t) ((((t) >> 24) & 0x000000ff) | (((t) >> 8) & 0x0000ff00) | \
-                       (((t) << 8) & 0x00ff0000) | (((t) << 24) & 0xff000000))
+#define Flip_int32(t)                                                                     \
+    ((((t) >> 24) & 0x000000ff) | (((t) >> 8) & 0x0000ff00) | (((t) << 8) & 0x00ff0000) | \
+     (((t) << 24) & 0xff000000))
 
 /* Priorities (SP_connect); the library sends at most MEDIUM. */
 #define LOW_PRIORITY    0
@@ -37,15 +38,15 @@ extern "C" {
 #define MAX_PROC_NAME    20
 
 /* Service types (SPEC.md 4.1). */
-#define UNRELIABLE_MESS      0x00000001
-#define RELIABLE_MESS        0x00000002
-#define FIFO_MESS            0x00000004
-#define CAUSAL_MESS          0x00000008
-#define AGREED_MESS          0x00000010
-#define SAFE_MESS            0x00000020
-#define REGULAR_MESS         0x0000003f
-#define SELF_DISCARD         0x00000040
-#define DROP_RECV            0x01000000
+#define UNRELIABLE_MESS 0x00000001
+#define RELIABLE_MESS   0x00000002
+#define FIFO_MESS       0x00000004
+#define CAUSAL_MESS     0x00000008
+#define AGREED_MESS     0x00000010
+#define SAFE_MESS       0x00000020
+#define REGULAR_MESS    0x0000003f
+#define SELF_DISCARD    0x00000040
+#define DROP_RECV       0x01000000
 
 #define REG_MEMB_MESS        0x00001000
 #define TRANSITION_MESS      0x00002000
@@ -55,9 +56,9 @@ extern "C" {
 #define CAUSED_BY_NETWORK    0x00000800
 #define MEMBERSHIP_MESS      0x00003f00
 
-#define ENDIAN_RESERVED      0x80000080
-#define RESERVED             0x003fc000
-#define REJECT_MESS          0x00400000
+#define ENDIAN_RESERVED 0x80000080
+#define RESERVED        0x003fc000
+#define REJECT_MESS     0x00400000
 
 #define Is_unreliable_mess(type)        ((type) & UNRELIABLE_MESS)
 #define Is_reliable_mess(type)          ((type) & RELIABLE_MESS)
@@ -79,7 +80,7 @@ extern "C" {
     (((type) & CAUSED_BY_LEAVE) && !((type) & (REG_MEMB_MESS | TRANSITION_MESS)))
 
 /* Return codes (SPEC.md 4.2). */
-#define ACCEPT_SESSION        1
+#define ACCEPT_SESSION       1
 #define ILLEGAL_SPREAD       -1
 #define COULD_NOT_CONNECT    -2
 #define REJECT_QUOTA         -3
@@ -134,57 +135,55 @@ typedef struct dummy_membership_info {
     vs_set_info my_vs_set;
 } membership_info;
 
-int  SP_version(int *major_version, int *minor_version, int *patch_version);
+int SP_version(int *major_version, int *minor_version, int *patch_version);
 
-int  SP_set_auth_method(const char *auth_name, int (*auth_function)(int, void *), void *auth_data);
-int  SP_set_auth_methods(int num_methods, const char *auth_name[],
-                         int (*auth_function[])(int, void *), void *auth_data[]);
+int SP_set_auth_method(const char *auth_name, int (*auth_function)(int, void *), void *auth_data);
+int SP_set_auth_methods(int num_methods, const char *auth_name[],
+                        int (*auth_function[])(int, void *), void *auth_data[]);
 
-int  SP_connect(const char *spread_name, const char *private_name, int priority,
-                int group_membership, mailbox *mbox, char *private_group);
-int  SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
-                        int group_membership, mailbox *mbox, char *private_group,
-                        sp_time time_out);
-int  SP_disconnect(mailbox mbox);
+int SP_connect(const char *spread_name, const char *private_name, int priority,
+               int group_membership, mailbox *mbox, char *private_group);
+int SP_connect_timeout(const char *spread_name, const char *private_name, int priority,
+                       int group_membership, mailbox *mbox, char *private_group, sp_time time_out);
+int SP_disconnect(mailbox mbox);
 void SP_kill(mailbox mbox);
 
-int  SP_join(mailbox mbox, const char *group);
-int  SP_leave(mailbox mbox, const char *group);
+int SP_join(mailbox mbox, const char *group);
+int SP_leave(mailbox mbox, const char *group);
 
-int  SP_multicast(mailbox mbox, service service_type, const char *group,
-                  int16 mess_type, int mess_len, const char *mess);
-int  SP_scat_multicast(mailbox mbox, service service_type, const char *group,
-                       int16 mess_type, const scatter *scat_mess);
-int  SP_multigroup_multicast(mailbox mbox, service service_type, int num_groups,
-                             const char groups[][MAX_GROUP_NAME], int16 mess_type,
-                             int mess_len, const char *mess);
-int  SP_multigroup_scat_multicast(mailbox mbox, service service_type, int num_groups,
-                                  const char groups[][MAX_GROUP_NAME], int16 mess_type,
-                                  const scatter *scat_mess);
+int SP_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                 int mess_len, const char *mess);
+int SP_scat_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                      const scatter *scat_mess);
+int SP_multigroup_multicast(mailbox mbox, service service_type, int num_groups,
+                            const char groups[][MAX_GROUP_NAME], int16 mess_type, int mess_len,
+                            const char *mess);
+int SP_multigroup_scat_multicast(mailbox mbox, service service_type, int num_groups,
+                                 const char groups[][MAX_GROUP_NAME], int16 mess_type,
+                                 const scatter *scat_mess);
 
-int  SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
-                int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-                int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess);
-int  SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
-                     int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-                     int16 *mess_type, int *endian_mismatch, scatter *scat_mess);
+int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME], int max_groups,
+               int *num_groups, char groups[][MAX_GROUP_NAME], int16 *mess_type,
+               int *endian_mismatch, int max_mess_len, char *mess);
+int SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                    int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                    int16 *mess_type, int *endian_mismatch, scatter *scat_mess);
 
-int  SP_get_memb_info(const char *memb_mess, const service service_type,
-                      membership_info *memb_info);
-int  SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_sets,
-                         unsigned int *my_vs_set_index);
-int  SP_get_vs_set_members(const char *memb_mess, const vs_set_info *vs_set,
-                           char member_names[][MAX_GROUP_NAME], int member_names_count);
+int SP_get_memb_info(const char *memb_mess, const service service_type, membership_info *memb_info);
+int SP_get_vs_sets_info(const char *memb_mess, vs_set_info *vs_sets, int num_vs_sets,
+                        unsigned int *my_vs_set_index);
+int SP_get_vs_set_members(const char *memb_mess, const vs_set_info *vs_set,
+                          char member_names[][MAX_GROUP_NAME], int member_names_count);
 
-int  SP_scat_get_memb_info(const scatter *memb_mess_scat, const service service_type,
-                           membership_info *memb_info);
-int  SP_scat_get_vs_sets_info(const scatter *memb_mess_scat, vs_set_info *vs_sets,
-                              int num_vs_sets, unsigned int *my_vs_set_index);
-int  SP_scat_get_vs_set_members(const scatter *memb_mess_scat, const vs_set_info *vs_set,
-                                char member_names[][MAX_GROUP_NAME], int member_names_count);
+int SP_scat_get_memb_info(const scatter *memb_mess_scat, const service service_type,
+                          membership_info *memb_info);
+int SP_scat_get_vs_sets_info(const scatter *memb_mess_scat, vs_set_info *vs_sets, int num_vs_sets,
+                             unsigned int *my_vs_set_index);
+int SP_scat_get_vs_set_members(const scatter *memb_mess_scat, const vs_set_info *vs_set,
+                               char member_names[][MAX_GROUP_NAME], int member_names_count);
 
-int  SP_poll(mailbox mbox);
-int  SP_equal_group_ids(group_id g1, group_id g2);
+int SP_poll(mailbox mbox);
+int SP_equal_group_ids(group_id g1, group_id g2);
 void SP_error(int error);
 
 #ifdef __cplusplus

@@ -39,7 +39,7 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
  * SPX_TIMED_OUT, or SPX_NOT_SPREAD for a peer that answered with bytes no
  * Spread daemon sends. (SP_connect_timeout reports the last two as
  * COULD_NOT_CONNECT or CONNECTION_CLOSED, as Spread's library does.) */
-#define SPX_TIMED_OUT (-1003)
+#define SPX_TIMED_OUT  (-1003)
 #define SPX_NOT_SPREAD (-1004)
 /* socket_buffer sizes the socket before it connects: 0 leaves the kernel's
  * sizes alone (for TCP, its buffer autotuning); a positive number fixes
@@ -60,8 +60,7 @@ int SPX_connect(const char *spread_name, const char *private_name, int priority,
  * body's length (SP_receive's return value): ILLEGAL_MESSAGE for a body that
  * does not hold what they would read, so that a malformed or forged
  * membership message can never make them read past it. */
-int SPX_get_memb_info(const char *body, int len, service service_type,
-                      membership_info *memb_info);
+int SPX_get_memb_info(const char *body, int len, service service_type, membership_info *memb_info);
 int SPX_get_vs_sets_info(const char *body, int len, vs_set_info *vs_sets, int num_vs_sets,
                          unsigned int *my_vs_set_index);
 int SPX_get_vs_set_members(const char *body, int len, const vs_set_info *vs_set,
@@ -93,9 +92,9 @@ int SPX_pending(mailbox mbox);
  * was sent, call the blocking form; or SPX_PARTIAL: part was sent, and the
  * caller must call SPX_finish_send next (it may block) to send the rest. */
 #define SPX_WOULD_BLOCK (-1001)
-#define SPX_PARTIAL (-1002)
-int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group,
-                         int16 mess_type, int mess_len, const char *mess);
+#define SPX_PARTIAL     (-1002)
+int SPX_multicast_nowait(mailbox mbox, service service_type, const char *group, int16 mess_type,
+                         int mess_len, const char *mess);
 int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_groups,
                                     const char groups[][MAX_GROUP_NAME], int16 mess_type,
                                     int mess_len, const char *mess);
@@ -134,8 +133,7 @@ static inline size_t spx_align8(size_t n)
  * spx_record_size(0, 0). */
 static inline size_t spx_record_size(size_t data_len, size_t num_groups)
 {
-    return spx_align8(sizeof(spx_record) + spx_align8(data_len) +
-                      num_groups * MAX_GROUP_NAME);
+    return spx_align8(sizeof(spx_record) + spx_align8(data_len) + num_groups * MAX_GROUP_NAME);
 }
 
 static inline const char *spx_record_data(const spx_record *r)
@@ -143,10 +141,8 @@ static inline const char *spx_record_data(const spx_record *r)
     return r->data;
 }
 
-static inline const char (*spx_record_groups(const spx_record *r))[MAX_GROUP_NAME]
-{
-    return (const char(*)[MAX_GROUP_NAME])r->groups;
-}
+static inline const char (*spx_record_groups(const spx_record *r))
+    [MAX_GROUP_NAME] { return (const char (*)[MAX_GROUP_NAME])r->groups; }
 
 /* The same as one flat pointer, for bindings that cannot return pointers to arrays. */
 static inline const char *spx_record_groups_flat(const spx_record *r)
@@ -167,13 +163,12 @@ static inline void spx_record_place_inline(spx_record *r, size_t data_len)
  * external libspread's. */
 typedef int (*spr_receive_fn)(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
                               int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
-                              int16 *mess_type, int *endian_mismatch, int max_mess_len,
-                              char *mess);
+                              int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess);
 
 /* The growing receive loop of the bindings: buffers that start at
  * SPX_RECV_FIRST_DATA payload bytes and SPX_RECV_FIRST_GROUPS group names
  * and grow to whatever a message needs (and stay so, for the next). */
-#define SPX_RECV_FIRST_DATA 16384
+#define SPX_RECV_FIRST_DATA   16384
 #define SPX_RECV_FIRST_GROUPS 16
 typedef struct spx_recv_buffers {
     char *data;
@@ -229,7 +224,7 @@ int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used);
  * one non-blocking read, then only messages wholly arrived; for a caller
  * that must never wait (it holds an interpreter lock, say). Needs read-ahead
  * on for SPX_NOWAIT_AT_ALL. */
-#define SPX_NOWAIT_START 0
+#define SPX_NOWAIT_START  0
 #define SPX_NOWAIT_AT_ALL 1
 int SPX_receive_records_nowait(mailbox mbox, char *buf, int buf_len, int *used, int how);
 

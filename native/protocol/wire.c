@@ -39,8 +39,8 @@ int wire_request_size_ok(const wire_header *h)
 }
 
 void wire_encode_header(uint8_t out[WIRE_HEADER_SIZE], uint32_t type,
-                        const uint8_t sender[WIRE_SLOT], int32_t num_groups,
-                        const uint8_t hint[4], int32_t data_len)
+                        const uint8_t sender[WIRE_SLOT], int32_t num_groups, const uint8_t hint[4],
+                        int32_t data_len)
 {
     wire_put_u32(out, (type & ~WIRE_MARKER) | WIRE_MARKER, WIRE_LE);
     memcpy(out + 4, sender, WIRE_SLOT);
@@ -119,8 +119,8 @@ int wire_private_name_ok(const char *name, size_t len)
     return len >= 1 && len <= WIRE_MAX_PRIVATE_NAME && chars_ok((const uint8_t *)name, len);
 }
 
-int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len,
-                             const uint8_t **daemon, size_t *daemon_len)
+int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len, const uint8_t **daemon,
+                             size_t *daemon_len)
 {
     if (len < 4 || s[0] != '#')
         return -1;
@@ -222,16 +222,14 @@ int wire_decode_connect(const uint8_t *in, size_t len, int final, wire_connect *
     return WIRE_UNIT_OK;
 }
 
-size_t wire_encode_auth_list(uint8_t out[WIRE_AUTH_LIST_UNIT_MAX], const char *const names[],
-                             int n)
+size_t wire_encode_auth_list(uint8_t out[WIRE_AUTH_LIST_UNIT_MAX], const char *const names[], int n)
 {
     size_t at = 1;
     for (int i = 0; i < n; i++) {
         size_t len = strlen(names[i]);
         /* The name and its space after the at - 1 list bytes so far. */
         if (len + 1 > WIRE_AUTH_LIST_MAX - (at - 1) || len == 0 ||
-            !wire_auth_list_plausible((const uint8_t *)names[i], len) ||
-            memchr(names[i], ' ', len))
+            !wire_auth_list_plausible((const uint8_t *)names[i], len) || memchr(names[i], ' ', len))
             return 0;
         memcpy(out + at, names[i], len);
         at += len;

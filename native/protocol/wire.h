@@ -22,32 +22,33 @@
 #define WIRE_MAX_PROC_NAME    19     /* daemon name, without NUL */
 #define WIRE_MARKER           0x80000080u
 #define WIRE_MAX_BODY         144000 /* MAX_MESSAGE_BODY_LEN */
-#define WIRE_DAEMON_MAX_TOTAL 143952 /* data_len + 32*num_groups, daemon check (SPX_MAX_SAFE_BODY) */
-#define WIRE_MAX_GROUPS       100    /* MAX_GROUPS_PER_MESSAGE */
-#define WIRE_REJECT_EXTRA     4      /* old-type word after a reject header */
+#define WIRE_DAEMON_MAX_TOTAL \
+    143952 /* data_len + 32*num_groups, daemon check (SPX_MAX_SAFE_BODY) */
+#define WIRE_MAX_GROUPS   100    /* MAX_GROUPS_PER_MESSAGE */
+#define WIRE_REJECT_EXTRA 4      /* old-type word after a reject header */
 
 /* Sanity bounds for what a client accepts from a daemon. Membership messages
  * may list more than 100 members, so these are wider than the send limits. */
-#define WIRE_MAX_RECV_GROUPS  65536
-#define WIRE_MAX_RECV_DATA    (4 * 1024 * 1024)
+#define WIRE_MAX_RECV_GROUPS 65536
+#define WIRE_MAX_RECV_DATA   (4 * 1024 * 1024)
 
 /* Request types (c2s only) and internal bits never valid in a request. */
-#define WIRE_JOIN_MESS        0x00010000u
-#define WIRE_LEAVE_MESS       0x00020000u
-#define WIRE_KILL_MESS        0x00040000u
-#define WIRE_INTERNAL_BITS    (0x0000C000u | 0x00080000u | 0x00100000u | 0x00200000u)
-#define WIRE_REJECT_MESS      0x00400000u
-#define WIRE_SERVICE_BITS     0x0000003Fu
-#define WIRE_SELF_DISCARD     0x00000040u
-#define WIRE_DROP_RECV        0x01000000u
-#define WIRE_MEMBERSHIP_BITS  0x00003F00u
-#define WIRE_CAUSED_BY_JOIN   0x00000100u
-#define WIRE_CAUSED_BY_LEAVE  0x00000200u
-#define WIRE_CAUSED_BY_DISC   0x00000400u
-#define WIRE_CAUSED_BY_NET    0x00000800u
-#define WIRE_REG_MEMB_MESS    0x00001000u
-#define WIRE_TRANSITION_MESS  0x00002000u
-#define WIRE_HINT_ALLOWED     (WIRE_MARKER | 0x00FFFF00u)
+#define WIRE_JOIN_MESS       0x00010000u
+#define WIRE_LEAVE_MESS      0x00020000u
+#define WIRE_KILL_MESS       0x00040000u
+#define WIRE_INTERNAL_BITS   (0x0000C000u | 0x00080000u | 0x00100000u | 0x00200000u)
+#define WIRE_REJECT_MESS     0x00400000u
+#define WIRE_SERVICE_BITS    0x0000003Fu
+#define WIRE_SELF_DISCARD    0x00000040u
+#define WIRE_DROP_RECV       0x01000000u
+#define WIRE_MEMBERSHIP_BITS 0x00003F00u
+#define WIRE_CAUSED_BY_JOIN  0x00000100u
+#define WIRE_CAUSED_BY_LEAVE 0x00000200u
+#define WIRE_CAUSED_BY_DISC  0x00000400u
+#define WIRE_CAUSED_BY_NET   0x00000800u
+#define WIRE_REG_MEMB_MESS   0x00001000u
+#define WIRE_TRANSITION_MESS 0x00002000u
+#define WIRE_HINT_ALLOWED    (WIRE_MARKER | 0x00FFFF00u)
 
 /* Membership bodies (SPEC.md 6.1, 6.3): the group id (three int32), the
  * number of vs-sets, the offset of the receiver's own vs-set (counted from
@@ -57,33 +58,34 @@
 #define WIRE_MEMB_NUM_SETS_AT 12
 #define WIRE_MEMB_LOCAL_AT    16
 #define WIRE_MEMB_SETS_AT     20     /* first vs-set, and base of the local offset */
-#define WIRE_MEMB_CHANGED_AT  24     /* join, leave, disconnect: the changed member (the
+#define WIRE_MEMB_CHANGED_AT \
+    24     /* join, leave, disconnect: the changed member (the
                                         first name of the first vs-set) */
-#define WIRE_MEMB_BODY_SIZE   56     /* a body naming one changed member */
-#define WIRE_MEMB_GID_SIZE    12     /* the group id: three int32 */
-#define WIRE_TRANS_BODY_SIZE  12
+#define WIRE_MEMB_BODY_SIZE  56     /* a body naming one changed member */
+#define WIRE_MEMB_GID_SIZE   12     /* the group id: three int32 */
+#define WIRE_TRANS_BODY_SIZE 12
 
 /* Handshake (SPEC.md 2). */
-#define WIRE_VERSION_MAJOR    4
-#define WIRE_VERSION_MINOR    0
-#define WIRE_VERSION_PATCH    0
-#define WIRE_CONNECT_MAX      (5 + WIRE_MAX_PRIVATE_NAME)
-#define WIRE_AUTH_NAME        30
-#define WIRE_AUTH_METHODS     3
-#define WIRE_AUTH_CHOICE      (WIRE_AUTH_NAME * WIRE_AUTH_METHODS)
-#define WIRE_AUTH_LIST_MAX    90     /* bytes of the list after its length byte */
-#define WIRE_AUTH_LIST_UNIT_MAX (1 + WIRE_AUTH_LIST_MAX)
-#define WIRE_ACCEPT           1
-#define WIRE_ACCEPT_MAX       (1 + 3 + 1 + WIRE_MAX_NAME)
-#define WIRE_MIN_VERSION      30100  /* 3.1.0 */
-#define WIRE_PATCH_THRESHOLD  31400  /* a patch byte follows when maj*10000+min*100 > this */
-#define WIRE_AUTH_THRESHOLD   31600  /* auth negotiation from 3.16.0 */
-#define WIRE_PRIORITY_VERSION 30800  /* priority > 0 needs a daemon >= 3.8.0 */
+#define WIRE_VERSION_MAJOR        4
+#define WIRE_VERSION_MINOR        0
+#define WIRE_VERSION_PATCH        0
+#define WIRE_CONNECT_MAX          (5 + WIRE_MAX_PRIVATE_NAME)
+#define WIRE_AUTH_NAME            30
+#define WIRE_AUTH_METHODS         3
+#define WIRE_AUTH_CHOICE          (WIRE_AUTH_NAME * WIRE_AUTH_METHODS)
+#define WIRE_AUTH_LIST_MAX        90     /* bytes of the list after its length byte */
+#define WIRE_AUTH_LIST_UNIT_MAX   (1 + WIRE_AUTH_LIST_MAX)
+#define WIRE_ACCEPT               1
+#define WIRE_ACCEPT_MAX           (1 + 3 + 1 + WIRE_MAX_NAME)
+#define WIRE_MIN_VERSION          30100  /* 3.1.0 */
+#define WIRE_PATCH_THRESHOLD      31400  /* a patch byte follows when maj*10000+min*100 > this */
+#define WIRE_AUTH_THRESHOLD       31600  /* auth negotiation from 3.16.0 */
+#define WIRE_PRIORITY_VERSION     30800  /* priority > 0 needs a daemon >= 3.8.0 */
 #define WIRE_ACCEPT_PATCH_VERSION 31500 /* the accept carries a patch byte for clients >= 3.15.0 */
 /* The reject codes a daemon may send in place of an auth list or an accept
  * (sp.h's REJECT_QUOTA .. REJECT_AUTH, CONNECTION_CLOSED among them). */
-#define WIRE_REJECT_FIRST     (-9)
-#define WIRE_REJECT_LAST      (-3)
+#define WIRE_REJECT_FIRST (-9)
+#define WIRE_REJECT_LAST  (-3)
 
 typedef enum { WIRE_LE = 0, WIRE_BE = 1 } wire_order;
 
@@ -93,8 +95,8 @@ typedef struct {
     uint8_t sender[WIRE_SLOT];
     int32_t num_groups;
     int32_t data_len;
-    uint8_t hint[4];   /* raw bytes: daemons forward them untouched */
-    wire_order order;  /* byte order of type, num_groups and data_len */
+    uint8_t hint[4]; /* raw bytes: daemons forward them untouched */
+    wire_order order; /* byte order of type, num_groups and data_len */
 } wire_header;
 
 /* Integer access in a given byte order; inline, as every message needs it. */
@@ -158,8 +160,8 @@ int wire_request_groups_ok(const wire_header *h);
 int wire_request_size_ok(const wire_header *h);
 /* Encodes little-endian with the marker set; `sender` is a slot (32 bytes). */
 void wire_encode_header(uint8_t out[WIRE_HEADER_SIZE], uint32_t type,
-                        const uint8_t sender[WIRE_SLOT], int32_t num_groups,
-                        const uint8_t hint[4], int32_t data_len);
+                        const uint8_t sender[WIRE_SLOT], int32_t num_groups, const uint8_t hint[4],
+                        int32_t data_len);
 
 /* The 16-bit message type carried in the hint (SPEC.md 3.3). */
 void wire_make_hint(uint8_t hint[4], int16_t mess_type);
@@ -174,8 +176,8 @@ int wire_name_char_ok(uint8_t c);
 int wire_group_name_ok(const char *name, size_t len); /* 1..31 legal bytes */
 int wire_private_name_ok(const char *name, size_t len); /* 1..10 legal bytes */
 /* Splits "#name#daemon" (len bytes); returns 0 and the two parts, or -1. */
-int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len,
-                             const uint8_t **daemon, size_t *daemon_len);
+int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len, const uint8_t **daemon,
+                             size_t *daemon_len);
 
 /* Handshake (SPEC.md 2): the client sends the connect request, the daemon
  * answers with its auth list (or a reject), the client sends its auth
@@ -185,8 +187,8 @@ int wire_split_private_group(const uint8_t *s, size_t len, size_t *name_len,
  * of these; those that can be fed byte by byte also say how many bytes the
  * unit needs at least (`need`, past what they had), so that a reader reads
  * exactly the unit and leaves what follows on the socket. */
-#define WIRE_UNIT_MORE   0   /* incomplete: read up to `need` bytes and decode again */
-#define WIRE_UNIT_OK     1   /* decoded */
+#define WIRE_UNIT_MORE   0 /* incomplete: read up to `need` bytes and decode again */
+#define WIRE_UNIT_OK     1 /* decoded */
 #define WIRE_UNIT_BAD    (-1) /* bytes no Spread peer sends */
 #define WIRE_UNIT_REJECT (-2) /* a daemon's reject code in place of the unit (`code`) */
 
@@ -208,19 +210,19 @@ size_t wire_encode_connect(uint8_t out[WIRE_CONNECT_MAX], int membership, int pr
 /* Why a connect request is refused (wire_connect.defect). */
 typedef enum {
     WIRE_CONNECT_OLD_VERSION = 1, /* below WIRE_MIN_VERSION */
-    WIRE_CONNECT_NO_FLAGS,        /* ends after the version */
-    WIRE_CONNECT_NO_NAME_LENGTH,  /* ends after the flags */
+    WIRE_CONNECT_NO_FLAGS, /* ends after the version */
+    WIRE_CONNECT_NO_NAME_LENGTH, /* ends after the flags */
     WIRE_CONNECT_BAD_NAME_LENGTH, /* negative, or above WIRE_MAX_PRIVATE_NAME */
-    WIRE_CONNECT_BAD_NAME,        /* fewer or more bytes than said, or illegal ones */
+    WIRE_CONNECT_BAD_NAME, /* fewer or more bytes than said, or illegal ones */
 } wire_connect_defect;
 typedef struct {
-    int version;           /* wire_version_value of what was sent (-1: not yet known) */
-    int membership;        /* flag bit 0 */
-    int priority;          /* flag bits 4-7, as sent */
-    const uint8_t *name;   /* in the input; NULL for a name length of 0 (the daemon picks) */
+    int version; /* wire_version_value of what was sent (-1: not yet known) */
+    int membership; /* flag bit 0 */
+    int priority; /* flag bits 4-7, as sent */
+    const uint8_t *name; /* in the input; NULL for a name length of 0 (the daemon picks) */
     size_t name_len;
-    size_t used;           /* WIRE_UNIT_OK: bytes of the request */
-    int defect;            /* WIRE_UNIT_BAD: a wire_connect_defect */
+    size_t used; /* WIRE_UNIT_OK: bytes of the request */
+    int defect; /* WIRE_UNIT_BAD: a wire_connect_defect */
 } wire_connect;
 /* The daemon's decoder, as the reference daemon reads the request: in
  * pieces as they come, and up to WIRE_MAX_PRIVATE_NAME name bytes at once,
@@ -238,10 +240,10 @@ size_t wire_encode_auth_list(uint8_t out[WIRE_AUTH_LIST_UNIT_MAX], const char *c
  * that tells a peer of another protocol at once, not at its time-out. */
 int wire_auth_list_plausible(const uint8_t *list, size_t len);
 typedef struct {
-    const uint8_t *list;   /* WIRE_UNIT_OK: the names, in the input */
+    const uint8_t *list; /* WIRE_UNIT_OK: the names, in the input */
     size_t len;
-    size_t need;           /* WIRE_UNIT_MORE: bytes the unit needs */
-    int code;              /* WIRE_UNIT_REJECT: the code */
+    size_t need; /* WIRE_UNIT_MORE: bytes the unit needs */
+    int code; /* WIRE_UNIT_REJECT: the code */
 } wire_auth_list;
 int wire_decode_auth_list(const uint8_t *in, size_t len, wire_auth_list *out);
 /* Is `name` one of the space-separated words of `list` (len bytes)? */
@@ -250,9 +252,9 @@ int wire_auth_list_has(const uint8_t *list, size_t len, const char *name);
 /* Auth choice: up to 3 NUL-terminated names of < 30 bytes in 30-byte slots. */
 void wire_encode_auth_choice(uint8_t out[WIRE_AUTH_CHOICE], const char *const names[], int n);
 typedef struct {
-    int n;                 /* names before the first empty slot */
+    int n; /* names before the first empty slot */
     const uint8_t *names[WIRE_AUTH_METHODS]; /* in the input */
-    size_t lens[WIRE_AUTH_METHODS];          /* up to the NUL, at most WIRE_AUTH_NAME */
+    size_t lens[WIRE_AUTH_METHODS]; /* up to the NUL, at most WIRE_AUTH_NAME */
 } wire_auth_choice;
 /* WIRE_UNIT_MORE until all WIRE_AUTH_CHOICE bytes are there, then OK. */
 int wire_decode_auth_choice(const uint8_t *in, size_t len, wire_auth_choice *out);
@@ -263,11 +265,11 @@ int wire_decode_auth_choice(const uint8_t *in, size_t len, wire_auth_choice *out
 size_t wire_encode_accept(uint8_t out[WIRE_ACCEPT_MAX], int with_patch,
                           const uint8_t *private_group, size_t len);
 typedef struct {
-    int version;           /* the daemon's, once its bytes are in (-1 before) */
-    const uint8_t *group;  /* WIRE_UNIT_OK: "#name#daemon", in the input */
-    size_t group_len;      /* 2..WIRE_MAX_NAME */
-    size_t need;           /* WIRE_UNIT_MORE: bytes the unit needs */
-    int code;              /* WIRE_UNIT_REJECT: the code */
+    int version; /* the daemon's, once its bytes are in (-1 before) */
+    const uint8_t *group; /* WIRE_UNIT_OK: "#name#daemon", in the input */
+    size_t group_len; /* 2..WIRE_MAX_NAME */
+    size_t need; /* WIRE_UNIT_MORE: bytes the unit needs */
+    int code; /* WIRE_UNIT_REJECT: the code */
 } wire_accept;
 /* The client's decoder of an accept with the patch byte (ours is 4.0.0). The
  * version is reported as soon as it is in, with WIRE_UNIT_MORE, so that a

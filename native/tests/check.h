@@ -17,16 +17,16 @@ static int check_passed, check_failed;
         }                                                                            \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                 \
-    do {                                                                               \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                          \
-        if (va_ == vb_) {                                                              \
-            check_passed++;                                                            \
-        } else {                                                                       \
-            check_failed++;                                                            \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,      \
-                    __LINE__, #a, va_, #b, vb_);                                       \
-        }                                                                              \
+#define CHECK_EQ(a, b)                                                                          \
+    do {                                                                                        \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                   \
+        if (va_ == vb_) {                                                                       \
+            check_passed++;                                                                     \
+        } else {                                                                                \
+            check_failed++;                                                                     \
+            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, \
+                    va_, #b, vb_);                                                              \
+        }                                                                                       \
     } while (0)
 
 static inline int check_summary(const char *name)

@@ -22,8 +22,8 @@ static void *silent_peer(void *arg)
     int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
     unsigned char req[64], choice[90];
     static const unsigned char list[] = {5, 'N', 'U', 'L', 'L', ' '};
-    static const unsigned char acc[] = {1, 4, 0, 0, 13, '#', 'n', 'w', '#', 'l', 'o', 'c', 'a',
-                                        'l', 'h', 'o', 's', 't'};
+    static const unsigned char acc[] = {1,   4,   0,   0,   13,  '#', 'n', 'w', '#',
+                                        'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't'};
     if (fd < 0)
         return NULL;
     ssize_t n = recv(fd, req, sizeof req, 0);

@@ -42,8 +42,7 @@ static int scripted(mailbox mbox, service *service_type, char sender[MAX_GROUP_N
         s->result == GROUPS_TOO_SHORT) {
         *num_groups = groups_short || s->result == GROUPS_TOO_SHORT ? -s->groups : 0;
         *endian_mismatch = data_short || s->result == BUFFER_TOO_SHORT ? -s->bytes : 0;
-        return groups_short || s->result == GROUPS_TOO_SHORT ? GROUPS_TOO_SHORT
-                                                               : BUFFER_TOO_SHORT;
+        return groups_short || s->result == GROUPS_TOO_SHORT ? GROUPS_TOO_SHORT : BUFFER_TOO_SHORT;
     }
     strcpy(sender, "#tx#localhost");
     for (int i = 0; i < s->groups; i++)
@@ -116,7 +115,7 @@ static void test_receive_grow(void)
     CHECK_EQ(calls, 1);
 
     /* Errors pass through unchanged, SPX_INTERRUPTED among them. */
-    static const int errors[] = {SPX_INTERRUPTED, CONNECTION_CLOSED, ILLEGAL_SESSION,
+    static const int errors[] = {SPX_INTERRUPTED, CONNECTION_CLOSED,    ILLEGAL_SESSION,
                                  ILLEGAL_MESSAGE, NET_ERROR_ON_SESSION, SPX_WOULD_BLOCK};
     for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
         const step e[] = {{errors[i], 0, 0}};

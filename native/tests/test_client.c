@@ -25,8 +25,8 @@
 
 static char tcp_addr[64], unix_addr[16];
 
-static int recv_one(mailbox m, service *svc, char *sender, int *ng,
-                    char groups[][MAX_GROUP_NAME], int16 *mt, int *endian, char *mess)
+static int recv_one(mailbox m, service *svc, char *sender, int *ng, char groups[][MAX_GROUP_NAME],
+                    int16 *mt, int *endian, char *mess)
 {
     *svc = 0; /* always initialise: DROP_RECV is an input */
     return SP_receive(m, svc, sender, MAX_MEMBERS, ng, groups, mt, endian, MAX_MESSLEN, mess);
@@ -236,8 +236,8 @@ static void test_flooder(void)
     int ok = 1;
     while (got < 5000 && ok) {
         while (sent < 5000 && sent - got < 200)
-            ok &= SP_multicast(m, RELIABLE_MESS, "flood", (int16)(sent++ & 0x7fff),
-                               sizeof payload, payload) == (int)sizeof payload;
+            ok &= SP_multicast(m, RELIABLE_MESS, "flood", (int16)(sent++ & 0x7fff), sizeof payload,
+                               payload) == (int)sizeof payload;
         int r = recv_one(m, &svc, sender, &ng, groups, &mt, &endian, mess);
         ok &= r == (int)sizeof payload && mt == (int16)(got & 0x7fff);
         got++;
@@ -598,8 +598,7 @@ static void test_memb_decoders_bounded(void)
     /* A kind bit alone (not our leave): the group id is still read. */
     uint8_t *six = malloc(6);
     memcpy(six, full, 6);
-    CHECK(SPX_get_memb_info((const char *)six, 6, CAUSED_BY_DISCONNECT, &info) ==
-          ILLEGAL_MESSAGE);
+    CHECK(SPX_get_memb_info((const char *)six, 6, CAUSED_BY_DISCONNECT, &info) == ILLEGAL_MESSAGE);
     free(six);
     CHECK(SPX_get_vs_sets_info((const char *)b, WIRE_MEMB_BODY_SIZE, sets, 2, &mine) == 1);
     CHECK(mine == 0 && sets[0].members_offset == 24);

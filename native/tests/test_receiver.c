@@ -18,11 +18,17 @@
 static char addr[16];
 /* Our library with its extensions, and the bare SP_receive path that an
  * external libspread gets. */
-static const spr_library native = {SP_receive, SP_disconnect, SPX_hold, SPX_release,
-                                   SPX_set_readahead, SPX_pending, SPX_receive_records_nowait,
-                                   SPX_lend_readahead, SPX_lent_room};
-static const spr_library bare = {SP_receive, SP_disconnect, NULL, NULL, NULL, NULL, NULL,
-                                 NULL, NULL};
+static const spr_library native = {SP_receive,
+                                   SP_disconnect,
+                                   SPX_hold,
+                                   SPX_release,
+                                   SPX_set_readahead,
+                                   SPX_pending,
+                                   SPX_receive_records_nowait,
+                                   SPX_lend_readahead,
+                                   SPX_lent_room};
+static const spr_library bare = {SP_receive, SP_disconnect, NULL, NULL, NULL,
+                                 NULL,       NULL,          NULL, NULL};
 static const spr_library *lib = &native;
 
 static mailbox connect_to(const char *name, const char *group)

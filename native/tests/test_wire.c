@@ -9,9 +9,9 @@ static void test_header(void)
 {
     /* SPEC.md 5: join of "grp" by #alice#localhost. */
     static const uint8_t join[48] = {
-        0x80, 0x00, 0x01, 0x80, '#', 'a', 'l', 'i', 'c', 'e', '#', 'l', 'o', 'c', 'a', 'l',
-        'h', 'o', 's', 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0x01, 0, 0, 0, 0x80, 0, 0, 0x80, 0, 0, 0, 0};
+        0x80, 0x00, 0x01, 0x80, '#',  'a', 'l', 'i', 'c',  'e', '#', 'l',  'o', 'c', 'a', 'l',
+        'h',  'o',  's',  't',  0,    0,   0,   0,   0,    0,   0,   0,    0,   0,   0,   0,
+        0,    0,    0,    0,    0x01, 0,   0,   0,   0x80, 0,   0,   0x80, 0,   0,   0,   0};
     uint8_t sender[WIRE_SLOT], hint[4], out[48];
     wire_put_slot(sender, "#alice#localhost", 16);
     wire_make_hint(hint, 0);
@@ -53,7 +53,10 @@ static void test_header(void)
 static void test_hints(void)
 {
     /* SPEC.md 3.3: the LE wire bytes of several message types. */
-    static const struct { int16_t m; uint8_t b[4]; } cases[] = {
+    static const struct {
+        int16_t m;
+        uint8_t b[4];
+    } cases[] = {
         {0, {0x80, 0x00, 0x00, 0x80}},      {1, {0x80, 0x01, 0x00, 0x80}},
         {0x1234, {0x80, 0x34, 0x12, 0x80}}, {32767, {0x80, 0xff, 0x7f, 0x80}},
         {-1, {0x80, 0xff, 0xff, 0x80}},     {-32768, {0x80, 0x00, 0x80, 0x80}},
@@ -123,8 +126,8 @@ static void test_handshake(void)
     CHECK(memcmp(choice, "NULL\0", 5) == 0 && choice[30] == 0);
 
     uint8_t acc[WIRE_ACCEPT_MAX];
-    static const uint8_t expect[] = {1, 4, 0, 0, 16, '#', 'a', 'l', 'i', 'c', 'e', '#', 'l',
-                                     'o', 'c', 'a', 'l', 'h', 'o', 's', 't'};
+    static const uint8_t expect[] = {1,   4,   0,   0,   16,  '#', 'a', 'l', 'i', 'c', 'e',
+                                     '#', 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't'};
     CHECK_EQ(wire_encode_accept(acc, 1, (const uint8_t *)"#alice#localhost", 16), sizeof expect);
     CHECK(memcmp(acc, expect, sizeof expect) == 0);
     CHECK_EQ(wire_encode_accept(acc, 0, (const uint8_t *)"#oldc#localhost", 15), 19);
@@ -246,19 +249,22 @@ static void test_header_checks(void)
 
 /* Every length of a decode of `unit` cut short decides WIRE_UNIT_MORE, and
  * asks for no more than the unit (a reader never reads past it). */
-#define CHECK_PREFIXES_MORE(decode, unit, len, out)                      \
-    do {                                                                 \
-        for (size_t cut_ = 0; cut_ < (len); cut_++) {                    \
-            CHECK_EQ(decode((unit), cut_, &(out)), WIRE_UNIT_MORE);      \
-            CHECK((out).need > cut_ && (out).need <= (len));             \
-        }                                                                \
+#define CHECK_PREFIXES_MORE(decode, unit, len, out)                 \
+    do {                                                            \
+        for (size_t cut_ = 0; cut_ < (len); cut_++) {               \
+            CHECK_EQ(decode((unit), cut_, &(out)), WIRE_UNIT_MORE); \
+            CHECK((out).need > cut_ && (out).need <= (len));        \
+        }                                                           \
     } while (0)
 
 static void test_connect_round_trip(void)
 {
     uint8_t req[WIRE_CONNECT_MAX];
     wire_connect c;
-    static const struct { int membership, priority; const char *name; } cases[] = {
+    static const struct {
+        int membership, priority;
+        const char *name;
+    } cases[] = {
         {1, 0, "alice"}, {0, 1, "bob"}, {1, 1, "abcdefghij"}, {0, 0, NULL}, {1, 0, "$~x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -267,8 +273,8 @@ static void test_connect_round_trip(void)
                                        name_len);
         CHECK_EQ(wire_decode_connect(req, n, 0, &c), WIRE_UNIT_OK);
         CHECK_EQ(c.used, n);
-        CHECK_EQ(c.version, wire_version_value(WIRE_VERSION_MAJOR, WIRE_VERSION_MINOR,
-                                               WIRE_VERSION_PATCH));
+        CHECK_EQ(c.version,
+                 wire_version_value(WIRE_VERSION_MAJOR, WIRE_VERSION_MINOR, WIRE_VERSION_PATCH));
         CHECK_EQ(c.membership, cases[i].membership);
         CHECK_EQ(c.priority, cases[i].priority);
         CHECK_EQ(c.name_len, name_len);
@@ -279,7 +285,11 @@ static void test_connect_round_trip(void)
     }
 
     /* Refusals, each with its defect. */
-    static const struct { uint8_t b[16]; size_t len; int final, defect; } bad[] = {
+    static const struct {
+        uint8_t b[16];
+        size_t len;
+        int final, defect;
+    } bad[] = {
         {{3, 0, 1, 5}, 4, 0, WIRE_CONNECT_OLD_VERSION},         /* 3.0: below 3.1.0 */
         {{4, 0, 0}, 3, 1, WIRE_CONNECT_NO_FLAGS},
         {{4, 0, 0, 1}, 4, 1, WIRE_CONNECT_NO_NAME_LENGTH},
@@ -300,8 +310,8 @@ static void test_connect_round_trip(void)
     CHECK_EQ(c.version, 31300);
     CHECK_EQ(c.used, 4);
     /* A full ten-byte name with bytes behind it: they are the next unit's. */
-    static const uint8_t ten[] = {4, 0, 0, 0, 10, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i',
-                                  'j', 'N', 'U'};
+    static const uint8_t ten[] = {4,   0,   0,   0,   10,  'a', 'b', 'c', 'd',
+                                  'e', 'f', 'g', 'h', 'i', 'j', 'N', 'U'};
     CHECK_EQ(wire_decode_connect(ten, sizeof ten, 0, &c), WIRE_UNIT_OK);
     CHECK_EQ(c.used, 15);
 }

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from glob import glob
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,20 +17,47 @@ ROOT = Path(__file__).resolve().parents[2]
 # The native library, by role (native/README.md), named file by file: what
 # goes into the extensions is chosen here, not swept in by a glob.
 PROTOCOL_SOURCES = ["native/protocol/wire.c"]
-CLIENT_SOURCES = [f"native/client/{name}.c" for name in (
-    "connect", "errors", "membership", "receive", "receive_grow", "send", "session", "stream")]
+CLIENT_SOURCES = [
+    f"native/client/{name}.c"
+    for name in (
+        "connect",
+        "errors",
+        "membership",
+        "receive",
+        "receive_grow",
+        "send",
+        "session",
+        "stream",
+    )
+]
 # What only the bindings use: the drain thread of ThreadedReceiver, and the
 # table of the client library in use (ours, or SPREAD_LIBRARY's).
-BINDING_SOURCES = [f"native/binding/{name}.c" for name in (
-    "library", "receiver", "receiver_drain", "receiver_queue", "receiver_ready", "receiver_wait")]
+BINDING_SOURCES = [
+    f"native/binding/{name}.c"
+    for name in (
+        "library",
+        "receiver",
+        "receiver_drain",
+        "receiver_queue",
+        "receiver_ready",
+        "receiver_wait",
+    )
+]
 # The embedded daemon (spread.daemon runs it in-process; daemon/main.c is the
 # stand-alone program's, not the extensions').
-DAEMON_SOURCES = [f"native/daemon/{name}.c" for name in (
-    "groups", "handshake", "listen", "queue", "server", "table")]
+DAEMON_SOURCES = [
+    f"native/daemon/{name}.c"
+    for name in ("groups", "handshake", "listen", "queue", "server", "table")
+]
 # The C baseline loops of spread.bench.
 BENCH_SOURCES = ["native/bench/bench.c"]
-NATIVE_SOURCES = [*PROTOCOL_SOURCES, *CLIENT_SOURCES, *BINDING_SOURCES, *DAEMON_SOURCES,
-                  *BENCH_SOURCES]
+NATIVE_SOURCES = [
+    *PROTOCOL_SOURCES,
+    *CLIENT_SOURCES,
+    *BINDING_SOURCES,
+    *DAEMON_SOURCES,
+    *BENCH_SOURCES,
+]
 
 # Every header a binding sees is in one folder; the library's own internal
 # headers (the wire codec's among them) only its own compile sees.
@@ -45,24 +71,35 @@ NATIVE_MACROS = [("_GNU_SOURCE", None)]
 # library linked into a shared one: setuptools compiles them as it compiles
 # extensions, position-independent (Python's CCSHARED, -fPIC), with $CFLAGS.
 NATIVE_LIBRARY_NAME = "spread_native"
-NATIVE_LIBRARY = (NATIVE_LIBRARY_NAME, {
-    "sources": NATIVE_SOURCES,
-    "include_dirs": NATIVE_INCLUDE_DIRS,
-    "macros": NATIVE_MACROS,
-})
+NATIVE_LIBRARY = (
+    NATIVE_LIBRARY_NAME,
+    {
+        "sources": NATIVE_SOURCES,
+        "include_dirs": NATIVE_INCLUDE_DIRS,
+        "macros": NATIVE_MACROS,
+    },
+)
 # Libraries each extension links, in link order: ours, then what it needs
 # (dlopen for SPREAD_LIBRARY).
 EXTENSION_LIBRARIES = [NATIVE_LIBRARY_NAME, "dl"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _names import INTERNAL_CONSTANTS, SP_CONSTANTS  # noqa: E402  (one list)
+from _names import INTERNAL_CONSTANTS, SP_CONSTANTS  # type: ignore[import-not-found]  # noqa: E402  (one list)
 
 # Macros of the headers that no list of _names.py carries (the C helpers
 # both backends share): declared to cffi here, so that lib has them too.
-SHARED_MACROS = ("SPX_MAX_SAFE_BODY", "SPX_NO_MEMORY", "SPX_RECV_FIRST_DATA",
-                 "SPX_RECV_FIRST_GROUPS", "SPR_HEADER_BYTES")
-CONSTANTS = SP_CONSTANTS + INTERNAL_CONSTANTS + tuple(
-    n for n in SHARED_MACROS if n not in SP_CONSTANTS + INTERNAL_CONSTANTS)
+SHARED_MACROS = (
+    "SPX_MAX_SAFE_BODY",
+    "SPX_NO_MEMORY",
+    "SPX_RECV_FIRST_DATA",
+    "SPX_RECV_FIRST_GROUPS",
+    "SPR_HEADER_BYTES",
+)
+CONSTANTS = (
+    SP_CONSTANTS
+    + INTERNAL_CONSTANTS
+    + tuple(n for n in SHARED_MACROS if n not in SP_CONSTANTS + INTERNAL_CONSTANTS)
+)
 
 HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h")
 
@@ -70,9 +107,10 @@ HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h")
 def compiler_command() -> list[str]:
     """The C compiler command setuptools builds extensions with: $CC, or
     the one this Python was built with, and their flags."""
-    import setuptools  # noqa: F401  (first: its distutils, on Pythons without one)
     from distutils.ccompiler import new_compiler
     from distutils.sysconfig import customize_compiler
+
+    import setuptools  # noqa: F401  (first: its distutils, on Pythons without one)
 
     compiler = new_compiler()
     customize_compiler(compiler)
@@ -83,18 +121,24 @@ def build_tools_problem() -> str | None:
     """What the build lacks, in one line saying what to install; None if
     nothing."""
     if not sys.platform.startswith("linux"):
-        return (f"spread-client builds on Linux only (its native library uses epoll), "
-                f"not on {sys.platform}")
+        return (
+            f"spread-client builds on Linux only (its native library uses epoll), "
+            f"not on {sys.platform}"
+        )
     compiler = compiler_command()[0]
     if shutil.which(compiler) is None:
-        return (f"spread-client needs a C compiler to build its native library, and "
-                f"{compiler!r} (from $CC or Python's build settings) was not found: install "
-                f"gcc or clang (e.g. apt-get install gcc) or set CC to one")
+        return (
+            f"spread-client needs a C compiler to build its native library, and "
+            f"{compiler!r} (from $CC or Python's build settings) was not found: install "
+            f"gcc or clang (e.g. apt-get install gcc) or set CC to one"
+        )
     include = sysconfig.get_paths()["include"]
     if not Path(include, "Python.h").is_file():
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        return (f"spread-client needs the Python {version} headers to build, and Python.h is "
-                f"not in {include}: install them (e.g. apt-get install python{version}-dev)")
+        return (
+            f"spread-client needs the Python {version} headers to build, and Python.h is "
+            f"not in {include}: install them (e.g. apt-get install python{version}-dev)"
+        )
     return None
 
 
@@ -113,11 +157,19 @@ def header_declarations() -> str:
     with tempfile.TemporaryDirectory() as stubs:
         for name in ("stddef.h", "stdint.h"):
             Path(stubs, name).write_text("")
-        cmd = [*compiler_command(), "-E", "-P", "-nostdinc", "-I", stubs,
-               "-DSPREAD_CDEF", *(f"-I{ROOT / d}" for d in INCLUDE_DIRS), "-"]
+        cmd = [
+            *compiler_command(),
+            "-E",
+            "-P",
+            "-nostdinc",
+            "-I",
+            stubs,
+            "-DSPREAD_CDEF",
+            *(f"-I{ROOT / d}" for d in INCLUDE_DIRS),
+            "-",
+        ]
         source = "".join(f'#include "{h}"\n' for h in HEADERS)
-        return subprocess.run(cmd, input=source, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(cmd, input=source, capture_output=True, text=True, check=True).stdout
 
 
 def make_ffibuilder(standalone: bool = False):
@@ -135,11 +187,14 @@ def make_ffibuilder(standalone: bool = False):
     macros = [n for n in CONSTANTS if n in SHARED_MACROS or not n.startswith(("SPR_", "SPD_"))]
     ffibuilder = FFI()
     ffibuilder.cdef("".join(f"#define {name} ...\n" for name in macros) + header_declarations())
-    ffibuilder.set_source("spread._cffi_native", "".join(f'#include "{h}"\n' for h in HEADERS),
-                          sources=NATIVE_SOURCES if standalone else [],
-                          include_dirs=NATIVE_INCLUDE_DIRS if standalone else INCLUDE_DIRS,
-                          define_macros=NATIVE_MACROS,
-                          libraries=["dl"] if standalone else EXTENSION_LIBRARIES)
+    ffibuilder.set_source(
+        "spread._cffi_native",
+        "".join(f'#include "{h}"\n' for h in HEADERS),
+        sources=NATIVE_SOURCES if standalone else [],
+        include_dirs=NATIVE_INCLUDE_DIRS if standalone else INCLUDE_DIRS,
+        define_macros=NATIVE_MACROS,
+        libraries=["dl"] if standalone else EXTENSION_LIBRARIES,
+    )
     return ffibuilder
 
 

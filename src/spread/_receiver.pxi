@@ -1,5 +1,6 @@
 # _receiver.pxi -- ThreadedReceiver's hot half: Python's side of the native
-# receiver, native/binding/receiver*.c (included by _core.pyx after MailboxBase). The drain thread is
+# receiver, native/binding/receiver*.c (included by _core.pyx after
+# MailboxBase). The drain thread is
 # pure C; Python objects are built only when a consumer takes messages.
 # spread/_receiver.py adds the cold half (options, close, stats).
 #

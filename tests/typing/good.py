@@ -9,7 +9,7 @@ in annotations (lazy under the __future__ import) and in quotes elsewhere.
 from __future__ import annotations
 
 import select
-from collections.abc import Callable
+from collections.abc import Callable  # noqa: F401  (named in a quoted type below)
 from typing import TYPE_CHECKING
 
 import spread
