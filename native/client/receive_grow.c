@@ -27,11 +27,11 @@ void spx_recv_buffers_free(spx_recv_buffers *b)
     b->data_size = b->groups_size = 0;
 }
 
-/* Grows b to need_groups names and need_bytes payload bytes where it is
- * smaller: 1 if it grew, 0 if it had room already, -1 if realloc failed
- * (b as it was, but for a buffer that did grow). */
-static int grow(spx_recv_buffers *b, int need_groups, int need_bytes)
+int spx_recv_buffers_grow(spx_recv_buffers *b, int num_groups, int endian)
 {
+    /* sp.h: the sizes needed, negated; a size not reported is 0 or more. */
+    int need_groups = num_groups < 0 ? -num_groups : 0;
+    int need_bytes = endian < 0 ? -endian : 0;
     int grew = 0;
     if (need_groups > b->groups_size) {
         void *p = realloc(b->groups, (size_t)need_groups * MAX_GROUP_NAME);
@@ -62,10 +62,7 @@ int SPX_receive_grow(spr_receive_fn receive, mailbox mbox, spx_recv_buffers *b,
                         mess_type, endian, b->data_size, b->data);
         if (n != BUFFER_TOO_SHORT && n != GROUPS_TOO_SHORT)
             return n;
-        /* sp.h: the sizes needed, negated; a size not reported is 0 or more. */
-        int need_groups = *num_groups < 0 ? -*num_groups : 0;
-        int need_bytes = *endian < 0 ? -*endian : 0;
-        int g = grow(b, need_groups, need_bytes);
+        int g = spx_recv_buffers_grow(b, *num_groups, *endian);
         if (g < 0)
             return SPX_NO_MEMORY;
         if (g == 0)

@@ -198,6 +198,13 @@ int SPX_receive_grow(spr_receive_fn receive, mailbox mbox, spx_recv_buffers *b,
                      service *service_type, char sender[MAX_GROUP_NAME], int *num_groups,
                      int16 *mess_type, int *endian);
 
+/* SPX_receive_grow's growth step, for a binding that calls SP_receive
+ * itself (the Cython backend: a direct call on its hot path): grows b to what
+ * a too-short receive reported in *num_groups and *endian (negated sizes, as
+ * sp.h says): 1 if it grew, 0 if it had room already (a broken library: do
+ * not loop), -1 if realloc failed. */
+int spx_recv_buffers_grow(spx_recv_buffers *b, int num_groups, int endian);
+
 /* Zero-copy read-ahead, for a reader that owns the socket and keeps what it
  * reads: read-ahead goes into buf (cap bytes of the caller's memory) instead
  * of the library's own buffer, and records from SPX_receive_records point at

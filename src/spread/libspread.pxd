@@ -231,6 +231,8 @@ cdef extern from "spx.h" nogil:
                          service *service_type, char *sender, int *num_groups, int16 *mess_type,
                          int *endian)
     size_t spx_record_size(size_t data_len, size_t num_groups)
+    # SPX_receive_grow's growth step, for the Cython loop that calls SP_receive itself.
+    int spx_recv_buffers_grow(spx_recv_buffers *b, int num_groups, int endian)
 
 cdef extern from "receiver.h" nogil:
     enum: SPR_HEADER_BYTES

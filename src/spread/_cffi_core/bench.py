@@ -1,4 +1,4 @@
-"""The C baseline loops of native/bench.c, for spread.bench."""
+"""The C baseline loops of native/bench/bench.c, for spread.bench."""
 
 from __future__ import annotations
 

@@ -18,8 +18,28 @@ from .names import slot, slots
 
 __all__ = ["MailboxBase", "connect_raw"]
 
-FIRST_BUFFER = 16384
-FIRST_GROUPS = 16
+# The receive function the growing loop calls: Spread's SP_receive from
+# whichever library runs (native/binding/library.c's table).
+_SP_RECEIVE = lib.spl.SP_receive
+
+
+def _new_buffers():
+    """Receive buffers (spx.h) that grow in C and are freed with their object."""
+    bufs = ffi.gc(ffi.new("spx_recv_buffers *"), lib.spx_recv_buffers_free)
+    if lib.spx_recv_buffers_init(bufs) != 0:
+        raise MemoryError()
+    return bufs
+
+
+def _new_outputs():
+    """The receive call's outputs: service, sender, num_groups, mess_type, endian."""
+    return (
+        ffi.new("service *"),
+        ffi.new("char[32]"),
+        ffi.new("int *"),
+        ffi.new("short *"),
+        ffi.new("int *"),
+    )
 
 
 def _service(value) -> int:
@@ -43,16 +63,9 @@ class MailboxBase:
         self._closed = False
         self._released = True
         self._bytes_names = bytes_names
-        self._buf = ffi.new("char[]", FIRST_BUFFER)
-        self._groups = ffi.new("char[][32]", FIRST_GROUPS)
-        # The receive call's outputs, allocated once (used with _buf, under _busy).
-        self._out = (
-            ffi.new("service *"),
-            ffi.new("char[32]"),
-            ffi.new("int *"),
-            ffi.new("short *"),
-            ffi.new("int *"),
-        )
+        self._bufs = _new_buffers()
+        # The receive call's outputs, allocated once (used with _bufs, under _busy).
+        self._out = _new_outputs()
         self._busy = False
         self._last_sender: tuple[bytes, Any] | None = None
         self._last_groups: tuple[bytes, tuple[Any, ...]] | None = None
@@ -283,22 +296,13 @@ class MailboxBase:
             own = not self._busy
             if own:
                 self._busy = True
-                buf, groups = self._buf, self._groups
+                bufs = self._bufs
+                svc, sender, num_groups, mess_type, endian = self._out
             else:  # another thread is receiving into ours: use buffers of our own
-                buf, groups = ffi.new("char[]", FIRST_BUFFER), ffi.new("char[][32]", FIRST_GROUPS)
+                bufs = _new_buffers()
+                svc, sender, num_groups, mess_type, endian = _new_outputs()
             try:
-                if own:
-                    svc, sender, num_groups, mess_type, endian = self._out
-                else:
-                    svc, sender, num_groups, mess_type, endian = (
-                        ffi.new("service *"),
-                        ffi.new("char[32]"),
-                        ffi.new("int *"),
-                        ffi.new("short *"),
-                        ffi.new("int *"),
-                    )
-                receive = sp.SP_receive
-                mbox = self._mbox
+                grow_receive, receive, mbox = lib.SPX_receive_grow, _SP_RECEIVE, self._mbox
                 while True:
                     if not NATIVE and not self._failed_once:
                         # An external library waits uninterruptibly: wait in
@@ -309,40 +313,26 @@ class MailboxBase:
                         poller.register(self._mbox, select.POLLIN)
                         poller.poll()
                     self._failed_once = False
-                    svc[0] = 0
-                    n = receive(
-                        mbox,
-                        svc,
-                        sender,
-                        len(groups),
-                        num_groups,
-                        groups,
-                        mess_type,
-                        endian,
-                        len(buf),
-                        buf,
+                    # (the buffers grow to what a message needs, in C)
+                    n = grow_receive(
+                        receive, mbox, bufs, svc, sender, num_groups, mess_type, endian
                     )
                     if n >= 0:
                         return message(
                             self,
                             svc[0],
                             sender,
-                            groups,
+                            bufs.groups,
                             num_groups[0],
                             mess_type[0],
                             endian[0],
-                            buf,
+                            bufs.data,
                             n,
                         )
                     if n == lib.SPX_INTERRUPTED:
                         time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
-                    elif n in (lib.BUFFER_TOO_SHORT, lib.GROUPS_TOO_SHORT):
-                        if -num_groups[0] > len(groups):
-                            groups = ffi.new("char[][32]", -num_groups[0])
-                        if -endian[0] > len(buf):
-                            buf = ffi.new("char[]", -endian[0])
-                        if own:
-                            self._buf, self._groups = buf, groups
+                    elif n == lib.SPX_NO_MEMORY:
+                        raise MemoryError()
                     else:
                         self._failed_once = True
                         raise_error(n, "receive()")
