@@ -828,7 +828,7 @@ static void test_limits(void)
     CHECK_EQ(add_daemon(r, "X", 1, 1, 10), SPD_REMOTE_E_INVALID);  /* our address */
     CHECK_EQ(add_daemon(r, "a b", 0, 1, 10), SPD_REMOTE_E_INVALID);
     for (int i = 1; i < SPD_REMOTE_MAX_DAEMONS; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "d%d", i);
         CHECK_EQ(add_daemon(r, name, 0, i % 2, 10), i);
     }
@@ -846,7 +846,7 @@ static void test_limits(void)
     CHECK_EQ(spd_remote_find_member(r, 1, "tenchars10", 10), first);
     int n = 1;
     for (int i = 0; i < SPD_REMOTE_MAX_MEMBERS + 5; i++) {
-        char name[11];
+        char name[16];
         snprintf(name, sizeof name, "m%d", i);
         if (add_member(r, 1 + i % 15, name) >= 0)
             n++;
@@ -950,7 +950,7 @@ static void test_random(void)
         switch (op) {
         case 0:
             if (n_members < 40) {
-                char name[8];
+                char name[16];
                 snprintf(name, sizeof name, "m%d", step);
                 int m = add_member(r, d, name);
                 if (m >= 0)
