@@ -457,6 +457,11 @@ static void test_vector_transitional(void)
     CHECK(out.items[0].len == recs[0].len &&
           memcmp(out.items[0].bytes, recs[0].bytes, recs[0].len) == 0);
     expect_trans(&out.items[0], "grp", ip(1), 1700000000, 6, "#alice#localhost,#bob#localhost");
+    record cut[2];
+    CHECK_EQ(load_records("synthetic_network_cut.json", cut, 2), 1);
+    CHECK(out.items[1].len == cut[0].len &&
+          memcmp(out.items[1].bytes, cut[0].bytes, cut[0].len) == 0);
+    free_records(cut, 1);
     expect_memb(&out.items[1], CAUSED_BY_NETWORK, "grp", "#alice#localhost,#bob#localhost",
                 "*#alice#localhost,#bob#localhost", ip(1), 1700000200, 1,
                 "#alice#localhost,#bob#localhost");
@@ -480,6 +485,11 @@ static void test_vector_transitional(void)
     /* The merge back: no transitional, a set per side, ours first (its
      * previous id [127.0.0.1, ...] sorts before r1's [127.0.0.2, ...]). */
     CHECK_EQ(spd_remote_merge(r, &r1, 1, 1700000300, &out), 1);
+    record merged[2];
+    CHECK_EQ(load_records("synthetic_network_merge.json", merged, 2), 1);
+    CHECK(out.items[0].len == merged[0].len &&
+          memcmp(out.items[0].bytes, merged[0].bytes, merged[0].len) == 0);
+    free_records(merged, 1);
     expect_memb(&out.items[0], CAUSED_BY_NETWORK, "grp", "#alice#localhost,#bob#localhost,#m1#r1",
                 "*#alice#localhost,#bob#localhost|#m1#r1", ip(1), 1700000300, 1,
                 "#alice#localhost,#bob#localhost");
