@@ -428,3 +428,93 @@ void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order, uint32_
             break;
     }
 }
+
+void wire_encode_trans_body(uint8_t out[WIRE_TRANS_BODY_SIZE], const int32_t gid[3])
+{
+    for (int i = 0; i < 3; i++)
+        wire_put_u32(out + WIRE_MEMB_GID_AT + 4 * i, (uint32_t)gid[i], WIRE_LE);
+}
+
+int wire_decode_trans_body(const uint8_t *body, size_t len, wire_order order, int32_t gid[3])
+{
+    if (len < WIRE_TRANS_BODY_SIZE)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        gid[i] = wire_get_i32(body + WIRE_MEMB_GID_AT + 4 * i, order);
+    return 0;
+}
+
+size_t wire_memb_sets_size(const size_t counts[], size_t k)
+{
+    if (k == 0 || k > WIRE_MAX_RECV_GROUPS)
+        return 0;
+    size_t size = WIRE_MEMB_SETS_AT, names = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (counts[i] > WIRE_MAX_RECV_GROUPS - names)
+            return 0;
+        names += counts[i];
+        size += 4 + counts[i] * WIRE_SLOT; /* bounded: names <= 65536 */
+        if (size > WIRE_MAX_RECV_DATA)
+            return 0;
+    }
+    return size;
+}
+
+size_t wire_encode_memb_sets(uint8_t *out, size_t cap, const int32_t gid[3], const size_t counts[],
+                             size_t k, const uint8_t *names, size_t local)
+{
+    size_t size = wire_memb_sets_size(counts, k);
+    if (size == 0 || size > cap || local >= k)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        wire_put_u32(out + WIRE_MEMB_GID_AT + 4 * i, (uint32_t)gid[i], WIRE_LE);
+    wire_put_u32(out + WIRE_MEMB_NUM_SETS_AT, (uint32_t)k, WIRE_LE);
+    size_t pos = WIRE_MEMB_SETS_AT;
+    for (size_t i = 0; i < k; i++) {
+        if (i == local)
+            wire_put_u32(out + WIRE_MEMB_LOCAL_AT, (uint32_t)(pos - WIRE_MEMB_SETS_AT), WIRE_LE);
+        wire_put_u32(out + pos, (uint32_t)counts[i], WIRE_LE);
+        pos += 4;
+        if (counts[i]) {
+            memcpy(out + pos, names, counts[i] * WIRE_SLOT);
+            names += counts[i] * WIRE_SLOT;
+            pos += counts[i] * WIRE_SLOT;
+        }
+    }
+    return size;
+}
+
+int wire_memb_set_at(const uint8_t *body, size_t len, wire_order order, size_t i, size_t *count,
+                     size_t *names_at)
+{
+    if (!wire_memb_body_valid(body, len, order))
+        return -1;
+    int32_t k = wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, order);
+    if (i >= (size_t)k)
+        return -1;
+    size_t pos = WIRE_MEMB_SETS_AT;
+    for (size_t j = 0;; j++) {
+        size_t n = (size_t)wire_get_i32(body + pos, order); /* valid: 0 <= n, fits */
+        if (j == i) {
+            *count = n;
+            *names_at = pos + 4;
+            return 0;
+        }
+        pos += 4 + n * WIRE_SLOT;
+    }
+}
+
+int wire_memb_local_index(const uint8_t *body, size_t len, wire_order order)
+{
+    if (!wire_memb_body_valid(body, len, order))
+        return -1;
+    int32_t k = wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, order);
+    size_t want = WIRE_MEMB_SETS_AT + (size_t)wire_get_i32(body + WIRE_MEMB_LOCAL_AT, order);
+    size_t pos = WIRE_MEMB_SETS_AT;
+    for (int32_t j = 0; j < k; j++) {
+        if (pos == want)
+            return (int)j;
+        pos += 4 + (size_t)wire_get_i32(body + pos, order) * WIRE_SLOT;
+    }
+    return -1; /* not reached: a valid body's offset names a set */
+}

@@ -289,4 +289,29 @@ int wire_memb_body_fits(const uint8_t *body, size_t len, wire_order order, uint3
 /* Converts the integers of a body that fits its type to host order. */
 void wire_memb_body_to_host(uint8_t *body, size_t len, wire_order order, uint32_t type);
 
+/* Bodies of the network's membership messages (SPEC.md 6.2, 6.3, 6.8). */
+/* A transitional body: the group id before the change. */
+void wire_encode_trans_body(uint8_t out[WIRE_TRANS_BODY_SIZE], const int32_t gid[3]);
+/* The group id of a transitional body (12 bytes at least): 0, or -1. */
+int wire_decode_trans_body(const uint8_t *body, size_t len, wire_order order, int32_t gid[3]);
+/* Bytes of a regular membership body with k vs-sets of counts[i] names:
+ * 20 + the sum of (4 + 32 counts[i]); 0 if k is 0 or the body would exceed
+ * WIRE_MAX_RECV_DATA (or hold more than WIRE_MAX_RECV_GROUPS names). */
+size_t wire_memb_sets_size(const size_t counts[], size_t k);
+/* A regular membership body with k vs-sets (the network's form, SPEC.md
+ * 6.2): the group id, k, the offset of vs-set `local` (the receiver's), then
+ * each set's count and names. `names` holds the names of all sets back to
+ * back, one slot each, set 0 first. Little-endian, as the daemon writes.
+ * Returns the bytes written (wire_memb_sets_size), or 0 (nothing written)
+ * if local >= k, the size is 0 or it does not fit in cap. With one set of
+ * one name it writes what wire_encode_memb_body does. */
+size_t wire_encode_memb_sets(uint8_t *out, size_t cap, const int32_t gid[3], const size_t counts[],
+                             size_t k, const uint8_t *names, size_t local);
+/* In a body that wire_memb_body_valid accepts: vs-set i's member count and
+ * the offset of its first name (0, or -1 if there is no set i), and the
+ * index of the receiver's own set (-1 if the body is not valid). */
+int wire_memb_set_at(const uint8_t *body, size_t len, wire_order order, size_t i, size_t *count,
+                     size_t *names_at);
+int wire_memb_local_index(const uint8_t *body, size_t len, wire_order order);
+
 #endif /* SPREAD_CLIENT_WIRE_H */

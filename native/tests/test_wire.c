@@ -444,6 +444,97 @@ static void test_membership_offsets(void)
     CHECK(wire_memb_body_valid(body, sizeof body, WIRE_LE));
 }
 
+/* The network's bodies (SPEC.md 6.2, 6.3): encoded with k vs-sets and read
+ * back set by set; the three-set example of 6.2 gives its offsets. */
+static void test_network_bodies(void)
+{
+    static const char *const names[] = {"#d1a#d1", "#d1b#d1", "#x#d2", "#alice#localhost",
+                                        "#y#localhost"};
+    uint8_t slots[5 * WIRE_SLOT];
+    for (int i = 0; i < 5; i++)
+        wire_put_slot(slots + i * WIRE_SLOT, names[i], strlen(names[i]));
+    const size_t counts[3] = {2, 1, 2};
+    const int32_t gid[3] = {0x7F000001, 1700000100, 1};
+    CHECK_EQ(wire_memb_sets_size(counts, 3), 192);
+    CHECK_EQ(wire_memb_sets_size(counts, 0), 0);
+    uint8_t body[256];
+    memset(body, 0xEE, sizeof body);
+    CHECK_EQ(wire_encode_memb_sets(body, sizeof body, gid, counts, 3, slots, 2), 192);
+    CHECK_EQ(body[192], 0xEE); /* nothing past the body */
+    CHECK(wire_memb_body_valid(body, 192, WIRE_LE));
+    CHECK(!wire_memb_body_valid(body, 191, WIRE_LE));
+    CHECK_EQ(wire_get_i32(body + WIRE_MEMB_NUM_SETS_AT, WIRE_LE), 3);
+    CHECK_EQ(wire_get_i32(body + WIRE_MEMB_LOCAL_AT, WIRE_LE), 104);
+    CHECK_EQ(wire_memb_local_index(body, 192, WIRE_LE), 2);
+    static const size_t want_at[3] = {24, 92, 128};
+    size_t name = 0;
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = 99, at = 0;
+        CHECK_EQ(wire_memb_set_at(body, 192, WIRE_LE, i, &n, &at), 0);
+        CHECK_EQ(n, counts[i]);
+        CHECK_EQ(at, want_at[i]);
+        for (size_t j = 0; j < n; j++, name++)
+            CHECK(memcmp(body + at + j * WIRE_SLOT, slots + name * WIRE_SLOT, WIRE_SLOT) == 0);
+    }
+    size_t n, at;
+    CHECK_EQ(wire_memb_set_at(body, 192, WIRE_LE, 3, &n, &at), -1);
+    CHECK_EQ(wire_memb_set_at(body, 100, WIRE_LE, 0, &n, &at), -1);
+    CHECK_EQ(wire_memb_local_index(body, 100, WIRE_LE), -1);
+    for (size_t local = 0; local < 3; local++) {
+        CHECK_EQ(wire_encode_memb_sets(body, sizeof body, gid, counts, 3, slots, local), 192);
+        CHECK_EQ(wire_memb_local_index(body, 192, WIRE_LE), (int)local);
+    }
+    /* Refused, nothing written: no set, the local set beyond them, too small. */
+    memset(body, 0xEE, sizeof body);
+    CHECK_EQ(wire_encode_memb_sets(body, sizeof body, gid, counts, 0, slots, 0), 0);
+    CHECK_EQ(wire_encode_memb_sets(body, sizeof body, gid, counts, 3, slots, 3), 0);
+    CHECK_EQ(wire_encode_memb_sets(body, 191, gid, counts, 3, slots, 0), 0);
+    CHECK_EQ(body[0], 0xEE);
+    const size_t huge[2] = {65536, 1};
+    CHECK_EQ(wire_memb_sets_size(huge, 2), 0);
+    const size_t big[1] = {(WIRE_MAX_RECV_DATA - 24) / WIRE_SLOT + 1};
+    CHECK_EQ(wire_memb_sets_size(big, 1), 0);
+
+    /* One set of one name: the body of a join, leave or disconnect. */
+    uint8_t one[WIRE_MEMB_BODY_SIZE], classic[WIRE_MEMB_BODY_SIZE];
+    const size_t one_count[1] = {1};
+    CHECK_EQ(wire_encode_memb_sets(one, sizeof one, gid, one_count, 1, slots + 3 * WIRE_SLOT, 0),
+             WIRE_MEMB_BODY_SIZE);
+    wire_encode_memb_body(classic, gid, slots + 3 * WIRE_SLOT);
+    CHECK(memcmp(one, classic, sizeof one) == 0);
+    /* An empty set is legal on the wire. */
+    const size_t empty[2] = {0, 1};
+    CHECK_EQ(wire_encode_memb_sets(body, sizeof body, gid, empty, 2, slots, 1), 20 + 4 + 36);
+    CHECK_EQ(wire_memb_local_index(body, 60, WIRE_LE), 1);
+
+    /* A big-endian body reads the same. */
+    uint8_t be[192];
+    CHECK_EQ(wire_encode_memb_sets(be, sizeof be, gid, counts, 3, slots, 2), 192);
+    static const size_t ints[] = {0, 4, 8, 12, 16, 20, 88, 124};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        wire_put_u32(be + ints[i], wire_get_u32(be + ints[i], WIRE_LE), WIRE_BE);
+    CHECK_EQ(wire_memb_local_index(be, 192, WIRE_BE), 2);
+    CHECK_EQ(wire_memb_set_at(be, 192, WIRE_BE, 1, &n, &at), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(at, 92);
+
+    /* Transitional: the group id, 12 bytes (SPEC.md 6.3, synthetic_transitional). */
+    static const uint8_t trans_vec[12] = {0x01, 0x00, 0x00, 0x7f, 0x00, 0xf1,
+                                          0x53, 0x65, 0x06, 0x00, 0x00, 0x00};
+    const int32_t old_gid[3] = {0x7F000001, 1700000000, 6};
+    uint8_t tr[WIRE_TRANS_BODY_SIZE];
+    wire_encode_trans_body(tr, old_gid);
+    CHECK(memcmp(tr, trans_vec, sizeof tr) == 0);
+    int32_t back[3] = {0, 0, 0};
+    CHECK_EQ(wire_decode_trans_body(tr, sizeof tr, WIRE_LE, back), 0);
+    CHECK(back[0] == old_gid[0] && back[1] == old_gid[1] && back[2] == old_gid[2]);
+    CHECK_EQ(wire_decode_trans_body(tr, 11, WIRE_LE, back), -1);
+    for (int i = 0; i < 3; i++)
+        wire_put_u32(tr + 4 * i, (uint32_t)old_gid[i], WIRE_BE);
+    CHECK_EQ(wire_decode_trans_body(tr, sizeof tr, WIRE_BE, back), 0);
+    CHECK(back[0] == old_gid[0] && back[1] == old_gid[1] && back[2] == old_gid[2]);
+}
+
 int main(void)
 {
     test_header();
@@ -458,5 +549,6 @@ int main(void)
     test_membership_offsets();
     test_membership_body();
     test_membership_fits();
+    test_network_bodies();
     return check_summary("test_wire");
 }
