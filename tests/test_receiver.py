@@ -261,6 +261,12 @@ def test_overflow_disconnect_after_queued_messages(spread_daemon_factory):
     with spread.connect(daemon.address, membership=0) as s:
         for i in range(300):
             s.multicast(spread.AGREED_MESS, "of", KB, i)
+    # Nothing is taken until the drain thread has passed the limit: a consumer
+    # taking messages as they come could keep the backlog under it (seen on a
+    # loaded machine), which is not what this test is about.
+    deadline = time.monotonic() + 10
+    while rx.backlog_bytes < 10 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.01)
     got = []
     with pytest.raises(spread.BacklogOverflow):
         while True:
