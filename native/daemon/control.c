@@ -12,8 +12,8 @@
  * words separated by spaces, ended by "\n" (a "\r" before it is dropped),
  * at most SPD_CTL_LINE_MAX bytes with the newline. The answer is one line
  * "ok ..." or "error <text>"; "ok N" for sessions is followed by N lines.
- * A line longer than the limit is answered with an error and the
- * connection closed; every other error leaves it open.
+ * A line longer than the limit is answered with an error and skipped to
+ * its newline; no error closes the connection.
  *
  *   ping                       ok pong
  *   totals                     ok key=value ...       (daemon-wide figures)
@@ -55,6 +55,7 @@ typedef struct ctl_conn {
     char *out;
     size_t out_len, out_off, out_cap;
     int closing;    /* close once the answers are written */
+    int skipping;   /* inside a line past the limit, dropped to its newline */
     uint32_t events; /* what ctl_epfd watches */
 } ctl_conn;
 
@@ -286,7 +287,7 @@ static void totals(spd_daemon *d, ctl_conn *k)
           "ok sessions_open=%zu sessions_opened=%llu sessions_killed=%llu sessions_closed=%llu "
           "connections=%zu groups=%zu queued_messages=%zu queued_bytes=%zu peak_messages=%zu "
           "peak_bytes=%zu requests=%llu multicasts=%llu queued_total=%llu delivered=%llu "
-          "delivered_bytes=%llu backpressure_pauses=%llu backpressure_ms=%lld lagging=%zu "
+          "delivered_bytes=%llu backpressure_pauses=%llu backpressure_ms=%lld lagging_sessions=%zu "
           "paused=%d max_session_messages=%d max_session_bytes=%lld slow_reader_budget=%d\n",
           d->n_clients - d->n_handshaking, t->opened, t->killed, t->closed, d->n_clients,
           d->groups.used, t->queued_messages, t->queued_bytes, t->peak_messages, t->peak_bytes,
@@ -390,6 +391,13 @@ static void conn_input(spd_daemon *d, ctl_conn *k)
             break;
         }
         k->in_len += (size_t)n;
+        if (k->skipping) {
+            char *nl = memchr(k->in, '\n', k->in_len);
+            size_t drop = nl ? (size_t)(nl - k->in) + 1 : k->in_len;
+            memmove(k->in, k->in + drop, k->in_len - drop);
+            k->in_len -= drop;
+            k->skipping = !nl;
+        }
         size_t at = 0;
         for (;;) {
             char *nl = memchr(k->in + at, '\n', k->in_len - at);
@@ -406,8 +414,8 @@ static void conn_input(spd_daemon *d, ctl_conn *k)
         if (k->in_len == sizeof k->in) {
             reply(k, "error request too long (at most %d bytes with the newline)\n",
                   SPD_CTL_LINE_MAX);
-            k->closing = 1;
-            break;
+            k->in_len = 0;
+            k->skipping = 1;
         }
         if (k->closing)
             break;

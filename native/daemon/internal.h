@@ -93,6 +93,7 @@ typedef struct client {
     int dirty;                  /* in the daemon's to-flush list */
     int lagging;                /* queue at or above the back-pressure mark */
     int paused;                 /* SPD_PAUSE_* bits (control.c) */
+    int backlog;                /* requests buffered, held back (server.c) */
     int client_ended;           /* the client ended it (kill request, EOF, read error) */
     session_figures fig;
     /* groups this client belongs to */
@@ -148,6 +149,7 @@ struct spd_daemon {
     char ctl_path[108];         /* its unix socket, or "" */
     struct ctl_conn *ctl[SPD_CTL_MAX_CONNS];
     int paused_all;             /* pause-daemon: nothing read or written */
+    int has_backlog;            /* some connection's requests are held back */
     daemon_totals tot;
     ended_session ended[SPD_ENDED_KEEP]; /* a ring, oldest overwritten */
     size_t ended_next, ended_count;

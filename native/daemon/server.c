@@ -152,10 +152,24 @@ static void read_requests(spd_daemon *d, client *c)
     process_requests(d, c);
 }
 
+/* Whether back-pressure holds requests now: a reader lags and the budget
+ * is not spent (see update_pause). */
+static int holding(const spd_daemon *d)
+{
+    return d->n_lagging > 0 && d->pause_budget_ns > 0;
+}
+
 static void process_requests(spd_daemon *d, client *c)
 {
     size_t at = 0;
     while (c->state == CL_OPEN && c->in_len - at >= WIRE_HEADER_SIZE) {
+        /* Requests already read wait too, while back-pressure holds or
+         * this session's requests are paused: run_backlog takes them up. */
+        if (holding(d) || (c->paused & SPD_PAUSE_REQUESTS)) {
+            c->backlog = 1;
+            d->has_backlog = 1;
+            break;
+        }
         wire_header h;
         const char *bad = NULL;
         if (wire_decode_header(c->in + at, &h) != 0)
@@ -179,6 +193,22 @@ static void process_requests(spd_daemon *d, client *c)
         memmove(c->in, c->in + at, c->in_len - at);
         c->in_len -= at;
     }
+}
+
+/* The requests held back by process_requests, once they may go on. */
+static void run_backlog(spd_daemon *d)
+{
+    d->has_backlog = 0;
+    for (client *c = d->all; c; c = c->all_next) {
+        if (c->backlog && c->state == CL_OPEN) {
+            c->backlog = 0;
+            process_requests(d, c); /* may hold them back again */
+        }
+    }
+    spd_flush_dirty(d);
+    process_disconnects(d);
+    spd_flush_dirty(d);
+    free_closed(d);
 }
 
 static void accept_clients(spd_daemon *d, int lfd, int is_tcp)
@@ -384,6 +414,10 @@ int spd_run(spd_daemon *d, int stop_fd)
             continue;
         }
         int paused = update_pause(d);
+        if (!paused && d->has_backlog) {
+            run_backlog(d);
+            paused = update_pause(d);
+        }
         int n = epoll_wait(paused ? d->out_epfd : d->epfd, events, 256, paused ? 5 : 100);
         if (n < 0 && errno != EINTR)
             return -1;

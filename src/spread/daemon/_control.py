@@ -133,8 +133,8 @@ class DaemonControls:
         ``multicasts`` (read from clients), ``queued_total`` and
         ``delivered`` (messages queued, and written whole to sockets),
         ``delivered_bytes``, ``backpressure_pauses`` and ``backpressure_ms``
-        (the slow-reader budget spent), ``lagging`` (readers past half a
-        limit now), ``paused`` (the whole daemon), and the limits in force:
+        (the slow-reader budget spent), ``lagging_sessions`` (readers past
+        half a limit now), ``paused`` (the whole daemon), and the limits in force:
         ``max_session_messages``, ``max_session_bytes``,
         ``slow_reader_budget``."""
         return _fields(self._request("totals")[0][len("ok ") :])
