@@ -139,9 +139,13 @@ def test_paused_session_fills_and_is_killed_at_max_session_messages(bench):
     queued_before = daemon.session(victim)["queued_total"]
     for i in range(limit + 10):
         sender.multicast(spread.AGREED_MESS, "g", b"m%d" % i)
-    for i in range(limit + 10):
-        assert watcher.receive().message == b"m%d" % i
-    notice = membership(watcher)
+    # The disconnect is ordered after the message that killed it (the
+    # limit's + 1st), and after whatever the daemon read with it.
+    got = [watcher.receive() for _ in range(limit + 11)]
+    data = [m.message for m in got if isinstance(m, spread.RegularMsg)]
+    assert data == [b"m%d" % i for i in range(limit + 10)]
+    notice = next(m for m in got if isinstance(m, spread.MembershipMsg))
+    assert got.index(notice) > limit
     assert notice.reason == spread.CAUSED_BY_DISCONNECT
     assert notice.changed_member == "#victim#localhost"
     fig = daemon.session(victim)
@@ -286,7 +290,7 @@ MALFORMED = [
     (b"kill " + b"n" * 40 + b"\n", b"error session name too long"),
     (b"kill a\x01b\n", b"error malformed request"),
     (b"kill \xff\n", b"error malformed request"),
-    (b"session a\"b\n", b"error illegal character"),
+    (b'session a"b\n', b"error illegal character"),
 ]
 
 
@@ -427,3 +431,26 @@ def test_the_standalone_daemon_has_the_controls(monkeypatch):
         assert daemon.session("b")["reason"] == "not reading"
         a.disconnect()
     assert os.path.basename(str(STANDALONE)) == "spread-daemon"
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_the_readme_example(spread_daemon_factory, in_process):
+    daemon = spread_daemon_factory(
+        slow_reader_budget=0, max_session_messages=50, in_process=in_process
+    )
+    watcher = spread.connect(daemon.address, "watcher")
+    watcher.join("chat")
+    watcher.receive()
+    sleeper = spread.connect(daemon.address, "sleeper")
+    sleeper.join("chat")
+    watcher.receive()
+    daemon.pause_session(sleeper, requests=False, deliveries=True)
+    for i in range(60):
+        watcher.multicast(spread.AGREED_MESS, "chat", b"%d" % i)
+    while not isinstance(msg := watcher.receive(), spread.MembershipMsg):
+        pass
+    assert msg.reason == spread.CAUSED_BY_DISCONNECT
+    assert daemon.session("sleeper")["peak_messages"] == 50
+    assert daemon.session("sleeper")["reason"] == "not reading"
+    watcher.disconnect()
+    sleeper.disconnect()

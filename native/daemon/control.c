@@ -553,7 +553,8 @@ static long loopback_port(const char *a)
     const char *colon = strrchr(a, ':');
     if (colon) {
         size_t host = (size_t)(colon - a);
-        if (!((host == 9 && !memcmp(a, "127.0.0.1", 9)) || (host == 9 && !memcmp(a, "localhost", 9))))
+        if (!((host == 9 && !memcmp(a, "127.0.0.1", 9)) ||
+              (host == 9 && !memcmp(a, "localhost", 9))))
             return -1;
         a = colon + 1;
     }
@@ -573,8 +574,7 @@ int spd_control_open(spd_daemon *d, char *err, int err_size)
     int fd = d->cfg.control_fd;
     d->cfg.control_fd = -1;
     if (fd > 0 && conn_add(d, fd) != 0) {
-        snprintf(err, (size_t)err_size, "cannot serve the control descriptor: %s",
-                 strerror(errno));
+        snprintf(err, (size_t)err_size, "cannot serve the control descriptor: %s", strerror(errno));
         return -1;
     }
     const char *a = d->cfg.control;

@@ -127,8 +127,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (cfg.control && *cfg.control && spd_control_port(d))
-        printf("spread-daemon ready: %s on port %d; control 127.0.0.1:%d\n", cfg.name,
-               spd_port(d), spd_control_port(d));
+        printf("spread-daemon ready: %s on port %d; control 127.0.0.1:%d\n", cfg.name, spd_port(d),
+               spd_control_port(d));
     else if (cfg.control && *cfg.control)
         printf("spread-daemon ready: %s on port %d; control %s\n", cfg.name, spd_port(d),
                cfg.control);

@@ -310,7 +310,8 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     d->out_epfd = epoll_create1(EPOLL_CLOEXEC);
     d->ctl_epfd = epoll_create1(EPOLL_CLOEXEC);
     if (d->epfd < 0 || d->out_epfd < 0 || d->ctl_epfd < 0 ||
-        watch(d->epfd, d->ctl_epfd, TAG_CTL) != 0 || watch(d->out_epfd, d->ctl_epfd, TAG_CTL) != 0) {
+        watch(d->epfd, d->ctl_epfd, TAG_CTL) != 0 ||
+        watch(d->out_epfd, d->ctl_epfd, TAG_CTL) != 0) {
         snprintf(err, (size_t)err_size, "epoll: %s", strerror(errno));
         spd_close(d);
         return NULL;

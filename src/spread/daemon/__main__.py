@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         where.append(f"{port} (/tmp/{port})")
     control = ""
     if args.control:
-        where_control = (
-            f"127.0.0.1:{daemon.control_port}" if daemon.control_port else args.control
-        )
+        where_control = f"127.0.0.1:{daemon.control_port}" if daemon.control_port else args.control
         control = f"; control {where_control}"
     print(f"spread.daemon ready: {args.name} on {' and '.join(where)}{control}", flush=True)
     try:
