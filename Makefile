@@ -92,7 +92,7 @@ san-c:
 
 san-daemon: san-c
 	SPREAD_DAEMON_COMMAND="$(abspath $(NATIVE_SAN_DAEMON))" $(PYTEST) -q \
-	    tests/test_daemon_vectors.py tests/test_daemon.py tests/test_fuzz.py
+	    tests/test_daemon_vectors.py tests/test_daemon.py tests/test_fuzz.py tests/test_daemon_controls.py
 
 san-python:
 	python3 -m venv $(SAN_VENV)

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 import spread
+from spread import _daemon_options
 from spread.daemon import NativeDaemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -21,7 +22,20 @@ class Served:
     """A NativeDaemon served by a thread; stats() once it has stopped."""
 
     def __init__(self):
-        self.native = NativeDaemon(0, unix_socket=False, log_level="error")
+        o = _daemon_options
+        self.native = NativeDaemon(  # every option explicit: it has no defaults
+            0,
+            o.DEFAULT_HOST,
+            o.DEFAULT_NAME,
+            o.DEFAULT_MAX_SESSION_MESSAGES,
+            o.DEFAULT_MAX_SESSION_BYTES,
+            o.DEFAULT_SLOW_READER_BUDGET,
+            True,
+            False,
+            "error",
+            None,
+            -1,
+        )
         self.port = self.native.port
         self._r, self._w = os.pipe()
         self._thread = threading.Thread(target=self.native.run, args=(self._r,))

@@ -222,8 +222,9 @@ def test_session_fixture_takes_a_port(tmp_path):
 
 
 def test_the_daemon_defaults_are_written_once():
-    """spread/_daemon_options.py holds the defaults: the Daemon class, the
-    command line and the cffi backend's NativeDaemon all take them from it."""
+    """spread/_daemon_options.py holds the defaults: the Daemon class and the
+    command line take them from it; both backends' NativeDaemon have none of
+    their own; C's one copy (daemon.h, what spd_default_config gives) agrees."""
     import inspect
 
     from spread import _daemon_options as o
@@ -235,23 +236,51 @@ def test_the_daemon_defaults_are_written_once():
         "name": o.DEFAULT_NAME,
         "max_session_messages": o.DEFAULT_MAX_SESSION_MESSAGES,
         "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        "slow_reader_budget": o.DEFAULT_SLOW_READER_BUDGET,
         "tcp": o.DEFAULT_TCP,
         "unix_socket": o.DEFAULT_UNIX_SOCKET,
         "log_level": o.DEFAULT_LOG_LEVEL,
+        "control": o.DEFAULT_CONTROL,
     }
     daemon = {k: p.default for k, p in inspect.signature(Daemon).parameters.items()}
     assert daemon == expected
     cli = vars(build_parser().parse_args([]))
     assert cli == {
-        **{k: expected[k] for k in ("port", "host", "name", "max_session_messages")},
-        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
+        **{
+            k: expected[k]
+            for k in (
+                "port",
+                "host",
+                "name",
+                "max_session_messages",
+                "max_session_bytes",
+                "slow_reader_budget",
+                "control",
+            )
+        },
         "no_unix_socket": False,
         "no_tcp": False,
         "log_level": o.COMMAND_LOG_LEVEL,
     }
     assert o.DEFAULT_PORT == spread.DEFAULT_SPREAD_PORT
-    cffi = pytest.importorskip("spread._cffi_core")
-    native = inspect.signature(cffi.NativeDaemon).parameters
-    assert {k: p.default for k, p in native.items() if k != "port"} == {
-        k: v for k, v in expected.items() if k != "port"
-    }
+    from spread import _core
+
+    backends = [_core]
+    try:
+        import spread._cffi_core as cffi_core
+
+        backends.append(cffi_core)
+    except ImportError:
+        pass
+    levels = dict(zip(o.LOG_LEVEL_NAMES, range(4), strict=True))
+    for backend in backends:
+        try:
+            params = inspect.signature(backend.NativeDaemon).parameters.values()
+        except ValueError:  # a Cython class without a signature: nothing to compare
+            params = []
+        assert all(p.default is inspect.Parameter.empty for p in params), backend
+        c = backend.NativeDaemon.c_defaults()
+        assert c == {
+            **{k: v for k, v in expected.items() if k not in ("control", "log_level")},
+            "log_level": levels[o.COMMAND_LOG_LEVEL],  # the stand-alone program's
+        }, backend

@@ -77,6 +77,7 @@ static void accept_session(spd_daemon *d, client *c)
     }
     c->state = CL_OPEN;
     d->n_handshaking--;
+    d->tot.opened++;
     spd_log(d, SPD_LOG_DEBUG, "connection %llu is %.*s", c->id, (int)c->private_group_len,
             (const char *)c->private_group);
 }

@@ -14,6 +14,45 @@
 
 #define SPD_MAX_CONNECTIONS 997
 #define SPD_READ_CHUNK      65536
+#define SPD_ENDED_KEEP      256 /* ended sessions whose figures are kept */
+#define SPD_CTL_MAX_CONNS   8   /* control connections at a time */
+#define SPD_CTL_LINE_MAX    256 /* a control request, its newline included */
+#define SPD_TAG_STOP        ((void *)3) /* the stop fd's tag, in every epoll set */
+
+/* A session's pause (control.c): the daemon stops reading its requests,
+ * or writing its deliveries (it then looks like a reader that never reads). */
+enum { SPD_PAUSE_REQUESTS = 1, SPD_PAUSE_DELIVERIES = 2 };
+
+/* A session's figures, read over the control channel. */
+typedef struct session_figures {
+    size_t peak_messages, peak_bytes;      /* the output queue at its longest */
+    unsigned long long queued_total;       /* messages ever queued for it */
+    unsigned long long delivered;          /* messages written whole to its socket */
+    unsigned long long delivered_bytes;
+    unsigned long long requests;           /* requests read from it (all kinds) */
+    unsigned long long multicasts;         /* of which data messages */
+} session_figures;
+
+/* What is kept of a session once it has ended. */
+typedef struct ended_session {
+    unsigned long long id;
+    uint8_t private_group[WIRE_SLOT];
+    session_figures fig;
+    const char *reason;                    /* a string literal */
+    int killed;                            /* ended by the daemon, not the client */
+} ended_session;
+
+/* Daemon-wide figures. */
+typedef struct daemon_totals {
+    unsigned long long opened, killed, closed; /* sessions: accepted, killed, ended by clients */
+    unsigned long long requests, multicasts, queued_total, delivered, delivered_bytes;
+    unsigned long long backpressure_pauses;
+    long long backpressure_ns;
+    size_t queued_messages, queued_bytes;  /* in every queue now */
+    size_t peak_messages, peak_bytes;      /* the longest queue of any session */
+} daemon_totals;
+
+struct ctl_conn;
 
 /* A message as delivered: shared by every receiver, freed with its last ref. */
 typedef struct msgbuf {
@@ -53,6 +92,10 @@ typedef struct client {
     int want_write;             /* EPOLLOUT armed */
     int dirty;                  /* in the daemon's to-flush list */
     int lagging;                /* queue at or above the back-pressure mark */
+    int paused;                 /* SPD_PAUSE_* bits (control.c) */
+    int backlog;                /* requests buffered, held back (server.c) */
+    int client_ended;           /* the client ended it (kill request, EOF, read error) */
+    session_figures fig;
     /* groups this client belongs to */
     group **groups;
     size_t n_groups, cap_groups;
@@ -98,6 +141,18 @@ struct spd_daemon {
     client **dirty;
     size_t n_dirty, cap_dirty;
     unsigned int rng;
+    long long budget_ns;        /* cfg.slow_reader_budget in ns */
+    /* The control channel (control.c), served from the loop itself. */
+    int ctl_epfd;               /* control connections, the listener, the stop fd */
+    int ctl_fd;                 /* the listener, or -1 */
+    int ctl_port;               /* its TCP port, or 0 */
+    char ctl_path[108];         /* its unix socket, or "" */
+    struct ctl_conn *ctl[SPD_CTL_MAX_CONNS];
+    int paused_all;             /* pause-daemon: nothing read or written */
+    int has_backlog;            /* some connection's requests are held back */
+    daemon_totals tot;
+    ended_session ended[SPD_ENDED_KEEP]; /* a ring, oldest overwritten */
+    size_t ended_next, ended_count;
 };
 
 /* The modules, lowest first: queue.c (below every other), listen.c,
@@ -116,6 +171,10 @@ void spd_flush_dirty(spd_daemon *d);
 /* Ends a connection: closes its socket now, and queues it for removal from
  * its groups after the current event (server.c; SPEC.md 8.1). */
 void spd_kill(spd_daemon *d, client *c, const char *why);
+/* The slow-reader kill (SPEC.md 8.7), with its log line. */
+void spd_kill_slow_reader(spd_daemon *d, client *c);
+/* Sets c's SPD_PAUSE_* bits, and what the event loop watches for it. */
+void spd_set_paused(spd_daemon *d, client *c, int bits);
 /* A connection on fd, watched for input, in the list of all connections;
  * NULL (fd left open) if out of memory. */
 client *spd_client_new(spd_daemon *d, int fd);
@@ -138,6 +197,36 @@ void spd_handshake_input(spd_daemon *d, client *c);
 void spd_handshake_check_time(spd_daemon *d, client *c);
 /* Sends REJECT_QUOTA on a fresh connection and lets it linger. */
 void spd_reject_quota(spd_daemon *d, int fd);
+
+/* control.c (above every other module but server.c) */
+typedef enum {
+    CTL_PING,
+    CTL_TOTALS,
+    CTL_SESSIONS,
+    CTL_SESSION,
+    CTL_KILL,
+    CTL_DROP,
+    CTL_PAUSE,
+    CTL_RESUME,
+    CTL_PAUSE_DAEMON,
+    CTL_RESUME_DAEMON
+} ctl_verb;
+
+typedef struct ctl_request {
+    ctl_verb verb;
+    char name[WIRE_SLOT];       /* a session: its private name or private group */
+    size_t name_len;
+    int pause_bits;             /* CTL_PAUSE: SPD_PAUSE_* */
+} ctl_request;
+
+/* Parses one request line (without its newline; len bytes, not
+ * NUL-terminated). NULL when valid, else the error to answer. Sans-IO. */
+const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out);
+/* Opens cfg.control's listener and cfg.control_fd. 0, or -1 with err. */
+int spd_control_open(spd_daemon *d, char *err, int err_size);
+/* Serves control events for up to timeout_ms; 1 if the stop fd fired. */
+int spd_control_serve(spd_daemon *d, int timeout_ms);
+void spd_control_close(spd_daemon *d);
 
 /* groups.c */
 void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len);

@@ -1,6 +1,7 @@
 /* main.c -- the embedded daemon as a stand-alone program, with the options
  * and ready line of `python -m spread.daemon`. The C tests and the
- * sanitizer runs use it; Python users run the module instead. */
+ * sanitizer runs use it; Python users run the module instead. Its defaults
+ * are daemon.h's (spd_default_config). */
 #include "daemon.h"
 
 #include <errno.h>
@@ -27,15 +28,21 @@ static int usage(const char *prog)
         stderr,
         "usage: %s [options]\n"
         "  --port N                  TCP port and unix socket /tmp/N, 1..32767, or 0 to\n"
-        "                            pick a free one (default 4803)\n"
-        "  --host ADDR               IPv4 address or host name for TCP (default 127.0.0.1)\n"
-        "  --name NAME               daemon name, the end of private groups (default localhost)\n"
-        "  --max-session-messages N  undelivered messages that get a client killed (default 1000)\n"
-        "  --max-session-bytes N     undelivered bytes that get a client killed (default 64 MiB)\n"
+        "                            pick a free one (default %d)\n"
+        "  --host ADDR               IPv4 address or host name for TCP (default %s)\n"
+        "  --name NAME               daemon name, the end of private groups (default %s)\n"
+        "  --max-session-messages N  undelivered messages that get a client killed (default %d)\n"
+        "  --max-session-bytes N     undelivered bytes that get a client killed (default %lld)\n"
+        "  --slow-reader-budget MS   back-pressure for slow readers, ms at a time; 0 = off, as\n"
+        "                            a real Spread daemon (default %d)\n"
+        "  --control ADDR            control channel: a unix socket path, or a port (0 = a\n"
+        "                            free one) on 127.0.0.1 only (default: none)\n"
         "  --no-unix-socket          listen on TCP only\n"
         "  --no-tcp                  listen on the unix socket only\n"
         "  --log-level LEVEL         quiet, error, info or debug (default info)\n",
-        prog);
+        prog, SPD_DEFAULT_PORT, SPD_DEFAULT_HOST, SPD_DEFAULT_NAME,
+        SPD_DEFAULT_MAX_SESSION_MESSAGES, SPD_DEFAULT_MAX_SESSION_BYTES,
+        SPD_DEFAULT_SLOW_READER_BUDGET);
     return 2;
 }
 
@@ -57,14 +64,8 @@ static int number(const char *prog, const char *opt, const char *v, long long lo
 
 int main(int argc, char **argv)
 {
-    spd_config cfg = {.port = 4803,
-                      .host = "127.0.0.1",
-                      .name = "localhost",
-                      .max_session_messages = 1000,
-                      .max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES,
-                      .tcp = 1,
-                      .unix_socket = 1,
-                      .log_level = SPD_LOG_INFO};
+    spd_config cfg;
+    spd_default_config(&cfg);
     static const char *levels[] = {"quiet", "error", "info", "debug"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -91,6 +92,12 @@ int main(int argc, char **argv)
             if (number(argv[0], a, v, 1, LLONG_MAX, &n))
                 return 2;
             cfg.max_session_bytes = n, i++;
+        } else if (!strcmp(a, "--slow-reader-budget")) {
+            if (number(argv[0], a, v, 0, SPD_MAX_SLOW_READER_BUDGET, &n))
+                return 2;
+            cfg.slow_reader_budget = (int)n, i++;
+        } else if (!strcmp(a, "--control")) {
+            cfg.control = v, i++;
         } else if (!strcmp(a, "--log-level")) {
             int found = 0;
             for (int l = 0; l < 4; l++)
@@ -119,7 +126,14 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    printf("spread-daemon ready: %s on port %d\n", cfg.name, spd_port(d));
+    if (cfg.control && *cfg.control && spd_control_port(d))
+        printf("spread-daemon ready: %s on port %d; control 127.0.0.1:%d\n", cfg.name, spd_port(d),
+               spd_control_port(d));
+    else if (cfg.control && *cfg.control)
+        printf("spread-daemon ready: %s on port %d; control %s\n", cfg.name, spd_port(d),
+               cfg.control);
+    else
+        printf("spread-daemon ready: %s on port %d\n", cfg.name, spd_port(d));
     fflush(stdout);
     int r = spd_run(d, stop_pipe[0]);
     spd_close(d);

@@ -11,10 +11,16 @@
  * reader that is merely descheduled for a few milliseconds would be killed.
  * Instead, while some reader's queue is past half the limit (lagging),
  * requests are not read (senders block in their sockets, and the CPU goes
- * to the readers), but only within a budget (server.c): 100 ms at most,
- * refilled at a tenth of real time. A reader that keeps falling behind
- * therefore gets no lasting flow control and is killed at the same queue
- * length as before.
+ * to the readers), but only within a budget (server.c): slow_reader_budget
+ * ms at most (100 by default), refilled at a tenth of real time. A reader
+ * that keeps falling behind therefore gets no lasting flow control and is
+ * killed at the same queue length as before. A budget of 0 turns this off,
+ * as in a real Spread daemon.
+ *
+ * Figures (control.c reads them): each queue's length now and at its
+ * peak, messages queued and written whole, and the daemon's totals. A
+ * session paused by the control channel (SPD_PAUSE_*) is not read from, or
+ * not written to: then it fills like a reader that never reads.
  *
  * A queue is limited in messages (the reference's rule) and in bytes: 1000
  * messages of 144 KB are 144 MB held for one client that never reads. */
@@ -64,14 +70,17 @@ void spd_msg_unref(msgbuf *m)
 static void set_events(spd_daemon *d, client *c, int want_write)
 {
     struct epoll_event ev = {0};
-    ev.events = EPOLLIN | (want_write ? EPOLLOUT : 0);
+    ev.events = (c->paused & SPD_PAUSE_REQUESTS ? 0 : EPOLLIN) |
+                (want_write && !(c->paused & SPD_PAUSE_DELIVERIES) ? EPOLLOUT : 0);
     ev.data.ptr = c;
     epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_write = want_write;
 }
 
-static void clear_queue(client *c)
+static void clear_queue(spd_daemon *d, client *c)
 {
+    d->tot.queued_messages -= c->q_count;
+    d->tot.queued_bytes -= c->q_bytes;
     while (c->q_count) {
         spd_msg_unref(c->q[c->q_head]);
         c->q_head = (c->q_head + 1) % c->q_cap;
@@ -100,17 +109,51 @@ static void set_lagging(spd_daemon *d, client *c, int lagging)
     if (c->lagging == lagging)
         return;
     c->lagging = lagging;
+    /* A reader whose deliveries are paused lags, but its EPOLLOUT would
+     * wake the paused loop for nothing: it is watched once resumed. */
     if (lagging) {
-        struct epoll_event ev = {0};
-        ev.events = EPOLLOUT;
-        ev.data.ptr = c;
-        epoll_ctl(d->out_epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        if (!(c->paused & SPD_PAUSE_DELIVERIES)) {
+            struct epoll_event ev = {0};
+            ev.events = EPOLLOUT;
+            ev.data.ptr = c;
+            epoll_ctl(d->out_epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        }
         d->n_lagging++;
     } else {
         if (c->fd >= 0)
             epoll_ctl(d->out_epfd, EPOLL_CTL_DEL, c->fd, NULL);
         d->n_lagging--;
     }
+}
+
+void spd_set_paused(spd_daemon *d, client *c, int bits)
+{
+    if (c->state != CL_OPEN || c->paused == bits)
+        return;
+    int was_lagging = c->lagging;
+    set_lagging(d, c, 0);
+    c->paused = bits;
+    set_lagging(d, c, was_lagging);
+    set_events(d, c, c->q_count > 0);
+    if (!(bits & SPD_PAUSE_DELIVERIES) && c->q_count)
+        spd_flush(d, c);
+}
+
+static void keep_ended(spd_daemon *d, const client *c, const char *why)
+{
+    ended_session *e = &d->ended[d->ended_next];
+    d->ended_next = (d->ended_next + 1) % SPD_ENDED_KEEP;
+    if (d->ended_count < SPD_ENDED_KEEP)
+        d->ended_count++;
+    e->id = c->id;
+    memcpy(e->private_group, c->private_group, WIRE_SLOT);
+    e->fig = c->fig;
+    e->reason = why;
+    e->killed = !c->client_ended;
+    if (e->killed)
+        d->tot.killed++;
+    else
+        d->tot.closed++;
 }
 
 void spd_kill(spd_daemon *d, client *c, const char *why)
@@ -126,12 +169,14 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
         d->n_handshaking--;
     spd_log(d, was_open ? SPD_LOG_INFO : SPD_LOG_DEBUG, "closing connection %llu (%.*s): %s", c->id,
             (int)c->private_group_len, (const char *)c->private_group, why);
+    if (was_open)
+        keep_ended(d, c, why);
     set_lagging(d, c, 0);
     c->state = CL_CLOSED;
     epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
-    clear_queue(c);
+    clear_queue(d, c);
     /* Group removal is an event of its own, after the current one. */
     c->next_pending = d->pending_disconnect;
     d->pending_disconnect = c;
@@ -140,6 +185,8 @@ void spd_kill(spd_daemon *d, client *c, const char *why)
 /* Writes as much of c's queue as the socket takes. */
 void spd_flush(spd_daemon *d, client *c)
 {
+    if (d->paused_all || (c->paused & SPD_PAUSE_DELIVERIES))
+        return; /* written once resumed (the dirty list is kept meanwhile) */
     while (c->q_count && c->state != CL_CLOSED) {
         struct iovec iov[WRITE_BATCH];
         int n = 0;
@@ -171,6 +218,12 @@ void spd_flush(spd_daemon *d, client *c)
             }
             left -= rest;
             c->q_bytes -= m->len;
+            c->fig.delivered++;
+            c->fig.delivered_bytes += m->len;
+            d->tot.delivered++;
+            d->tot.delivered_bytes += m->len;
+            d->tot.queued_messages--;
+            d->tot.queued_bytes -= m->len;
             spd_msg_unref(m);
             c->q_head = (c->q_head + 1) % c->q_cap;
             c->q_count--;
@@ -210,11 +263,7 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
     if (c->state != CL_OPEN)
         return;
     if (queue_full(d, c)) {
-        spd_log(d, SPD_LOG_INFO,
-                "killing connection %llu (%.*s) for not reading (%zu messages, %zu bytes queued)",
-                c->id, (int)c->private_group_len, (const char *)c->private_group, c->q_count,
-                c->q_bytes);
-        spd_kill(d, c, "not reading");
+        spd_kill_slow_reader(d, c);
         return;
     }
     if (c->q_count == c->q_cap) {
@@ -235,13 +284,36 @@ void spd_enqueue(spd_daemon *d, client *c, msgbuf *m)
     c->q[(c->q_head + c->q_count) % c->q_cap] = m;
     c->q_count++;
     c->q_bytes += m->len;
+    c->fig.queued_total++;
+    d->tot.queued_total++;
+    d->tot.queued_messages++;
+    d->tot.queued_bytes += m->len;
+    if (c->q_count > c->fig.peak_messages)
+        c->fig.peak_messages = c->q_count;
+    if (c->q_bytes > c->fig.peak_bytes)
+        c->fig.peak_bytes = c->q_bytes;
+    if (c->q_count > d->tot.peak_messages)
+        d->tot.peak_messages = c->q_count;
+    if (c->q_bytes > d->tot.peak_bytes)
+        d->tot.peak_bytes = c->q_bytes;
     if (!c->lagging && past_lag_mark(d, c))
         set_lagging(d, c, 1);
     mark_dirty(d, c);
 }
 
+void spd_kill_slow_reader(spd_daemon *d, client *c)
+{
+    spd_log(d, SPD_LOG_INFO,
+            "killing connection %llu (%.*s) for not reading (%zu messages, %zu bytes queued)",
+            c->id, (int)c->private_group_len, (const char *)c->private_group, c->q_count,
+            c->q_bytes);
+    spd_kill(d, c, "not reading");
+}
+
 void spd_flush_dirty(spd_daemon *d)
 {
+    if (d->paused_all)
+        return;
     for (size_t i = 0; i < d->n_dirty; i++) {
         client *c = d->dirty[i];
         c->dirty = 0;

@@ -1,6 +1,9 @@
 /* server.c -- the daemon's event loop: accepting connections, reading and
  * checking requests (SPEC.md 8.2) and dispatching them, the pause budget of
  * back-pressure (queue.c), disconnects, and opening and closing the daemon.
+ * The control channel (control.c) is served from this loop too: its
+ * descriptors sit in an epoll set of their own, nested in both of the
+ * loop's, which is all the loop watches while the daemon is paused.
  * The handshake is in handshake.c, groups and delivery in groups.c, the
  * listening sockets in listen.c, output queues in queue.c. */
 #include "internal.h"
@@ -18,9 +21,9 @@ _Static_assert(WIRE_DAEMON_MAX_TOTAL == SPX_MAX_SAFE_BODY, "the daemon's limit i
 
 #define TAG_TCP      ((void *)1)
 #define TAG_UNIX     ((void *)2)
-#define TAG_STOP     ((void *)3)
-#define PAUSE_MAX_NS 100000000LL /* pause budget: at most 100 ms at a time ... */
-#define PAUSE_REFILL 10          /* ... refilled at 1/10 of elapsed time */
+#define TAG_STOP     SPD_TAG_STOP
+#define TAG_CTL      ((void *)4)
+#define PAUSE_REFILL 10 /* the pause budget refills at 1/10 of elapsed time */
 
 /* Runs the disconnects queued by kills, in order; they may cause more. */
 static void process_disconnects(spd_daemon *d)
@@ -43,6 +46,8 @@ static void process_disconnects(spd_daemon *d)
 
 static void free_closed(spd_daemon *d)
 {
+    if (d->paused_all)
+        return; /* the dirty list may name them: freed once resumed */
     while (d->to_free) {
         client *c = d->to_free;
         d->to_free = c->next_pending;
@@ -97,7 +102,10 @@ static const char *invalid_header(const client *c, const wire_header *h)
 static void handle_request(spd_daemon *d, client *c, const wire_header *h, const uint8_t *groups,
                            const uint8_t *data)
 {
+    c->fig.requests++;
+    d->tot.requests++;
     if (h->type & WIRE_KILL_MESS) {
+        c->client_ended = 1;
         spd_kill(d, c, "disconnect requested");
         return;
     }
@@ -113,6 +121,8 @@ static void handle_request(spd_daemon *d, client *c, const wire_header *h, const
             spd_leave(d, c, groups, len);
         return;
     }
+    c->fig.multicasts++;
+    d->tot.multicasts++;
     spd_deliver(d, c, h, groups, data);
 }
 
@@ -134,6 +144,7 @@ static void read_requests(spd_daemon *d, client *c)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
+        c->client_ended = 1;
         spd_kill(d, c, n == 0 ? "end of file" : "read failed");
         return;
     }
@@ -141,10 +152,24 @@ static void read_requests(spd_daemon *d, client *c)
     process_requests(d, c);
 }
 
+/* Whether back-pressure holds requests now: a reader lags and the budget
+ * is not spent (see update_pause). */
+static int holding(const spd_daemon *d)
+{
+    return d->n_lagging > 0 && d->pause_budget_ns > 0;
+}
+
 static void process_requests(spd_daemon *d, client *c)
 {
     size_t at = 0;
     while (c->state == CL_OPEN && c->in_len - at >= WIRE_HEADER_SIZE) {
+        /* Requests already read wait too, while back-pressure holds or
+         * this session's requests are paused: run_backlog takes them up. */
+        if (holding(d) || (c->paused & SPD_PAUSE_REQUESTS)) {
+            c->backlog = 1;
+            d->has_backlog = 1;
+            break;
+        }
         wire_header h;
         const char *bad = NULL;
         if (wire_decode_header(c->in + at, &h) != 0)
@@ -168,6 +193,22 @@ static void process_requests(spd_daemon *d, client *c)
         memmove(c->in, c->in + at, c->in_len - at);
         c->in_len -= at;
     }
+}
+
+/* The requests held back by process_requests, once they may go on. */
+static void run_backlog(spd_daemon *d)
+{
+    d->has_backlog = 0;
+    for (client *c = d->all; c; c = c->all_next) {
+        if (c->backlog && c->state == CL_OPEN) {
+            c->backlog = 0;
+            process_requests(d, c); /* may hold them back again */
+        }
+    }
+    spd_flush_dirty(d);
+    process_disconnects(d);
+    spd_flush_dirty(d);
+    free_closed(d);
 }
 
 static void accept_clients(spd_daemon *d, int lfd, int is_tcp)
@@ -205,15 +246,18 @@ static int watch(int epfd, int fd, void *tag)
 static const char *check_config(spd_daemon *d)
 {
     if (d->cfg.max_session_messages <= 0)
-        d->cfg.max_session_messages = 1000;
+        d->cfg.max_session_messages = SPD_DEFAULT_MAX_SESSION_MESSAGES;
     if (d->cfg.max_session_bytes <= 0)
         d->cfg.max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES;
+    if (d->cfg.slow_reader_budget < 0 || d->cfg.slow_reader_budget > SPD_MAX_SLOW_READER_BUDGET)
+        return "slow_reader_budget must be 0..60000 ms (0 turns back-pressure off)";
+    d->budget_ns = d->cfg.slow_reader_budget * 1000000LL;
     if (!d->cfg.tcp && !d->cfg.unix_socket)
         return "nothing to listen on: TCP and the unix socket are both turned off "
                "(keep at least one)";
     if (d->cfg.port < 0 || d->cfg.port > 32767)
         return "port must be 0..32767, the range clients accept (0 picks a free one)";
-    const char *name = d->cfg.name && *d->cfg.name ? d->cfg.name : "localhost";
+    const char *name = d->cfg.name && *d->cfg.name ? d->cfg.name : SPD_DEFAULT_NAME;
     size_t name_len = strlen(name);
     if (name_len > WIRE_MAX_PROC_NAME || !wire_private_name_ok(name, 1) ||
         memchr(name, '#', name_len))
@@ -226,6 +270,22 @@ static const char *check_config(spd_daemon *d)
     return NULL;
 }
 
+void spd_default_config(spd_config *out)
+{
+    memset(out, 0, sizeof *out);
+    out->port = SPD_DEFAULT_PORT;
+    out->host = SPD_DEFAULT_HOST;
+    out->name = SPD_DEFAULT_NAME;
+    out->max_session_messages = SPD_DEFAULT_MAX_SESSION_MESSAGES;
+    out->max_session_bytes = SPD_DEFAULT_MAX_SESSION_BYTES;
+    out->slow_reader_budget = SPD_DEFAULT_SLOW_READER_BUDGET;
+    out->tcp = 1;
+    out->unix_socket = 1;
+    out->log_level = SPD_DEFAULT_LOG_LEVEL;
+    out->control = NULL;
+    out->control_fd = -1;
+}
+
 spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
 {
     spd_daemon *d = calloc(1, sizeof *d);
@@ -234,10 +294,12 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
         return NULL;
     }
     d->cfg = *config;
-    d->tcp_fd = d->unix_fd = d->epfd = d->out_epfd = -1;
+    d->tcp_fd = d->unix_fd = d->epfd = d->out_epfd = d->ctl_epfd = d->ctl_fd = -1;
     const char *bad = check_config(d);
     if (bad) {
         snprintf(err, (size_t)err_size, "%s", bad);
+        if (d->cfg.control_fd > 0)
+            close(d->cfg.control_fd); /* the daemon's to close, in every case */
         free(d);
         return NULL;
     }
@@ -246,8 +308,15 @@ spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     d->rng = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     d->out_epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (d->epfd < 0 || d->out_epfd < 0) {
+    d->ctl_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (d->epfd < 0 || d->out_epfd < 0 || d->ctl_epfd < 0 ||
+        watch(d->epfd, d->ctl_epfd, TAG_CTL) != 0 ||
+        watch(d->out_epfd, d->ctl_epfd, TAG_CTL) != 0) {
         snprintf(err, (size_t)err_size, "epoll: %s", strerror(errno));
+        spd_close(d);
+        return NULL;
+    }
+    if (spd_control_open(d, err, err_size) != 0) {
         spd_close(d);
         return NULL;
     }
@@ -267,6 +336,11 @@ int spd_port(const spd_daemon *d)
     return d->cfg.port;
 }
 
+int spd_control_port(const spd_daemon *d)
+{
+    return d->ctl_port;
+}
+
 void spd_get_stats(const spd_daemon *d, spd_stats *out)
 {
     out->groups = d->groups.used;
@@ -279,7 +353,7 @@ void spd_get_stats(const spd_daemon *d, spd_stats *out)
 /* Handshakes past their time (SPEC.md 2.4), and lingering rejects. */
 static void sweep_handshakes(spd_daemon *d)
 {
-    if (!d->n_handshaking && !d->n_lingering)
+    if ((!d->n_handshaking && !d->n_lingering) || d->paused_all)
         return;
     for (client *c = d->all; c; c = c->all_next) {
         if (c->state == CL_CONNECT || c->state == CL_AUTH || c->state == CL_LINGER) {
@@ -302,24 +376,49 @@ static int update_pause(spd_daemon *d)
     long long elapsed = (now.tv_sec - d->pause_stamp.tv_sec) * 1000000000LL +
                         (now.tv_nsec - d->pause_stamp.tv_nsec);
     d->pause_stamp = now;
+    if (d->paused)
+        d->tot.backpressure_ns += elapsed;
     d->pause_budget_ns += d->paused ? -elapsed : elapsed / PAUSE_REFILL;
-    if (d->pause_budget_ns > PAUSE_MAX_NS)
-        d->pause_budget_ns = PAUSE_MAX_NS;
-    d->paused = d->n_lagging > 0 && d->pause_budget_ns > 0;
+    if (d->pause_budget_ns > d->budget_ns)
+        d->pause_budget_ns = d->budget_ns;
+    int paused = d->n_lagging > 0 && d->pause_budget_ns > 0;
+    if (paused && !d->paused)
+        d->tot.backpressure_pauses++;
+    d->paused = paused;
     return d->paused;
 }
 
 int spd_run(spd_daemon *d, int stop_fd)
 {
     clock_gettime(CLOCK_MONOTONIC, &d->pause_stamp);
-    d->pause_budget_ns = PAUSE_MAX_NS;
-    if (stop_fd >= 0 &&
-        (watch(d->epfd, stop_fd, TAG_STOP) != 0 || watch(d->out_epfd, stop_fd, TAG_STOP) != 0))
+    d->pause_budget_ns = d->budget_ns;
+    if (stop_fd >= 0 && watch(d->ctl_epfd, stop_fd, TAG_STOP) != 0)
         return -1;
     struct epoll_event events[256];
     spd_log(d, SPD_LOG_INFO, "serving as %s on port %d", d->name, d->cfg.port);
     for (;;) {
+        if (d->paused_all) {
+            /* Hung, as far as clients can tell: only the control channel
+             * (and the stop fd) is served. Kills it asks for are queued;
+             * nothing is written, and nothing freed (the dirty list may
+             * name a connection), until it resumes. */
+            if (spd_control_serve(d, 100))
+                goto stop;
+            process_disconnects(d);
+            if (!d->paused_all) {
+                clock_gettime(CLOCK_MONOTONIC, &d->pause_stamp);
+                spd_flush_dirty(d);
+                process_disconnects(d);
+                spd_flush_dirty(d);
+                free_closed(d);
+            }
+            continue;
+        }
         int paused = update_pause(d);
+        if (!paused && d->has_backlog) {
+            run_backlog(d);
+            paused = update_pause(d);
+        }
         int n = epoll_wait(paused ? d->out_epfd : d->epfd, events, 256, paused ? 5 : 100);
         if (n < 0 && errno != EINTR)
             return -1;
@@ -327,6 +426,12 @@ int spd_run(spd_daemon *d, int stop_fd)
             void *tag = events[i].data.ptr;
             if (tag == TAG_STOP)
                 goto stop;
+            if (tag == TAG_CTL) {
+                if (spd_control_serve(d, 0))
+                    goto stop;
+                process_disconnects(d);
+                continue;
+            }
             if (tag == TAG_TCP || tag == TAG_UNIX) {
                 accept_clients(d, tag == TAG_TCP ? d->tcp_fd : d->unix_fd, tag == TAG_TCP);
                 continue;
@@ -339,7 +444,13 @@ int spd_run(spd_daemon *d, int stop_fd)
             if (c->state == CL_CLOSED || !(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 continue;
             if (c->state == CL_OPEN) {
-                read_requests(d, c);
+                if (c->paused & SPD_PAUSE_REQUESTS) {
+                    /* Hung up or failed while its requests are paused. */
+                    c->client_ended = 1;
+                    spd_kill(d, c, "end of file");
+                } else {
+                    read_requests(d, c);
+                }
             } else {
                 spd_handshake_input(d, c);
                 if (c->state == CL_OPEN)
@@ -362,15 +473,21 @@ void spd_close(spd_daemon *d)
 {
     if (!d)
         return;
+    d->paused_all = 0;
     for (client *c = d->all; c; c = c->all_next)
         spd_kill(d, c, "daemon stopping");
     process_disconnects(d);
     free_closed(d);
     spd_close_listeners(d);
+    spd_control_close(d);
+    if (d->cfg.control_fd > 0) /* not served yet: spd_open failed before */
+        close(d->cfg.control_fd);
     if (d->epfd >= 0)
         close(d->epfd);
     if (d->out_epfd >= 0)
         close(d->out_epfd);
+    if (d->ctl_epfd >= 0)
+        close(d->ctl_epfd);
     spd_table_free(&d->names);
     spd_table_free(&d->groups);
     free(d->dirty);

@@ -66,6 +66,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     spd_config cfg = {.port = 0,
+                      .control_fd = -1,
                       .name = "localhost",
                       .tcp = 0,
                       .unix_socket = 1,

@@ -18,6 +18,23 @@ SEEDS = os.path.join(HERE, "seeds")
 HANDSHAKE_S2C = {"auth-list", "accept", "reject"}
 
 
+CONTROL_SEEDS = [
+    b"ping\n",
+    b"totals\nsessions\n",
+    b"session fzpeer\nsession #fzpeer#localhost\nsession nobody\n",
+    b"pause fzpeer\nsessions\nresume fzpeer\n",
+    b"pause fzpeer deliveries\npause #fzpeer#localhost both\ntotals\nresume fzpeer\n",
+    b"pause-daemon\nsessions\ntotals\nresume-daemon\nping\n",
+    b"kill fzpeer\nsession fzpeer\nkill fzpeer\n",
+    b"drop #fzpeer#localhost\nsessions\n",
+    b"ping\r\ntotals\r\n",
+    b"\n   \nbogus\nkill\nping extra\npause a b c\npause a sideways\n",
+    b"kill " + b"n" * 40 + b"\nkill a\x01b\nkill \xff\n",
+    b"x" * 300 + b"\nping\n",
+    b"sessions",
+]
+
+
 def connections():
     """(vector name, records of one connection in order) for every connection."""
     for path in sorted(glob.glob(os.path.join(VECTORS, "*.json"))):
@@ -66,6 +83,10 @@ def main():
                 seeds["connect"].add(bytes([flags]) + handshake + s2c_msgs)
         if c2s_all:
             seeds["daemon"].add(c2s_all)
+    # fuzz_control: control-channel requests (no vector has them), one
+    # per kind and the refused ones, acting on its peer session "fzpeer".
+    for text in CONTROL_SEEDS:
+        seeds["control"].add(text)
     if os.path.isdir(SEEDS):
         shutil.rmtree(SEEDS)
     for target, inputs in sorted(seeds.items()):

@@ -79,17 +79,25 @@ class ReceiverBase(Generic[AnyStr]):
 class NativeDaemon:
     @property
     def port(self) -> int: ...
+    @property
+    def control_port(self) -> int: ...
+    # Every option explicit: the defaults are spread._daemon_options's.
     def __init__(
         self,
         port: int,
-        host: str = "127.0.0.1",
-        name: str = "localhost",
-        max_session_messages: int = 1000,
-        tcp: bool = True,
-        unix_socket: bool = True,
-        log_level: str = "error",
-        max_session_bytes: int = ...,
+        host: str,
+        name: str,
+        max_session_messages: int,
+        max_session_bytes: int,
+        slow_reader_budget: int,
+        tcp: bool,
+        unix_socket: bool,
+        log_level: str,
+        control: str | None,
+        control_fd: int,
     ) -> None: ...
+    @staticmethod
+    def c_defaults() -> dict[str, int | str | bool]: ...
     def stats(self) -> dict[str, int]: ...
     def run(self, stop_fd: int) -> None: ...
     def close(self) -> None: ...

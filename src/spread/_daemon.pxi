@@ -1,7 +1,7 @@
 # _daemon.pxi -- the embedded daemon (native/daemon) for spread.daemon;
 # included by _core.pyx. It serves without holding the GIL.
 
-from ._daemon_options import DEFAULT_MAX_SESSION_BYTES, check_daemon_options
+from ._daemon_options import check_daemon_options
 
 LOG_LEVELS = {"quiet": SPD_LOG_QUIET, "error": SPD_LOG_ERROR, "info": SPD_LOG_INFO,
               "debug": SPD_LOG_DEBUG}
@@ -12,27 +12,50 @@ cdef class NativeDaemon:
     cdef spd_daemon *_d
     cdef bint _running
 
-    def __cinit__(self, int port, str host="127.0.0.1", str name="localhost",
-                  int max_session_messages=1000, bint tcp=True, bint unix_socket=True,
-                  str log_level="error", max_session_bytes=DEFAULT_MAX_SESSION_BYTES):
+    def __cinit__(self, int port, str host, str name, int max_session_messages,
+                  long long max_session_bytes, int slow_reader_budget, bint tcp,
+                  bint unix_socket, str log_level, control, int control_fd):
+        # Every option explicit: the defaults are spread._daemon_options's.
         cdef spd_config cfg
         cdef char err[256]
         cdef bytes h = host.encode("ascii")
         cdef bytes n = name.encode("ascii")
+        cdef bytes c = (control or "").encode("utf-8")
         check_daemon_options(port, max_session_messages, max_session_bytes, tcp, unix_socket,
-                             log_level)
+                             log_level, slow_reader_budget, control)
         cfg.port = port
         cfg.host = h
         cfg.name = n
         cfg.max_session_messages = max_session_messages
         cfg.max_session_bytes = max_session_bytes
+        cfg.slow_reader_budget = slow_reader_budget
         cfg.tcp = tcp
         cfg.unix_socket = unix_socket
         cfg.log_level = LOG_LEVELS[log_level]
+        cfg.control = c
+        cfg.control_fd = control_fd
         err[0] = 0
         self._d = spd_open(&cfg, err, sizeof(err))
         if self._d == NULL:
             raise OSError(err.decode("utf-8", "replace"))
+
+    @staticmethod
+    def c_defaults():
+        """The C daemon's defaults (daemon.h), for the test that they equal Python's."""
+        cdef spd_config cfg
+        spd_default_config(&cfg)
+        return {"port": cfg.port, "host": cfg.host.decode(), "name": cfg.name.decode(),
+                "max_session_messages": cfg.max_session_messages,
+                "max_session_bytes": cfg.max_session_bytes,
+                "slow_reader_budget": cfg.slow_reader_budget, "tcp": bool(cfg.tcp),
+                "unix_socket": bool(cfg.unix_socket), "log_level": cfg.log_level}
+
+    @property
+    def control_port(self):
+        """The control channel's TCP port (the one picked for "0"), or 0."""
+        if self._d == NULL:
+            raise ValueError("daemon is closed")
+        return spd_control_port(self._d)
 
     @property
     def port(self):
@@ -42,7 +65,8 @@ cdef class NativeDaemon:
         return spd_port(self._d)
 
     def stats(self):
-        """Sizes of the daemon's tables (a dict); only while it is not running."""
+        """Sizes of the daemon's tables (a dict); only while it is not running
+        (while it runs, the control channel has the figures)."""
         cdef spd_stats s
         if self._d == NULL:
             raise ValueError("daemon is closed")

@@ -130,9 +130,12 @@ cdef extern from "daemon.h" nogil:
         const char *name
         int max_session_messages
         long long max_session_bytes
+        int slow_reader_budget
         int tcp
         int unix_socket
         int log_level
+        const char *control
+        int control_fd
 
     ctypedef struct spd_daemon:
         pass
@@ -143,6 +146,8 @@ cdef extern from "daemon.h" nogil:
     spd_daemon *spd_open(const spd_config *config, char *err, int err_size)
     int spd_run(spd_daemon *d, int stop_fd)
     int spd_port(const spd_daemon *d)
+    int spd_control_port(const spd_daemon *d)
+    void spd_default_config(spd_config *out)
     void spd_get_stats(const spd_daemon *d, spd_stats *out)
     void spd_close(spd_daemon *d)
 

@@ -3,7 +3,7 @@ construction, served without the GIL (cffi releases it around spd_run)."""
 
 from __future__ import annotations
 
-from .._daemon_options import DEFAULT_MAX_SESSION_BYTES, check_daemon_options
+from .._daemon_options import check_daemon_options
 from .library import ffi, lib
 
 __all__ = ["LOG_LEVELS", "NativeDaemon"]
@@ -22,21 +22,33 @@ class NativeDaemon:
     def __init__(
         self,
         port,
-        host="127.0.0.1",
-        name="localhost",
-        max_session_messages=1000,
-        tcp=True,
-        unix_socket=True,
-        log_level="error",
-        max_session_bytes=DEFAULT_MAX_SESSION_BYTES,
+        host,
+        name,
+        max_session_messages,
+        max_session_bytes,
+        slow_reader_budget,
+        tcp,
+        unix_socket,
+        log_level,
+        control,
+        control_fd,
     ):
+        # Every option explicit: the defaults are spread._daemon_options's.
         check_daemon_options(
-            port, max_session_messages, max_session_bytes, tcp, unix_socket, log_level
+            port,
+            max_session_messages,
+            max_session_bytes,
+            tcp,
+            unix_socket,
+            log_level,
+            slow_reader_budget,
+            control,
         )
         self._running = False
         self._keep = (
             ffi.new("char[]", host.encode("ascii")),
             ffi.new("char[]", name.encode("ascii")),
+            ffi.new("char[]", (control or "").encode("utf-8")),
         )
         cfg = ffi.new(
             "spd_config *",
@@ -46,15 +58,42 @@ class NativeDaemon:
                 "name": self._keep[1],
                 "max_session_messages": max_session_messages,
                 "max_session_bytes": max_session_bytes,
+                "slow_reader_budget": slow_reader_budget,
                 "tcp": int(tcp),
                 "unix_socket": int(unix_socket),
                 "log_level": LOG_LEVELS[log_level],
+                "control": self._keep[2],
+                "control_fd": control_fd,
             },
         )
         err = ffi.new("char[256]")
         self._d = lib.spd_open(cfg, err, 256)
         if self._d == ffi.NULL:
             raise OSError(ffi.string(err).decode("utf-8", "replace"))
+
+    @staticmethod
+    def c_defaults():
+        """The C daemon's defaults (daemon.h), for the test that they equal Python's."""
+        cfg = ffi.new("spd_config *")
+        lib.spd_default_config(cfg)
+        return {
+            "port": cfg.port,
+            "host": ffi.string(cfg.host).decode(),
+            "name": ffi.string(cfg.name).decode(),
+            "max_session_messages": cfg.max_session_messages,
+            "max_session_bytes": cfg.max_session_bytes,
+            "slow_reader_budget": cfg.slow_reader_budget,
+            "tcp": bool(cfg.tcp),
+            "unix_socket": bool(cfg.unix_socket),
+            "log_level": cfg.log_level,
+        }
+
+    @property
+    def control_port(self):
+        """The control channel's TCP port (the one picked for "0"), or 0."""
+        if self._d == ffi.NULL:
+            raise ValueError("daemon is closed")
+        return lib.spd_control_port(self._d)
 
     @property
     def port(self):
@@ -64,7 +103,8 @@ class NativeDaemon:
         return lib.spd_port(self._d)
 
     def stats(self):
-        """Sizes of the daemon's tables (a dict); only while it is not running."""
+        """Sizes of the daemon's tables (a dict); only while it is not running
+        (while it runs, the control channel has the figures)."""
         if self._d == ffi.NULL:
             raise ValueError("daemon is closed")
         if self._running:

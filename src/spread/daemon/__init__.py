@@ -5,30 +5,45 @@ it applies the real daemon's slow-reader rule (a connection with
 ``max_session_messages`` undelivered messages is killed), and a byte limit
 besides (``max_session_bytes`` undelivered bytes, 64 MiB by default). Run it with
 ``python -m spread.daemon``, in a thread with :class:`Daemon`, or in a
-subprocess with :class:`spread.testing.EmbeddedDaemon`.
+subprocess with :class:`spread.testing.EmbeddedDaemon`. Both classes have
+the test-bench controls of :class:`DaemonControls` (figures, faults), over
+the daemon's control channel.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 from .._backend import core as _core
 from .._daemon_options import (
+    DEFAULT_CONTROL,
     DEFAULT_HOST,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_SESSION_BYTES,
     DEFAULT_MAX_SESSION_MESSAGES,
     DEFAULT_NAME,
     DEFAULT_PORT,
+    DEFAULT_SLOW_READER_BUDGET,
     DEFAULT_TCP,
     DEFAULT_UNIX_SOCKET,
+    check_daemon_options,
 )
+from ._control import ControlChannel, ControlError, DaemonControls, connect_control
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
 
-__all__ = ["Daemon", "DaemonAddresses", "LOG_LEVELS", "DEFAULT_MAX_SESSION_BYTES"]
+__all__ = [
+    "ControlError",
+    "Daemon",
+    "DaemonAddresses",
+    "DaemonControls",
+    "LOG_LEVELS",
+    "DEFAULT_MAX_SESSION_BYTES",
+    "connect_control",
+]
 
 
 class DaemonAddresses:
@@ -48,13 +63,17 @@ class DaemonAddresses:
         return str(self.port)
 
 
-class Daemon(DaemonAddresses):
+class Daemon(DaemonAddresses, DaemonControls):
     """An embedded daemon served by a background thread of this process.
 
     The event loop runs in C without the GIL, so it neither slows Python
     threads down nor is slowed by them. The sockets are bound on
     construction; ``port=0`` picks a free port, then found in ``port``.
     ``host`` is an IPv4 address or a host name that resolves to one.
+    ``slow_reader_budget``: the back-pressure budget in ms (0 = off, as in
+    a real Spread daemon). The controls (:class:`DaemonControls`) reach the
+    loop over a socketpair of its own; ``control`` also opens a listener
+    for other processes (a unix socket path, or a port on 127.0.0.1).
     """
 
     def __init__(
@@ -65,18 +84,51 @@ class Daemon(DaemonAddresses):
         name: str = DEFAULT_NAME,
         max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
         max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        slow_reader_budget: int = DEFAULT_SLOW_READER_BUDGET,
         tcp: bool = DEFAULT_TCP,
         unix_socket: bool = DEFAULT_UNIX_SOCKET,
         log_level: str = DEFAULT_LOG_LEVEL,
+        control: str | None = DEFAULT_CONTROL,
     ):
-        self._native = NativeDaemon(
-            port, host, name, max_session_messages, tcp, unix_socket, log_level, max_session_bytes
+        check_daemon_options(
+            port,
+            max_session_messages,
+            max_session_bytes,
+            tcp,
+            unix_socket,
+            log_level,
+            slow_reader_budget,
+            control,
         )
+        ours, theirs = socket.socketpair()
+        try:
+            # The daemon owns its end from here on (closed by it, even on failure).
+            self._native = NativeDaemon(
+                port,
+                host,
+                name,
+                max_session_messages,
+                max_session_bytes,
+                slow_reader_budget,
+                tcp,
+                unix_socket,
+                log_level,
+                control,
+                theirs.detach(),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        self._channel = ControlChannel(ours)
+        self.control_port = self._native.control_port
         self.port = self._native.port
         self.host = host
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def _control_channel(self) -> ControlChannel:
+        return self._channel
 
     def serve_forever(self) -> None:
         """Serves in the calling thread until stop() is called."""
@@ -105,6 +157,7 @@ class Daemon(DaemonAddresses):
         if self._thread is not None:
             self._thread.join()
         self._native.close()
+        self._channel.close()
         for fd in (self._stop_r, self._stop_w):
             os.close(fd)
         self._stop_r = self._stop_w = -1

@@ -18,6 +18,9 @@ from .._daemon_options import (
     DEFAULT_MAX_SESSION_MESSAGES,
     DEFAULT_NAME,
     DEFAULT_PORT,
+    DEFAULT_SLOW_READER_BUDGET,
+    DEFAULT_TCP,
+    DEFAULT_UNIX_SOCKET,
 )
 
 LOG_LEVELS = _core.LOG_LEVELS
@@ -57,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="undelivered bytes after which a client is killed "
         f"(default {DEFAULT_MAX_SESSION_BYTES}, {DEFAULT_MAX_SESSION_BYTES >> 20} MiB)",
     )
+    p.add_argument(
+        "--slow-reader-budget",
+        type=int,
+        default=DEFAULT_SLOW_READER_BUDGET,
+        metavar="MS",
+        help="back-pressure for slow readers: requests go unread while a reader lags, for "
+        "at most MS ms at a time, refilled at a tenth of real time; 0 turns it off, as in "
+        f"a real Spread daemon (default {DEFAULT_SLOW_READER_BUDGET})",
+    )
+    p.add_argument(
+        "--control",
+        default=None,
+        metavar="ADDR",
+        help="open the control channel (figures and faults for tests) on a unix socket "
+        "path, or on a port of 127.0.0.1 only (0: a free one, in the ready line); "
+        "default: none",
+    )
     p.add_argument("--no-unix-socket", action="store_true", help="listen on TCP only")
     p.add_argument("--no-tcp", action="store_true", help="listen on the unix socket only")
     p.add_argument(
@@ -86,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             args.host,
             args.name,
             args.max_session_messages,
-            not args.no_tcp,
-            not args.no_unix_socket,
-            args.log_level,
             args.max_session_bytes,
+            args.slow_reader_budget,
+            DEFAULT_TCP and not args.no_tcp,
+            DEFAULT_UNIX_SOCKET and not args.no_unix_socket,
+            args.log_level,
+            args.control,
+            -1,
         )
     except (OSError, ValueError) as e:
         print(f"spread.daemon: {e}", file=sys.stderr)
@@ -104,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     where = [] if args.no_tcp else [f"{port}@{args.host}"]
     if not args.no_unix_socket:
         where.append(f"{port} (/tmp/{port})")
-    print(f"spread.daemon ready: {args.name} on {' and '.join(where)}", flush=True)
+    control = ""
+    if args.control:
+        where_control = f"127.0.0.1:{daemon.control_port}" if daemon.control_port else args.control
+        control = f"; control {where_control}"
+    print(f"spread.daemon ready: {args.name} on {' and '.join(where)}{control}", flush=True)
     try:
         daemon.run(stop_r)
     finally:

@@ -14,11 +14,13 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST
 from ..daemon import DaemonAddresses
+from ..daemon._control import ControlChannel, DaemonControls, connect_control
 
 __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
@@ -29,12 +31,15 @@ OPTIONS = (
     "name",
     "max_session_messages",
     "max_session_bytes",
+    "slow_reader_budget",
+    "control",
     "tcp",
     "unix_socket",
     "log_level",
 )
 # The port in the ready line of either daemon build (Python or stand-alone C).
 READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
+READY_CONTROL = re.compile(r"; control (\S+)")
 
 
 def check_options(options: dict, who: str) -> None:
@@ -64,15 +69,20 @@ def free_port() -> int:
     raise RuntimeError("no free port between 10000 and 32000")
 
 
-class EmbeddedDaemon(DaemonAddresses):
+class EmbeddedDaemon(DaemonAddresses, DaemonControls):
     """Runs ``python -m spread.daemon`` in a subprocess for the duration of a
     ``with`` block (or between start() and stop()).
 
     ``port``: None (the default) or 0 lets the daemon pick a free port, read
     back from its ready line into ``port``. Other options are those of the
     command line, as keyword arguments: ``host``, ``name``,
-    ``max_session_messages``, ``max_session_bytes``, ``log_level``, and
-    ``tcp`` and ``unix_socket`` (bools). An unknown one is a TypeError.
+    ``max_session_messages``, ``max_session_bytes``, ``slow_reader_budget``,
+    ``log_level``, ``control``, and ``tcp`` and ``unix_socket`` (bools). An
+    unknown one is a TypeError.
+
+    The controls (:class:`spread.daemon.DaemonControls`: figures, faults)
+    go over the daemon's control channel: a unix socket in a private
+    temporary directory unless ``control`` names one (``control_address``).
     """
 
     def __init__(self, port: int | None = None, **options):
@@ -83,6 +93,9 @@ class EmbeddedDaemon(DaemonAddresses):
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
         self._log_thread: threading.Thread | None = None
+        self.control_address: str | None = None
+        self._channel: ControlChannel | None = None
+        self._control_dir: tempfile.TemporaryDirectory | None = None
 
     @property
     def host(self) -> str:  # type: ignore[override]  # a plain attribute in Daemon
@@ -94,7 +107,11 @@ class EmbeddedDaemon(DaemonAddresses):
         base = shlex.split(os.environ.get("SPREAD_DAEMON_COMMAND", ""))
         port = self._fixed_port or 0
         cmd = (base or [sys.executable, "-m", "spread.daemon"]) + ["--port", str(port)]
-        for key, value in self.options.items():
+        options = dict(self.options)
+        if options.get("control") is None:
+            self._control_dir = tempfile.TemporaryDirectory(prefix="spread-control-")
+            options["control"] = os.path.join(self._control_dir.name, "control")
+        for key, value in options.items():
             flag = "--" + key.replace("_", "-")
             if key == "unix_socket":
                 if not value:
@@ -119,8 +136,11 @@ class EmbeddedDaemon(DaemonAddresses):
                 self.process.kill()
             err = self.process.stderr.read() if self.process.stderr else ""
             self.process.wait()
+            self._cleanup_control()
             raise RuntimeError(f"embedded daemon did not start: {err.strip() or line!r}")
         self.port = int(found.group(1))
+        control = READY_CONTROL.search(line or "")
+        self.control_address = control.group(1) if control else None
         self._log_thread = threading.Thread(target=self._drain_log, daemon=True)
         self._log_thread.start()
         return self
@@ -158,10 +178,21 @@ class EmbeddedDaemon(DaemonAddresses):
             time.sleep(0.01)
         return False
 
+    def _control_channel(self) -> ControlChannel:
+        if self._channel is None:
+            if self.process is None or self.control_address is None:
+                raise RuntimeError("the daemon is not running with a control channel")
+            self._channel = connect_control(self.control_address)
+        return self._channel
+
     def stop(self) -> None:
         """Stops the daemon; raises RuntimeError if it had failed (a crash, or
         a sanitizer report) rather than exiting cleanly."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         if self.process is None:
+            self._cleanup_control()
             return
         if self.process.poll() is None:
             self.process.terminate()
@@ -177,9 +208,15 @@ class EmbeddedDaemon(DaemonAddresses):
                 stream.close()
         code = self.process.returncode
         self.process = None
+        self._cleanup_control()
         if code != 0:
             tail = "\n".join(self.log[-40:])
             raise RuntimeError(f"embedded daemon exited with status {code}:\n{tail}")
+
+    def _cleanup_control(self) -> None:
+        if self._control_dir is not None:
+            self._control_dir.cleanup()
+            self._control_dir = None
 
     def __enter__(self) -> EmbeddedDaemon:
         return self.start()

@@ -3,9 +3,13 @@ embedded daemon, or by a real daemon named in ``SPREAD_TEST_DAEMON``.
 
 - ``spread_daemon``: one daemon for the whole session, default options, on
   a free port or on ``--spread-daemon-port`` (ini: ``spread_daemon_port``).
-- ``spread_daemon_factory``: ``factory(port=None, **options)`` starts a
-  daemon with custom options (e.g. ``max_session_messages=50``; any option
-  of :class:`spread.testing.EmbeddedDaemon`), stopped after the test.
+- ``spread_daemon_factory``: ``factory(port=None, *, in_process=False,
+  **options)`` starts a daemon with custom options (e.g.
+  ``max_session_messages=50``, ``slow_reader_budget=0``; any option of
+  :class:`spread.testing.EmbeddedDaemon`), stopped after the test. It has
+  the test-bench controls (:class:`spread.daemon.DaemonControls`: figures,
+  kills, pauses); ``in_process=True`` runs it in a thread of this process
+  (:class:`spread.daemon.Daemon`) instead of a subprocess.
 - ``spread_mailbox_factory``: ``factory(daemon=None, **connect_kwargs)``
   connects to a daemon (default: ``spread_daemon``) and disconnects after
   the test.
@@ -53,13 +57,19 @@ def spread_daemon(pytestconfig):
 @pytest.fixture
 def spread_daemon_factory():
     """Starts embedded daemons with custom options for one test."""
-    started = []
+    started: list = []
 
-    def factory(port: int | None = None, **options):
+    def factory(port: int | None = None, *, in_process: bool = False, **options):
         embedded = EmbeddedDaemon(port, **options)  # a bad option is a TypeError, even here
         external = _external()
-        if external is not None and (options or port is not None):
+        if external is not None and (options or port is not None or in_process):
             pytest.skip("a port or custom daemon options need the embedded daemon")
+        if in_process and external is None:
+            from ..daemon import Daemon
+
+            in_thread = Daemon(port or 0, **options)
+            started.append(in_thread.start())
+            return in_thread
         daemon = external or embedded
         started.append(daemon.start())
         return daemon

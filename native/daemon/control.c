@@ -1,0 +1,620 @@
+/* control.c -- the daemon's control channel: figures and faults for tests,
+ * served by the event loop itself (server.c), so that they are read and
+ * applied between two events, never while one is half done, and without
+ * a lock or a thread.
+ *
+ * Where: a unix socket (a path), a TCP port on 127.0.0.1 only, and/or one
+ * already connected descriptor (a binding's socketpair). It never listens
+ * beyond loopback: any other host is refused when the daemon opens, and a
+ * TCP peer that is not on 127.0.0.0/8 is closed unanswered.
+ *
+ * The format: a request is one line of printable ASCII (0x20..0x7E),
+ * words separated by spaces, ended by "\n" (a "\r" before it is dropped),
+ * at most SPD_CTL_LINE_MAX bytes with the newline. The answer is one line
+ * "ok ..." or "error <text>"; "ok N" for sessions is followed by N lines.
+ * A line longer than the limit is answered with an error and skipped to
+ * its newline; no error closes the connection.
+ *
+ *   ping                       ok pong
+ *   totals                     ok key=value ...       (daemon-wide figures)
+ *   sessions                   ok N, then N lines "session key=value ... reason=TEXT"
+ *   session NAME               ok 1, then its line (the newest ended one, if not open)
+ *   kill NAME                  ok   the slow-reader kill ("killing ... for not reading")
+ *   drop NAME                  ok   the socket closed at once, as a crash closes it
+ *   pause NAME [requests|deliveries|both]   ok   (requests if not said)
+ *   resume NAME                ok   both resumed
+ *   pause-daemon               ok   nothing read or written but this channel
+ *   resume-daemon              ok
+ *
+ * NAME is a session's private name ("alice") or private group
+ * ("#alice#localhost"). A session line's reason comes last, to the end of
+ * the line (it may hold spaces; empty while the session is open). */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define TAG_LISTEN  ((void *)5)
+#define CTL_OUT_MAX (16u << 20) /* a reader of answers that never reads is closed */
+
+typedef struct ctl_conn {
+    int fd;
+    char in[SPD_CTL_LINE_MAX];
+    size_t in_len;
+    char *out;
+    size_t out_len, out_off, out_cap;
+    int closing;    /* close once the answers are written */
+    int skipping;   /* inside a line past the limit, dropped to its newline */
+    uint32_t events; /* what ctl_epfd watches */
+} ctl_conn;
+
+/* ---- the request parser (sans-IO) ----------------------------------- */
+
+static const struct {
+    const char *word;
+    ctl_verb verb;
+    int name; /* takes a session name */
+} verbs[] = {
+    {"ping", CTL_PING, 0},
+    {"totals", CTL_TOTALS, 0},
+    {"sessions", CTL_SESSIONS, 0},
+    {"session", CTL_SESSION, 1},
+    {"kill", CTL_KILL, 1},
+    {"drop", CTL_DROP, 1},
+    {"pause", CTL_PAUSE, 1},
+    {"resume", CTL_RESUME, 1},
+    {"pause-daemon", CTL_PAUSE_DAEMON, 0},
+    {"resume-daemon", CTL_RESUME_DAEMON, 0},
+};
+
+static int word_is(const char *w, size_t len, const char *word)
+{
+    return strlen(word) == len && memcmp(w, word, len) == 0;
+}
+
+const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len >= SPD_CTL_LINE_MAX)
+        return "request too long";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e)
+            return "malformed request: printable ASCII only";
+    const char *w[3];
+    size_t wl[3], n = 0, i = 0;
+    while (i < len) {
+        if (line[i] == ' ') {
+            i++;
+            continue;
+        }
+        if (n == 3)
+            return "too many words";
+        size_t start = i;
+        while (i < len && line[i] != ' ')
+            i++;
+        w[n] = line + start;
+        wl[n++] = i - start;
+    }
+    if (n == 0)
+        return "empty request";
+    size_t v = 0, nverbs = sizeof verbs / sizeof verbs[0];
+    while (v < nverbs && !word_is(w[0], wl[0], verbs[v].word))
+        v++;
+    if (v == nverbs)
+        return "unknown request (ping, totals, sessions, session, kill, drop, pause, resume, "
+               "pause-daemon, resume-daemon)";
+    out->verb = verbs[v].verb;
+    size_t most = verbs[v].name ? (out->verb == CTL_PAUSE ? 3 : 2) : 1;
+    if (verbs[v].name && n < 2)
+        return "missing session name";
+    if (n > most)
+        return "too many words";
+    if (verbs[v].name) {
+        if (wl[1] >= WIRE_SLOT)
+            return "session name too long";
+        for (size_t k = 0; k < wl[1]; k++)
+            if (w[1][k] != '#' && !wire_name_char_ok((uint8_t)w[1][k]))
+                return "illegal character in session name";
+        memcpy(out->name, w[1], wl[1]);
+        out->name[wl[1]] = '\0';
+        out->name_len = wl[1];
+    }
+    if (out->verb == CTL_PAUSE) {
+        out->pause_bits = SPD_PAUSE_REQUESTS;
+        if (n == 3) {
+            if (word_is(w[2], wl[2], "requests"))
+                out->pause_bits = SPD_PAUSE_REQUESTS;
+            else if (word_is(w[2], wl[2], "deliveries"))
+                out->pause_bits = SPD_PAUSE_DELIVERIES;
+            else if (word_is(w[2], wl[2], "both"))
+                out->pause_bits = SPD_PAUSE_REQUESTS | SPD_PAUSE_DELIVERIES;
+            else
+                return "pause takes requests, deliveries or both";
+        }
+    }
+    return NULL;
+}
+
+/* ---- answers --------------------------------------------------------- */
+
+static void conn_close(spd_daemon *d, ctl_conn *k)
+{
+    for (int i = 0; i < SPD_CTL_MAX_CONNS; i++)
+        if (d->ctl[i] == k)
+            d->ctl[i] = NULL;
+    epoll_ctl(d->ctl_epfd, EPOLL_CTL_DEL, k->fd, NULL);
+    close(k->fd);
+    free(k->out);
+    free(k);
+}
+
+static void reply(ctl_conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(ctl_conn *k, const char *fmt, ...)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        size_t room = k->out_cap - k->out_len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(k->out ? k->out + k->out_len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            k->out_len += (size_t)n;
+            return;
+        }
+        size_t cap = k->out_cap ? k->out_cap : 4096;
+        while (cap - k->out_len <= (size_t)n)
+            cap *= 2;
+        char *p = cap <= CTL_OUT_MAX ? realloc(k->out, cap) : NULL;
+        if (!p) {
+            k->closing = 1; /* too much unread: the answers end here */
+            return;
+        }
+        k->out = p;
+        k->out_cap = cap;
+    }
+}
+
+static void flush_conn(spd_daemon *d, ctl_conn *k)
+{
+    while (k->out_off < k->out_len) {
+        ssize_t w = send(k->fd, k->out + k->out_off, k->out_len - k->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w <= 0) {
+            conn_close(d, k);
+            return;
+        }
+        k->out_off += (size_t)w;
+    }
+    if (k->out_off == k->out_len) {
+        k->out_off = k->out_len = 0;
+        if (k->closing) {
+            conn_close(d, k);
+            return;
+        }
+    }
+    uint32_t events = (k->closing ? 0 : EPOLLIN) | (k->out_len > 0 ? EPOLLOUT : 0);
+    if (events != k->events) {
+        struct epoll_event ev = {0};
+        ev.events = events;
+        ev.data.ptr = k;
+        epoll_ctl(d->ctl_epfd, EPOLL_CTL_MOD, k->fd, &ev);
+        k->events = events;
+    }
+}
+
+static const char *state_name(const client *c)
+{
+    return c->state == CL_OPEN ? "open" : "closed";
+}
+
+static void session_line(ctl_conn *k, const uint8_t *pg, unsigned long long id, const char *state,
+                         int killed, size_t qm, size_t qb, const session_figures *f, int paused,
+                         int lagging, const char *reason)
+{
+    uint8_t name[WIRE_SLOT];
+    memcpy(name, pg, WIRE_SLOT);
+    name[WIRE_SLOT - 1] = '\0';
+    reply(k,
+          "session group=%s id=%llu state=%s killed=%d queued_messages=%zu queued_bytes=%zu "
+          "peak_messages=%zu peak_bytes=%zu queued_total=%llu delivered=%llu "
+          "delivered_bytes=%llu requests=%llu multicasts=%llu paused_requests=%d "
+          "paused_deliveries=%d lagging=%d reason=%s\n",
+          (const char *)name, id, state, killed, qm, qb, f->peak_messages, f->peak_bytes,
+          f->queued_total, f->delivered, f->delivered_bytes, f->requests, f->multicasts,
+          !!(paused & SPD_PAUSE_REQUESTS), !!(paused & SPD_PAUSE_DELIVERIES), lagging, reason);
+}
+
+static void open_line(ctl_conn *k, const client *c)
+{
+    session_line(k, c->private_group, c->id, state_name(c), 0, c->q_count, c->q_bytes, &c->fig,
+                 c->paused, c->lagging, "");
+}
+
+static void ended_line(ctl_conn *k, const ended_session *e)
+{
+    session_line(k, e->private_group, e->id, "closed", e->killed, 0, 0, &e->fig, 0, 0, e->reason);
+}
+
+/* Whether the private group pg (a slot) is the session r names. */
+static int names(const ctl_request *r, const uint8_t *pg)
+{
+    size_t len = wire_slot_len(pg);
+    if (len == r->name_len && memcmp(pg, r->name, len) == 0)
+        return 1;
+    return len > r->name_len + 1 && pg[0] == '#' && memcmp(pg + 1, r->name, r->name_len) == 0 &&
+           pg[r->name_len + 1] == '#';
+}
+
+static client *find_open(spd_daemon *d, const ctl_request *r)
+{
+    for (client *c = d->all; c; c = c->all_next)
+        if (c->state == CL_OPEN && names(r, c->private_group))
+            return c;
+    return NULL;
+}
+
+static const ended_session *find_ended(const spd_daemon *d, const ctl_request *r)
+{
+    for (size_t i = 1; i <= d->ended_count; i++) {
+        const ended_session *e = &d->ended[(d->ended_next + SPD_ENDED_KEEP - i) % SPD_ENDED_KEEP];
+        if (names(r, e->private_group))
+            return e;
+    }
+    return NULL;
+}
+
+static void totals(spd_daemon *d, ctl_conn *k)
+{
+    const daemon_totals *t = &d->tot;
+    reply(k,
+          "ok sessions_open=%zu sessions_opened=%llu sessions_killed=%llu sessions_closed=%llu "
+          "connections=%zu groups=%zu queued_messages=%zu queued_bytes=%zu peak_messages=%zu "
+          "peak_bytes=%zu requests=%llu multicasts=%llu queued_total=%llu delivered=%llu "
+          "delivered_bytes=%llu backpressure_pauses=%llu backpressure_ms=%lld lagging_sessions=%zu "
+          "paused=%d max_session_messages=%d max_session_bytes=%lld slow_reader_budget=%d\n",
+          d->n_clients - d->n_handshaking, t->opened, t->killed, t->closed, d->n_clients,
+          d->groups.used, t->queued_messages, t->queued_bytes, t->peak_messages, t->peak_bytes,
+          t->requests, t->multicasts, t->queued_total, t->delivered, t->delivered_bytes,
+          t->backpressure_pauses, t->backpressure_ns / 1000000, d->n_lagging, d->paused_all,
+          d->cfg.max_session_messages, d->cfg.max_session_bytes, d->cfg.slow_reader_budget);
+}
+
+static void handle(spd_daemon *d, ctl_conn *k, const char *line, size_t len)
+{
+    ctl_request r;
+    const char *bad = spd_ctl_parse(line, len, &r);
+    if (bad) {
+        reply(k, "error %s\n", bad);
+        return;
+    }
+    client *c = NULL;
+    if (r.verb == CTL_KILL || r.verb == CTL_DROP || r.verb == CTL_PAUSE || r.verb == CTL_RESUME) {
+        c = find_open(d, &r);
+        if (!c) {
+            reply(k, "error no open session %s\n", r.name);
+            return;
+        }
+    }
+    switch (r.verb) {
+    case CTL_PING: reply(k, "ok pong\n"); break;
+    case CTL_TOTALS: totals(d, k); break;
+    case CTL_SESSIONS: {
+        size_t n = d->ended_count;
+        for (client *o = d->all; o; o = o->all_next)
+            n += o->state == CL_OPEN;
+        reply(k, "ok %zu\n", n);
+        for (client *o = d->all; o; o = o->all_next)
+            if (o->state == CL_OPEN)
+                open_line(k, o);
+        for (size_t i = d->ended_count; i > 0; i--) /* oldest first */
+            ended_line(k, &d->ended[(d->ended_next + SPD_ENDED_KEEP - i) % SPD_ENDED_KEEP]);
+        break;
+    }
+    case CTL_SESSION: {
+        const client *o = find_open(d, &r);
+        const ended_session *e = o ? NULL : find_ended(d, &r);
+        if (!o && !e) {
+            reply(k, "error no session %s\n", r.name);
+            break;
+        }
+        reply(k, "ok 1\n");
+        if (o)
+            open_line(k, o);
+        else
+            ended_line(k, e);
+        break;
+    }
+    case CTL_KILL:
+        spd_kill_slow_reader(d, c);
+        reply(k, "ok\n");
+        break;
+    case CTL_DROP:
+        if (c->is_tcp) { /* a reset, as a crashed peer's unread data makes */
+            struct linger l = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        spd_kill(d, c, "dropped without a goodbye");
+        reply(k, "ok\n");
+        break;
+    case CTL_PAUSE:
+        spd_set_paused(d, c, c->paused | r.pause_bits);
+        reply(k, "ok\n");
+        break;
+    case CTL_RESUME:
+        spd_set_paused(d, c, 0);
+        reply(k, "ok\n");
+        break;
+    case CTL_PAUSE_DAEMON:
+        if (!d->paused_all)
+            spd_log(d, SPD_LOG_INFO, "paused by the control channel");
+        d->paused_all = 1;
+        reply(k, "ok\n");
+        break;
+    case CTL_RESUME_DAEMON:
+        if (d->paused_all)
+            spd_log(d, SPD_LOG_INFO, "resumed by the control channel");
+        d->paused_all = 0;
+        reply(k, "ok\n");
+        break;
+    }
+}
+
+/* ---- connections ----------------------------------------------------- */
+
+static void conn_input(spd_daemon *d, ctl_conn *k)
+{
+    for (;;) {
+        ssize_t n = recv(k->fd, k->in + k->in_len, sizeof k->in - k->in_len, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            k->closing = 1; /* answered what it asked, then closed */
+            break;
+        }
+        k->in_len += (size_t)n;
+        if (k->skipping) {
+            char *nl = memchr(k->in, '\n', k->in_len);
+            size_t drop = nl ? (size_t)(nl - k->in) + 1 : k->in_len;
+            memmove(k->in, k->in + drop, k->in_len - drop);
+            k->in_len -= drop;
+            k->skipping = !nl;
+        }
+        size_t at = 0;
+        for (;;) {
+            char *nl = memchr(k->in + at, '\n', k->in_len - at);
+            if (!nl)
+                break;
+            size_t len = (size_t)(nl - (k->in + at));
+            if (len > 0 && k->in[at + len - 1] == '\r')
+                len--;
+            handle(d, k, k->in + at, len);
+            at = (size_t)(nl - k->in) + 1;
+        }
+        memmove(k->in, k->in + at, k->in_len - at);
+        k->in_len -= at;
+        if (k->in_len == sizeof k->in) {
+            reply(k, "error request too long (at most %d bytes with the newline)\n",
+                  SPD_CTL_LINE_MAX);
+            k->in_len = 0;
+            k->skipping = 1;
+        }
+        if (k->closing)
+            break;
+    }
+    flush_conn(d, k);
+}
+
+/* Serves fd as a control connection, or closes it. */
+static int conn_add(spd_daemon *d, int fd)
+{
+    int slot = -1;
+    for (int i = 0; i < SPD_CTL_MAX_CONNS && slot < 0; i++)
+        if (!d->ctl[i])
+            slot = i;
+    ctl_conn *k = slot >= 0 ? calloc(1, sizeof *k) : NULL;
+    if (!k) {
+        static const char busy[] = "error too many control connections\n";
+        ssize_t w = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+        close(fd);
+        return -1;
+    }
+    k->fd = fd;
+    k->events = EPOLLIN;
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = k;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        epoll_ctl(d->ctl_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close(fd);
+        free(k);
+        return -1;
+    }
+    d->ctl[slot] = k;
+    return 0;
+}
+
+static void accept_conns(spd_daemon *d)
+{
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(d->ctl_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (peer.ss_family == AF_INET &&
+            (ntohl(((struct sockaddr_in *)&peer)->sin_addr.s_addr) >> 24) != 127) {
+            close(fd); /* cannot happen on a loopback listener: never served */
+            continue;
+        }
+        conn_add(d, fd);
+    }
+}
+
+int spd_control_serve(spd_daemon *d, int timeout_ms)
+{
+    struct epoll_event ev[16];
+    int n = epoll_wait(d->ctl_epfd, ev, 16, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        void *tag = ev[i].data.ptr;
+        if (tag == SPD_TAG_STOP)
+            return 1;
+        if (tag == TAG_LISTEN) {
+            accept_conns(d);
+            continue;
+        }
+        ctl_conn *k = tag;
+        if (!k->closing && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+            conn_input(d, k);
+        else
+            flush_conn(d, k); /* a closing one's EPOLLHUP/ERR: the send fails, it closes */
+    }
+    return 0;
+}
+
+/* ---- opening and closing ---------------------------------------------- */
+
+static int listen_unix(spd_daemon *d, const char *path, char *err, int err_size)
+{
+    struct sockaddr_un a = {0};
+    struct stat st;
+    a.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof a.sun_path) {
+        snprintf(err, (size_t)err_size, "control socket path too long (at most %zu bytes)",
+                 sizeof a.sun_path - 1);
+        return -1;
+    }
+    if (lstat(path, &st) == 0) {
+        snprintf(err, (size_t)err_size, "control socket %s exists: remove it or give another path",
+                 path);
+        return -1;
+    }
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        snprintf(err, (size_t)err_size, "cannot listen on control socket %s: %s", path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    memcpy(d->ctl_path, a.sun_path, sizeof d->ctl_path);
+    chmod(path, 0600);
+    d->ctl_fd = fd;
+    return 0;
+}
+
+static int listen_loopback(spd_daemon *d, long port, char *err, int err_size)
+{
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* never anything else */
+    a.sin_port = htons((uint16_t)port);
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        snprintf(err, (size_t)err_size, "cannot listen on control port 127.0.0.1:%ld: %s", port,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    d->ctl_fd = fd;
+    d->ctl_port = ntohs(a.sin_port);
+    return 0;
+}
+
+/* "PORT", "127.0.0.1:PORT" or "localhost:PORT": the port, else -1. */
+static long loopback_port(const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    if (colon) {
+        size_t host = (size_t)(colon - a);
+        if (!((host == 9 && !memcmp(a, "127.0.0.1", 9)) ||
+              (host == 9 && !memcmp(a, "localhost", 9))))
+            return -1;
+        a = colon + 1;
+    }
+    if (!*a || strlen(a) > 5)
+        return -1;
+    long port = 0;
+    for (; *a; a++) {
+        if (*a < '0' || *a > '9')
+            return -1;
+        port = port * 10 + (*a - '0');
+    }
+    return port <= 65535 ? port : -1;
+}
+
+int spd_control_open(spd_daemon *d, char *err, int err_size)
+{
+    int fd = d->cfg.control_fd;
+    d->cfg.control_fd = -1;
+    if (fd > 0 && conn_add(d, fd) != 0) {
+        snprintf(err, (size_t)err_size, "cannot serve the control descriptor: %s", strerror(errno));
+        return -1;
+    }
+    const char *a = d->cfg.control;
+    if (!a || !*a)
+        return 0;
+    int r;
+    if (strchr(a, '/')) {
+        r = listen_unix(d, a, err, err_size);
+    } else {
+        long port = loopback_port(a);
+        if (port < 0) {
+            snprintf(err, (size_t)err_size,
+                     "the control channel listens on loopback only: give a unix socket path, "
+                     "a port, or 127.0.0.1:PORT, not '%.64s'",
+                     a);
+            return -1;
+        }
+        r = listen_loopback(d, port, err, err_size);
+    }
+    if (r != 0)
+        return -1;
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = TAG_LISTEN;
+    if (listen(d->ctl_fd, 8) != 0 || epoll_ctl(d->ctl_epfd, EPOLL_CTL_ADD, d->ctl_fd, &ev) != 0) {
+        snprintf(err, (size_t)err_size, "control channel: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void spd_control_close(spd_daemon *d)
+{
+    for (int i = 0; i < SPD_CTL_MAX_CONNS; i++)
+        if (d->ctl[i])
+            conn_close(d, d->ctl[i]);
+    if (d->ctl_fd >= 0)
+        close(d->ctl_fd);
+    d->ctl_fd = -1;
+    if (d->ctl_path[0])
+        unlink(d->ctl_path);
+    d->ctl_path[0] = '\0';
+}
