@@ -49,7 +49,10 @@ MYPY_FLAGS ?= --follow-imports=silent
 .PHONY: build dev dev-tools test test-cython test-cffi test-extlib test-c san san-c san-daemon san-python \
 	fuzz lint lint-all format constants bench icount
 
+# build/ is removed first: setuptools reuses its objects by timestamp and has
+# installed stale native code into the cffi module after a C change.
 build:
+	rm -rf build
 	$(PYTHON) -m pip install .
 
 dev:

@@ -26,7 +26,9 @@ def membership(m, reason=None):
 
 
 def test_never_reading_client_is_killed(spread_daemon_factory):
-    daemon = spread_daemon_factory(max_session_messages=50)
+    # slow_reader_budget=0: no back-pressure, as Spread's daemon (with it, a sender
+    # slowed down by ASan on a loaded machine never got the sleeper killed).
+    daemon = spread_daemon_factory(max_session_messages=50, slow_reader_budget=0)
     group = "slow"
     watcher = spread.connect(daemon.address, "watcher")
     watcher.join(group)

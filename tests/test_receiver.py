@@ -71,8 +71,9 @@ def test_seed_scenario_with_receiver(spread_daemon_factory):
 
 @pytest.mark.timeout(120)
 def test_seed_scenario_without_receiver_is_killed(spread_daemon_factory):
-    """The same scenario with a plain receive() loop: the daemon kills it."""
-    daemon = spread_daemon_factory()
+    """The same scenario with a plain receive() loop: the daemon kills it
+    (no back-pressure budget, as Spread's daemon: the kill is the point)."""
+    daemon = spread_daemon_factory(slow_reader_budget=0)
     m = joined(daemon.address, "seed")
     stop = threading.Event()
     sender = paced_sender(daemon.address, "seed", 10000, 1000, stop)
