@@ -28,13 +28,14 @@ from ._sender import SenderChannel, _int_option, _seconds, check_group
 class _Group:
     """What the session knows of one flow group."""
 
-    __slots__ = ("name", "view", "speakers", "hints")
+    __slots__ = ("name", "view", "speakers", "hints", "joined_at")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.view: set[str] | None = None  # None until our own join is seen
         self.speakers: set[str] = set()  # members known to speak the protocol
         self.hints: dict[str, float] = {}  # HELLOs of joiners not yet in view: expiry
+        self.joined_at = -math.inf  # when our own join was seen
 
 
 class FlowCore:
@@ -79,7 +80,13 @@ class FlowCore:
         )
         self.groups: dict[str, _Group] = {}
         self.channels: dict[int, SenderChannel] = {}  # by stream id
-        self.stats = {"plain": 0, "malformed": 0, "hellos": 0, "reports_ignored": 0}
+        self.stats = {
+            "plain": 0,
+            "malformed": 0,
+            "hellos": 0,
+            "reports_ignored": 0,
+            "outsiders": 0,
+        }
 
     # ---- set-up -------------------------------------------------------------
 
@@ -94,6 +101,12 @@ class FlowCore:
                 fr.AGREED_MESS, group, fr.header(fr.HELLO, 0, 0) + group.encode(), fr.FLOW_MSG_TYPE
             )
         )
+
+    def leave(self, group: str, now: float = 0.0) -> None:
+        """Before ``mbox.leave(group)``: our channels on it stop sending."""
+        for ch in self.channels.values():
+            if ch.group == group:
+                ch.on_leave_request(now)
 
     def channel(
         self, group: str, *, stream: int | None = None, now: float = 0.0, **options: Any
@@ -111,7 +124,7 @@ class FlowCore:
         self.channels[stream] = ch
         g = self.groups.setdefault(group, _Group(group))
         if g.view is not None:
-            ch.on_view(g.view, now, speakers=g.speakers)
+            ch.on_view(g.view, now, speakers=g.speakers, joined_at=g.joined_at)
         return ch
 
     def close_channel(self, ch: SenderChannel, now: float = 0.0) -> None:
@@ -159,7 +172,11 @@ class FlowCore:
                     ch.on_self(hdr.seq, hdr.offset + len(frame), now)
                 return []
             g = self.groups.get(group)
-            if g is not None and g.view is not None and sender in g.view:
+            if g is not None and g.view is not None:
+                if sender not in g.view:
+                    # Ordered after its leave (or before our join): not ours.
+                    self.stats["outsiders"] += 1
+                    return []
                 self._speaker(g, sender, now)
             return list(
                 self.receiver.on_frame(
@@ -178,6 +195,12 @@ class FlowCore:
         if sender == self.me:
             return []
         return list(self.receiver.on_bye(sender, group, hdr))
+
+    @staticmethod
+    def _hello(to: str, group: str) -> Multicast:
+        """A HELLO that asks no answer: to a member, or to the group after a merge."""
+        data = fr.header(fr.HELLO, 0, 0, flags=fr.F_REPLY) + group.encode()
+        return Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE)
 
     def _speaker(self, g: _Group, name: str, now: float) -> None:
         if name not in g.speakers:
@@ -211,14 +234,7 @@ class FlowCore:
             while len(g.hints) > self.max_hints:
                 del g.hints[next(iter(g.hints))]
         if not hdr.flags & fr.F_REPLY and g.view is not None and self.me in g.view:
-            self._outbox.append(
-                Multicast(
-                    fr.AGREED_MESS,
-                    sender,
-                    fr.header(fr.HELLO, 0, 0, flags=fr.F_REPLY) + named.encode(),
-                    fr.FLOW_MSG_TYPE,
-                )
-            )
+            self._outbox.append(self._hello(sender, named))
         return []
 
     def _on_membership(self, msg: Any, now: float) -> list[Any]:
@@ -244,20 +260,19 @@ class FlowCore:
         cause = msg.reason
         joiner = None
         continuing = None
-        if cause & CAUSED_BY_JOIN and msg.changed_member != self.me and g.view is not None:
-            joiner = msg.changed_member
+        if cause & CAUSED_BY_JOIN:
+            if msg.changed_member == self.me or g.view is None:
+                g.joined_at = now
+            else:
+                joiner = msg.changed_member
+                if joiner not in g.hints:
+                    # Its HELLO missed us (or it is foreign): tell it we speak.
+                    self._outbox.append(self._hello(joiner, group))
         if cause & CAUSED_BY_NETWORK:
             continuing = set(msg.extra) if msg.extra else None
             # Everyone from another component must hear of us again.
             if continuing is not None and view - continuing:
-                self._outbox.append(
-                    Multicast(
-                        fr.AGREED_MESS,
-                        group,
-                        fr.header(fr.HELLO, 0, 0, flags=fr.F_REPLY) + group.encode(),
-                        fr.FLOW_MSG_TYPE,
-                    )
-                )
+                self._outbox.append(self._hello(group, group))
         # Speakers: HELLOs of members now present become knowledge; members
         # from another component are unknown again until they speak.
         hinted = {name for name in view if g.hints.pop(name, None) is not None}
@@ -265,7 +280,14 @@ class FlowCore:
         g.speakers |= hinted
         g.view = view
         for ch in chans:
-            ch.on_view(view, now, joiner=joiner, continuing=continuing, speakers=g.speakers)
+            ch.on_view(
+                view,
+                now,
+                joiner=joiner,
+                continuing=continuing,
+                speakers=g.speakers,
+                joined_at=g.joined_at,
+            )
         self.receiver.on_view(group, view, continuing)
         return [msg]
 

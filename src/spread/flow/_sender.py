@@ -154,6 +154,7 @@ class SenderChannel:
         self._self = Member(me, ACTIVE, 0, 0, now)  # own deliveries: the in-flight bound
         self._floor = (0, 0)  # the highest position any member ever reported
         self.in_transition = False
+        self.member = False  # sends only between our own join and our leave
         self.closed = False
         self._queue: deque[tuple[Any, int]] = deque()
         self._queued_bytes = 0
@@ -298,7 +299,7 @@ class SenderChannel:
 
     def pump(self, now: float, force: bool = False) -> None:
         """Put frames on the wire while credit allows."""
-        while not self.in_transition:
+        while self.member and not self.in_transition:
             size = self._next_frame_size(now, force)
             if not size:
                 break
@@ -454,13 +455,16 @@ class SenderChannel:
         *,
         joiner: str | None = None,
         continuing: set[str] | None = None,
-        speakers: set[str] = frozenset(),  # type: ignore[assignment]
+        speakers: set[str] | frozenset[str] = frozenset(),
+        joined_at: float = -math.inf,
     ) -> None:
         """A regular membership of our group: view its members. ``joiner``
         the member of a CAUSED_BY_JOIN (others: our own join, network);
         ``continuing`` for CAUSED_BY_NETWORK our own vs-set (the members that
-        come from our previous view: the others are new to us)."""
+        come from our previous view: the others are new to us);
+        ``joined_at`` when we joined."""
         self.in_transition = False
+        self.member = True
         for name in list(self.members):
             if name not in view or (continuing is not None and name not in continuing):
                 del self.members[name]
@@ -468,9 +472,11 @@ class SenderChannel:
         for name in view:
             if name == self.me or name in self.members:
                 continue
-            if name == joiner:
-                # Its HELLO came before its join (FIFO from one connection).
-                state = ACTIVE if name in speakers else FOREIGN
+            if name == joiner and name not in speakers:
+                # A speaker's HELLO comes ahead of its join (FIFO from one
+                # connection): no HELLO, no speaker. Unless we joined just
+                # before: its HELLO may have been ordered before our join.
+                state = JOINING if now - joined_at < self.join_grace else FOREIGN
             else:
                 state = ACTIVE if name in speakers else JOINING
             m = Member(name, state, base_seq, base_bytes, now)
@@ -479,10 +485,19 @@ class SenderChannel:
             self.members[name] = m
         self.pump(now)
 
+    def on_leave_request(self, now: float) -> None:
+        """We are about to leave: nothing more is sent (what went before our
+        leave request is delivered back to us before our self-leave)."""
+        self.member = False
+
     def on_left(self, now: float) -> None:
-        """We left the group (self-leave): nobody is a member any more."""
+        """We left the group (self-leave): nobody is a member any more, and
+        nothing sent is still to come back to us."""
         self.members.clear()
+        self.member = False
         self.in_transition = False
+        s = self._self
+        s.seq, s.nbytes, s.progress = self.last_seq, self.sent_bytes, now
 
     # ---- time -----------------------------------------------------------------
 
