@@ -29,7 +29,6 @@ from typing import Any
 
 from spread.flow import (
     FOREIGN,
-    UNTETHERED,
     FlowCore,
     FlowMsg,
     MemberForeign,
@@ -144,6 +143,7 @@ class Sim:
             "max_unconsumed_bytes": 0,
         }
         self.events: list[Any] = []
+        self.exempt: dict[tuple[str, str], Any] = {}
         for i in range(nodes):
             name = f"#n{i}#d"
             core = FlowCore(name, report_delay=0.001, rng=random.Random(seed * 31 + i))
@@ -271,8 +271,12 @@ class Sim:
         self.events.append((node.name, ev))
         if isinstance(ev, MemberUntethered):
             self.figures["untethered"] += 1
+            r = self.by_name[ev.member]
+            key = (ev.member, node.name)
+            self.exempt[key] = r.core.receiver.streams.get((node.name, node.ch.stream))
         elif isinstance(ev, MemberRetethered):
             self.figures["retethered"] += 1
+            self.exempt.pop((ev.member, node.name), None)
         elif isinstance(ev, StreamGap):
             raise Violation(f"{node.name}: gap {ev} over a reliable channel")
         elif isinstance(ev, MemberForeign):
@@ -289,9 +293,17 @@ class Sim:
         m = sender.ch.members.get(node.name) if sender.ch is not None else None
         if m is not None and m.state == FOREIGN:
             raise Violation(f"{msg.sender} took the speaker {node.name} for a foreign member")
-        if m is not None and m.state == UNTETHERED:
-            self.figures["exempt_arrivals"] += 1
-            return
+        # Untethered: the backlog it holds from then on is its own, until the
+        # sender re-tethers it or its stream of that sender starts anew.
+        key = (node.name, msg.sender)
+        if key in self.exempt:
+            then = self.exempt[key]
+            if then is None:
+                self.exempt[key] = then = st
+            if then is st:
+                self.figures["exempt_arrivals"] += 1
+                return
+            del self.exempt[key]
         self.figures["window_checks"] += 1
         f = self.figures
         f["max_unconsumed_frames"] = max(f["max_unconsumed_frames"], frames)

@@ -91,7 +91,7 @@ class Receiver:
         self.report_delay = report_delay
         self.streams: dict[tuple[str, int], Stream] = {}
         self._by_group: dict[str, set[tuple[str, int]]] = {}
-        self._due: set[Stream] = set()
+        self._due: dict[Stream, None] = {}  # (a dict: a set's order varies by run)
         self.reassembly_bytes = 0
         self.stats = {
             "frames": 0,
@@ -296,13 +296,13 @@ class Receiver:
                 self._report(st, now)
             elif st.report_due == math.inf:
                 st.report_due = st.last_report + self.report_delay
-                self._due.add(st)
+                self._due[st] = None
 
     def _report(self, st: Stream, now: float) -> None:
         st.reported = (st.pos_seq, st.pos_bytes)
         st.last_report = now
         st.report_due = math.inf
-        self._due.discard(st)
+        self._due.pop(st, None)
         self.stats["reports"] += 1
         self._outbox.append(
             Multicast(
@@ -317,7 +317,7 @@ class Receiver:
         for st in list(self._due):
             if now >= st.report_due:
                 st.report_due = math.inf
-                self._due.discard(st)
+                self._due.pop(st, None)
                 if not st.dropped and (st.pos_seq, st.pos_bytes) != st.reported:
                     self._report(st, now)
 
@@ -331,7 +331,7 @@ class Receiver:
         if st is not None:
             st.dropped = True
             self._abandon(st)
-            self._due.discard(st)
+            self._due.pop(st, None)
             keys = self._by_group.get(st.group)
             if keys is not None:
                 keys.discard(key)

@@ -469,7 +469,7 @@ class SenderChannel:
             if name not in view or (continuing is not None and name not in continuing):
                 del self.members[name]
         base_seq, base_bytes = self._base()
-        for name in view:
+        for name in sorted(view):
             if name == self.me or name in self.members:
                 continue
             if name == joiner and name not in speakers:
