@@ -96,7 +96,7 @@ class SenderChannel:
         service_type: int = fr.AGREED_MESS,
         max_frame: int = fr.DEFAULT_MAX_FRAME,
         max_batch_items: int = 4096,
-        max_batch_bytes: int = 64 << 10,
+        max_batch_bytes: int | None = None,
         linger: float = 0.0,
         max_pending_bytes: int | None = None,
         max_message_bytes: int = 64 << 20,
@@ -119,6 +119,8 @@ class SenderChannel:
         min_frame = fr.HEADER_SIZE + fr.CHUNK_PREFIX + 1
         self.max_frame = _int_option("max_frame", max_frame, min_frame, fr.MAX_WIRE_DATA)
         self.max_batch_items = _int_option("max_batch_items", max_batch_items, 1, 1 << 20)
+        if max_batch_bytes is None:
+            max_batch_bytes = min(64 << 10, self.max_frame)
         self.max_batch_bytes = _int_option(
             "max_batch_bytes", max_batch_bytes, fr.HEADER_SIZE + 4, self.max_frame
         )
@@ -389,9 +391,13 @@ class SenderChannel:
         """A member's absolute consumed position: the highest position wins,
         so a lost, repeated or late report can neither mint nor leak credit."""
         m = self.members.get(member)
-        if m is None or m.state == FOREIGN:
+        if m is None:
             self.stats["stale_reports"] += 1
             return []
+        if m.state == FOREIGN:
+            # A speaker after all (its HELLO took longer than join_grace):
+            # followed from its reports, waited for once it has caught up.
+            m.state = UNTETHERED
         if seq > self.last_seq or nbytes > self.sent_bytes:
             self.stats["bad_reports"] += 1
             return []
@@ -427,6 +433,8 @@ class SenderChannel:
         if m is not None and m.state == JOINING:
             m.state = ACTIVE
             m.deadline = math.inf
+        elif m is not None and m.state == FOREIGN:
+            m.state = UNTETHERED  # late: it may hold more than a window until it catches up
 
     def _base(self) -> tuple[int, int]:
         """The position a new member is charged from. With our own deliveries
