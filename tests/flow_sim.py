@@ -295,7 +295,7 @@ class Sim:
             return
         frames, nbytes = st.unconsumed_frames, st.unconsumed_bytes
         sender = self.by_name[msg.sender]
-        m = sender.ch.members.get(node.name) if sender.ch is not None else None
+        sender.ch.members.get(node.name) if sender.ch is not None else None
         # Untethered: the backlog it holds from then on is its own, until the
         # sender re-tethers it or its stream of that sender starts anew.
         key = (node.name, msg.sender)
@@ -419,9 +419,7 @@ class Sim:
             for name in members:
                 self._deliver_to(
                     name,
-                    Membership(
-                        REG_MEMB_MESS | DISCONNECT, GROUP, members, node.name, (node.name,)
-                    ),
+                    Membership(REG_MEMB_MESS | DISCONNECT, GROUP, members, node.name, (node.name,)),
                 )
 
     def stall(self, i: int, seconds: float) -> None:
@@ -455,7 +453,9 @@ class Sim:
             members = tuple(self._component_members(c))
             for name in members:
                 self._deliver_to(name, Membership(TRANSITION_MESS, GROUP))
-                self._deliver_to(name, Membership(REG_MEMB_MESS | NETWORK, GROUP, members, None, members))
+                self._deliver_to(
+                    name, Membership(REG_MEMB_MESS | NETWORK, GROUP, members, None, members)
+                )
 
     def merge(self) -> None:
         comps = [c for c in self.comps if any(self.by_name[n].alive for n in self.comps[c])]
@@ -471,9 +471,11 @@ class Sim:
         self.comps = {0: everyone}
         self.figures["merges"] += 1
         members = tuple(sorted(everyone))
-        for c, old in before.items():
+        for old in before.values():
             for name in old:
-                self._deliver_to(name, Membership(REG_MEMB_MESS | NETWORK, GROUP, members, None, old))
+                self._deliver_to(
+                    name, Membership(REG_MEMB_MESS | NETWORK, GROUP, members, None, old)
+                )
 
     # ---- running --------------------------------------------------------------
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from flow_sim import DISCONNECT, JOIN, LEAVE, NETWORK, REG_MEMB_MESS, TRANSITION_MESS
-from flow_sim import Membership, Regular
 
 import spread
+from flow_sim import (
+    DISCONNECT,
+    JOIN,
+    LEAVE,
+    NETWORK,
+    REG_MEMB_MESS,
+    TRANSITION_MESS,
+    Membership,
+    Regular,
+)
 from spread.flow import (
     ACTIVE,
     FOREIGN,
@@ -31,9 +39,7 @@ G = "g"
 
 def view(core: FlowCore, members: tuple[str, ...], cause: int = JOIN, changed: str | None = None):
     changed = changed or core.me
-    return core.on_message(
-        Membership(REG_MEMB_MESS | cause, G, members, changed, (changed,)), 0.0
-    )
+    return core.on_message(Membership(REG_MEMB_MESS | cause, G, members, changed, (changed,)), 0.0)
 
 
 def wire(frm: FlowCore, to: FlowCore | None, now: float = 0.0) -> list:
@@ -205,7 +211,7 @@ def test_boundary_sizes_round_trip(size: int) -> None:
 
 def test_reports_are_absolute_and_monotonic() -> None:
     a, b, ch = pair(window=8)
-    for i in range(3):
+    for _i in range(3):
         ch.offer(b"z")
     for m in wire(a, b):
         b.consumed(m, 0.0)
@@ -310,9 +316,7 @@ def test_network_membership_keeps_continuing_positions_and_charges_merged_member
 def test_joiner_with_hello_is_counted_foreign_joiner_never_waited_for() -> None:
     a, b, ch = pair(window=2, join_grace=1.0)
     # a classic client joins long after us: no HELLO came first
-    a.on_message(
-        Membership(REG_MEMB_MESS | JOIN, G, (A, B, C), C, (C,)), 5.0
-    )
+    a.on_message(Membership(REG_MEMB_MESS | JOIN, G, (A, B, C), C, (C,)), 5.0)
     assert ch.members[C].state == FOREIGN
     assert C not in ch.tethered()
     ch.offer(b"1")

@@ -6,10 +6,11 @@ across senders, stalls, kills, joins, leaves, partitions and merges."""
 from __future__ import annotations
 
 import pytest
-from flow_sim import Sim
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from flow_sim import Sim
 
 CONFIGS = [
     dict(nodes=5, senders=3),

@@ -240,17 +240,21 @@ class Receiver:
             return None
         last = position + len(piece) == total
         if bool(hdr.flags & fr.F_LAST) != last:
-            return self._bad_chunk(st, out, "chunk's last flag and length disagree")
+            self._bad_chunk(st, out, "chunk's last flag and length disagree")
+            return None
         if total > self.max_message_bytes:
-            return self._bad_chunk(st, out, f"chunked message of {total} bytes is too large")
+            self._bad_chunk(st, out, f"chunked message of {total} bytes is too large")
+            return None
         if position == 0:
             if st.partial is not None:
                 self._bad_chunk(st, out, "new chunked message before the last one ended")
             st.partial = (total, hdr.msg_type, bytearray())
         elif st.partial is None or st.partial[0] != total or len(st.partial[2]) != position:
-            return self._bad_chunk(st, out, "chunk out of line")
+            self._bad_chunk(st, out, "chunk out of line")
+            return None
         if self.reassembly_bytes + len(piece) > self.max_reassembly_bytes:
-            return self._bad_chunk(st, out, "reassembly buffer full")
+            self._bad_chunk(st, out, "reassembly buffer full")
+            return None
         st.partial[2].extend(piece)
         self.reassembly_bytes += len(piece)
         if not last:
