@@ -1,0 +1,60 @@
+"""spread.flow: end-to-end flow control for Spread groups (issue 15).
+
+This package holds the sans-IO protocol core (``FlowCore``, events in,
+actions out); the socket front end drives it. See DESIGN.md beside this file.
+"""
+
+from ._core import FlowCore
+from ._events import (
+    FLOW_PROTOCOL_ERROR,
+    FLOW_SEND_TIMEOUT,
+    FlowError,
+    FlowEvent,
+    FlowMsg,
+    Laggard,
+    MemberForeign,
+    MemberRetethered,
+    MemberStalled,
+    MemberUntethered,
+    MessageTooLarge,
+    Multicast,
+    ProtocolError,
+    ProtocolErrorEvent,
+    SendTimeout,
+    StreamEnded,
+    StreamGap,
+)
+from ._frame import FLOW_MSG_TYPE, FrameError
+from ._receiver import Receiver, Stream
+from ._sender import ACTIVE, FOREIGN, JOINING, UNTETHERED, Member, SenderChannel
+
+__all__ = [
+    "ACTIVE",
+    "FLOW_MSG_TYPE",
+    "FLOW_PROTOCOL_ERROR",
+    "FLOW_SEND_TIMEOUT",
+    "FOREIGN",
+    "JOINING",
+    "UNTETHERED",
+    "FlowCore",
+    "FlowError",
+    "FlowEvent",
+    "FlowMsg",
+    "FrameError",
+    "Laggard",
+    "Member",
+    "MemberForeign",
+    "MemberRetethered",
+    "MemberStalled",
+    "MemberUntethered",
+    "MessageTooLarge",
+    "Multicast",
+    "ProtocolError",
+    "ProtocolErrorEvent",
+    "Receiver",
+    "SendTimeout",
+    "SenderChannel",
+    "Stream",
+    "StreamEnded",
+    "StreamGap",
+]

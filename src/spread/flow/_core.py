@@ -1,0 +1,319 @@
+"""FlowCore: one session's flow protocol, sans-IO (events in, actions out).
+
+The front end feeds it every message the mailbox receives
+(``on_message``), tells it what the application took (``consumed``) and
+what time it is (``tick``, and ``now`` on every call), performs the
+``actions()`` it hands out, and sends through ``SenderChannel.offer``. Nothing
+in here reads a clock, a socket or a thread."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from .._messages import (
+    CAUSED_BY_JOIN,
+    CAUSED_BY_NETWORK,
+    REG_MEMB_MESS,
+    TRANSITION_MESS,
+    is_self_leave,
+)
+from . import _frame as fr
+from ._events import FlowEvent, FlowMsg, Multicast
+from ._receiver import Receiver
+from ._sender import SenderChannel, _int_option, _seconds, check_group
+
+
+class _Group:
+    """What the session knows of one flow group."""
+
+    __slots__ = ("name", "view", "speakers", "hints", "joined_at")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.view: set[str] | None = None  # None until our own join is seen
+        self.speakers: set[str] = set()  # members known to speak the protocol
+        self.hints: dict[str, float] = {}  # HELLOs of joiners not yet in view: expiry
+        self.joined_at = -math.inf  # when our own join was seen
+
+
+class FlowCore:
+    """The protocol state of one session (one mailbox, private group ``me``).
+
+    Inputs: ``join(group)`` before ``mbox.join(group)``, ``on_message(msg,
+    now)`` for every RegularMsg and MembershipMsg received, ``consumed(msg,
+    now)`` for every FlowMsg the application takes, ``tick(now)`` at
+    ``next_deadline()``. Outputs: ``actions()`` (Multicast to perform, in
+    order), and what on_message/tick return (FlowMsg, events, and the
+    received plain and membership messages, unchanged, in order)."""
+
+    def __init__(
+        self,
+        me: str,
+        *,
+        strict: bool = False,
+        max_message_bytes: int = 64 << 20,
+        max_reassembly_bytes: int | None = None,
+        report_delay: float = 0.002,
+        hint_ttl: float = 10.0,
+        max_hints: int = 4096,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(me, str) or not me.startswith("#"):
+            raise ValueError(f"me is our private group name ('#name#daemon'), not {me!r}")
+        self.me = me
+        self.strict = bool(strict)
+        self.max_message_bytes = _int_option("max_message_bytes", max_message_bytes, 0, 1 << 40)
+        if max_reassembly_bytes is not None:
+            _int_option("max_reassembly_bytes", max_reassembly_bytes, 0, 1 << 42)
+        self.hint_ttl = _seconds("hint_ttl", hint_ttl, allow_zero=False)
+        self.max_hints = _int_option("max_hints", max_hints, 1, 1 << 20)
+        self._rng = rng or random.Random()
+        self._outbox: list[Multicast] = []
+        self.receiver = Receiver(
+            self._outbox,
+            strict=self.strict,
+            max_message_bytes=self.max_message_bytes,
+            max_reassembly_bytes=max_reassembly_bytes,
+            report_delay=_seconds("report_delay", report_delay, allow_zero=True),
+        )
+        self.groups: dict[str, _Group] = {}
+        self.channels: dict[int, SenderChannel] = {}  # by stream id
+        self.stats = {
+            "plain": 0,
+            "malformed": 0,
+            "hellos": 0,
+            "reports_ignored": 0,
+            "outsiders": 0,
+        }
+
+    # ---- set-up -------------------------------------------------------------
+
+    def join(self, group: str, now: float = 0.0) -> None:
+        """Before ``mbox.join(group)``: queue our HELLO to the group. Sent
+        first on the same connection, it reaches every member before our
+        join does, so they count us at once."""
+        check_group(group)
+        self.groups.setdefault(group, _Group(group))
+        self._outbox.append(
+            Multicast(
+                fr.AGREED_MESS, group, fr.header(fr.HELLO, 0, 0) + group.encode(), fr.FLOW_MSG_TYPE
+            )
+        )
+
+    def leave(self, group: str, now: float = 0.0) -> None:
+        """Before ``mbox.leave(group)``: our channels on it stop sending."""
+        for ch in self.channels.values():
+            if ch.group == group:
+                ch.on_leave_request(now)
+
+    def channel(
+        self, group: str, *, stream: int | None = None, now: float = 0.0, **options: Any
+    ) -> SenderChannel:
+        """A sending channel on group (SenderChannel's options; ValueError for
+        a bad one). ``stream`` defaults to a random 64-bit id."""
+        check_group(group)
+        if stream is None:
+            stream = self._rng.getrandbits(64) or 1
+            while stream in self.channels:
+                stream = self._rng.getrandbits(64) or 1
+        elif stream in self.channels:
+            raise ValueError(f"stream {stream:#x} is in use")
+        ch = SenderChannel(group, stream, self.me, self._outbox, now=now, **options)
+        self.channels[stream] = ch
+        g = self.groups.setdefault(group, _Group(group))
+        if g.view is not None:
+            ch.on_view(g.view, now, speakers=g.speakers, joined_at=g.joined_at)
+        return ch
+
+    def close_channel(self, ch: SenderChannel, now: float = 0.0) -> None:
+        ch.close(now)
+        self.channels.pop(ch.stream, None)
+
+    def actions(self) -> list[Multicast]:
+        """What to send, in order (and forget)."""
+        out = self._outbox[:]
+        self._outbox.clear()
+        return out
+
+    # ---- input ----------------------------------------------------------------
+
+    def _malformed(self, group: str, sender: str, reason: str) -> list[Any]:
+        self.stats["malformed"] += 1
+        return list(self.receiver.malformed(group, sender, reason))
+
+    def on_message(self, msg: Any, now: float) -> list[Any]:
+        """Any message the mailbox received. Returns what the application
+        receives, in order: FlowMsg, events, and plain data and membership
+        messages unchanged. A malformed frame never raises."""
+        st = msg.service_type
+        if st & (REG_MEMB_MESS | TRANSITION_MESS) or is_self_leave(st):
+            return self._on_membership(msg, now)
+        data = msg.message
+        if not fr.is_frame(msg.msg_type, data):
+            self.stats["plain"] += 1
+            return [msg]
+        sender = msg.sender
+        groups = msg.groups
+        group = groups[0] if len(groups) == 1 else ""
+        try:
+            hdr = fr.decode_header(data)
+        except fr.FrameError as e:
+            return self._malformed(group, sender, str(e))
+        if len(groups) != 1:
+            return self._malformed(group, sender, "a flow frame names exactly one group")
+        frame = memoryview(data)
+        kind = hdr.kind
+        if kind in (fr.DATA, fr.BATCH, fr.CHUNK):
+            if sender == self.me:
+                ch = self.channels.get(hdr.stream)
+                if ch is not None and ch.group == group:
+                    ch.on_self(hdr.seq, hdr.offset + len(frame), now)
+                return []
+            g = self.groups.get(group)
+            if g is not None and g.view is not None:
+                if sender not in g.view:
+                    # Ordered after its leave (or before our join): not ours.
+                    self.stats["outsiders"] += 1
+                    return []
+                self._speaker(g, sender, now)
+            return list(
+                self.receiver.on_frame(
+                    sender, group, hdr, frame, st, getattr(msg, "endian", 0), now
+                )
+            )
+        if kind == fr.REPORT:
+            ch = self.channels.get(hdr.stream)
+            if group != self.me or ch is None:
+                self.stats["reports_ignored"] += 1
+                return []
+            return list(ch.on_report(sender, hdr.seq, hdr.offset, now))
+        if kind == fr.HELLO:
+            return self._on_hello(sender, group, hdr, frame, now)
+        # BYE
+        if sender == self.me:
+            return []
+        return list(self.receiver.on_bye(sender, group, hdr))
+
+    @staticmethod
+    def _hello(to: str, group: str) -> Multicast:
+        """A HELLO that asks no answer: to a member, or to the group after a merge."""
+        data = fr.header(fr.HELLO, 0, 0, flags=fr.F_REPLY) + group.encode()
+        return Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE)
+
+    def _speaker(self, g: _Group, name: str, now: float) -> None:
+        if name not in g.speakers:
+            g.speakers.add(name)
+            for ch in self.channels.values():
+                if ch.group == g.name:
+                    ch.on_speaker(name, now)
+
+    def _on_hello(
+        self, sender: str, group: str, hdr: fr.Header, frame: memoryview, now: float
+    ) -> list[Any]:
+        if sender == self.me:
+            return []
+        try:
+            named = bytes(frame[fr.HEADER_SIZE :]).decode()
+            check_group(named)
+        except (UnicodeDecodeError, ValueError):
+            return self._malformed(group, sender, "HELLO without a group name")
+        if group not in (named, self.me):
+            return self._malformed(group, sender, "HELLO for another group")
+        g = self.groups.get(named)
+        if g is None:
+            return []
+        self.stats["hellos"] += 1
+        if g.view is not None and sender in g.view:
+            self._speaker(g, sender, now)  # an answer, or an announcement after a merge
+        else:
+            # A joiner's HELLO, ahead of its join: remember it (for a while).
+            g.hints.pop(sender, None)
+            g.hints[sender] = now + self.hint_ttl
+            while len(g.hints) > self.max_hints:
+                del g.hints[next(iter(g.hints))]
+        if not hdr.flags & fr.F_REPLY and g.view is not None and self.me in g.view:
+            self._outbox.append(self._hello(sender, named))
+        return []
+
+    def _on_membership(self, msg: Any, now: float) -> list[Any]:
+        group = msg.group
+        g = self.groups.get(group)
+        st = msg.service_type
+        if g is None:
+            return [msg]
+        chans = [ch for ch in self.channels.values() if ch.group == group]
+        if is_self_leave(st):
+            g.view = None
+            g.speakers.clear()
+            g.hints.clear()
+            self.receiver.on_left(group)
+            for ch in chans:
+                ch.on_left(now)
+            return [msg]
+        if st & TRANSITION_MESS:
+            for ch in chans:
+                ch.on_transition(now)
+            return [msg]
+        view = set(msg.members)
+        cause = msg.reason
+        joiner = None
+        continuing = None
+        if cause & CAUSED_BY_JOIN:
+            if msg.changed_member == self.me or g.view is None:
+                g.joined_at = now
+            else:
+                joiner = msg.changed_member
+                if joiner not in g.hints:
+                    # Its HELLO missed us (or it is foreign): tell it we speak.
+                    self._outbox.append(self._hello(joiner, group))
+        if cause & CAUSED_BY_NETWORK:
+            continuing = set(msg.extra) if msg.extra else None
+            # Everyone from another component must hear of us again.
+            if continuing is not None and view - continuing:
+                self._outbox.append(self._hello(group, group))
+        # Speakers: HELLOs of members now present become knowledge; members
+        # from another component are unknown again until they speak.
+        hinted = {name for name in view if g.hints.pop(name, None) is not None}
+        g.speakers &= view if continuing is None else continuing
+        g.speakers |= hinted
+        g.view = view
+        for ch in chans:
+            ch.on_view(
+                view,
+                now,
+                joiner=joiner,
+                continuing=continuing,
+                speakers=g.speakers,
+                joined_at=g.joined_at,
+            )
+        self.receiver.on_view(group, view, continuing)
+        return [msg]
+
+    def consumed(self, msg: FlowMsg, now: float) -> None:
+        """The application took msg (in any order; each counts once)."""
+        self.receiver.consumed(msg, now)
+
+    # ---- time -----------------------------------------------------------------
+
+    def tick(self, now: float) -> list[FlowEvent]:
+        """Time passed: stalls, join grace, linger, delayed reports."""
+        events: list[FlowEvent] = []
+        for g in self.groups.values():
+            for name in [n for n, t in g.hints.items() if t <= now]:
+                del g.hints[name]
+        for ch in list(self.channels.values()):
+            events.extend(ch.tick(now))
+        self.receiver.tick(now)
+        return events
+
+    def next_deadline(self) -> float:
+        """When tick() next has something to do (math.inf: nothing)."""
+        t = self.receiver.next_deadline()
+        for ch in self.channels.values():
+            t = min(t, ch.next_deadline())
+        for g in self.groups.values():
+            if g.hints:
+                t = min(t, min(g.hints.values()))
+        return t if t < math.inf else math.inf

@@ -1,0 +1,223 @@
+"""The wire format of spread.flow: pure functions from values to bytes and
+back, no state (DESIGN.md, "Frame format").
+
+A flow frame is the payload of an ordinary Spread data message whose
+``msg_type`` is ``FLOW_MSG_TYPE``. It starts with a 32-byte little-endian
+header::
+
+    offset size field
+         0    2 magic b"\\xf5\\xc5"
+         2    1 version (1)
+         3    1 kind (DATA, BATCH, CHUNK, REPORT, HELLO, BYE)
+         4    2 flags
+         6    2 the application's msg_type (i16; DATA and CHUNK, else 0)
+         8    8 stream id (u64)
+        16    8 seq (u64): the frame's number in its stream (1, 2, ...);
+                REPORT: the consumed position; BYE: the last seq sent
+        24    8 offset (u64): the stream's bytes before this frame;
+                REPORT: the consumed bytes
+
+Bodies: DATA the payload; BATCH ``uvarint count`` then ``count`` x
+(``uvarint length``, ``i16 msg_type``) then the payloads one after another;
+CHUNK ``u64 total, u64 position`` then the piece; REPORT and BYE nothing;
+HELLO the group's name.
+
+Decoding never raises anything but ``FrameError``; every length is checked.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import NamedTuple
+
+# sp.h's service bits (tests/test_flow_frame.py checks them against spread).
+UNRELIABLE_MESS, RELIABLE_MESS, FIFO_MESS = 0x01, 0x02, 0x04
+CAUSAL_MESS, AGREED_MESS, SAFE_MESS = 0x08, 0x10, 0x20
+SELF_DISCARD = 0x40
+ORDERED_SERVICES = (FIFO_MESS, CAUSAL_MESS, AGREED_MESS, SAFE_MESS)
+
+#: The Spread msg_type that marks a flow frame (a 16-bit signed value).
+FLOW_MSG_TYPE = -31415
+MAGIC = b"\xf5\xc5"
+VERSION = 1
+
+DATA, BATCH, CHUNK, REPORT, HELLO, BYE = 1, 2, 3, 9, 8, 13
+KINDS = frozenset((DATA, BATCH, CHUNK, REPORT, HELLO, BYE))
+KIND_NAMES = {
+    DATA: "DATA",
+    BATCH: "BATCH",
+    CHUNK: "CHUNK",
+    REPORT: "REPORT",
+    HELLO: "HELLO",
+    BYE: "BYE",
+}
+
+# Flags.
+F_REPORT = 0x0001  # DATA/BATCH/CHUNK: report once this frame is consumed
+F_LAST = 0x0002  # CHUNK: the message's last piece
+F_REPLY = 0x0004  # HELLO: an answer to a joiner's HELLO (never answered)
+KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY
+
+_HEADER = struct.Struct("<2sBBHhQQQ")
+HEADER_SIZE = _HEADER.size  # 32
+_CHUNK = struct.Struct("<QQ")
+CHUNK_PREFIX = _CHUNK.size  # 16
+_ITEM_TYPE = struct.Struct("<h")
+
+U64 = (1 << 64) - 1
+
+# SPEC §3.5: a daemon kills a client whose data_len + 32 * groups passes
+# 143952; the 4.0.0 daemon fails from 143600 on (data + 32·groups > 143551).
+MAX_WIRE_DATA = 143_952 - 32  # one group
+PORTABLE_WIRE_DATA = 143_551 - 32
+DEFAULT_MAX_FRAME = 143_000  # a frame, header included, for one group
+
+
+class FrameError(ValueError):
+    """A payload with the flow msg_type that is not a well-formed frame."""
+
+
+class Header(NamedTuple):
+    kind: int
+    flags: int
+    msg_type: int
+    stream: int
+    seq: int
+    offset: int
+
+
+class Item(NamedTuple):
+    """One logical message in a batch (data a memoryview into the frame)."""
+
+    msg_type: int
+    data: memoryview
+
+
+def header(
+    kind: int, stream: int, seq: int, offset: int = 0, flags: int = 0, msg_type: int = 0
+) -> bytes:
+    """The 32 header bytes (the caller appends the body)."""
+    return _HEADER.pack(MAGIC, VERSION, kind, flags, msg_type, stream, seq, offset)
+
+
+def is_frame(msg_type: int, data: bytes | bytearray | memoryview) -> bool:
+    """Whether a message claims to be a flow frame: the reserved msg_type and
+    the magic (a classic message with that msg_type by chance passes through)."""
+    return msg_type == FLOW_MSG_TYPE and bytes(data[:2]) == MAGIC
+
+
+def decode_header(data: bytes | bytearray | memoryview) -> Header:
+    if len(data) < HEADER_SIZE:
+        raise FrameError(f"frame of {len(data)} bytes is shorter than its header")
+    magic, version, kind, flags, msg_type, stream, seq, offset = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise FrameError("bad magic")
+    if version != VERSION:
+        raise FrameError(f"unsupported version {version}")
+    if kind not in KINDS:
+        raise FrameError(f"unknown kind {kind}")
+    if flags & ~KNOWN_FLAGS:
+        raise FrameError(f"unknown flags {flags:#x}")
+    return Header(kind, flags, msg_type, stream, seq, offset)
+
+
+# ---- uvarints (batch tables) ----------------------------------------------
+
+
+def _uvarint(n: int, out: bytearray) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _read_uvarint(data: memoryview, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data):
+            raise FrameError("truncated length table")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, pos
+        shift += 7
+        if shift > 63:
+            raise FrameError("length over 64 bits")
+
+
+def uvarint_size(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+# ---- bodies -----------------------------------------------------------------
+
+
+def batch_item_cost(data_len: int) -> int:
+    """Bytes one item adds to a batch frame: its table entry and its payload."""
+    return uvarint_size(data_len) + 2 + data_len
+
+
+def batch_size(items: Sequence[tuple[bytes | bytearray | memoryview, int]]) -> int:
+    """The framed size of a BATCH of items ((data, msg_type) pairs)."""
+    return HEADER_SIZE + uvarint_size(len(items)) + sum(batch_item_cost(len(d)) for d, _ in items)
+
+
+def encode_batch_body(items: Sequence[tuple[bytes | bytearray | memoryview, int]]) -> bytes:
+    table = bytearray()
+    _uvarint(len(items), table)
+    for data, msg_type in items:
+        _uvarint(len(data), table)
+        table += _ITEM_TYPE.pack(msg_type)
+    return bytes(table) + b"".join(bytes(d) for d, _ in items)
+
+
+def decode_batch_body(body: memoryview) -> list[Item]:
+    count, pos = _read_uvarint(body, 0)
+    # Each entry takes at least 3 bytes: a count the body cannot hold is refused
+    # before anything is allocated for it.
+    if count == 0 or count * 3 > len(body) - pos:
+        raise FrameError(f"batch of {count} items in {len(body)} bytes")
+    entries = []
+    for _ in range(count):
+        n, pos = _read_uvarint(body, pos)
+        if pos + 2 > len(body):
+            raise FrameError("truncated length table")
+        (msg_type,) = _ITEM_TYPE.unpack_from(body, pos)
+        pos += 2
+        entries.append((n, msg_type))
+    items = []
+    for n, msg_type in entries:
+        if pos + n > len(body):
+            raise FrameError("batch items longer than the frame")
+        items.append(Item(msg_type, body[pos : pos + n]))
+        pos += n
+    if pos != len(body):
+        raise FrameError("bytes after the last batch item")
+    return items
+
+
+def chunk_prefix(total: int, position: int) -> bytes:
+    return _CHUNK.pack(total, position)
+
+
+def decode_chunk_body(body: memoryview) -> tuple[int, int, memoryview]:
+    """(total, position, piece) of a CHUNK body."""
+    if len(body) < CHUNK_PREFIX:
+        raise FrameError("chunk shorter than its prefix")
+    total, position = _CHUNK.unpack_from(body)
+    piece = body[CHUNK_PREFIX:]
+    if position + len(piece) > total:
+        raise FrameError("chunk runs past its message's length")
+    return total, position, piece
+
+
+def chunk_pieces(total: int, max_frame: int) -> int:
+    """How many CHUNK frames a message of total bytes takes."""
+    room = max_frame - HEADER_SIZE - CHUNK_PREFIX
+    return max(1, -(-total // room))

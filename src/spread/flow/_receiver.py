@@ -1,0 +1,367 @@
+"""The receiving side: per (sender, stream) sequence checks, absolute
+consumed positions and when to report them, unbatching, and reassembly of
+chunks in a bounded buffer. Pure state: time is an argument, reports go to
+an outbox. A malformed frame never raises out of here."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from . import _frame as fr
+from ._events import FlowEvent, FlowMsg, Multicast, ProtocolErrorEvent, StreamEnded, StreamGap
+
+
+class _Record:
+    """One received frame, until every logical message in it is consumed."""
+
+    __slots__ = ("stream", "seq", "end", "remaining", "flags")
+
+    def __init__(self, stream: Stream, seq: int, end: int, remaining: int, flags: int) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.end = end  # the stream's byte position after this frame
+        self.remaining = remaining  # logical messages not yet consumed
+        self.flags = flags
+
+
+class Stream:
+    """What a receiver knows of one sender's stream."""
+
+    __slots__ = (
+        "sender",
+        "group",
+        "stream",
+        "expected",
+        "received_end",
+        "pos_seq",
+        "pos_bytes",
+        "records",
+        "reported",
+        "last_report",
+        "report_due",
+        "partial",
+        "dropped",
+    )
+
+    def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
+        self.sender = sender
+        self.group = group
+        self.stream = stream
+        # The first frame seen is the base: earlier ones were ordered before
+        # our join (or before a merge) and were never ours.
+        self.expected = seq
+        self.received_end = offset
+        self.pos_seq = seq - 1  # absolute consumed position: frames ...
+        self.pos_bytes = offset  # ... and bytes
+        self.records: deque[_Record] = deque()
+        self.reported = (seq - 1, offset)
+        self.last_report = -math.inf
+        self.report_due = math.inf
+        self.partial: tuple[int, int, bytearray] | None = None  # (total, msg_type, data)
+        self.dropped = False
+
+    @property
+    def unconsumed_frames(self) -> int:
+        return self.expected - 1 - self.pos_seq
+
+    @property
+    def unconsumed_bytes(self) -> int:
+        return self.received_end - self.pos_bytes
+
+
+class Receiver:
+    """Every stream a session receives, with its report schedule."""
+
+    def __init__(
+        self,
+        outbox: list[Multicast],
+        *,
+        strict: bool = False,
+        max_message_bytes: int = 64 << 20,
+        max_reassembly_bytes: int | None = None,
+        report_delay: float = 0.002,
+    ) -> None:
+        self._outbox = outbox
+        self.strict = strict
+        self.max_message_bytes = max_message_bytes
+        self.max_reassembly_bytes = (
+            4 * max_message_bytes if max_reassembly_bytes is None else max_reassembly_bytes
+        )
+        self.report_delay = report_delay
+        self.streams: dict[tuple[str, int], Stream] = {}
+        self._by_group: dict[str, set[tuple[str, int]]] = {}
+        self._due: dict[Stream, None] = {}  # (a dict: a set's order varies by run)
+        self.reassembly_bytes = 0
+        self.stats = {
+            "frames": 0,
+            "messages": 0,
+            "duplicates": 0,
+            "gaps": 0,
+            "malformed": 0,
+            "abandoned_chunks": 0,
+            "reports": 0,
+        }
+
+    # ---- frames in ------------------------------------------------------------
+
+    def malformed(self, group: str, sender: str, reason: str) -> list[FlowEvent]:
+        self.stats["malformed"] += 1
+        return [ProtocolErrorEvent(group, sender, reason)] if self.strict else []
+
+    def on_frame(
+        self,
+        sender: str,
+        group: str,
+        hdr: fr.Header,
+        frame: memoryview,
+        service_type: int,
+        endian: int,
+        now: float,
+    ) -> list[FlowMsg | FlowEvent]:
+        """A DATA, BATCH or CHUNK frame (header decoded): the logical
+        messages it completes, and any events, in order."""
+        key = (sender, hdr.stream)
+        st = self.streams.get(key)
+        if st is None:
+            if hdr.seq < 1:
+                return list(self.malformed(group, sender, "frame seq 0"))
+            st = Stream(sender, group, hdr.stream, hdr.seq, hdr.offset)
+            self.streams[key] = st
+            self._by_group.setdefault(group, set()).add(key)
+        elif st.group != group:
+            return list(self.malformed(group, sender, "stream moved to another group"))
+        if hdr.seq < st.expected:
+            self.stats["duplicates"] += 1
+            return []
+        out: list[FlowMsg | FlowEvent] = []
+        if hdr.seq > st.expected or hdr.offset != st.received_end:
+            if hdr.seq > st.expected:
+                self.stats["gaps"] += 1
+                out.append(StreamGap(group, sender, hdr.stream, st.expected, hdr.seq - 1))
+            else:
+                out.extend(self.malformed(group, sender, "frame offset out of line"))
+            # What never came counts as consumed, so the sender is not held
+            # for it; a partial message across the hole is abandoned.
+            st.records.append(_Record(st, hdr.seq - 1, hdr.offset, 0, 0))
+            self._abandon(st)
+        self.stats["frames"] += 1
+        st.expected = hdr.seq + 1
+        end = hdr.offset + len(frame)
+        st.received_end = end
+        rec = _Record(st, hdr.seq, end, 0, hdr.flags)
+        st.records.append(rec)
+        body = frame[fr.HEADER_SIZE :]
+        if hdr.kind == fr.DATA:
+            out.append(
+                self._msg(
+                    st, rec, sender, group, hdr.msg_type, bytes(body), 0, service_type, endian
+                )
+            )
+        elif hdr.kind == fr.BATCH:
+            try:
+                items = fr.decode_batch_body(body)
+            except fr.FrameError as e:
+                out.extend(self.malformed(group, sender, str(e)))
+            else:
+                for i, item in enumerate(items):
+                    out.append(
+                        self._msg(
+                            st,
+                            rec,
+                            sender,
+                            group,
+                            item.msg_type,
+                            bytes(item.data),
+                            i,
+                            service_type,
+                            endian,
+                        )
+                    )
+        else:
+            msg = self._chunk(st, rec, hdr, body, out, service_type, endian)
+            if msg is not None:
+                out.append(msg)
+        self._advance(st, now)
+        return out
+
+    def _msg(
+        self,
+        st: Stream,
+        rec: _Record,
+        sender: str,
+        group: str,
+        msg_type: int,
+        data: bytes,
+        index: int,
+        service_type: int,
+        endian: int,
+    ) -> FlowMsg:
+        m = FlowMsg()
+        m.sender = sender
+        m.groups = (group,)
+        m.group = group
+        m.message = data
+        m.msg_type = msg_type
+        m.service_type = service_type
+        m.endian = endian
+        m.stream = st.stream
+        m.seq = rec.seq
+        m.index = index
+        m._record = rec
+        rec.remaining += 1
+        self.stats["messages"] += 1
+        return m
+
+    def _abandon(self, st: Stream) -> None:
+        if st.partial is not None:
+            self.reassembly_bytes -= len(st.partial[2])
+            st.partial = None
+            self.stats["abandoned_chunks"] += 1
+
+    def _chunk(
+        self,
+        st: Stream,
+        rec: _Record,
+        hdr: fr.Header,
+        body: memoryview,
+        out: list[FlowMsg | FlowEvent],
+        service_type: int,
+        endian: int,
+    ) -> FlowMsg | None:
+        """Take a CHUNK into the reassembly buffer. Its frame counts as
+        consumed at once (so a message larger than the byte window cannot
+        deadlock); the message's last piece is consumed with the message."""
+        try:
+            total, position, piece = fr.decode_chunk_body(body)
+        except fr.FrameError as e:
+            self._abandon(st)
+            out.extend(self.malformed(st.group, st.sender, str(e)))
+            return None
+        last = position + len(piece) == total
+        if bool(hdr.flags & fr.F_LAST) != last:
+            self._bad_chunk(st, out, "chunk's last flag and length disagree")
+            return None
+        if total > self.max_message_bytes:
+            self._bad_chunk(st, out, f"chunked message of {total} bytes is too large")
+            return None
+        if position == 0:
+            if st.partial is not None:
+                self._bad_chunk(st, out, "new chunked message before the last one ended")
+            st.partial = (total, hdr.msg_type, bytearray())
+        elif st.partial is None or st.partial[0] != total or len(st.partial[2]) != position:
+            self._bad_chunk(st, out, "chunk out of line")
+            return None
+        if self.reassembly_bytes + len(piece) > self.max_reassembly_bytes:
+            self._bad_chunk(st, out, "reassembly buffer full")
+            return None
+        st.partial[2].extend(piece)
+        self.reassembly_bytes += len(piece)
+        if not last:
+            return None
+        _, msg_type, data = st.partial
+        self.reassembly_bytes -= len(data)
+        st.partial = None
+        return self._msg(
+            st, rec, st.sender, st.group, msg_type, bytes(data), 0, service_type, endian
+        )
+
+    def _bad_chunk(self, st: Stream, out: list[FlowMsg | FlowEvent], reason: str) -> None:
+        self._abandon(st)
+        out.extend(self.malformed(st.group, st.sender, reason))
+
+    # ---- consumption and reports -----------------------------------------------
+
+    def consumed(self, msg: FlowMsg, now: float) -> None:
+        """The application took msg: the stream's position may advance."""
+        rec = msg._record
+        if rec is None or rec.remaining <= 0:
+            return
+        msg._record = None  # taking twice counts once
+        rec.remaining -= 1
+        if rec.remaining == 0 and not rec.stream.dropped:
+            self._advance(rec.stream, now)
+
+    def _advance(self, st: Stream, now: float) -> None:
+        want = False
+        records = st.records
+        while records and records[0].remaining == 0:
+            rec = records.popleft()
+            st.pos_seq, st.pos_bytes = rec.seq, rec.end
+            want = want or bool(rec.flags & fr.F_REPORT)
+        if (st.pos_seq, st.pos_bytes) == st.reported:
+            return
+        if want:
+            self._report(st, now)
+        elif not records:
+            # Drained with progress unreported: report, at most once per
+            # report_delay (a trickle does not cost a report per message).
+            if now - st.last_report >= self.report_delay:
+                self._report(st, now)
+            elif st.report_due == math.inf:
+                st.report_due = st.last_report + self.report_delay
+                self._due[st] = None
+
+    def _report(self, st: Stream, now: float) -> None:
+        st.reported = (st.pos_seq, st.pos_bytes)
+        st.last_report = now
+        st.report_due = math.inf
+        self._due.pop(st, None)
+        self.stats["reports"] += 1
+        self._outbox.append(
+            Multicast(
+                fr.AGREED_MESS,
+                st.sender,
+                fr.header(fr.REPORT, st.stream, st.pos_seq, st.pos_bytes),
+                fr.FLOW_MSG_TYPE,
+            )
+        )
+
+    def tick(self, now: float) -> None:
+        for st in list(self._due):
+            if now >= st.report_due:
+                st.report_due = math.inf
+                self._due.pop(st, None)
+                if not st.dropped and (st.pos_seq, st.pos_bytes) != st.reported:
+                    self._report(st, now)
+
+    def next_deadline(self) -> float:
+        return min((st.report_due for st in self._due), default=math.inf)
+
+    # ---- membership ---------------------------------------------------------------
+
+    def _drop(self, key: tuple[str, int]) -> Stream | None:
+        st = self.streams.pop(key, None)
+        if st is not None:
+            st.dropped = True
+            self._abandon(st)
+            self._due.pop(st, None)
+            keys = self._by_group.get(st.group)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_group[st.group]
+        return st
+
+    def on_bye(self, sender: str, group: str, hdr: fr.Header) -> list[FlowMsg | FlowEvent]:
+        st = self.streams.get((sender, hdr.stream))
+        if st is None or st.group != group:
+            return []
+        self._drop((sender, hdr.stream))
+        return [StreamEnded(group, sender, hdr.stream, hdr.seq)]
+
+    def on_view(self, group: str, view: set[str], continuing: set[str] | None) -> None:
+        """A regular membership: streams of senders that left are dropped;
+        after a network change, so are those of senders that come from
+        another component (they start again from their next frame)."""
+        for key in list(self._by_group.get(group, ())):
+            sender = key[0]
+            if sender not in view or (continuing is not None and sender not in continuing):
+                self._drop(key)
+
+    def on_left(self, group: str) -> None:
+        for key in list(self._by_group.get(group, ())):
+            self._drop(key)
+
+    def group_senders(self, group: str) -> set[str]:
+        return {k[0] for k in self._by_group.get(group, ())}

@@ -1,0 +1,575 @@
+"""One sending channel's state: one stream on one group (DESIGN.md, "The
+credit rule"). Pure state: time is an argument, frames go to an outbox."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from . import _frame as fr
+from ._events import (
+    FlowEvent,
+    Laggard,
+    MemberForeign,
+    MemberRetethered,
+    MemberStalled,
+    MemberUntethered,
+    MessageTooLarge,
+    Multicast,
+    SendTimeout,
+)
+
+JOINING, ACTIVE, UNTETHERED, FOREIGN = "joining", "active", "untethered", "foreign"
+COUNTED = (JOINING, ACTIVE)  # the states a sender waits for
+ON_STALL = ("untether", "wait", "raise")
+
+MAX_MESSAGE_LIMIT = 1 << 40
+
+
+class Member:
+    """What a sender knows of one member of its group."""
+
+    __slots__ = ("name", "state", "seq", "nbytes", "progress", "blocking_since", "deadline", "told")
+
+    def __init__(self, name: str, state: str, seq: int, nbytes: int, now: float) -> None:
+        self.name = name
+        self.state = state
+        self.seq = seq  # absolute consumed position: frames ...
+        self.nbytes = nbytes  # ... and bytes (only ever grows)
+        self.progress = now  # when the position last grew (or the member arrived)
+        self.blocking_since: float | None = None  # when it began to hold the sender
+        self.deadline = math.inf  # JOINING: when it becomes FOREIGN
+        self.told = False  # MemberStalled reported (wait/raise)
+
+    def __repr__(self) -> str:
+        return f"<Member {self.name} {self.state} at {self.seq}/{self.nbytes}>"
+
+
+def _int_option(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value}")
+    return v
+
+
+def check_group(group: object) -> str:
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a str, not {type(group).__name__}")
+    raw = group.encode("utf-8")
+    if not 1 <= len(raw) <= 31 or b"\0" in raw or raw.startswith(b"#"):
+        raise ValueError(
+            f"a flow group name is 1 to 31 bytes, no NUL, not a private group: {group!r}"
+        )
+    return group
+
+
+class SenderChannel:
+    """The sending side of one flow channel: a stream of frames on a group,
+    paced by the slowest tethered member's consumed position.
+
+    Drive it with :meth:`offer` (the front end's send), and the core's
+    on_message / tick (reports, membership, time). Frames go to ``outbox``
+    as :class:`Multicast` actions."""
+
+    def __init__(
+        self,
+        group: str,
+        stream: int,
+        me: str,
+        outbox: list[Multicast],
+        *,
+        now: float = 0.0,
+        window: int = 256,
+        window_bytes: int = 8 << 20,
+        service_type: int = fr.AGREED_MESS,
+        max_frame: int = fr.DEFAULT_MAX_FRAME,
+        max_batch_items: int = 4096,
+        max_batch_bytes: int | None = None,
+        linger: float = 0.0,
+        max_pending_bytes: int | None = None,
+        max_message_bytes: int = 64 << 20,
+        stall_timeout: float | None = 5.0,
+        on_stall: str = "untether",
+        join_grace: float = 1.0,
+        self_delivery: bool = True,
+    ) -> None:
+        self.group = check_group(group)
+        self.stream = _int_option("stream", stream, 1, fr.U64)
+        self.window = _int_option("window", window, 1, 1 << 20)
+        self.window_bytes = _int_option("window_bytes", window_bytes, 1, 1 << 40)
+        if service_type not in fr.ORDERED_SERVICES:
+            raise ValueError(
+                "a flow channel needs per-sender order: service_type is one of FIFO_MESS, "
+                "CAUSAL_MESS, AGREED_MESS and SAFE_MESS (no SELF_DISCARD: the sender "
+                f"counts its own deliveries), not {service_type!r}"
+            )
+        self.service_type = service_type
+        min_frame = fr.HEADER_SIZE + fr.CHUNK_PREFIX + 1
+        self.max_frame = _int_option("max_frame", max_frame, min_frame, fr.MAX_WIRE_DATA)
+        self.max_batch_items = _int_option("max_batch_items", max_batch_items, 1, 1 << 20)
+        if max_batch_bytes is None:
+            max_batch_bytes = min(64 << 10, self.max_frame)
+        self.max_batch_bytes = _int_option(
+            "max_batch_bytes", max_batch_bytes, fr.HEADER_SIZE + 4, self.max_frame
+        )
+        self.linger = _seconds("linger", linger, allow_zero=True)
+        self.max_message_bytes = _int_option(
+            "max_message_bytes", max_message_bytes, 0, MAX_MESSAGE_LIMIT
+        )
+        if max_pending_bytes is None:
+            max_pending_bytes = window_bytes
+        self.max_pending_bytes = _int_option("max_pending_bytes", max_pending_bytes, 1, 1 << 40)
+        self.stall_timeout = (
+            math.inf
+            if stall_timeout is None
+            else _seconds("stall_timeout", stall_timeout, allow_zero=False)
+        )
+        if on_stall not in ON_STALL:
+            raise ValueError(f"on_stall is one of {', '.join(ON_STALL)}, not {on_stall!r}")
+        self.on_stall = on_stall
+        self.join_grace = _seconds("join_grace", join_grace, allow_zero=True)
+        self.self_delivery = bool(self_delivery)
+        self.me = me
+        self._outbox = outbox
+
+        # Batches never take more than a quarter of the byte window, so
+        # credit for one returns before the window is used up.
+        self._batch_bytes = max(fr.HEADER_SIZE + 4, min(self.max_batch_bytes, window_bytes // 4))
+        self._q = max(1, window // 4)
+        self._qb = max(1, window_bytes // 4)
+
+        self.next_seq = 1
+        self.sent_bytes = 0
+        self.members: dict[str, Member] = {}
+        self._self = Member(me, ACTIVE, 0, 0, now)  # own deliveries: the in-flight bound
+        self._floor = (0, 0)  # the highest position any member ever reported
+        self.in_transition = False
+        self.member = False  # sends only between our own join and our leave
+        self.closed = False
+        self._queue: deque[tuple[Any, int]] = deque()
+        self._queued_bytes = 0
+        self._chunk: tuple[memoryview, int] | None = None  # (message, msg_type)
+        self._chunk_pos = 0
+        self._linger_since = math.inf
+        self.stats = {
+            "offered": 0,
+            "frames": 0,
+            "data": 0,
+            "batches": 0,
+            "batched_items": 0,
+            "chunks": 0,
+            "bytes": 0,
+            "blocked": 0,
+            "reports": 0,
+            "stale_reports": 0,
+            "bad_reports": 0,
+            "untethered": 0,
+            "retethered": 0,
+        }
+
+    # ---- what the front end asks ------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    @property
+    def pending(self) -> int:
+        """Logical messages accepted but not yet on the wire (a partly sent
+        chunked message counts as one)."""
+        return len(self._queue) + (self._chunk is not None)
+
+    def counted(self) -> Iterable[Member]:
+        """The members the sender waits for (its own deliveries included)."""
+        if self.self_delivery:
+            yield self._self
+        for m in self.members.values():
+            if m.state in COUNTED:
+                yield m
+
+    def tethered(self) -> list[str]:
+        return [m.name for m in self.members.values() if m.state in COUNTED]
+
+    def offer(self, data: Any, msg_type: int = 0, now: float = 0.0) -> bool:
+        """Accept one logical message, or say False: the accumulator is full
+        (max_pending_bytes) and the caller must wait (for a report, a
+        membership change or the next tick) and offer it again. An accepted
+        message leaves at once while credit allows; otherwise it waits in
+        the accumulator and leaves in a batch when credit returns."""
+        if self.closed:
+            raise ValueError(f"the channel on {self.group!r} is closed")
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        if isinstance(msg_type, bool) or not isinstance(msg_type, int):
+            raise TypeError(f"msg_type must be an int, not {type(msg_type).__name__}")
+        if not -32768 <= msg_type <= 32767:
+            raise ValueError(f"msg_type is 16 bits signed (-32768 to 32767), not {msg_type}")
+        size = len(view)
+        if size > self.max_message_bytes:
+            raise MessageTooLarge(size, self.max_message_bytes)
+        if self._queue and self._queued_bytes + size > self.max_pending_bytes:
+            self.stats["blocked"] += 1
+            self.pump(now)
+            if self._queue and self._queued_bytes + size > self.max_pending_bytes:
+                return False
+        if not isinstance(view, bytes):
+            view = bytes(view)  # the caller may reuse its buffer
+        if not self._queue:
+            self._linger_since = now
+        self._queue.append((view, msg_type))
+        self._queued_bytes += size
+        self.stats["offered"] += 1
+        self.pump(now)
+        return True
+
+    def flush(self, now: float) -> None:
+        """Send what credit allows now, ignoring linger."""
+        self.pump(now, force=True)
+
+    def close(self, now: float) -> None:
+        """Say BYE (receivers free the stream); later offers raise ValueError."""
+        if not self.closed:
+            self.closed = True
+            self._emit(fr.header(fr.BYE, self.stream, self.last_seq, self.sent_bytes))
+
+    # ---- the credit rule ----------------------------------------------------
+
+    def blockers(self, size: int) -> list[Member]:
+        """The members that forbid a frame of size bytes as the next one:
+        frame k may go while k - seq <= window and the bytes not yet consumed
+        stay within window_bytes, or the member has consumed everything."""
+        k = self.next_seq
+        out = []
+        for m in self.counted():
+            if k - m.seq > self.window or (
+                m.seq != k - 1 and self.sent_bytes + size - m.nbytes > self.window_bytes
+            ):
+                out.append(m)
+        return out
+
+    def _next_frame_size(self, now: float, force: bool) -> int:
+        """The size of the frame that would go next (0: none is ready)."""
+        if self._chunk is not None:
+            rest = len(self._chunk[0]) - self._chunk_pos
+            return fr.HEADER_SIZE + fr.CHUNK_PREFIX + min(rest, self._chunk_room)
+        if not self._queue:
+            return 0
+        first = len(self._queue[0][0])
+        if fr.HEADER_SIZE + first > self.max_frame:
+            return fr.HEADER_SIZE + fr.CHUNK_PREFIX + self._chunk_room
+        n, size = self._batch_extent()
+        if (
+            self.linger
+            and not force
+            and n == len(self._queue)
+            and now - self._linger_since < self.linger
+        ):
+            return 0  # hold the open batch a little longer
+        return fr.HEADER_SIZE + first if n == 1 else size
+
+    @property
+    def _chunk_room(self) -> int:
+        return self.max_frame - fr.HEADER_SIZE - fr.CHUNK_PREFIX
+
+    def _batch_extent(self) -> tuple[int, int]:
+        """How many queued items the next batch takes, and its framed size."""
+        n = 0
+        table = 1
+        body = 0
+        for data, _ in self._queue:
+            cost = fr.batch_item_cost(len(data))
+            if fr.HEADER_SIZE + len(data) > self.max_frame:
+                break  # a chunked message: it goes on its own
+            new_size = fr.HEADER_SIZE + max(table, fr.uvarint_size(n + 1)) + body + cost
+            if n and (n >= self.max_batch_items or new_size > self._batch_bytes):
+                break
+            n += 1
+            body += cost
+            table = fr.uvarint_size(n)
+        return n, fr.HEADER_SIZE + table + body
+
+    def pump(self, now: float, force: bool = False) -> None:
+        """Put frames on the wire while credit allows."""
+        while self.member and not self.in_transition:
+            size = self._next_frame_size(now, force)
+            if not size:
+                break
+            blockers = self.blockers(size)
+            if blockers:
+                for m in blockers:
+                    if m.blocking_since is None:
+                        m.blocking_since = now
+                return
+            self._send_next()
+        for m in self.counted():
+            m.blocking_since = None
+
+    def _send_next(self) -> None:
+        if self._chunk is None:
+            data, msg_type = self._queue[0]
+            if fr.HEADER_SIZE + len(data) > self.max_frame:
+                self._queue.popleft()
+                self._queued_bytes -= len(data)
+                self._chunk = (memoryview(data), msg_type)
+                self._chunk_pos = 0
+            else:
+                n, _ = self._batch_extent()
+                if n == 1:
+                    self._queue.popleft()
+                    self._queued_bytes -= len(data)
+                    self.stats["data"] += 1
+                    self._emit_data(fr.DATA, 0, msg_type, data)
+                else:
+                    items = [self._queue.popleft() for _ in range(n)]
+                    self._queued_bytes -= sum(len(d) for d, _ in items)
+                    self.stats["batches"] += 1
+                    self.stats["batched_items"] += n
+                    self._emit_data(fr.BATCH, 0, 0, fr.encode_batch_body(items))
+                if self._queue:
+                    self._linger_since = -math.inf  # what is left waited already
+                return
+        view, msg_type = self._chunk
+        total = len(view)
+        piece = view[self._chunk_pos : self._chunk_pos + self._chunk_room]
+        last = self._chunk_pos + len(piece) == total
+        body = fr.chunk_prefix(total, self._chunk_pos) + bytes(piece)
+        self._chunk_pos += len(piece)
+        if last:
+            self._chunk = None
+        self.stats["chunks"] += 1
+        self._emit_data(fr.CHUNK, fr.F_LAST if last else 0, msg_type, body)
+
+    def _emit_data(self, kind: int, flags: int, msg_type: int, body: bytes) -> None:
+        k = self.next_seq
+        size = fr.HEADER_SIZE + len(body)
+        offset = self.sent_bytes
+        end = offset + size
+        # Ask for a report every quarter window (frames or bytes), and on
+        # every frame that leaves less than a quarter of the credit.
+        want = k % self._q == 0 or offset // self._qb != end // self._qb
+        if not want:
+            for m in self.members.values():
+                if m.state in COUNTED and (
+                    self.window - (k - m.seq) < self._q
+                    or self.window_bytes - (end - m.nbytes) < self._qb
+                ):
+                    want = True
+                    break
+        if want:
+            flags |= fr.F_REPORT
+        frame = fr.header(kind, self.stream, k, offset, flags, msg_type) + body
+        self.next_seq = k + 1
+        self.sent_bytes = end
+        self.stats["frames"] += 1
+        self.stats["bytes"] += size
+        self._emit(frame)
+
+    def _emit(self, frame: bytes) -> None:
+        self._outbox.append(Multicast(self.service_type, self.group, frame, fr.FLOW_MSG_TYPE))
+
+    # ---- inputs from the core ----------------------------------------------------
+
+    def on_self(self, seq: int, end: int, now: float) -> None:
+        """Our own frame seq (ending at byte end) was delivered back to us."""
+        s = self._self
+        if seq > s.seq and seq <= self.last_seq:
+            s.seq, s.nbytes, s.progress = seq, end, now
+        self.pump(now)
+
+    def on_report(self, member: str, seq: int, nbytes: int, now: float) -> list[FlowEvent]:
+        """A member's absolute consumed position: the highest position wins,
+        so a lost, repeated or late report can neither mint nor leak credit."""
+        m = self.members.get(member)
+        if m is None:
+            self.stats["stale_reports"] += 1
+            return []
+        if m.state == FOREIGN:
+            # A speaker after all (its HELLO took longer than join_grace):
+            # followed from its reports, waited for once it has caught up.
+            m.state = UNTETHERED
+        if seq > self.last_seq or nbytes > self.sent_bytes:
+            self.stats["bad_reports"] += 1
+            return []
+        self.stats["reports"] += 1
+        events: list[FlowEvent] = []
+        if seq > m.seq:
+            if nbytes < m.nbytes:
+                self.stats["bad_reports"] += 1
+                return []
+            m.seq, m.nbytes, m.progress = seq, nbytes, now
+            m.blocking_since = None
+            m.told = False
+            if (seq, nbytes) > self._floor:
+                self._floor = (seq, nbytes)
+        if m.state == JOINING:
+            m.state = ACTIVE
+        elif m.state == UNTETHERED and self._caught_up(m):
+            m.state = ACTIVE
+            self.stats["retethered"] += 1
+            events.append(MemberRetethered(self.group, member))
+        self.pump(now)
+        return events
+
+    def _caught_up(self, m: Member) -> bool:
+        return (
+            self.last_seq - m.seq <= self.window // 2
+            and self.sent_bytes - m.nbytes <= self.window_bytes // 2
+        )
+
+    def on_speaker(self, member: str, now: float) -> None:
+        """The member said HELLO: a joining member is a speaker."""
+        m = self.members.get(member)
+        if m is not None and m.state == JOINING:
+            m.state = ACTIVE
+            m.deadline = math.inf
+        elif m is not None and m.state == FOREIGN:
+            m.state = UNTETHERED  # late: it may hold more than a window until it catches up
+
+    def _base(self) -> tuple[int, int]:
+        """The position a new member is charged from. With our own deliveries
+        seen, it is exact: every frame we had delivered back before the
+        member's join was ordered before it, every later one after it
+        (per-sender FIFO in one total order). Without, it is the highest
+        position any member reported before the join: those frames were
+        delivered, hence ordered, before the report, which came before the
+        join (reports are AGREED, ordered with memberships)."""
+        if self.self_delivery:
+            return self._self.seq, self._self.nbytes
+        return self._floor
+
+    def on_transition(self, now: float) -> None:
+        """TRANSITION_MESS: a network change; the regular membership that
+        Spread delivers right after it says who stays. Until then nothing is
+        sent, and nobody is waited for (nobody can stall us)."""
+        self.in_transition = True
+        for m in self.counted():
+            m.blocking_since = None
+
+    def on_view(
+        self,
+        view: set[str],
+        now: float,
+        *,
+        joiner: str | None = None,
+        continuing: set[str] | None = None,
+        speakers: set[str] | frozenset[str] = frozenset(),
+        joined_at: float = -math.inf,
+    ) -> None:
+        """A regular membership of our group: view its members. ``joiner``
+        the member of a CAUSED_BY_JOIN (others: our own join, network);
+        ``continuing`` for CAUSED_BY_NETWORK our own vs-set (the members that
+        come from our previous view: the others are new to us);
+        ``joined_at`` when we joined."""
+        self.in_transition = False
+        self.member = True
+        for name in list(self.members):
+            if name not in view or (continuing is not None and name not in continuing):
+                del self.members[name]
+        base_seq, base_bytes = self._base()
+        for name in sorted(view):
+            if name == self.me or name in self.members:
+                continue
+            if name == joiner and name not in speakers:
+                # A speaker's HELLO comes ahead of its join (FIFO from one
+                # connection): no HELLO, no speaker. Unless we joined just
+                # before: its HELLO may have been ordered before our join.
+                state = JOINING if now - joined_at < self.join_grace else FOREIGN
+            else:
+                state = ACTIVE if name in speakers else JOINING
+            m = Member(name, state, base_seq, base_bytes, now)
+            if state == JOINING:
+                m.deadline = now + self.join_grace
+            self.members[name] = m
+        self.pump(now)
+
+    def on_leave_request(self, now: float) -> None:
+        """We are about to leave: nothing more is sent (what went before our
+        leave request is delivered back to us before our self-leave)."""
+        self.member = False
+
+    def on_left(self, now: float) -> None:
+        """We left the group (self-leave): nobody is a member any more, and
+        nothing sent is still to come back to us."""
+        self.members.clear()
+        self.member = False
+        self.in_transition = False
+        s = self._self
+        s.seq, s.nbytes, s.progress = self.last_seq, self.sent_bytes, now
+
+    # ---- time -----------------------------------------------------------------
+
+    def tick(self, now: float) -> list[FlowEvent]:
+        events: list[FlowEvent] = []
+        for m in list(self.members.values()):
+            if m.state == JOINING and now >= m.deadline:
+                m.state = FOREIGN
+                events.append(MemberForeign(self.group, m.name))
+            if m.state not in COUNTED or m.blocking_since is None:
+                continue
+            idle = now - max(m.progress, m.blocking_since)
+            if idle < self.stall_timeout:
+                continue
+            lag_msgs, lag_bytes = self.last_seq - m.seq, self.sent_bytes - m.nbytes
+            if self.on_stall == "untether":
+                m.state = UNTETHERED
+                m.blocking_since = None
+                self.stats["untethered"] += 1
+                events.append(MemberUntethered(self.group, m.name, lag_msgs, lag_bytes, idle))
+            elif not m.told:
+                m.told = True
+                events.append(MemberStalled(self.group, m.name, lag_msgs, lag_bytes, idle))
+        self.pump(now)
+        return events
+
+    def next_deadline(self) -> float:
+        t = math.inf
+        for m in self.members.values():
+            if m.state == JOINING:
+                t = min(t, m.deadline)
+            if m.state in COUNTED and m.blocking_since is not None and not m.told:
+                t = min(t, max(m.progress, m.blocking_since) + self.stall_timeout)
+        if self.linger and self._queue and self._chunk is None:
+            t = min(t, self._linger_since + self.linger)
+        return t
+
+    # ---- what the front end tells the user ------------------------------------
+
+    def laggards(self, now: float) -> tuple[Laggard, ...]:
+        """Who holds the next frame back, with their lag."""
+        size = self._next_frame_size(now, True) or fr.HEADER_SIZE
+        return tuple(
+            Laggard(
+                m.name,
+                self.last_seq - m.seq,
+                self.sent_bytes - m.nbytes,
+                now - m.progress,
+            )
+            for m in self.blockers(size)
+        )
+
+    def send_timeout(self, now: float, waited: float) -> SendTimeout:
+        """The exception for a send that waited ``waited`` seconds in vain."""
+        return SendTimeout(self.group, self.laggards(now), waited)
+
+    def stalled(self, now: float) -> SendTimeout | None:
+        """With on_stall="raise": the exception to raise once a member that
+        holds us has made no progress for stall_timeout, else None."""
+        size = self._next_frame_size(now, True)
+        if not size:
+            return None
+        for m in self.blockers(size):
+            if m is not self._self and m.blocking_since is not None:
+                if now - max(m.progress, m.blocking_since) >= self.stall_timeout:
+                    return self.send_timeout(now, now - m.blocking_since)
+        return None
