@@ -93,9 +93,7 @@ def test_name_table_follows_live_connections():
 
 def test_reader_killed_by_the_byte_limit_before_the_message_limit(spread_daemon_factory):
     limit = 1_000_000
-    daemon = spread_daemon_factory(
-        max_session_messages=1000, max_session_bytes=limit, slow_reader_budget=0
-    )
+    daemon = spread_daemon_factory(max_session_messages=1000, max_session_bytes=limit)
     group = "big"
     watcher = spread.connect(daemon.address, "watcher")
     watcher.join(group)
