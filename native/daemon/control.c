@@ -28,7 +28,39 @@
  *
  * NAME is a session's private name ("alice") or private group
  * ("#alice#localhost"). A session line's reason comes last, to the end of
- * the line (it may hold spaces; empty while the session is open). */
+ * the line (it may hold spaces; empty while the session is open).
+ *
+ * The simulated network (remote.h; the model is created by the first
+ * remote-add, with the groups that exist then). Events answer
+ * "ok notices=N": the messages they queued for local clients, through
+ * the same output queues as any other (so the slow-reader rules apply).
+ *
+ *   remote-add NAME [ADDRESS] [connected|alone]   ok index=I address=A
+ *                              a remote daemon (ADDRESS a.b.c.d, default the
+ *                              next above the highest; alone: not connected)
+ *   remote-member DAEMON MEMBER                   ok member=#MEMBER#DAEMON
+ *   remote-member DAEMON MEMBER join GROUP        (created if new)
+ *   remote-member DAEMON MEMBER leave GROUP
+ *   remote-member DAEMON MEMBER disconnect
+ *   remote-multicast DAEMON MEMBER SERVICE TYPE GROUP[,GROUP...] LEN
+ *                              then exactly LEN payload bytes (0..144000)
+ *                              after the newline; SERVICE a number (one
+ *                              service bit, SELF_DISCARD allowed) or a name
+ *                              (agreed, safe, ...), TYPE -32768..65535,
+ *                              GROUP a group or a private group. A refused
+ *                              line whose last word is a number is
+ *                              followed by that many bytes, skipped.
+ *   partition DAEMON...        the daemons leave our component, together
+ *   merge DAEMON...            their components and ours become one
+ *   crash DAEMON               it stops; its members are gone
+ *   network                    ok N memb_id=A,B clock=T, then N lines
+ *                              "daemon name=.. index=.. address=.. local=..
+ *                              connected=.. alive=.."
+ *   network-clock SECONDS|real the time events are stamped with (before the
+ *                              first remote-add it also restarts our
+ *                              membership id at SECONDS - 1)
+ *   network-address ADDRESS    our address in it (before the first remote-add)
+ */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -89,6 +121,7 @@ static const struct {
     {"crash", CTL_CRASH, 0},
     {"network", CTL_NETWORK, 0},
     {"network-clock", CTL_NETWORK_CLOCK, 0},
+    {"network-address", CTL_NETWORK_ADDRESS, 0},
 };
 
 #define MAX_WORDS (2 + SPD_REMOTE_MAX_DAEMONS) /* partition / merge: every remote daemon */
@@ -313,6 +346,10 @@ static const char *parse_network(const char **w, const size_t *wl, size_t n, ctl
             return "network-clock takes SECONDS (1 to 2147483647) or real";
         out->clock = (long long)v;
         return NULL;
+    case CTL_NETWORK_ADDRESS:
+        if (n != 2 || parse_addr(w[1], wl[1], &out->addr) != 0)
+            return "network-address takes ADDRESS (a.b.c.d, not 0.0.0.0)";
+        return NULL;
     default: return "unknown request";
     }
 }
@@ -348,7 +385,7 @@ const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
     if (v == nverbs)
         return "unknown request (ping, totals, sessions, session, kill, drop, pause, resume, "
                "pause-daemon, resume-daemon, remote-add, remote-member, remote-multicast, "
-               "partition, merge, crash, network, network-clock)";
+               "partition, merge, crash, network, network-clock, network-address)";
     out->verb = verbs[v].verb;
     if (out->verb >= CTL_REMOTE_ADD)
         return parse_network(w, wl, n, out);
@@ -652,6 +689,14 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
         d->net_clock = r->clock;
         reply(k, "ok\n");
         return;
+    case CTL_NETWORK_ADDRESS:
+        if (d->remote) {
+            reply(k, "error network-address comes before the first remote-add\n");
+            return;
+        }
+        d->memb_id[0] = (int32_t)r->addr; /* groups formed from now on: their id's a */
+        reply(k, "ok\n");
+        return;
     case CTL_NETWORK: {
         int n = d->remote ? spd_remote_n_daemons(d->remote) : 0;
         int32_t id[2] = {d->memb_id[0], d->memb_id[1]};
@@ -659,9 +704,11 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
             spd_remote_memb_id(d->remote, id);
         reply(k, "ok %d memb_id=%ld,%ld clock=%lld\n", n ? n : 1, (long)id[0], (long)id[1],
               d->net_clock);
+        uint32_t a = (uint32_t)d->memb_id[0];
         if (!n)
-            reply(k, "daemon name=%s index=0 address=127.0.0.1 local=1 connected=1 alive=1\n",
-                  d->name);
+            reply(k,
+                  "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1\n",
+                  d->name, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
         for (int i = 0; i < n; i++)
             network_line(k, d->remote, i);
         return;

@@ -222,7 +222,8 @@ typedef enum {
     CTL_MERGE,
     CTL_CRASH,
     CTL_NETWORK,
-    CTL_NETWORK_CLOCK
+    CTL_NETWORK_CLOCK,
+    CTL_NETWORK_ADDRESS
 } ctl_verb;
 
 /* CTL_REMOTE_MEMBER's action. */
@@ -241,7 +242,8 @@ typedef struct ctl_request {
     int action;                 /* CTL_REMOTE_MEMBER: CTL_MEMBER_* */
     uint8_t group[WIRE_SLOT];   /* CTL_REMOTE_MEMBER join / leave */
     size_t group_len;
-    uint32_t addr;              /* CTL_REMOTE_ADD: its address, 0 = the next one */
+    uint32_t addr;              /* CTL_REMOTE_ADD: its address, 0 = the next one;
+                                   CTL_NETWORK_ADDRESS: ours */
     int connected;              /* CTL_REMOTE_ADD: 1 unless "alone" */
     uint32_t service;           /* CTL_REMOTE_MULTICAST */
     int16_t mess_type;

@@ -461,6 +461,14 @@ class DaemonControls:
             "daemons": daemons,
         }
 
+    def set_network_address(self, address: str) -> None:
+        """Our daemon's IPv4 address in the simulated network (127.0.0.1
+        unless set): the ``a`` of group ids it leads, and its place in the
+        configuration order. Only before the first add_remote_daemon()."""
+        if not isinstance(address, str) or " " in address or not address:
+            raise ValueError(f"address must be an IPv4 address string: {address!r}")
+        self._request(f"network-address {address}")
+
     def set_network_clock(self, seconds: int | None) -> None:
         """Fixes the time network events are stamped with (the b of the
         group ids they form, which otherwise is the wall clock), or goes
