@@ -8,9 +8,11 @@ were made)."""
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -517,3 +519,21 @@ def test_three_way_heal_bytes_are_the_vector(spread_daemon_factory):
         assert read_message(alice) == vector_bytes("synthetic_network_membership")
     daemon.set_network_clock(None)
     assert daemon.network()["clock"] is None
+
+
+# ---- the README's example -------------------------------------------------
+
+
+def readme_example(name: str) -> str:
+    """The README's python block that defines test function `name`."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        if f"def {name}(" in block:
+            return block
+    raise AssertionError(f"README.md has no example {name}")
+
+
+def test_the_readme_partition_example(spread_network):
+    namespace: dict = {}
+    exec(compile(readme_example("test_rehearse_a_partition"), "README.md", "exec"), namespace)
+    namespace["test_rehearse_a_partition"](spread_network)
