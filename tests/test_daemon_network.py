@@ -102,7 +102,11 @@ def test_remote_join_leave_disconnect(daemon, threaded):
     assert bob.private_group == "#bob#east"
     assert bob.join("chat") == 1
     gid = expect_memb(
-        alice.get(), spread.CAUSED_BY_JOIN, [ALICE, "#bob#east"], [["#bob#east"]], ["#bob#east"],
+        alice.get(),
+        spread.CAUSED_BY_JOIN,
+        [ALICE, "#bob#east"],
+        [["#bob#east"]],
+        ["#bob#east"],
         "#bob#east",
     )
     assert gid[0] == OURS and gid[2] == 2  # the group's id goes on: c + 1
@@ -113,12 +117,20 @@ def test_remote_join_leave_disconnect(daemon, threaded):
     assert m.members == (ALICE, "#bob#east", "#carol#east") and m.group_id.id[2] == 3
     assert bob.leave("chat") == 1
     expect_memb(
-        alice.get(), spread.CAUSED_BY_LEAVE, [ALICE, "#carol#east"], [["#bob#east"]],
-        ["#bob#east"], "#bob#east",
+        alice.get(),
+        spread.CAUSED_BY_LEAVE,
+        [ALICE, "#carol#east"],
+        [["#bob#east"]],
+        ["#bob#east"],
+        "#bob#east",
     )
     assert carol.disconnect() == 1
     gid = expect_memb(
-        alice.get(), spread.CAUSED_BY_DISCONNECT, [ALICE], [["#carol#east"]], ["#carol#east"],
+        alice.get(),
+        spread.CAUSED_BY_DISCONNECT,
+        [ALICE],
+        [["#carol#east"]],
+        ["#carol#east"],
         "#carol#east",
     )
     assert gid[2] == 5
@@ -206,7 +218,10 @@ def test_three_way_split_healed_in_one_merge(daemon, threaded):
     daemon.partition(east)
     alice.get()  # TRANSITION_MESS
     expect_memb(
-        alice.get(), spread.CAUSED_BY_NETWORK, [ALICE, "#dave#west"], [[ALICE, "#dave#west"]],
+        alice.get(),
+        spread.CAUSED_BY_NETWORK,
+        [ALICE, "#dave#west"],
+        [[ALICE, "#dave#west"]],
         [ALICE, "#dave#west"],
     )
     daemon.partition(west)
@@ -407,7 +422,11 @@ def test_remote_add_alone_and_addresses(spread_daemon_factory):
     net = daemon.network()
     assert net["local"] == "hub"
     assert net["daemons"]["far"] == {
-        "index": 1, "address": "10.0.0.9", "local": False, "connected": False, "alive": True
+        "index": 1,
+        "address": "10.0.0.9",
+        "local": False,
+        "connected": False,
+        "alive": True,
     }
     assert net["daemons"]["near"]["address"] == "127.0.0.2"  # above the highest
     assert not far.connected and near.connected

@@ -335,8 +335,7 @@ static const char *parse_network(const char **w, const size_t *wl, size_t n, ctl
         memcpy(out->name, out->daemons[0], strlen(out->daemons[0]) + 1);
         out->name_len = strlen(out->daemons[0]);
         return NULL;
-    case CTL_NETWORK:
-        return n == 1 ? NULL : "network takes no arguments";
+    case CTL_NETWORK: return n == 1 ? NULL : "network takes no arguments";
     case CTL_NETWORK_CLOCK:
         if (n != 2)
             return "network-clock takes SECONDS (1 to 2147483647) or real";
@@ -650,8 +649,7 @@ static void event_done(spd_daemon *d, ctl_conn *k, int e, spd_notices *notes)
         reply(k, "ok notices=%zu\n", n);
 }
 
-static void remote_multicast(spd_daemon *d, ctl_conn *k, const ctl_request *r,
-                             const uint8_t *data)
+static void remote_multicast(spd_daemon *d, ctl_conn *k, const ctl_request *r, const uint8_t *data)
 {
     int i = remote_daemon(d, k, r->name, 1);
     if (i < 0)
@@ -706,8 +704,7 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
               d->net_clock);
         uint32_t a = (uint32_t)d->memb_id[0];
         if (!n)
-            reply(k,
-                  "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1\n",
+            reply(k, "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1\n",
                   d->name, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
         for (int i = 0; i < n; i++)
             network_line(k, d->remote, i);
@@ -758,8 +755,7 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
         if (r->action == CTL_MEMBER_JOIN)
             e = spd_remote_member_join(d->remote, m, (const char *)r->group, r->group_len, &notes);
         else if (r->action == CTL_MEMBER_LEAVE)
-            e = spd_remote_member_leave(d->remote, m, (const char *)r->group, r->group_len,
-                                        &notes);
+            e = spd_remote_member_leave(d->remote, m, (const char *)r->group, r->group_len, &notes);
         else
             e = spd_remote_member_remove(d->remote, m, &notes);
         event_done(d, k, e, &notes);

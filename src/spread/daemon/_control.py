@@ -144,7 +144,7 @@ def _destination(group: Any) -> str:
         group = group.decode("ascii", "replace")
     if not isinstance(group, str):
         raise TypeError(f"a group name is a str, not {type(group).__name__}")
-    ok = 1 <= len(group) <= 31 and _NAME_CHARS.match(group.replace("#", "$"))
+    ok = 1 <= len(group) <= 31 and bool(_NAME_CHARS.match(group.replace("#", "$")))
     if group.startswith("#"):
         ok = ok and group.count("#") == 2 and "##" not in group and not group.endswith("#")
     elif "#" in group:
