@@ -28,7 +28,39 @@
  *
  * NAME is a session's private name ("alice") or private group
  * ("#alice#localhost"). A session line's reason comes last, to the end of
- * the line (it may hold spaces; empty while the session is open). */
+ * the line (it may hold spaces; empty while the session is open).
+ *
+ * The simulated network (remote.h; the model is created by the first
+ * remote-add, with the groups that exist then). Events answer
+ * "ok notices=N": the messages they queued for local clients, through
+ * the same output queues as any other (so the slow-reader rules apply).
+ *
+ *   remote-add NAME [ADDRESS] [connected|alone]   ok index=I address=A
+ *                              a remote daemon (ADDRESS a.b.c.d, default the
+ *                              next above the highest; alone: not connected)
+ *   remote-member DAEMON MEMBER                   ok member=#MEMBER#DAEMON
+ *   remote-member DAEMON MEMBER join GROUP        (created if new)
+ *   remote-member DAEMON MEMBER leave GROUP
+ *   remote-member DAEMON MEMBER disconnect
+ *   remote-multicast DAEMON MEMBER SERVICE TYPE GROUP[,GROUP...] LEN
+ *                              then exactly LEN payload bytes (0..144000)
+ *                              after the newline; SERVICE a number (one
+ *                              service bit, SELF_DISCARD allowed) or a name
+ *                              (agreed, safe, ...), TYPE -32768..65535,
+ *                              GROUP a group or a private group. A refused
+ *                              line whose last word is a number is
+ *                              followed by that many bytes, skipped.
+ *   partition DAEMON...        the daemons leave our component, together
+ *   merge DAEMON...            their components and ours become one
+ *   crash DAEMON               it stops; its members are gone
+ *   network                    ok N memb_id=A,B clock=T, then N lines
+ *                              "daemon name=.. index=.. address=.. local=..
+ *                              connected=.. alive=.."
+ *   network-clock SECONDS|real the time events are stamped with (before the
+ *                              first remote-add it also restarts our
+ *                              membership id at SECONDS - 1)
+ *   network-address ADDRESS    our address in it (before the first remote-add)
+ */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -57,6 +89,11 @@ typedef struct ctl_conn {
     int closing;    /* close once the answers are written */
     int skipping;   /* inside a line past the limit, dropped to its newline */
     uint32_t events; /* what ctl_epfd watches */
+    /* A remote-multicast whose payload is still coming (the request
+     * parsed, the payload's bytes gathered), or a refused one's to skip. */
+    ctl_request *pending;
+    uint8_t *payload;
+    size_t payload_have, skip;
 } ctl_conn;
 
 /* ---- the request parser (sans-IO) ----------------------------------- */
@@ -76,11 +113,244 @@ static const struct {
     {"resume", CTL_RESUME, 1},
     {"pause-daemon", CTL_PAUSE_DAEMON, 0},
     {"resume-daemon", CTL_RESUME_DAEMON, 0},
+    {"remote-add", CTL_REMOTE_ADD, 0},
+    {"remote-member", CTL_REMOTE_MEMBER, 0},
+    {"remote-multicast", CTL_REMOTE_MULTICAST, 0},
+    {"partition", CTL_PARTITION, 0},
+    {"merge", CTL_MERGE, 0},
+    {"crash", CTL_CRASH, 0},
+    {"network", CTL_NETWORK, 0},
+    {"network-clock", CTL_NETWORK_CLOCK, 0},
+    {"network-address", CTL_NETWORK_ADDRESS, 0},
 };
+
+#define MAX_WORDS (2 + SPD_REMOTE_MAX_DAEMONS) /* partition / merge: every remote daemon */
 
 static int word_is(const char *w, size_t len, const char *word)
 {
     return strlen(word) == len && memcmp(w, word, len) == 0;
+}
+
+/* A decimal number 0..max (no sign, at most 10 digits): 0, or -1. */
+static int parse_number(const char *w, size_t len, unsigned long long max, unsigned long long *out)
+{
+    if (len == 0 || len > 10)
+        return -1;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (w[i] < '0' || w[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(w[i] - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A name of 1..max bytes from '$' to '~' (so no '#'), copied NUL-terminated. */
+static int parse_plain_name(const char *w, size_t len, size_t max, char *out, size_t *out_len)
+{
+    if (len == 0 || len > max)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (!wire_name_char_ok((uint8_t)w[i]))
+            return -1;
+    memcpy(out, w, len);
+    out[len] = '\0';
+    *out_len = len;
+    return 0;
+}
+
+/* A dotted IPv4 address, not 0.0.0.0: 0, or -1. */
+static int parse_addr(const char *w, size_t len, uint32_t *out)
+{
+    uint32_t a = 0;
+    size_t i = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part > 0) {
+            if (i >= len || w[i] != '.')
+                return -1;
+            i++;
+        }
+        size_t start = i;
+        while (i < len && w[i] >= '0' && w[i] <= '9' && i - start < 3)
+            i++;
+        unsigned long long v;
+        if (parse_number(w + start, i - start, 255, &v) != 0)
+            return -1;
+        a = (a << 8) | (uint32_t)v;
+    }
+    if (i != len || a == 0)
+        return -1;
+    *out = a;
+    return 0;
+}
+
+static const char daemon_name_rule[] =
+    "remote daemon name must be 1 to 19 characters from '$' to '~', without '#'";
+
+static const struct {
+    const char *word;
+    uint32_t bits;
+} services[] = {
+    {"unreliable", 0x01}, {"reliable", 0x02}, {"fifo", 0x04},
+    {"causal", 0x08},     {"agreed", 0x10},   {"safe", 0x20},
+};
+
+/* remote-multicast DAEMON MEMBER SERVICE TYPE GROUP[,GROUP...] LEN */
+static const char *parse_multicast(const char **w, const size_t *wl, size_t n, ctl_request *out)
+{
+    unsigned long long v;
+    /* The payload length first: the payload is skipped even if the rest is bad. */
+    if (n >= 2 && parse_number(w[n - 1], wl[n - 1], WIRE_MAX_BODY, &v) == 0)
+        out->data_len = (size_t)v;
+    if (n != 7)
+        return "remote-multicast takes DAEMON MEMBER SERVICE TYPE GROUP[,GROUP...] LEN "
+               "(LEN payload bytes follow the line)";
+    if (parse_plain_name(w[1], wl[1], WIRE_MAX_PROC_NAME, out->name, &out->name_len))
+        return daemon_name_rule;
+    if (parse_plain_name(w[2], wl[2], WIRE_MAX_PRIVATE_NAME, out->member, &out->member_len))
+        return "remote member name must be 1 to 10 characters from '$' to '~', without '#'";
+    uint32_t service = 0;
+    for (size_t i = 0; i < sizeof services / sizeof services[0]; i++)
+        if (word_is(w[3], wl[3], services[i].word))
+            service = services[i].bits;
+    if (!service) {
+        if (parse_number(w[3], wl[3], 0xFFFFFFFFull, &v) != 0)
+            return "service: unreliable, reliable, fifo, causal, agreed, safe, or a number";
+        service = (uint32_t)v;
+    }
+    uint32_t kinds = service & WIRE_SERVICE_BITS;
+    if ((service & ~(WIRE_SERVICE_BITS | WIRE_SELF_DISCARD)) || kinds == 0 ||
+        (kinds & (kinds - 1)) != 0)
+        return "service must be exactly one of UNRELIABLE_MESS .. SAFE_MESS, optionally with "
+               "SELF_DISCARD";
+    out->service = service;
+    const char *t = w[4];
+    size_t tl = wl[4];
+    int negative = tl > 0 && t[0] == '-';
+    if (parse_number(t + negative, tl - (size_t)negative, negative ? 32768 : 65535, &v) != 0)
+        return "message type must be -32768 to 65535";
+    long value = negative ? -(long)v : (long)v;
+    out->mess_type = (int16_t)(value > 32767 ? value - 65536 : value);
+    const char *g = w[5];
+    size_t gl = wl[5], at = 0;
+    while (at <= gl) {
+        size_t start = at;
+        while (at < gl && g[at] != ',')
+            at++;
+        size_t len = at - start;
+        if (out->n_groups == CTL_MAX_GROUPS)
+            return "at most 100 groups";
+        if (len == 0 || len > WIRE_MAX_NAME)
+            return "a group name must be 1 to 31 characters";
+        for (size_t i = start; i < at; i++)
+            if (g[i] != '#' && !wire_name_char_ok((uint8_t)g[i]))
+                return "illegal character in a group name";
+        if (g[start] == '#') {
+            size_t name_len, daemon_len;
+            const uint8_t *daemon;
+            if (wire_split_private_group((const uint8_t *)g + start, len, &name_len, &daemon,
+                                         &daemon_len) != 0)
+                return "a private group is #NAME#DAEMON";
+        } else if (memchr(g + start, '#', len)) {
+            return "illegal character in a group name";
+        }
+        wire_put_slot(out->groups + out->n_groups * WIRE_SLOT, g + start, len);
+        out->n_groups++;
+        at++; /* past the comma (or the end) */
+    }
+    if (parse_number(w[6], wl[6], WIRE_MAX_BODY, &v) != 0)
+        return "payload length must be 0 to 144000 bytes";
+    if (out->data_len + WIRE_SLOT * out->n_groups > WIRE_DAEMON_MAX_TOTAL)
+        return "payload + 32 bytes per group must be at most 143952 bytes";
+    return NULL;
+}
+
+/* The requests of the simulated network (remote.h). */
+static const char *parse_network(const char **w, const size_t *wl, size_t n, ctl_request *out)
+{
+    unsigned long long v;
+    switch (out->verb) {
+    case CTL_REMOTE_ADD:
+        if (n < 2 || n > 4)
+            return "remote-add takes NAME [ADDRESS] [connected|alone]";
+        if (parse_plain_name(w[1], wl[1], WIRE_MAX_PROC_NAME, out->name, &out->name_len))
+            return daemon_name_rule;
+        out->connected = 1;
+        for (size_t i = 2; i < n; i++) {
+            if (i == n - 1 && word_is(w[i], wl[i], "alone"))
+                out->connected = 0;
+            else if (i == n - 1 && word_is(w[i], wl[i], "connected"))
+                out->connected = 1;
+            else if (i == 2 && parse_addr(w[i], wl[i], &out->addr) == 0)
+                continue;
+            else
+                return "remote-add takes NAME [ADDRESS] [connected|alone] (ADDRESS: a.b.c.d, "
+                       "not 0.0.0.0)";
+        }
+        return NULL;
+    case CTL_REMOTE_MEMBER:
+        if (n < 3 || n > 5)
+            return "remote-member takes DAEMON MEMBER [join GROUP|leave GROUP|disconnect]";
+        if (parse_plain_name(w[1], wl[1], WIRE_MAX_PROC_NAME, out->name, &out->name_len))
+            return daemon_name_rule;
+        if (parse_plain_name(w[2], wl[2], WIRE_MAX_PRIVATE_NAME, out->member, &out->member_len))
+            return "remote member name must be 1 to 10 characters from '$' to '~', without '#'";
+        out->action = CTL_MEMBER_ADD;
+        if (n == 3)
+            return NULL;
+        if (n == 4 && word_is(w[3], wl[3], "disconnect")) {
+            out->action = CTL_MEMBER_DISCONNECT;
+            return NULL;
+        }
+        if (n == 5 && (word_is(w[3], wl[3], "join") || word_is(w[3], wl[3], "leave"))) {
+            out->action = wl[3] == 4 ? CTL_MEMBER_JOIN : CTL_MEMBER_LEAVE;
+            if (!wire_group_name_ok(w[4], wl[4]))
+                return "group name must be 1 to 31 characters from '$' to '~', without '#'";
+            wire_put_slot(out->group, w[4], wl[4]);
+            out->group_len = wl[4];
+            return NULL;
+        }
+        return "remote-member takes DAEMON MEMBER [join GROUP|leave GROUP|disconnect]";
+    case CTL_REMOTE_MULTICAST: return parse_multicast(w, wl, n, out);
+    case CTL_PARTITION:
+    case CTL_MERGE:
+    case CTL_CRASH:
+        if (n < 2 || (out->verb == CTL_CRASH && n != 2))
+            return out->verb == CTL_CRASH ? "crash takes one DAEMON"
+                                          : "partition and merge take DAEMON [DAEMON...]";
+        if (n - 1 > SPD_REMOTE_MAX_DAEMONS - 1)
+            return "at most 15 remote daemons";
+        for (size_t i = 1; i < n; i++) {
+            size_t len;
+            if (parse_plain_name(w[i], wl[i], WIRE_MAX_PROC_NAME, out->daemons[i - 1], &len))
+                return daemon_name_rule;
+            for (size_t j = 0; j + 1 < i; j++)
+                if (strcmp(out->daemons[j], out->daemons[i - 1]) == 0)
+                    return "a daemon named twice";
+        }
+        out->n_daemons = n - 1;
+        memcpy(out->name, out->daemons[0], strlen(out->daemons[0]) + 1);
+        out->name_len = strlen(out->daemons[0]);
+        return NULL;
+    case CTL_NETWORK: return n == 1 ? NULL : "network takes no arguments";
+    case CTL_NETWORK_CLOCK:
+        if (n != 2)
+            return "network-clock takes SECONDS (1 to 2147483647) or real";
+        if (word_is(w[1], wl[1], "real"))
+            return NULL;
+        if (parse_number(w[1], wl[1], 2147483647ull, &v) != 0 || v == 0)
+            return "network-clock takes SECONDS (1 to 2147483647) or real";
+        out->clock = (long long)v;
+        return NULL;
+    case CTL_NETWORK_ADDRESS:
+        if (n != 2 || parse_addr(w[1], wl[1], &out->addr) != 0)
+            return "network-address takes ADDRESS (a.b.c.d, not 0.0.0.0)";
+        return NULL;
+    default: return "unknown request";
+    }
 }
 
 const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
@@ -91,14 +361,14 @@ const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e)
             return "malformed request: printable ASCII only";
-    const char *w[3];
-    size_t wl[3], n = 0, i = 0;
+    const char *w[MAX_WORDS];
+    size_t wl[MAX_WORDS], n = 0, i = 0;
     while (i < len) {
         if (line[i] == ' ') {
             i++;
             continue;
         }
-        if (n == 3)
+        if (n == MAX_WORDS)
             return "too many words";
         size_t start = i;
         while (i < len && line[i] != ' ')
@@ -113,8 +383,11 @@ const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
         v++;
     if (v == nverbs)
         return "unknown request (ping, totals, sessions, session, kill, drop, pause, resume, "
-               "pause-daemon, resume-daemon)";
+               "pause-daemon, resume-daemon, remote-add, remote-member, remote-multicast, "
+               "partition, merge, crash, network, network-clock, network-address)";
     out->verb = verbs[v].verb;
+    if (out->verb >= CTL_REMOTE_ADD)
+        return parse_network(w, wl, n, out);
     size_t most = verbs[v].name ? (out->verb == CTL_PAUSE ? 3 : 2) : 1;
     if (verbs[v].name && n < 2)
         return "missing session name";
@@ -156,6 +429,8 @@ static void conn_close(spd_daemon *d, ctl_conn *k)
     epoll_ctl(d->ctl_epfd, EPOLL_CTL_DEL, k->fd, NULL);
     close(k->fd);
     free(k->out);
+    free(k->pending);
+    free(k->payload);
     free(k);
 }
 
@@ -296,12 +571,248 @@ static void totals(spd_daemon *d, ctl_conn *k)
           d->cfg.max_session_messages, d->cfg.max_session_bytes, d->cfg.slow_reader_budget);
 }
 
+/* ---- the simulated network (remote.h) --------------------------------- */
+
+static int64_t net_now(const spd_daemon *d)
+{
+    return d->net_clock ? d->net_clock : (int64_t)time(NULL);
+}
+
+static const char *remote_error(int e)
+{
+    switch (e) {
+    case SPD_REMOTE_E_LIMIT:
+        return "a limit of the simulated network (16 daemons, 1024 remote members, 4096 groups, "
+               "2048 members in a group)";
+    case SPD_REMOTE_E_NOMEM: return "out of memory";
+    default: return "refused by the simulated network";
+    }
+}
+
+/* The model, created on first use with the groups that exist already. */
+static const char *ensure_remote(spd_daemon *d)
+{
+    if (d->remote)
+        return NULL;
+    spd_remote *r = spd_remote_new(d->name, d->name_len, d->memb_id);
+    if (!r)
+        return "out of memory";
+    for (size_t i = 0; i < d->groups.cap; i++) {
+        const group *g = d->groups.slots[i].key ? d->groups.slots[i].value : NULL;
+        if (!g || g->n_members == 0)
+            continue;
+        uint8_t *slots = malloc(g->n_members * WIRE_SLOT);
+        int e = slots ? 0 : SPD_REMOTE_E_NOMEM;
+        for (size_t j = 0; slots && j < g->n_members; j++)
+            memcpy(slots + j * WIRE_SLOT, g->members[j]->private_group, WIRE_SLOT);
+        if (!e)
+            e = spd_remote_adopt_group(r, g->name, g->name_len, g->gid, slots, g->n_members);
+        free(slots);
+        if (e < 0) {
+            spd_remote_free(r);
+            return remote_error(e);
+        }
+    }
+    d->remote = r;
+    spd_log(d, SPD_LOG_INFO, "simulated network started");
+    return NULL;
+}
+
+/* A remote daemon that exists (its index), or -1 with the answer given. */
+static int remote_daemon(spd_daemon *d, ctl_conn *k, const char *name, int up)
+{
+    int i = d->remote ? spd_remote_find_daemon(d->remote, name, strlen(name)) : -1;
+    if (i < 0) {
+        reply(k, "error no remote daemon %s (remote-add it first)\n", name);
+        return -1;
+    }
+    if (i == SPD_REMOTE_LOCAL) {
+        reply(k, "error %s is this daemon, not a remote one\n", name);
+        return -1;
+    }
+    if (up && spd_remote_alive(d->remote, i) != 1) {
+        reply(k, "error remote daemon %s has crashed (merge it to restart it)\n", name);
+        return -1;
+    }
+    return i;
+}
+
+/* Delivers an event's notices and answers it: e its result. */
+static void event_done(spd_daemon *d, ctl_conn *k, int e, spd_notices *notes)
+{
+    size_t n = notes->n;
+    spd_deliver_notices(d, notes);
+    spd_remote_memb_id(d->remote, d->memb_id); /* new local groups' ids (spd_join) */
+    if (e < 0)
+        reply(k, "error %s\n", remote_error(e));
+    else
+        reply(k, "ok notices=%zu\n", n);
+}
+
+static void remote_multicast(spd_daemon *d, ctl_conn *k, const ctl_request *r, const uint8_t *data)
+{
+    int i = remote_daemon(d, k, r->name, 1);
+    if (i < 0)
+        return;
+    int m = spd_remote_find_member(d->remote, i, r->member, r->member_len);
+    if (m < 0) {
+        reply(k, "error no member #%s#%s (remote-member %s %s creates it)\n", r->member, r->name,
+              r->name, r->member);
+        return;
+    }
+    spd_notices notes = {0};
+    int e = spd_remote_multicast(d->remote, m, r->service, r->groups, r->n_groups, r->mess_type,
+                                 data, r->data_len, &notes);
+    event_done(d, k, e, &notes);
+}
+
+static void network_line(ctl_conn *k, const spd_remote *r, int i)
+{
+    char name[WIRE_MAX_PROC_NAME + 1];
+    uint32_t a = 0;
+    spd_remote_daemon_info(r, i, name, &a);
+    reply(k, "daemon name=%s index=%d address=%u.%u.%u.%u local=%d connected=%d alive=%d\n", name,
+          i, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255, i == SPD_REMOTE_LOCAL,
+          spd_remote_connected(r, i) == 1, spd_remote_alive(r, i) == 1);
+}
+
+static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
+{
+    spd_notices notes = {0};
+    int e;
+    switch (r->verb) {
+    case CTL_NETWORK_CLOCK:
+        if (r->clock && !d->remote)
+            d->memb_id[1] = (int32_t)(r->clock - 1); /* ids read as formed just before */
+        d->net_clock = r->clock;
+        reply(k, "ok\n");
+        return;
+    case CTL_NETWORK_ADDRESS:
+        if (d->remote) {
+            reply(k, "error network-address comes before the first remote-add\n");
+            return;
+        }
+        d->memb_id[0] = (int32_t)r->addr; /* groups formed from now on: their id's a */
+        reply(k, "ok\n");
+        return;
+    case CTL_NETWORK: {
+        int n = d->remote ? spd_remote_n_daemons(d->remote) : 0;
+        int32_t id[2] = {d->memb_id[0], d->memb_id[1]};
+        if (d->remote)
+            spd_remote_memb_id(d->remote, id);
+        reply(k, "ok %d memb_id=%ld,%ld clock=%lld\n", n ? n : 1, (long)id[0], (long)id[1],
+              d->net_clock);
+        uint32_t a = (uint32_t)d->memb_id[0];
+        if (!n)
+            reply(k, "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1\n",
+                  d->name, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+        for (int i = 0; i < n; i++)
+            network_line(k, d->remote, i);
+        return;
+    }
+    case CTL_REMOTE_ADD: {
+        const char *bad = ensure_remote(d);
+        if (bad) {
+            reply(k, "error %s\n", bad);
+            return;
+        }
+        if (spd_remote_find_daemon(d->remote, r->name, r->name_len) >= 0) {
+            reply(k, "error a daemon named %s exists already\n", r->name);
+            return;
+        }
+        e = spd_remote_add_daemon(d->remote, r->name, r->name_len, r->addr, r->connected,
+                                  net_now(d));
+        if (e < 0) {
+            reply(k, "error %s\n",
+                  e == SPD_REMOTE_E_INVALID ? "refused: its address is taken" : remote_error(e));
+            return;
+        }
+        spd_remote_memb_id(d->remote, d->memb_id);
+        uint32_t a = 0;
+        spd_remote_daemon_info(d->remote, e, NULL, &a);
+        reply(k, "ok index=%d address=%u.%u.%u.%u\n", e, a >> 24, (a >> 16) & 255, (a >> 8) & 255,
+              a & 255);
+        return;
+    }
+    case CTL_REMOTE_MEMBER: {
+        int i = remote_daemon(d, k, r->name, 1);
+        if (i < 0)
+            return;
+        int m = spd_remote_find_member(d->remote, i, r->member, r->member_len);
+        if (m < 0 && (r->action == CTL_MEMBER_ADD || r->action == CTL_MEMBER_JOIN))
+            m = spd_remote_member_add(d->remote, i, r->member, r->member_len);
+        if (m < 0) {
+            if (r->action == CTL_MEMBER_ADD || r->action == CTL_MEMBER_JOIN)
+                reply(k, "error %s\n", remote_error(m));
+            else
+                reply(k, "error no member #%s#%s\n", r->member, r->name);
+            return;
+        }
+        if (r->action == CTL_MEMBER_ADD) {
+            reply(k, "ok member=#%s#%s\n", r->member, r->name);
+            return;
+        }
+        if (r->action == CTL_MEMBER_JOIN)
+            e = spd_remote_member_join(d->remote, m, (const char *)r->group, r->group_len, &notes);
+        else if (r->action == CTL_MEMBER_LEAVE)
+            e = spd_remote_member_leave(d->remote, m, (const char *)r->group, r->group_len, &notes);
+        else
+            e = spd_remote_member_remove(d->remote, m, &notes);
+        event_done(d, k, e, &notes);
+        return;
+    }
+    case CTL_PARTITION:
+    case CTL_MERGE:
+    case CTL_CRASH: {
+        int idx[SPD_REMOTE_MAX_DAEMONS];
+        for (size_t j = 0; j < r->n_daemons; j++)
+            if ((idx[j] = remote_daemon(d, k, r->daemons[j], r->verb != CTL_MERGE)) < 0)
+                return;
+        int64_t now = net_now(d);
+        if (r->verb == CTL_PARTITION)
+            e = spd_remote_partition(d->remote, idx, r->n_daemons, now, &notes);
+        else if (r->verb == CTL_MERGE)
+            e = spd_remote_merge(d->remote, idx, r->n_daemons, now, &notes);
+        else
+            e = spd_remote_crash(d->remote, idx[0], now, &notes);
+        event_done(d, k, e, &notes);
+        return;
+    }
+    default: reply(k, "error unknown request\n"); return;
+    }
+}
+
 static void handle(spd_daemon *d, ctl_conn *k, const char *line, size_t len)
 {
     ctl_request r;
     const char *bad = spd_ctl_parse(line, len, &r);
     if (bad) {
+        k->skip = r.verb == CTL_REMOTE_MULTICAST ? r.data_len : 0;
         reply(k, "error %s\n", bad);
+        return;
+    }
+    if (r.verb == CTL_REMOTE_MULTICAST) {
+        if (r.data_len == 0) {
+            remote_multicast(d, k, &r, NULL);
+            return;
+        }
+        k->pending = malloc(sizeof r);
+        k->payload = malloc(r.data_len);
+        if (!k->pending || !k->payload) {
+            free(k->pending);
+            free(k->payload);
+            k->pending = NULL;
+            k->payload = NULL;
+            k->skip = r.data_len;
+            reply(k, "error out of memory\n");
+            return;
+        }
+        *k->pending = r;
+        k->payload_have = 0;
+        return; /* answered once its payload is in (conn_input) */
+    }
+    if (r.verb >= CTL_REMOTE_ADD) {
+        handle_network(d, k, &r);
         return;
     }
     client *c = NULL;
@@ -373,6 +884,7 @@ static void handle(spd_daemon *d, ctl_conn *k, const char *line, size_t len)
         d->paused_all = 0;
         reply(k, "ok\n");
         break;
+    default: break; /* the network's: handle_network */
     }
 }
 
@@ -400,6 +912,26 @@ static void conn_input(spd_daemon *d, ctl_conn *k)
         }
         size_t at = 0;
         for (;;) {
+            if (k->skip || k->pending) {
+                /* A remote-multicast's payload: bytes, not lines. */
+                size_t want = k->skip ? k->skip : k->pending->data_len - k->payload_have;
+                size_t take = k->in_len - at < want ? k->in_len - at : want;
+                if (k->pending)
+                    memcpy(k->payload + k->payload_have, k->in + at, take);
+                else
+                    k->skip -= take;
+                at += take;
+                if (k->pending && (k->payload_have += take) == k->pending->data_len) {
+                    remote_multicast(d, k, k->pending, k->payload);
+                    free(k->pending);
+                    free(k->payload);
+                    k->pending = NULL;
+                    k->payload = NULL;
+                }
+                if (k->skip || k->pending)
+                    break;
+                continue;
+            }
             char *nl = memchr(k->in + at, '\n', k->in_len - at);
             if (!nl)
                 break;

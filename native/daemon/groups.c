@@ -1,5 +1,12 @@
 /* groups.c -- group state, membership notices and data delivery
- * (SPEC.md 6.1, 6.4, 6.6, 8.4, 8.5). */
+ * (SPEC.md 6.1, 6.4, 6.6, 8.4, 8.5).
+ *
+ * With simulated remote daemons (d->remote, remote.h) the model is told of
+ * every local join, leave and disconnect, and its notices (which list the
+ * remote members too) replace notify_members; they and the network's other
+ * notices reach clients through the same output queues (spd_enqueue), so
+ * the slow-reader limits, figures and kills apply to them as to any
+ * message. Local multicasts still reach local members only. */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -141,8 +148,11 @@ void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len)
     size_t at = member_pos(g, c, &found);
     if (found)
         return; /* already a member: nothing happens */
+    spd_notices notes = {0};
     if (grow_array((void **)&g->members, &g->cap_members, g->n_members + 1, sizeof(client *)) ||
-        grow_array((void **)&c->groups, &c->cap_groups, c->n_groups + 1, sizeof(group *))) {
+        grow_array((void **)&c->groups, &c->cap_groups, c->n_groups + 1, sizeof(group *)) ||
+        (d->remote && spd_remote_local_join(d->remote, name, len, c->private_group, &notes) < 0)) {
+        spd_notices_clear(&notes); /* the model could not record it: no join */
         if (g->n_members == 0)
             delete_group(d, g);
         return;
@@ -152,7 +162,20 @@ void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len)
     g->n_members++;
     g->gid[2]++;
     c->groups[c->n_groups++] = g;
-    notify_members(d, g, WIRE_CAUSED_BY_JOIN, c);
+    if (d->remote)
+        spd_deliver_notices(d, &notes);
+    else
+        notify_members(d, g, WIRE_CAUSED_BY_JOIN, c);
+}
+
+/* Tells the model that c left group (name, len), and delivers what it says. */
+static void remote_left(spd_daemon *d, client *c, const uint8_t *name, size_t len, uint32_t cause)
+{
+    spd_notices notes = {0};
+    if (spd_remote_local_leave(d->remote, name, len, c->private_group, cause, &notes) < 0)
+        spd_log(d, SPD_LOG_ERROR, "the simulated network missed a leave of %.*s (out of memory)",
+                (int)c->private_group_len, (const char *)c->private_group);
+    spd_deliver_notices(d, &notes);
 }
 
 void spd_leave(spd_daemon *d, client *c, const uint8_t *name, size_t len)
@@ -165,8 +188,10 @@ void spd_leave(spd_daemon *d, client *c, const uint8_t *name, size_t len)
         return; /* not a member: nothing happens */
     self_leave(d, c, g);
     drop_group_of_client(c, g);
-    if (remove_member(d, g, c))
+    if (remove_member(d, g, c) && !d->remote)
         notify_members(d, g, WIRE_CAUSED_BY_LEAVE, c);
+    else if (d->remote)
+        remote_left(d, c, name, len, WIRE_CAUSED_BY_LEAVE);
 }
 
 static int group_name_order(const void *a, const void *b)
@@ -183,10 +208,53 @@ void spd_remove_from_groups(spd_daemon *d, client *c)
     qsort(c->groups, c->n_groups, sizeof(group *), group_name_order);
     for (size_t i = 0; i < c->n_groups; i++) {
         group *g = c->groups[i];
-        if (remove_member(d, g, c))
+        uint8_t name[WIRE_SLOT];
+        size_t len = g->name_len;
+        memcpy(name, g->name, WIRE_SLOT); /* g may be deleted just below */
+        if (remove_member(d, g, c) && !d->remote)
             notify_members(d, g, WIRE_CAUSED_BY_DISC, c);
+        else if (d->remote)
+            remote_left(d, c, name, len, WIRE_CAUSED_BY_DISC);
     }
     c->n_groups = 0;
+}
+
+/* The open local session of private group slot pg, or NULL. */
+static client *local_session(spd_daemon *d, const uint8_t *pg)
+{
+    size_t len = wire_slot_len(pg), name_len, daemon_len;
+    const uint8_t *daemon;
+    if (len == 0 || pg[0] != '#' ||
+        wire_split_private_group(pg, len, &name_len, &daemon, &daemon_len) != 0 ||
+        daemon_len != d->name_len || memcmp(daemon, d->name, daemon_len) != 0)
+        return NULL;
+    client *c = spd_table_get(&d->names, pg + 1, name_len);
+    return c && c->state == CL_OPEN ? c : NULL;
+}
+
+void spd_deliver_notices(spd_daemon *d, spd_notices *list)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const spd_notice *nt = &list->items[i];
+        if (nt->kind == SPD_NOTICE_MEMBERSHIP) {
+            group *g = spd_table_get(&d->groups, nt->group, wire_slot_len(nt->group));
+            if (g)
+                memcpy(g->gid, nt->gid, sizeof g->gid);
+        }
+        if (nt->n_receivers == 0)
+            continue;
+        msgbuf *m = spd_msg_new(nt->len);
+        if (!m)
+            continue;
+        memcpy(m->data, nt->bytes, nt->len); /* one copy, shared by every receiver */
+        for (size_t j = 0; j < nt->n_receivers; j++) {
+            client *c = local_session(d, nt->receivers + j * WIRE_SLOT);
+            if (c && (nt->kind == SPD_NOTICE_DATA || c->membership))
+                spd_enqueue(d, c, m);
+        }
+        spd_msg_unref(m);
+    }
+    spd_notices_clear(list);
 }
 
 static void add_receiver(spd_daemon *d, client *c, msgbuf *m)

@@ -11,6 +11,7 @@
 #include "sp.h"
 #include "daemon.h"
 #include "table.h"
+#include "remote.h"
 
 #define SPD_MAX_CONNECTIONS 997
 #define SPD_READ_CHUNK      65536
@@ -151,6 +152,10 @@ struct spd_daemon {
     int paused_all;             /* pause-daemon: nothing read or written */
     int has_backlog;            /* some connection's requests are held back */
     daemon_totals tot;
+    /* Simulated remote daemons (remote.h), created by the first remote-add
+     * request (control.c); NULL: a lone daemon, groups.c as without it. */
+    spd_remote *remote;
+    long long net_clock;        /* network events' time (s); 0 = time(NULL) */
     ended_session ended[SPD_ENDED_KEEP]; /* a ring, oldest overwritten */
     size_t ended_next, ended_count;
 };
@@ -209,18 +214,51 @@ typedef enum {
     CTL_PAUSE,
     CTL_RESUME,
     CTL_PAUSE_DAEMON,
-    CTL_RESUME_DAEMON
+    CTL_RESUME_DAEMON,
+    CTL_REMOTE_ADD,
+    CTL_REMOTE_MEMBER,
+    CTL_REMOTE_MULTICAST,
+    CTL_PARTITION,
+    CTL_MERGE,
+    CTL_CRASH,
+    CTL_NETWORK,
+    CTL_NETWORK_CLOCK,
+    CTL_NETWORK_ADDRESS
 } ctl_verb;
+
+/* CTL_REMOTE_MEMBER's action. */
+enum { CTL_MEMBER_ADD, CTL_MEMBER_JOIN, CTL_MEMBER_LEAVE, CTL_MEMBER_DISCONNECT };
+
+#define CTL_MAX_GROUPS WIRE_MAX_GROUPS /* groups of one remote-multicast */
 
 typedef struct ctl_request {
     ctl_verb verb;
-    char name[WIRE_SLOT];       /* a session: its private name or private group */
-    size_t name_len;
+    char name[WIRE_SLOT];       /* a session (its private name or private group), */
+    size_t name_len;            /* or a remote daemon */
     int pause_bits;             /* CTL_PAUSE: SPD_PAUSE_* */
+    /* The simulated network's requests. */
+    char member[WIRE_MAX_PRIVATE_NAME + 1]; /* a remote member's name */
+    size_t member_len;
+    int action;                 /* CTL_REMOTE_MEMBER: CTL_MEMBER_* */
+    uint8_t group[WIRE_SLOT];   /* CTL_REMOTE_MEMBER join / leave */
+    size_t group_len;
+    uint32_t addr;              /* CTL_REMOTE_ADD: its address, 0 = the next one;
+                                   CTL_NETWORK_ADDRESS: ours */
+    int connected;              /* CTL_REMOTE_ADD: 1 unless "alone" */
+    uint32_t service;           /* CTL_REMOTE_MULTICAST */
+    int16_t mess_type;
+    uint8_t groups[CTL_MAX_GROUPS * WIRE_SLOT];
+    size_t n_groups;
+    size_t data_len;            /* the payload bytes that follow the line */
+    char daemons[SPD_REMOTE_MAX_DAEMONS][WIRE_MAX_PROC_NAME + 1]; /* partition, merge */
+    size_t n_daemons;
+    long long clock;            /* CTL_NETWORK_CLOCK: seconds, 0 = real time */
 } ctl_request;
 
 /* Parses one request line (without its newline; len bytes, not
- * NUL-terminated). NULL when valid, else the error to answer. Sans-IO. */
+ * NUL-terminated). NULL when valid, else the error to answer. Sans-IO.
+ * out->data_len is set whenever a remote-multicast line names its payload
+ * length, valid or not, so that the payload is skipped after an error. */
 const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out);
 /* Opens cfg.control's listener and cfg.control_fd. 0, or -1 with err. */
 int spd_control_open(spd_daemon *d, char *err, int err_size);
@@ -232,6 +270,9 @@ void spd_control_close(spd_daemon *d);
 void spd_join(spd_daemon *d, client *c, const uint8_t *name, size_t len);
 void spd_leave(spd_daemon *d, client *c, const uint8_t *name, size_t len);
 void spd_remove_from_groups(spd_daemon *d, client *c);
+/* Delivers the simulated network's notices (remote.h) to local clients
+ * through their output queues, and clears the list. */
+void spd_deliver_notices(spd_daemon *d, spd_notices *list);
 /* Delivers a validated data request (header h, groups, payload). */
 void spd_deliver(spd_daemon *d, client *sender, const wire_header *h, const uint8_t *groups,
                  const uint8_t *data);

@@ -1183,6 +1183,20 @@ int spd_remote_connected(const spd_remote *r, int daemon)
     return in_comp(r, daemon, local_comp(r));
 }
 
+int spd_remote_daemon_info(const spd_remote *r, int daemon, char name[WIRE_MAX_PROC_NAME + 1],
+                           uint32_t *addr)
+{
+    if (!r || !daemon_ok(r, daemon))
+        return SPD_REMOTE_E_INVALID;
+    if (name) {
+        memcpy(name, r->d[daemon].name, r->d[daemon].name_len);
+        name[r->d[daemon].name_len] = '\0';
+    }
+    if (addr)
+        *addr = r->d[daemon].addr;
+    return 0;
+}
+
 int spd_remote_alive(const spd_remote *r, int daemon)
 {
     if (!r || !daemon_ok(r, daemon))

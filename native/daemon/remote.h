@@ -57,7 +57,7 @@
  * SPD_REMOTE_MAX_GROUPS groups with a member anywhere, and
  * SPD_REMOTE_MAX_GROUP_MEMBERS members in one group over all daemons.
  *
- * Plugging it into the daemon (a later session; server.c, groups.c):
+ * How the daemon uses it (server.c, groups.c, control.c):
  *   - spd_daemon gets `spd_remote *remote` (NULL: a lone daemon, today's
  *     code paths unchanged) and a `spd_notices` scratch list. It is created
  *     on the first add-remote-daemon control request with
@@ -209,6 +209,9 @@ int spd_remote_n_daemons(const spd_remote *r);
 /* 1 if the daemon is up and in our component, 0 if not, or an error. */
 int spd_remote_connected(const spd_remote *r, int daemon);
 int spd_remote_alive(const spd_remote *r, int daemon);
+/* A daemon's name (NUL-terminated) and address; 0, or an error. */
+int spd_remote_daemon_info(const spd_remote *r, int daemon, char name[WIRE_MAX_PROC_NAME + 1],
+                           uint32_t *addr);
 /* The group as the daemon's component sees it: its id and its members
  * (canonical order, up to cap slots). Returns the member count (0: the
  * group does not exist there), or an error. */

@@ -490,6 +490,7 @@ void spd_close(spd_daemon *d)
         close(d->ctl_epfd);
     spd_table_free(&d->names);
     spd_table_free(&d->groups);
+    spd_remote_free(d->remote);
     free(d->dirty);
     free(d);
 }

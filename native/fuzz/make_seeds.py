@@ -32,6 +32,27 @@ CONTROL_SEEDS = [
     b"kill " + b"n" * 40 + b"\nkill a\x01b\nkill \xff\n",
     b"x" * 300 + b"\nping\n",
     b"sessions",
+    # The simulated network (remote.h): daemons, members, events, payloads.
+    b"network\nnetwork-address 127.0.0.5\nnetwork-clock 1700000000\nremote-add east\n"
+    b"remote-add west 10.0.0.2 alone\nnetwork\n",
+    b"remote-add east\nremote-member east bob\nremote-member east bob join grp\n"
+    b"remote-member east eve join grp\nremote-member east bob leave grp\n"
+    b"remote-member east eve disconnect\nremote-member east zed leave grp\n",
+    b"remote-add east\nremote-member east bob join grp\n"
+    b"remote-multicast east bob agreed 7 grp,#fzpeer#localhost 5\nhello"
+    b"remote-multicast east bob 80 -3 grp 0\nremote-multicast east bob safe 65535 #x#west 2\nab",
+    b"remote-add east\nremote-add west\nremote-member east bob join grp\n"
+    b"remote-member west dave join grp\npartition east\npartition west\nmerge east west\n"
+    b"partition east west\nmerge west\ncrash east\nmerge east\nnetwork\n",
+    b"remote-add east\ncrash east\nremote-member east bob\npartition east\nmerge east\n"
+    b"network-clock real\n",
+    b"remote-add\nremote-add a 1.2.3\nremote-add a 0.0.0.0\nremote-add a#b\n"
+    b"remote-member east bob hop grp\nremote-multicast east bob 3 0 grp 5\nping\n"
+    b"remote-multicast east bob agreed 0 a,,b 0\nremote-multicast east bob agreed 0 #a 0\n"
+    b"remote-multicast east bob agreed 0 grp 144001\npartition a a\ncrash a b\n"
+    b"network-clock 0\nnetwork x\npartition localhost\n",
+    b"remote-add east\nremote-member east bob join grp\n"
+    b"remote-multicast east bob agreed 0 grp 100\nshort",
 ]
 
 

@@ -47,7 +47,16 @@ BINDING_SOURCES = [
 # stand-alone program's, not the extensions').
 DAEMON_SOURCES = [
     f"native/daemon/{name}.c"
-    for name in ("control", "groups", "handshake", "listen", "queue", "server", "table")
+    for name in (
+        "control",
+        "groups",
+        "handshake",
+        "listen",
+        "queue",
+        "remote",
+        "server",
+        "table",
+    )
 ]
 # The C baseline loops of spread.bench.
 BENCH_SOURCES = ["native/bench/bench.c"]

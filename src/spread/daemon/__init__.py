@@ -30,7 +30,14 @@ from .._daemon_options import (
     DEFAULT_UNIX_SOCKET,
     check_daemon_options,
 )
-from ._control import ControlChannel, ControlError, DaemonControls, connect_control
+from ._control import (
+    ControlChannel,
+    ControlError,
+    DaemonControls,
+    RemoteDaemon,
+    RemoteMember,
+    connect_control,
+)
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
@@ -42,6 +49,8 @@ __all__ = [
     "DaemonControls",
     "LOG_LEVELS",
     "DEFAULT_MAX_SESSION_BYTES",
+    "RemoteDaemon",
+    "RemoteMember",
     "connect_control",
 ]
 

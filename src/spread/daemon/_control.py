@@ -8,12 +8,20 @@ socket) or any daemon started with ``--control``.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ControlChannel", "ControlError", "DaemonControls", "connect_control"]
+__all__ = [
+    "ControlChannel",
+    "ControlError",
+    "DaemonControls",
+    "RemoteDaemon",
+    "RemoteMember",
+    "connect_control",
+]
 
 TIMEOUT = 10.0
 # Figures that are flags (0 or 1 on the wire); every other one is a number
@@ -70,12 +78,13 @@ class ControlChannel:
             raise ControlError("the daemon closed its control channel")
         return line[:-1].decode("ascii")
 
-    def request(self, text: str) -> list[str]:
-        """Sends one request line; its answer's lines ("ok ..." first)."""
+    def request(self, text: str, payload: bytes = b"") -> list[str]:
+        """Sends one request line (and the payload bytes it announces, for
+        remote-multicast); its answer's lines ("ok ..." first)."""
         if "\n" in text:
             raise ValueError("a control request is one line")
         with self._lock:
-            self._sock.sendall(text.encode("ascii") + b"\n")
+            self._sock.sendall(text.encode("ascii") + b"\n" + payload)
             first = self._line()
             if first.startswith("error "):
                 raise ControlError(first[len("error ") :])
@@ -83,7 +92,7 @@ class ControlChannel:
                 raise ControlError(f"unexpected control answer {first!r}")
             lines = [first]
             verb = text.split()[0] if text.split() else ""
-            if verb in ("sessions", "session"):
+            if verb in ("sessions", "session", "network"):
                 lines += [self._line() for _ in range(int(first.split()[1]))]
             return lines
 
@@ -109,6 +118,178 @@ def connect_control(address: str) -> ControlChannel:
     return ControlChannel(socket.create_connection(("127.0.0.1", port), TIMEOUT))
 
 
+# The simulated network's names, as the daemon checks them (control.c).
+_NAME_CHARS = re.compile(r"[$-~]+\Z")
+_SERVICE_BITS = 0x3F
+_SELF_DISCARD = 0x40
+_MAX_BODY = 144000
+_MAX_TOTAL = 143952
+_SLOT = 32
+
+
+def _plain_name(name: Any, what: str, most: int) -> str:
+    if isinstance(name, bytes):
+        name = name.decode("ascii", "replace")
+    if not isinstance(name, str):
+        raise TypeError(f"a {what} name is a str, not {type(name).__name__}")
+    if not 1 <= len(name) <= most or not _NAME_CHARS.match(name) or "#" in name:
+        raise ValueError(
+            f"{what} name must be 1 to {most} characters from '$' to '~', without '#': {name!r}"
+        )
+    return name
+
+
+def _destination(group: Any) -> str:
+    if isinstance(group, bytes):
+        group = group.decode("ascii", "replace")
+    if not isinstance(group, str):
+        raise TypeError(f"a group name is a str, not {type(group).__name__}")
+    ok = 1 <= len(group) <= 31 and bool(_NAME_CHARS.match(group.replace("#", "$")))
+    if group.startswith("#"):
+        ok = ok and group.count("#") == 2 and "##" not in group and not group.endswith("#")
+    elif "#" in group:
+        ok = False
+    if not ok:
+        raise ValueError(
+            "a group name must be 1 to 31 characters from '$' to '~' without '#' "
+            f"(or a private group '#name#daemon'): {group!r}"
+        )
+    return group
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _notices(answer: list[str]) -> int:
+    return int(_fields(answer[0][len("ok ") :])["notices"])
+
+
+class RemoteMember:
+    """A member of a simulated remote daemon: private group ``#name#daemon``.
+
+    Its joins, leaves, disconnect and multicasts reach the local members as
+    if from another daemon of the network. Each call returns the number of
+    messages the daemon produced for local clients (membership notices, or
+    the one data message)."""
+
+    def __init__(self, remote: RemoteDaemon, name: str):
+        self.daemon = remote
+        self.name = name
+
+    @property
+    def private_group(self) -> str:
+        return f"#{self.name}#{self.daemon.name}"
+
+    def __repr__(self) -> str:
+        return f"<RemoteMember {self.private_group}>"
+
+    def _request(self, text: str, payload: bytes = b"") -> list[str]:
+        return self.daemon.controls._request(text, payload)
+
+    def join(self, group: str) -> int:
+        """Joins group: CAUSED_BY_JOIN for its local members, if its
+        daemon is connected to ours (nothing happens if already a member)."""
+        group = _destination(group)
+        if group.startswith("#"):
+            raise ValueError(f"cannot join a private group: {group!r}")
+        return _notices(self._request(f"remote-member {self.daemon.name} {self.name} join {group}"))
+
+    def leave(self, group: str) -> int:
+        """Leaves group: CAUSED_BY_LEAVE for its local members."""
+        group = _destination(group)
+        if group.startswith("#"):
+            raise ValueError(f"cannot leave a private group: {group!r}")
+        text = f"remote-member {self.daemon.name} {self.name} leave {group}"
+        return _notices(self._request(text))
+
+    def disconnect(self) -> int:
+        """Disconnects: CAUSED_BY_DISCONNECT in each of its groups (by name).
+        The name can be used again afterwards (a new member)."""
+        return _notices(self._request(f"remote-member {self.daemon.name} {self.name} disconnect"))
+
+    def multicast(self, service: int, group: Any, data: Any, msg_type: int = 0) -> int:
+        """Sends data as this member: service (``AGREED_MESS`` ...,
+        optionally ``| SELF_DISCARD``), group (a name, a private group, or
+        a list of them), msg_type (-32768 to 65535). Local members receive
+        it from ``#name#daemon``; nothing arrives across a partition."""
+        service = _int(service, "service")
+        msg_type = _int(msg_type, "msg_type")
+        kinds = service & _SERVICE_BITS
+        if service & ~(_SERVICE_BITS | _SELF_DISCARD) or not kinds or kinds & (kinds - 1):
+            raise ValueError(
+                "service must be exactly one of UNRELIABLE_MESS .. SAFE_MESS, "
+                f"optionally with SELF_DISCARD: {service:#x}"
+            )
+        if not -32768 <= msg_type <= 65535:
+            raise ValueError(f"msg_type must be -32768 to 65535: {msg_type}")
+        groups = [group] if isinstance(group, (str, bytes)) else list(group)
+        if not 1 <= len(groups) <= 100:
+            raise ValueError("multicast() takes 1 to 100 groups")
+        names = [_destination(g) for g in groups]
+        if isinstance(data, str):
+            data = data.encode()
+        payload = bytes(memoryview(data))
+        if len(payload) > _MAX_BODY or len(payload) + _SLOT * len(names) > _MAX_TOTAL:
+            raise ValueError(
+                "payload + 32 bytes per group must be at most 143952 bytes: "
+                f"{len(payload)} bytes to {len(names)} group(s)"
+            )
+        text = (
+            f"remote-multicast {self.daemon.name} {self.name} {service} {msg_type} "
+            f"{','.join(names)} {len(payload)}"
+        )
+        if len(text) >= 255:
+            raise ValueError("too many or too long group names for one control request")
+        return _notices(self._request(text, payload))
+
+
+class RemoteDaemon:
+    """A simulated remote daemon (``DaemonControls.add_remote_daemon``)."""
+
+    def __init__(self, controls: DaemonControls, name: str):
+        self.controls = controls
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<RemoteDaemon {self.name}>"
+
+    def member(self, name: str) -> RemoteMember:
+        """A member of this daemon, ``#name#daemon`` (created if new)."""
+        name = _plain_name(name, "member", 10)
+        self.controls._request(f"remote-member {self.name} {name}")
+        return RemoteMember(self, name)
+
+    def _state(self) -> dict[str, Any]:
+        return self.controls.network()["daemons"][self.name]
+
+    @property
+    def connected(self) -> bool:
+        """Up and in our daemon's component."""
+        return bool(self._state()["connected"])
+
+    @property
+    def alive(self) -> bool:
+        """Not crashed (merge() restarts a crashed one)."""
+        return bool(self._state()["alive"])
+
+    @property
+    def address(self) -> str:
+        return str(self._state()["address"])
+
+
+def _remote_names(remotes: tuple, verb: str) -> str:
+    if not remotes:
+        raise TypeError(f"{verb}() takes at least one remote daemon")
+    names = []
+    for r in remotes:
+        name = r.name if isinstance(r, RemoteDaemon) else r
+        names.append(_plain_name(name, "remote daemon", 19))
+    return " ".join(names)
+
+
 class DaemonControls:
     """The test-bench controls of an embedded daemon, read and applied by
     its own event loop while it serves (they wait for it: a request to a
@@ -121,8 +302,8 @@ class DaemonControls:
     def _control_channel(self) -> ControlChannel:
         raise NotImplementedError
 
-    def _request(self, text: str) -> list[str]:
-        return self._control_channel().request(text)
+    def _request(self, text: str, payload: bytes = b"") -> list[str]:
+        return self._control_channel().request(text, payload)
 
     def totals(self) -> dict[str, Any]:
         """The daemon-wide figures: ``sessions_open``, ``sessions_opened``,
@@ -207,3 +388,97 @@ class DaemonControls:
             yield
         finally:
             self.resume()
+
+    # ---- the simulated network (native/daemon/remote.md) ----------------
+
+    def add_remote_daemon(
+        self, name: str, *, address: str | None = None, connected: bool = True
+    ) -> RemoteDaemon:
+        """Adds a simulated remote daemon (private groups ``#member#name``),
+        in our daemon's component unless ``connected=False``. ``address``
+        (an IPv4 address, "127.0.0.2") orders it in the configuration;
+        None gives it the next one above the highest so far. Local members
+        see nothing until its members join their groups."""
+        name = _plain_name(name, "remote daemon", 19)
+        text = f"remote-add {name}"
+        if address is not None:
+            if not isinstance(address, str) or " " in address:
+                raise ValueError(f"address must be an IPv4 address string: {address!r}")
+            text += f" {address}"
+        self._request(text + ("" if connected else " alone"))
+        return RemoteDaemon(self, name)
+
+    def remote_daemon(self, name: str) -> RemoteDaemon:
+        """The remote daemon of that name (ControlError if there is none)."""
+        name = _plain_name(name, "remote daemon", 19)
+        if name not in self.network()["daemons"] or name == self.network()["local"]:
+            raise ControlError(f"no remote daemon {name}")
+        return RemoteDaemon(self, name)
+
+    def partition(self, *remotes: RemoteDaemon | str) -> int:
+        """Cuts the given remote daemons off, together (they form one
+        component): each local group with members on them gets
+        TRANSITION_MESS with its old id, then CAUSED_BY_NETWORK with the
+        members on our side, one vs-set, and a fresh group id. Returns the
+        number of messages produced."""
+        return _notices(self._request("partition " + _remote_names(remotes, "partition")))
+
+    def merge(self, *remotes: RemoteDaemon | str) -> int:
+        """Merges the components of the given remote daemons with ours in one
+        event (also the heal of a multi-way split): CAUSED_BY_NETWORK with
+        every member, one vs-set per previous component, no transitional
+        message. A crashed daemon comes back without members."""
+        return _notices(self._request("merge " + _remote_names(remotes, "merge")))
+
+    def crash(self, remote: RemoteDaemon | str) -> int:
+        """Crashes a remote daemon: for local members, a cut (as partition),
+        and its members are gone."""
+        return _notices(self._request("crash " + _remote_names((remote,), "crash")))
+
+    def network(self) -> dict[str, Any]:
+        """The simulated network: ``local`` (our daemon's name), ``memb_id``
+        (our component's daemon membership id, the a and b of new group
+        ids), ``clock`` (set_network_clock's, or None) and ``daemons``:
+        {name: {index, address, local, connected, alive}}."""
+        lines = self._request("network")
+        head = _fields(lines[0][len("ok ") :].partition(" ")[2].replace(",", " b="))
+        daemons: dict[str, dict[str, Any]] = {}
+        local = ""
+        for line in lines[1:]:
+            fields: dict[str, Any] = {}
+            for word in line.split()[1:]:
+                key, _, value = word.partition("=")
+                fields[key] = value if key in ("name", "address") else int(value)
+            for key in ("local", "connected", "alive"):
+                fields[key] = bool(fields[key])
+            if fields["local"]:
+                local = fields["name"]
+            daemons[fields.pop("name")] = fields
+        return {
+            "local": local,
+            "memb_id": (head["memb_id"], head["b"]),
+            "clock": head["clock"] or None,
+            "daemons": daemons,
+        }
+
+    def set_network_address(self, address: str) -> None:
+        """Our daemon's IPv4 address in the simulated network (127.0.0.1
+        unless set): the ``a`` of group ids it leads, and its place in the
+        configuration order. Only before the first add_remote_daemon()."""
+        if not isinstance(address, str) or " " in address or not address:
+            raise ValueError(f"address must be an IPv4 address string: {address!r}")
+        self._request(f"network-address {address}")
+
+    def set_network_clock(self, seconds: int | None) -> None:
+        """Fixes the time network events are stamped with (the b of the
+        group ids they form, which otherwise is the wall clock), or goes
+        back to the wall clock with None. Set before the first
+        add_remote_daemon(), it also restarts our daemon's membership id
+        just before it, so that ids read exactly as in a recorded trace."""
+        if seconds is None:
+            self._request("network-clock real")
+            return
+        seconds = _int(seconds, "seconds")
+        if not 1 <= seconds <= 2**31 - 1:
+            raise ValueError(f"seconds must be 1 to 2147483647: {seconds}")
+        self._request(f"network-clock {seconds}")

@@ -10,6 +10,10 @@ embedded daemon, or by a real daemon named in ``SPREAD_TEST_DAEMON``.
   the test-bench controls (:class:`spread.daemon.DaemonControls`: figures,
   kills, pauses); ``in_process=True`` runs it in a thread of this process
   (:class:`spread.daemon.Daemon`) instead of a subprocess.
+- ``spread_network``: ``(daemon, remote)``, an embedded daemon and one
+  simulated remote daemon of it, ``"remote"`` (``daemon.partition(remote)``,
+  ``remote.member("bob").join("chat")``, ...: the simulated network of
+  :class:`spread.daemon.DaemonControls`).
 - ``spread_mailbox_factory``: ``factory(daemon=None, **connect_kwargs)``
   connects to a daemon (default: ``spread_daemon``) and disconnects after
   the test.
@@ -18,6 +22,7 @@ embedded daemon, or by a real daemon named in ``SPREAD_TEST_DAEMON``.
 from __future__ import annotations
 
 import os
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -95,3 +100,22 @@ def spread_mailbox_factory(spread_daemon):
     yield factory
     for mbox in opened:
         mbox.disconnect()
+
+
+class SpreadNetwork(NamedTuple):
+    """What ``spread_network`` yields: an embedded daemon, and one simulated
+    remote daemon of it (``"remote"``, connected)."""
+
+    daemon: Any
+    remote: Any
+
+
+@pytest.fixture
+def spread_network(spread_daemon_factory):
+    """An embedded daemon with a remote side: ``(daemon, remote)``, the
+    remote daemon "remote" connected (members ``#name#remote``); skipped
+    against a real daemon (SPREAD_TEST_DAEMON)."""
+    daemon = spread_daemon_factory()
+    if not hasattr(daemon, "add_remote_daemon"):
+        pytest.skip("the simulated network needs the embedded daemon")
+    return SpreadNetwork(daemon, daemon.add_remote_daemon("remote"))
