@@ -14,7 +14,7 @@ from .inbox import Inbox
 from .reader import Reader
 from .subscription import DEFAULT_MAXSIZE, Subscription
 from .threads import run_in_thread
-from .writer import DEFAULT_MAX_SEND_BYTES, Writer
+from .writer import DEFAULT_MAX_SEND_BYTES, SPX_PARTIAL as _PARTIAL, Writer
 
 DEFAULT_PREFETCH = 1024
 DEFAULT_CLOSE_TIMEOUT = 5.0
@@ -100,6 +100,7 @@ class Connection(Inbox):
             r = w.nowait_multicast(service_type, group, data, msg_type)
             if r >= 0:
                 return r
+            return w.after_multicast(r, service_type, group, data, msg_type)
         return w.multicast(service_type, group, data, msg_type)
 
     async def multicast(self, service_type: Any, group: Any, data: Any, msg_type: Any = 0) -> int:
@@ -111,6 +112,8 @@ class Connection(Inbox):
             r = w.nowait_multicast(service_type, group, data, msg_type)
             if r >= 0:
                 return r
+            if r == _PARTIAL:
+                return w.after_multicast(r, service_type, group, data, msg_type)
         while True:
             try:
                 return w.multicast(service_type, group, data, msg_type)

@@ -173,5 +173,7 @@ class Inbox:
 
     def _close(self) -> None:
         self._closed = True
+        self._buf.clear()  # every later receive raises Closed
+        self._failures = 0
         self._waiters.wake_all()
 

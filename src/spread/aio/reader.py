@@ -103,7 +103,8 @@ class Reader:
         receiver's queue to the inboxes, then wakes their waiters."""
         get_batch = self._get_batch
         main = self._main
-        assert main is not None
+        if main is None:
+            return 0
         subs = self._subs
         taken = 0
         deadline = time.perf_counter() + BUDGET_S
@@ -190,3 +191,4 @@ class Reader:
         for inbox in self._inboxes():
             inbox._close()
         self._subs.clear()
+        self._main = None  # no cycle left: the connection is freed with its receiver

@@ -118,12 +118,20 @@ class Writer:
 
     def multicast(self, service_type: object, group: object, data: object, msg_type: object) -> int:
         self._check()
+        r = SPX_WOULD_BLOCK
         if self.direct:
             r = self.nowait_multicast(service_type, group, data, msg_type)
             if r >= 0:
                 return r
-        else:
-            r = SPX_WOULD_BLOCK
+        return self.after_multicast(r, service_type, group, data, msg_type)
+
+    def after_multicast(
+        self, r: int, service_type: object, group: object, data: object, msg_type: object
+    ) -> int:
+        """After one attempt (r) that did not send all, or none (SPX_WOULD_BLOCK)."""
+        if r == SPX_PARTIAL:
+            return self.after_attempt(r, len(payload(data)), None)
+        self._check()
         svc = self._mbox._check_service(service_type)
         g = _args.group_bytes(group)
         mt = _args.msg_type(msg_type)
