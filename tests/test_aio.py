@@ -7,17 +7,16 @@ import os
 import random
 import resource
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
 import time
 
 import pytest
-from aio_helpers import LOOPS, MARKS, run
 
 import spread
 import spread.aio as sa
+from aio_helpers import LOOPS, MARKS, run
 from spread.testing import EmbeddedDaemon, free_port
 
 pytestmark = MARKS

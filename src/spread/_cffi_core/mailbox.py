@@ -328,8 +328,10 @@ class MailboxBase:
         try:
             if not NATIVE:
                 return lib.SPX_WOULD_BLOCK
-            return lib.SPX_join_nowait(self._mbox, group) if join else lib.SPX_leave_nowait(
-                self._mbox, group
+            return (
+                lib.SPX_join_nowait(self._mbox, group)
+                if join
+                else lib.SPX_leave_nowait(self._mbox, group)
             )
         finally:
             self._leave()

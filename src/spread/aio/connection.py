@@ -14,7 +14,8 @@ from .inbox import Inbox
 from .reader import Reader
 from .subscription import DEFAULT_MAXSIZE, Subscription
 from .threads import run_in_thread
-from .writer import DEFAULT_MAX_SEND_BYTES, SPX_PARTIAL as _PARTIAL, Writer
+from .writer import DEFAULT_MAX_SEND_BYTES, Writer
+from .writer import SPX_PARTIAL as _PARTIAL
 
 DEFAULT_PREFETCH = 1024
 DEFAULT_CLOSE_TIMEOUT = 5.0
@@ -211,4 +212,3 @@ class Connection(Inbox):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-

@@ -176,4 +176,3 @@ class Inbox:
         self._buf.clear()  # every later receive raises Closed
         self._failures = 0
         self._waiters.wake_all()
-

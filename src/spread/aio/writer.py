@@ -41,7 +41,7 @@ DEFAULT_MAX_SEND_BYTES = 1 << 20
 def payload(data: object) -> bytes:
     """The bytes to queue: a copy of a caller's buffer, which may change after we return."""
     if type(data) is bytes:
-        return data  # type: ignore[return-value]
+        return data
     if isinstance(data, str):
         return data.encode("utf-8")
     return bytes(data)  # type: ignore[call-overload]
