@@ -25,7 +25,7 @@ from .._messages import MembershipMsg
 from .errors import Closed
 from .inbox import Failure, Inbox
 
-BATCH = 256  # messages per get_batch call
+BATCH = 64  # messages per get_batch call (the time budget is checked between calls)
 MAX_MESSAGES = 1024  # per callback
 BUDGET_S = 0.0005  # per callback (pyzmq #941: bounded-greedy costs little above 0.2 ms)
 
