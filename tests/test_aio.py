@@ -183,6 +183,7 @@ def test_cancelled_sends_are_all_or_nothing(spread_daemon, loop_kind):
             assert m.message == bytes([m.msg_type % 251]) * size  # whole, never a fragment
             got.append(m.msg_type)
         assert got == returned
+        await tx._writer.flush(10)  # (a writer thread reports what it sent a little later)
         assert tx.queued_bytes == 0
         await tx.aclose()
         await rx.aclose()
@@ -212,6 +213,7 @@ def test_nowait_sends_and_back_pressure(spread_daemon, loop_kind):
             m = await rx.receive(timeout=30)
             assert m.msg_type == got
             got += 1
+        await tx._writer.flush(10)  # (the writer's bookkeeping may trail the receiver)
         assert tx.queued_bytes == 0
         await tx.aclose()
         await rx.aclose()
@@ -257,7 +259,7 @@ def test_aclose_wakes_every_waiter_and_is_idempotent(spread_daemon, loop_kind):
 
     fds_before = len(os.listdir("/proc/self/fd"))
     run(loop_kind, main())
-    assert len(os.listdir("/proc/self/fd")) == fds_before  # receiver, socket, loop: all closed
+    assert len(os.listdir("/proc/self/fd")) <= fds_before  # receiver, socket, loop: all closed
 
 
 def test_aclose_flushes_what_was_queued(spread_daemon, loop_kind):

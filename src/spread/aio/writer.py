@@ -63,6 +63,7 @@ class Writer:
         self._sock: int = mbox._descriptor
         self._error: BaseException | None = None
         self._closed = False
+        self._abandoned = False
         self._space = Waiters()  # tasks waiting for queue space
         self._idle = Waiters()  # tasks waiting for the queue to empty (aclose)
         self._threaded = not mbox._NOWAIT_SENDS
@@ -263,7 +264,7 @@ class Writer:
         cf.add_done_callback(self._sent_in_thread)
 
     def _blocking_send(self, entry: tuple) -> int:
-        if self._error is not None or self._closed:
+        if self._error is not None or self._abandoned:
             return 0
         mbox = self._mbox
         kind = entry[0]
@@ -307,6 +308,7 @@ class Writer:
         closed, and gives up what is unsent (the rest of a partly written
         message fails the connection, which is closing anyway)."""
         self._closed = True
+        self._abandoned = True  # (the writer thread skips what is left)
         self._stop()
         if self._held is not None:
             self._mbox._abort_send()
