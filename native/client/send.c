@@ -135,6 +135,67 @@ int SPX_finish_send(mailbox mbox)
     return r;
 }
 
+int SPX_finish_send_nowait(mailbox mbox)
+{
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    if (!s->tail) {
+        sess_release(s);
+        return ILLEGAL_SESSION; /* no SPX_PARTIAL to finish */
+    }
+    int r = s->tail_result;
+    size_t left = s->tail_len;
+    size_t done = 0;
+    while (done < left) {
+        ssize_t w = send(s->fd, s->tail + done, left - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            sess_set_error(s);
+            r = CONNECTION_CLOSED;
+            done = left;
+        }
+    }
+    if (done < left) {
+        memmove(s->tail, s->tail + done, left - done);
+        s->tail_len = left - done;
+        sess_release(s);
+        return SPX_PARTIAL; /* the send lock stays held */
+    }
+    free(s->tail);
+    s->tail = NULL;
+    s->tail_len = 0;
+    pthread_mutex_unlock(&s->send_lock);
+    sess_release(s);
+    return r;
+}
+
+int SPX_abort_send(mailbox mbox)
+{
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    if (s->tail) {
+        sess_set_error(s); /* the daemon has half a message: nothing may follow it */
+        free(s->tail);
+        s->tail = NULL;
+        s->tail_len = 0;
+        pthread_mutex_unlock(&s->send_lock);
+    }
+    sess_release(s);
+    return 0;
+}
+
+int SPX_check_service(service service_type)
+{
+    return service_ok(service_type) ? 0 : ILLEGAL_SERVICE;
+}
+
 static int scat_send(mailbox mbox, service service_type, int num_groups, const uint8_t *slots,
                      int16 mess_type, const scatter *scat, int nowait)
 {
@@ -242,7 +303,7 @@ int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_
     return multi_group(mbox, service_type, num_groups, groups, mess_type, &scat, 1);
 }
 
-static int membership_request(mailbox mbox, uint32_t type, const char *group)
+static int membership_request(mailbox mbox, uint32_t type, const char *group, int nowait)
 {
     size_t len = group ? strnlen(group, WIRE_SLOT) : 0;
     if (!wire_group_name_ok(group, len))
@@ -254,17 +315,27 @@ static int membership_request(mailbox mbox, uint32_t type, const char *group)
     scatter none;
     none.num_elements = 0;
     wire_put_slot(slot, group, len);
-    int r = send_message(s, type, 1, slot, 0, &none, 0, 0);
+    int r = send_message(s, type, 1, slot, 0, &none, 0, nowait);
     sess_release(s);
     return r;
 }
 
 int SP_join(mailbox mbox, const char *group)
 {
-    return membership_request(mbox, WIRE_JOIN_MESS, group);
+    return membership_request(mbox, WIRE_JOIN_MESS, group, 0);
 }
 
 int SP_leave(mailbox mbox, const char *group)
 {
-    return membership_request(mbox, WIRE_LEAVE_MESS, group);
+    return membership_request(mbox, WIRE_LEAVE_MESS, group, 0);
+}
+
+int SPX_join_nowait(mailbox mbox, const char *group)
+{
+    return membership_request(mbox, WIRE_JOIN_MESS, group, 1);
+}
+
+int SPX_leave_nowait(mailbox mbox, const char *group)
+{
+    return membership_request(mbox, WIRE_LEAVE_MESS, group, 1);
 }

@@ -100,6 +100,27 @@ int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_
                                     int mess_len, const char *mess);
 int SPX_finish_send(mailbox mbox);
 
+/* For an event loop that must never wait (spread.aio): the rest of a
+ * message after SPX_PARTIAL, written without waiting. Returns what the send
+ * returns once all of it is written, SPX_PARTIAL while some remains (call
+ * again when the socket is writable; the send lock stays held), or
+ * CONNECTION_CLOSED. Must be called from the thread that got SPX_PARTIAL. */
+int SPX_finish_send_nowait(mailbox mbox);
+/* Gives up the rest of a message after SPX_PARTIAL (from the thread that got
+ * it): the connection is then failed (NET_ERROR_ON_SESSION: the daemon saw
+ * half a message) and the send lock let go, so that it can be closed. For a
+ * caller that closes rather than waits. 0, or ILLEGAL_SESSION. */
+int SPX_abort_send(mailbox mbox);
+/* SP_join and SP_leave without waiting: SPX_WOULD_BLOCK or SPX_PARTIAL as
+ * for the sends above, else what SP_join / SP_leave return. */
+int SPX_join_nowait(mailbox mbox, const char *group);
+int SPX_leave_nowait(mailbox mbox, const char *group);
+/* 0 if a send may carry this service type (exactly one service bit,
+ * optionally SELF_DISCARD; never membership or reject bits), else
+ * ILLEGAL_SERVICE: the check every send makes, for a caller that queues a
+ * message to send later and must refuse it now. */
+int SPX_check_service(service service_type);
+
 /* Many messages per call, for a reader that owns the socket. Each message is
  * written to buf as a record: this head, then (unless the payload stays where
  * it was read, see SPX_lend_readahead) the payload, padding to 8 bytes and

@@ -407,6 +407,98 @@ cdef class MailboxBase:
             _raise(r, "multigroup_multicast()")
         return self._length(r)
 
+    # -- sends that never wait (spread.aio) ---------------------------------------
+    # Private marshalling for an event loop's writer: the same checks as the
+    # hot sends, then one non-blocking attempt. They return the length sent,
+    # SPX_WOULD_BLOCK (nothing sent) or SPX_PARTIAL (the rest is the
+    # library's, for _finish_send_nowait from this thread); errors raise.
+    # _cffi_core/mailbox.py has the same methods, with the same outcomes.
+    _NOWAIT_SENDS = True  # (the cffi backend over an external library has none)
+
+    def _multicast_nowait(self, service_type, group, data, msg_type=0):
+        """multicast() that never waits (see above)."""
+        cdef int svc = _service(service_type)
+        cdef bytes g = self._dest(group)
+        cdef int16 mt = _msg_type(msg_type)
+        cdef Py_buffer view
+        cdef int r
+        if isinstance(data, str):
+            data = (<str>data).encode("utf-8")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if view.len + SLOT > SPX_MAX_SAFE_BODY:
+                _raise(MESSAGE_TOO_LONG, f"multicast() of {view.len} bytes")
+            self._enter("multicast")
+            r = SPX_multicast_nowait(self._mbox, svc, g, mt, <int>view.len,
+                                     <const char *>view.buf)
+            self._leave()
+        finally:
+            PyBuffer_Release(&view)
+        if r < 0 and r != SPX_WOULD_BLOCK and r != SPX_PARTIAL:
+            _raise(r, "multicast()")
+        return r
+
+    def _multigroup_multicast_nowait(self, service_type, groups, data, msg_type=0):
+        """multigroup_multicast() that never waits (see above)."""
+        cdef char slots[MAX_GROUPS][32]
+        cdef int count = 0
+        cdef bytes b
+        cdef int svc = _service(service_type)
+        for b in _args.group_list(groups):
+            memset(slots[count], 0, SLOT)
+            memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+            count += 1
+        cdef int16 mt = _msg_type(msg_type)
+        cdef Py_buffer view
+        cdef int r
+        if isinstance(data, str):
+            data = (<str>data).encode("utf-8")
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if view.len + SLOT * count > SPX_MAX_SAFE_BODY:
+                _raise(MESSAGE_TOO_LONG,
+                       f"multigroup_multicast() of {view.len} bytes to {count} groups")
+            self._enter("multigroup_multicast")
+            r = SPX_multigroup_multicast_nowait(self._mbox, svc, count, slots, mt,
+                                                <int>view.len, <const char *>view.buf)
+            self._leave()
+        finally:
+            PyBuffer_Release(&view)
+        if r < 0 and r != SPX_WOULD_BLOCK and r != SPX_PARTIAL:
+            _raise(r, "multigroup_multicast()")
+        return r
+
+    def _request_nowait(self, bytes group, bint join):
+        """_request() that never waits: the library's code, SPX_WOULD_BLOCK or SPX_PARTIAL."""
+        cdef int r
+        self._enter("join" if join else "leave")
+        r = SPX_join_nowait(self._mbox, group) if join else SPX_leave_nowait(self._mbox, group)
+        self._leave()
+        return r
+
+    def _finish_send_nowait(self):
+        """After SPX_PARTIAL: the length once all is sent, or SPX_PARTIAL again."""
+        cdef int r
+        self._enter("multicast")
+        r = SPX_finish_send_nowait(self._mbox)
+        self._leave()
+        if r < 0 and r != SPX_PARTIAL:
+            _raise(r, "multicast()")
+        return r
+
+    def _abort_send(self):
+        """After SPX_PARTIAL: gives the rest up and fails the connection."""
+        if not self._closed:
+            SPX_abort_send(self._mbox)
+
+    @staticmethod
+    def _check_service(service_type):
+        """The service type as an int if a send may carry it; IllegalService otherwise."""
+        cdef int svc = _service(service_type)
+        if SPX_check_service(svc) != 0:
+            _raise(ILLEGAL_SERVICE, f"service_type {svc:#x}")
+        return svc
+
     # -- receiving -------------------------------------------------------------
     cdef object _sender(self, const char *sender):
         if self._last_sender_obj is not None and memcmp(sender, self._last_sender, SLOT) == 0:

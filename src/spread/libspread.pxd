@@ -115,6 +115,11 @@ cdef extern from "spx.h" nogil:
                                         const char (*groups)[32], int16 mess_type,
                                         int mess_len, const char *mess)
     int SPX_finish_send(mailbox mbox)
+    int SPX_finish_send_nowait(mailbox mbox)
+    int SPX_abort_send(mailbox mbox)
+    int SPX_join_nowait(mailbox mbox, const char *group)
+    int SPX_leave_nowait(mailbox mbox, const char *group)
+    int SPX_check_service(service service_type)
 
 
 cdef extern from "daemon.h" nogil:

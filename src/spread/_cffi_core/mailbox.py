@@ -264,6 +264,102 @@ class MailboxBase:
             raise_error(r, "multigroup_multicast()")
         return r
 
+    # -- sends that never wait (spread.aio) ---------------------------------------
+    # Private marshalling for an event loop's writer, as in the Cython
+    # backend: the hot sends' checks, then one non-blocking attempt. They
+    # return the length sent, SPX_WOULD_BLOCK (nothing sent) or SPX_PARTIAL
+    # (the rest is the library's, for _finish_send_nowait from this thread);
+    # errors raise. Over an external library (no such calls in it) every
+    # attempt is SPX_WOULD_BLOCK, and _NOWAIT_SENDS tells the caller to send
+    # with the blocking forms from a thread of its own instead.
+    _NOWAIT_SENDS = NATIVE
+
+    def _multicast_nowait(self, service_type, group, data, msg_type=0):
+        """multicast() that never waits (see above)."""
+        svc = _service(service_type)
+        g = _args.group_bytes(group)
+        mt = _msg_type(msg_type)
+        p, n = self._payload_arg(data)
+        if n + SLOT > MAX_BODY:
+            raise_error(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+        self._enter("multicast")
+        try:
+            r = lib.SPX_multicast_nowait(self._mbox, svc, g, mt, n, p) if NATIVE else None
+        finally:
+            self._leave()
+        return self._nowait_result(r, "multicast()", svc)
+
+    def _multigroup_multicast_nowait(self, service_type, groups, data, msg_type=0):
+        """multigroup_multicast() that never waits (see above)."""
+        svc = _service(service_type)
+        names = _args.group_list(groups)
+        mt = _msg_type(msg_type)
+        slots = ffi.new("char[][32]", len(names))
+        for i, name in enumerate(names):
+            ffi.memmove(slots[i], name, len(name))
+        p, n = self._payload_arg(data)
+        if n + SLOT * len(names) > MAX_BODY:
+            raise_error(
+                lib.MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {len(names)} groups"
+            )
+        self._enter("multigroup_multicast")
+        try:
+            r = (
+                lib.SPX_multigroup_multicast_nowait(self._mbox, svc, len(names), slots, mt, n, p)
+                if NATIVE
+                else None
+            )
+        finally:
+            self._leave()
+        return self._nowait_result(r, "multigroup_multicast()", svc)
+
+    @staticmethod
+    def _nowait_result(r, where: str, svc: int) -> int:
+        if r is None:  # an external library: the caller sends with the blocking form
+            MailboxBase._check_service(svc)
+            return lib.SPX_WOULD_BLOCK
+        if r < 0 and r != lib.SPX_WOULD_BLOCK and r != lib.SPX_PARTIAL:
+            raise_error(r, where)
+        return r
+
+    def _request_nowait(self, group: bytes, join: bool) -> int:
+        """_request() that never waits: the library's code, SPX_WOULD_BLOCK or SPX_PARTIAL."""
+        self._enter("join" if join else "leave")
+        try:
+            if not NATIVE:
+                return lib.SPX_WOULD_BLOCK
+            return (
+                lib.SPX_join_nowait(self._mbox, group)
+                if join
+                else lib.SPX_leave_nowait(self._mbox, group)
+            )
+        finally:
+            self._leave()
+
+    def _finish_send_nowait(self) -> int:
+        """After SPX_PARTIAL: the length once all is sent, or SPX_PARTIAL again."""
+        self._enter("multicast")
+        try:
+            r = lib.SPX_finish_send_nowait(self._mbox) if NATIVE else lib.ILLEGAL_SESSION
+        finally:
+            self._leave()
+        if r < 0 and r != lib.SPX_PARTIAL:
+            raise_error(r, "multicast()")
+        return r
+
+    def _abort_send(self) -> None:
+        """After SPX_PARTIAL: gives the rest up and fails the connection."""
+        if not self._closed and NATIVE:
+            lib.SPX_abort_send(self._mbox)
+
+    @staticmethod
+    def _check_service(service_type) -> int:
+        """The service type as an int if a send may carry it; IllegalService otherwise."""
+        svc = _service(service_type)
+        if lib.SPX_check_service(svc) != 0:
+            raise_error(lib.ILLEGAL_SERVICE, f"service_type {svc:#x}")
+        return svc
+
     # -- receiving -------------------------------------------------------------
     def _sender(self, sender):
         raw = ffi.unpack(sender, SLOT)
