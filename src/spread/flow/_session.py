@@ -195,11 +195,13 @@ class Channel:
             raise err
         s._wait(deadline)
 
-    def close(self) -> None:
-        """Say BYE (receivers forget the stream). Messages still in the
-        accumulator are dropped: flush() first to send them. Later sends
-        raise ValueError."""
+    def close(self, timeout: float | None = None, *, flush: bool = True) -> None:
+        """Send what is pending (flush(timeout); ``flush=False`` drops it),
+        then say BYE: receivers forget the stream (a StreamEnded event).
+        Later sends raise ValueError. Safe to call twice."""
         s = self._session
+        if flush and not self._ch.closed:
+            self.flush(timeout)
         with s.lock:
             if not self._ch.closed:
                 s.core.close_channel(self._ch, time.monotonic())
