@@ -358,7 +358,7 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            out = []
+            out: list[Any] = []
             while self._ready and len(out) < max_messages:
                 out.append(self._take())
                 if self.strict and isinstance(out[-1], ProtocolErrorEvent):
