@@ -54,6 +54,9 @@ def plan(args):
         "rounds": 300 if quick else 2000,
         "slow_count": 3000,
         "slow_sleepy": 100 if quick else 200,
+        "flow_count": 20000 if quick else 100000,
+        "flow_slow_count": 300 if quick else 1000,
+        "flow_sleep": 0.001,
     }
     steps = []
     for rep in range(int(cfg["repeats"])):
@@ -63,6 +66,8 @@ def plan(args):
             ]
         if "slow" in args.only:
             steps.append(("slow", 1024, rep))
+        if "flow" in args.only:
+            steps.append(("flow", 1024, rep))
     return cfg, steps
 
 
@@ -94,6 +99,10 @@ def run_step(address, kind, size, rep, cfg, raw):
             run[impl] = w.slow_reader(
                 address, cfg["slow_count"], cfg["slow_sleepy"], impl == "threaded"
             )
+    elif kind == "flow":
+        run.update(
+            w.flow_runs(address, size, cfg["flow_count"], cfg["flow_slow_count"], cfg["flow_sleep"])
+        )
     cell["runs"].append(run)
 
 

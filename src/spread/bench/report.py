@@ -167,12 +167,67 @@ def _slow_reader(cell: dict) -> list[Row]:
     return rows
 
 
+def _flow(cell: dict) -> list[Row]:
+    """spread.flow's rows: Python only (the C column is empty); the notes
+    set each rate beside what it is compared with in the same run."""
+    runs = cell["runs"]
+    size = cell["size"]
+    n = len(runs)
+
+    def rate(r: dict, side: str):
+        got = r[side]
+        if got["receiver"].get("killed"):
+            return None
+        return got["sender"].get("rate") if side != "batch" else got["receiver"].get("rate")
+
+    flow = [rate(r, "flow") for r in runs]
+    raw = [r["raw"] for r in runs]
+    ratio = figures(ratios(flow, raw), "—")
+    on = Row("flow: send, fast flow receiver", "msg/s", size, figures(flow), None, None)
+    on.notes = on.brief = [
+        f"{fmt(ratio['median'], 2)} of raw multicast() from Python "
+        f"({fmt(_median_of(raw))} msg/s, same run)"
+    ]
+    batch = [rate(r, "batch") for r in runs]
+    single = [rate(r, "batch_single") for r in runs]
+    frames = _median_of(
+        r["batch"]["receiver"]["messages"] / max(1, r["batch"]["sender"].get("frames", 1))
+        for r in runs
+    )
+    bat = Row("flow: batching, send_many 16 B", "logical msg/s", 16, figures(batch), None, None)
+    bat.notes = bat.brief = [
+        f"{fmt(frames, 1)} msgs per daemon message; send() one by one "
+        f"{fmt(_median_of(single))} msg/s"
+    ]
+    slow = [r["slow"] for r in runs]
+    sender = [s["sender"].get("rate") for s in slow]
+    consumer = [s["receiver"].get("rate") for s in slow]
+    killed = sum(bool(s["receiver"].get("killed")) for s in slow)
+    peak_f = max(s["receiver"].get("peak_frames", 0) for s in slow)
+    peak_m = max(s["receiver"].get("peak_messages", 0) for s in slow)
+    track = _median_of(ratios(sender, consumer))
+    sl = Row("flow: slow consumer 1 ms/msg, sender", "msg/s", size, figures(sender), None, None)
+    sl.notes = sl.brief = [
+        f"consumer {fmt(_median_of(consumer))} msg/s (sender/consumer {fmt(track, 2)}); "
+        f"killed {killed}/{n}; peak backlog {peak_f} frames, {peak_m} msgs (window 32)"
+    ]
+    cell["summary"] = {
+        "flow_vs_raw": ratio,
+        "batch_rate": figures(batch),
+        "slow_killed": killed,
+        "slow_sender_over_consumer": track,
+        "slow_peak_frames": peak_f,
+    }
+    return [on, bat, sl]
+
+
 SUMMARIES = {
     "mcast": lambda cell: _rates(cell, "mcast"),
     "self": lambda cell: _rates(cell, "self"),
     "2proc": _two_process,
     "rtt": _round_trip,
     "slow": _slow_reader,
+    "flow": _flow,
 }
 
 

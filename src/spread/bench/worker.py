@@ -159,7 +159,49 @@ def slow(address, group, sleepy, threaded):
     return {"messages": n, "killed": killed}
 
 
+def flowrecv(address, group, count, sleep):
+    """A spread.flow receiver: takes `count` logical messages (sleeping
+    `sleep` s after each, when set) and says how fast, whether it was killed,
+    and the peak of what it held unconsumed."""
+    from spread import flow
+
+    s = flow.connect(address, groups=[group])
+    ready()
+    n = 0
+    first = 0.0
+    clock = time.perf_counter
+    peak_frames = peak_ready = 0
+    killed = False
+    msg_type = flow.FlowMsg
+    try:
+        while n < count:
+            for msg in s.receive_batch(1000 if not sleep else 1):
+                if type(msg) is not msg_type:
+                    continue
+                if n == 0:
+                    first = clock()
+                n += 1
+                if sleep:
+                    b = s.backlog()
+                    peak_frames = max(peak_frames, b["frames"])
+                    peak_ready = max(peak_ready, b["ready"] + b["raw"])
+                    time.sleep(sleep)
+        seconds = clock() - first
+    except spread.SpreadError:
+        killed, seconds = True, 0.0
+    s.close()
+    return {
+        "messages": n,
+        "seconds": seconds,
+        "rate": n / seconds if seconds else 0.0,
+        "killed": killed,
+        "peak_frames": peak_frames,
+        "peak_messages": peak_ready,
+    }
+
+
 ROLES: dict[str, Callable[..., dict]] = {
+    "flowrecv": flowrecv,
     "send": send,
     "receive": receive,
     "pong": pong,

@@ -192,5 +192,57 @@ def slow_reader(address: str, count: int, sleepy: int, threaded: bool) -> dict:
     return got
 
 
+def _flow_send(address, group, payloads, window, many):
+    """Sends through a spread.flow channel to a flow receiver worker already
+    in the group; returns the sender's rate (accepted until consumed)."""
+    from spread import flow
+
+    with flow.connect(address) as s:
+        ch = s.channel(group, window=window)
+        start = time.perf_counter()
+        if many:
+            for i in range(0, len(payloads), 1000):
+                ch.send_many(payloads[i : i + 1000], timeout=60)
+        else:
+            send = ch.send
+            for data in payloads:
+                send(data, 0, 60)
+        ch.wait_consumed(timeout=60)
+        seconds = time.perf_counter() - start
+        stats = ch.stats
+    return {"rate": len(payloads) / seconds, "seconds": seconds, "frames": stats["frames"]}
+
+
+def _flow_pair(address, payloads, window=256, many=False, sleep=0.0):
+    group = unique("fl")
+    rx = worker("flowrecv", address=address, group=group, count=len(payloads), sleep=sleep)
+    wait_ready(rx)
+    try:
+        sent = _flow_send(address, group, payloads, window, many)
+    except spread.SpreadError as e:
+        sent = {"rate": None, "error": str(e)}
+    got = worker_result(rx, 120)
+    if isinstance(got.get("error"), str):
+        got.update(killed=True, failed=True)
+    return {"sender": sent, "receiver": got}
+
+
+def flow_runs(address: str, size: int, count: int, slow_count: int, sleep: float) -> dict:
+    """spread.flow's rows: (1) flow control on with a fast flow receiver
+    beside Python's raw multicast() rate in the same run; (2) batching:
+    small messages by send_many, logical messages per second at the
+    receiver; (3) a consumer sleeping `sleep` s per message against an
+    unthrottled sender: both rates, kills, peak backlog."""
+    out: dict = {}
+    out["raw"] = multicast_rate(address, size, 0.3, "py")
+    data = b"f" * size
+    out["flow"] = _flow_pair(address, [data] * count)
+    small = [b"b" * 16] * (count * 4)
+    out["batch"] = _flow_pair(address, small, many=True)
+    out["batch_single"] = _flow_pair(address, small[:count], many=False)
+    out["slow"] = _flow_pair(address, [data] * slow_count, window=32, sleep=sleep)
+    return out
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))

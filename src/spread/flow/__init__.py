@@ -1,7 +1,8 @@
 """spread.flow: end-to-end flow control for Spread groups (issue 15).
 
 This package holds the sans-IO protocol core (``FlowCore``, events in,
-actions out); the socket front end drives it. See DESIGN.md beside this file.
+actions out) and the sync front end that drives it over a mailbox
+(``connect``, ``Session``, ``Channel``). See DESIGN.md beside this file.
 """
 
 from ._core import FlowCore
@@ -27,9 +28,11 @@ from ._events import (
 from ._frame import FLOW_MSG_TYPE, FrameError
 from ._receiver import Receiver, Stream
 from ._sender import ACTIVE, FOREIGN, JOINING, UNTETHERED, Member, SenderChannel
+from ._session import Channel, Session, SessionClosed, connect
 
 __all__ = [
     "ACTIVE",
+    "Channel",
     "FLOW_MSG_TYPE",
     "FLOW_PROTOCOL_ERROR",
     "FLOW_SEND_TIMEOUT",
@@ -53,8 +56,11 @@ __all__ = [
     "ProtocolErrorEvent",
     "Receiver",
     "SendTimeout",
+    "Session",
+    "SessionClosed",
     "SenderChannel",
     "Stream",
     "StreamEnded",
     "StreamGap",
+    "connect",
 ]

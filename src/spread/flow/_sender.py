@@ -163,6 +163,10 @@ class SenderChannel:
         self._chunk: tuple[memoryview, int] | None = None  # (message, msg_type)
         self._chunk_pos = 0
         self._linger_since = math.inf
+        # Blocked on credit at the last pump, nothing changed since: another
+        # queued message cannot unblock the next frame (it only grows), so
+        # offer() need not scan the queue again (it did, per message).
+        self._stuck = False
         self.stats = {
             "offered": 0,
             "frames": 0,
@@ -230,7 +234,8 @@ class SenderChannel:
         self._queue.append((view, msg_type))
         self._queued_bytes += size
         self.stats["offered"] += 1
-        self.pump(now)
+        if not (self._stuck and len(self._queue) > 1):
+            self.pump(now)
         return True
 
     def flush(self, now: float) -> None:
@@ -301,6 +306,7 @@ class SenderChannel:
 
     def pump(self, now: float, force: bool = False) -> None:
         """Put frames on the wire while credit allows."""
+        self._stuck = False
         while self.member and not self.in_transition:
             size = self._next_frame_size(now, force)
             if not size:
@@ -310,6 +316,7 @@ class SenderChannel:
                 for m in blockers:
                     if m.blocking_since is None:
                         m.blocking_since = now
+                self._stuck = True
                 return
             self._send_next()
         for m in self.counted():

@@ -1,0 +1,606 @@
+"""The sync front end: a Session over one mailbox drives the sans-IO
+FlowCore, and Channels send through it (DESIGN.md, "Driving it").
+
+Threads (see Session's docstring): the receiver's drain thread (C, no GIL)
+empties the socket; the session's flow thread takes what it drained, feeds
+the core under the session lock, performs the core's actions (reports, HELLO
+answers, frames that credit let go) and ticks the core at its deadlines;
+application threads send and receive. Every wait is a condition-variable or
+receiver wait with a timeout: nothing spins."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any, Literal
+
+from .._errors import Empty, ReceiverClosed, SpreadError
+from .._receiver import ThreadedReceiver
+from ._core import FlowCore
+from ._events import FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
+from ._sender import SenderChannel
+
+# The flow thread wakes at least this often (a report delayed by the
+# consumer's own call, a close) even when the core has no deadline.
+_IDLE_WAKE = 0.05
+_BATCH = 256  # raw messages the flow thread takes per wake-up
+
+_CORE_OPTIONS = (
+    "max_message_bytes",
+    "max_reassembly_bytes",
+    "report_delay",
+    "hint_ttl",
+    "max_hints",
+    "rng",
+)
+
+
+class SessionClosed(SpreadError):
+    """The session was closed (by close(), or its connection failed and
+    everything received before was taken)."""
+
+
+class Channel:
+    """One sending stream on one group (made by :meth:`Session.channel`).
+
+    ``send()`` blocks while the slowest tethered member is ``window`` frames
+    or ``window_bytes`` bytes behind what its application consumed (and the
+    channel's accumulator, ``max_pending_bytes``, is full). One thread should
+    send on a channel at a time; several may (each send is atomic), but then
+    the order between them is whichever got the session lock first."""
+
+    def __init__(self, session: Session, core_channel: SenderChannel) -> None:
+        self._session = session
+        self._ch = core_channel
+
+    @property
+    def group(self) -> str:
+        return self._ch.group
+
+    @property
+    def stream(self) -> int:
+        return self._ch.stream
+
+    @property
+    def window(self) -> int:
+        return self._ch.window
+
+    @property
+    def window_bytes(self) -> int:
+        return self._ch.window_bytes
+
+    @property
+    def core(self) -> SenderChannel:
+        """The core's SenderChannel (read its state under ``session.lock``)."""
+        return self._ch
+
+    @property
+    def pending(self) -> int:
+        """Messages accepted but not yet on the wire."""
+        with self._session.lock:
+            return self._ch.pending
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._session.lock:
+            return dict(self._ch.stats)
+
+    def members(self) -> dict[str, str]:
+        """{member: state}: "active", "joining" (both waited for),
+        "untethered", "foreign" (not waited for)."""
+        with self._session.lock:
+            return {m.name: m.state for m in self._ch.members.values()}
+
+    def laggards(self) -> tuple[Laggard, ...]:
+        """Who holds the next frame back now, with their lag."""
+        with self._session.lock:
+            return self._ch.laggards(time.monotonic())
+
+    def send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
+        """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
+        there is no room; ``timeout`` (seconds) raises ``SendTimeout`` naming
+        the laggards, and nothing of this message was accepted."""
+        s = self._session
+        ch = self._ch
+        deadline = _deadline(timeout)
+        with s.lock:
+            start = now = time.monotonic()
+            while True:
+                s._check_usable()
+                if ch.offer(data, msg_type, now):
+                    s._perform()
+                    return
+                s._perform()
+                self._wait(start, deadline)
+                now = time.monotonic()
+
+    def send_many(
+        self, items: Iterable[Any], msg_type: int = 0, timeout: float | None = None
+    ) -> int:
+        """Send many messages: each item is a payload or a (payload, msg_type)
+        pair. Messages that find credit short leave together as batches.
+        ``timeout`` bounds the whole call; on SendTimeout, the count of
+        messages accepted is ``exc.sent``. Returns how many were sent."""
+        s = self._session
+        ch = self._ch
+        deadline = _deadline(timeout)
+        sent = 0
+        with s.lock:
+            start = now = time.monotonic()
+            for item in items:
+                if isinstance(item, tuple):
+                    data, mt = item
+                else:
+                    data, mt = item, msg_type
+                while True:
+                    s._check_usable()
+                    if ch.offer(data, mt, now):
+                        sent += 1
+                        break
+                    s._perform()
+                    try:
+                        self._wait(start, deadline)
+                    except SpreadError as e:
+                        e.sent = sent  # type: ignore[attr-defined]
+                        raise
+                    now = time.monotonic()
+            s._perform()
+        return sent
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every accepted message is on the wire (linger ignored)."""
+        s = self._session
+        ch = self._ch
+        deadline = _deadline(timeout)
+        with s.lock:
+            start = time.monotonic()
+            while True:
+                s._check_usable()
+                ch.flush(time.monotonic())
+                s._perform()
+                if not ch.pending:
+                    return
+                self._wait(start, deadline)
+
+    def wait_consumed(self, timeout: float | None = None) -> None:
+        """Wait until every tethered member (and our own delivery) has
+        consumed everything sent so far: the channel is idle."""
+        s = self._session
+        ch = self._ch
+        deadline = _deadline(timeout)
+        with s.lock:
+            start = time.monotonic()
+            while True:
+                s._check_usable()
+                ch.flush(time.monotonic())
+                s._perform()
+                if not ch.pending and all(m.seq == ch.last_seq for m in ch.counted()):
+                    return
+                self._wait(start, deadline)
+
+    def _wait(self, start: float, deadline: float) -> None:
+        """One wait for credit, under the lock: raises SendTimeout past the
+        deadline, or the stall error with on_stall="raise"."""
+        s = self._session
+        ch = self._ch
+        now = time.monotonic()
+        if now >= deadline:
+            raise ch.send_timeout(now, now - start)
+        err = ch.stalled(now)
+        if err is not None:
+            raise err
+        s._wait(deadline)
+
+    def close(self, timeout: float | None = None, *, flush: bool = True) -> None:
+        """Send what is pending (flush(timeout); ``flush=False`` drops it),
+        then say BYE: receivers forget the stream (a StreamEnded event).
+        Later sends raise ValueError. Safe to call twice."""
+        s = self._session
+        if flush and not self._ch.closed:
+            self.flush(timeout)
+        with s.lock:
+            if not self._ch.closed:
+                s.core.close_channel(self._ch, time.monotonic())
+                s._perform()
+
+    def __repr__(self) -> str:
+        return f"<spread.flow.Channel {self.group!r} stream={self.stream:#x} window={self.window}>"
+
+
+def _deadline(timeout: float | None) -> float:
+    if timeout is None:
+        return math.inf
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout}")
+    return time.monotonic() + timeout
+
+
+class Session:
+    """A flow-controlled session over one mailbox (``spread.connect(...,
+    membership=1)``, str names): per-group sending channels, and a receive
+    side that hands out FlowMsg, flow events, and the mailbox's other
+    messages (plain data of classic clients, memberships) unchanged, in the
+    order they arrived.
+
+    ``drain=True`` (default): a ThreadedReceiver (C drain thread) empties
+    the socket and the session's flow thread drives the core, answering
+    HELLOs and processing reports and memberships whether or not the
+    application is receiving. ``drain=False``: no thread at all; the core is
+    driven from inside receive() and blocked sends, reading the mailbox
+    directly, so the daemon's queue is the only buffer (use it from one
+    thread, or a receiving thread and sending threads that accept that
+    reports reach them only while someone is in a call).
+
+    Thread safety: every method may be called from any thread; the core is
+    guarded by one lock (``session.lock``). Send on a channel from one
+    thread at a time for a defined order. Receive from one thread: two
+    receiving threads each get whole messages, but their interleaving is
+    arbitrary. A message's consumption is reported when receive() hands it
+    out: the application took it. A member that stops calling receive()
+    holds senders for at most ``stall_timeout``."""
+
+    def __init__(
+        self,
+        mailbox: Any,
+        *,
+        drain: bool = True,
+        max_backlog_bytes: int | None = None,
+        strict: bool = False,
+        owns_mailbox: bool = False,
+        **core_options: Any,
+    ) -> None:
+        unknown = set(core_options) - set(_CORE_OPTIONS)
+        if unknown:
+            raise TypeError(f"Session() got unknown option(s): {', '.join(sorted(unknown))}")
+        me = mailbox.private_group
+        if not isinstance(me, str):
+            raise TypeError("spread.flow needs a mailbox with str names (bytes_names=False)")
+        self.mailbox = mailbox
+        self.core = FlowCore(me, strict=strict, **core_options)
+        self.strict = bool(strict)
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(self.lock)
+        self._ready: deque[Any] = deque()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._owns = owns_mailbox
+        self._joined: set[str] = set()
+        self._channels: list[Channel] = []
+        self._reading = False  # drain=False: a thread is reading the mailbox
+        self._rx: ThreadedReceiver[str] | None = None
+        self._thread: threading.Thread | None = None
+        if drain:
+            self._rx = ThreadedReceiver(mailbox, max_backlog_bytes=max_backlog_bytes)
+            self._thread = threading.Thread(target=self._run, name=f"spread.flow {me}", daemon=True)
+            self._thread.start()
+
+    # ---- groups and channels --------------------------------------------------
+
+    @property
+    def private_group(self) -> str:
+        return self.core.me
+
+    def join(self, group: str) -> None:
+        """Join a flow group: our HELLO goes first, so members count us at once."""
+        with self.lock:
+            self._check_usable()
+            now = time.monotonic()
+            self.core.join(group, now)
+            self._perform()
+            self.mailbox.join(group)
+            self._joined.add(group)
+
+    def leave(self, group: str) -> None:
+        with self.lock:
+            self._check_usable()
+            self.core.leave(group, time.monotonic())
+            self._perform()
+            self.mailbox.leave(group)
+            self._joined.discard(group)
+
+    def channel(self, group: str, **options: Any) -> Channel:
+        """A sending channel on group (joined first if need be). Options are
+        SenderChannel's: ``window`` (frames, 256), ``window_bytes`` (8 MiB),
+        ``service_type`` (AGREED_MESS; FIFO, CAUSAL, SAFE), ``stall_timeout``
+        (5 s; None: never), ``on_stall`` ("untether", "wait", "raise"),
+        ``max_frame``, ``max_batch_items``, ``max_batch_bytes``, ``linger``,
+        ``max_pending_bytes`` (the accumulator; default one batch, so send()
+        blocks as soon as one batch waits for credit), ``max_message_bytes``,
+        ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
+        if group not in self._joined:
+            self.join(group)
+        with self.lock:
+            self._check_usable()
+            now = time.monotonic()
+            ch = self.core.channel(group, now=now, **options)
+            if options.get("max_pending_bytes") is None:
+                ch.max_pending_bytes = ch._batch_bytes
+            self._perform()
+            out = Channel(self, ch)
+            self._channels.append(out)
+            return out
+
+    # ---- receiving ----------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> Any:
+        """The next message: a FlowMsg, a FlowEvent (StreamGap, StreamEnded,
+        MemberUntethered, ...), or the mailbox's RegularMsg / MembershipMsg
+        unchanged. Raises spread.Empty after ``timeout`` seconds; once the
+        connection failed and everything before was taken, its error."""
+        deadline = _deadline(timeout)
+        with self.lock:
+            while not self._ready:
+                self._check_readable()
+                if time.monotonic() >= deadline:
+                    raise Empty()
+                self._wait(deadline)
+            item = self._take()
+            self._perform()
+            return item
+
+    def receive_batch(self, max_messages: int, timeout: float | None = None) -> list[Any]:
+        """Up to max_messages at once (at least one, or spread.Empty after
+        timeout)."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise TypeError("max_messages must be an int")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, not {max_messages}")
+        deadline = _deadline(timeout)
+        with self.lock:
+            while not self._ready:
+                self._check_readable()
+                if time.monotonic() >= deadline:
+                    raise Empty()
+                self._wait(deadline)
+            out: list[Any] = []
+            while self._ready and len(out) < max_messages:
+                out.append(self._take())
+                if self.strict and isinstance(out[-1], ProtocolErrorEvent):
+                    break
+            self._perform()
+            if self.strict and out and isinstance(out[-1], ProtocolErrorEvent):
+                if len(out) == 1:
+                    raise out[0].error()
+                self._ready.appendleft(out.pop())  # raised by the next call
+            return out
+
+    def _take(self) -> Any:
+        item = self._ready.popleft()
+        if type(item) is FlowMsg:
+            self.core.consumed(item, time.monotonic())
+        elif self.strict and isinstance(item, ProtocolErrorEvent):
+            raise item.error()
+        return item
+
+    def __iter__(self) -> Iterator[Any]:
+        """receive() until the session is closed (or its connection failed)."""
+        while True:
+            try:
+                yield self.receive()
+            except SessionClosed:
+                return
+
+    def backlog(self) -> dict[str, int]:
+        """What this process holds for the application: ``raw`` messages the
+        drain thread read that the core has not seen, ``ready`` items handed
+        to receive() not yet taken, and the flow streams' unconsumed
+        ``frames`` and ``bytes`` (what the window bounds)."""
+        with self.lock:
+            streams = self.core.receiver.streams.values()
+            return {
+                "raw": self._rx.qsize() if self._rx is not None else 0,
+                "ready": len(self._ready),
+                "frames": sum(st.unconsumed_frames for st in streams),
+                "bytes": sum(st.unconsumed_bytes for st in streams),
+            }
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            out: dict[str, Any] = dict(self.core.stats)
+            out["receiver"] = dict(self.core.receiver.stats)
+            if self._rx is not None:
+                out["drain"] = self._rx.stats
+            return out
+
+    # ---- closing ----------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Channels say BYE, the flow thread and the receiver stop; a
+        session made by spread.flow.connect() also disconnects its mailbox.
+        Safe to call twice. Blocked calls in other threads raise SessionClosed."""
+        with self.lock:
+            if self._closed:
+                return
+            now = time.monotonic()
+            if self._error is None:
+                for ch in self._channels:
+                    if not ch._ch.closed:
+                        self.core.close_channel(ch._ch, now)
+                try:
+                    self._perform()
+                except SpreadError:
+                    pass
+            self._closed = True
+            self._cond.notify_all()
+        if self._rx is not None:
+            self._rx.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        if self._owns:
+            self.mailbox.disconnect()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("drain" if self._rx is not None else "direct")
+        return f"<spread.flow.Session {self.private_group} {state}>"
+
+    # ---- the engine (all under self.lock) ---------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+        if self._error is not None:
+            raise self._error
+
+    def _check_readable(self) -> None:
+        # With nothing left to take: the failure, or the close.
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+
+    def _perform(self) -> None:
+        actions = self.core.actions()
+        if not actions:
+            return
+        mc = self.mailbox.multicast
+        for a in actions:
+            try:
+                mc(a.service_type, a.group, a.data, a.msg_type)
+            except SpreadError as e:
+                if self._error is None:
+                    self._error = e
+                self._cond.notify_all()
+                raise
+
+    def _feed(self, batch: list[Any]) -> None:
+        now = time.monotonic()
+        on_message = self.core.on_message
+        ready = self._ready
+        for msg in batch:
+            ready.extend(on_message(msg, now))
+        if now >= self.core.next_deadline():
+            ready.extend(self.core.tick(now))
+        self._perform()
+        self._cond.notify_all()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.core.next_deadline():
+            events: list[FlowEvent] = self.core.tick(now)
+            self._ready.extend(events)
+            self._perform()
+            self._cond.notify_all()
+
+    def _wait(self, deadline: float) -> None:
+        """Wait (lock held, released while waiting) until something may have
+        changed: new input, a core deadline, or the caller's deadline."""
+        now = time.monotonic()
+        until = min(deadline, self.core.next_deadline())
+        if self._rx is None and not self._reading:
+            self._read_direct(until - now)
+        else:
+            self._cond.wait(max(0.0, min(until - now, _IDLE_WAKE * 4)))
+        self._tick()
+
+    def _read_direct(self, timeout: float) -> None:
+        """drain=False: read what the mailbox has (waiting up to timeout for
+        the first message), the lock released while blocked."""
+        import select
+
+        mbox = self.mailbox
+        self._reading = True
+        batch: list[Any] = []
+        err: BaseException | None = None
+        self.lock.release()
+        try:
+            fd = mbox.fileno()
+            wait = None if timeout == math.inf else max(0.0, timeout)
+            if fd >= 0 and (mbox.poll() or select.select([fd], [], [], wait)[0]):
+                batch.append(mbox.receive())
+                while len(batch) < _BATCH and mbox.poll():
+                    batch.append(mbox.receive())
+            elif fd < 0:
+                mbox.receive()  # raises the connection's error
+        except SpreadError as e:
+            err = e
+        finally:
+            self.lock.acquire()
+            self._reading = False
+        self._feed(batch)
+        if err is not None and self._error is None:
+            self._error = err
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        """The flow thread (drain=True)."""
+        rx = self._rx
+        assert rx is not None
+        while True:
+            with self.lock:
+                if self._closed:
+                    return
+                timeout = min(self.core.next_deadline() - time.monotonic(), _IDLE_WAKE)
+            try:
+                batch = rx.get_batch(_BATCH, max(0.0, timeout))
+            except Empty:
+                batch = []
+            except ReceiverClosed:
+                with self.lock:
+                    if self._error is None and not self._closed:
+                        self._error = SessionClosed(-11, "the session's receiver was closed")
+                    self._cond.notify_all()
+                return
+            except SpreadError as e:  # the connection failed, BacklogOverflow
+                with self.lock:
+                    if self._error is None:
+                        self._error = e
+                    self._cond.notify_all()
+                return
+            with self.lock:
+                try:
+                    self._feed(batch)
+                except SpreadError:
+                    return  # recorded by _perform
+
+
+def connect(
+    daemon: str = "4803",
+    name: str = "",
+    *,
+    groups: Iterable[str] = (),
+    priority: int = 0,
+    timeout: float | None = 10.0,
+    socket_buffer: int | None = None,
+    **options: Any,
+) -> Session:
+    """spread.connect() (membership notices on, str names), then a Session
+    over it that owns the mailbox (close() disconnects), joined to groups.
+    Options: Session's (drain, max_backlog_bytes, strict, and the core's
+    max_message_bytes, max_reassembly_bytes, report_delay, ...)."""
+    import spread
+
+    mbox = spread.connect(daemon, name, priority, 1, timeout=timeout, socket_buffer=socket_buffer)
+    try:
+        session = Session(mbox, owns_mailbox=True, **options)
+    except BaseException:
+        mbox.disconnect()
+        raise
+    for g in groups:
+        session.join(g)
+    return session
+
+
+__all__ = ["Channel", "Session", "SessionClosed", "connect"]
