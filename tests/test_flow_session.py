@@ -12,6 +12,7 @@ bounded blocking call (receive/send with a timeout, a thread join)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -165,8 +166,11 @@ def check_2006(daemon, r, n, sleep):
     # window of bytes (plus its one pending batch) before the consumer was done.
     lead = (WINDOW_BYTES + r["batch_bytes"]) / SIZE * sleep
     assert r["sent_at"] >= r["consumed_at"] - lead - 1.0, r
-    # Bounded memory (both sides are in this process): generous.
-    assert r["rss_growth"] < 20 << 20, r["rss_growth"]
+    # Bounded memory (both sides are in this process): generous. Under ASan,
+    # whose quarantine keeps freed memory resident (CI's sanitized run: 25 MB),
+    # RSS says nothing about what the code holds; the bounds above still do.
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        assert r["rss_growth"] < 20 << 20, r["rss_growth"]
 
 
 @pytest.mark.timeout(90)
