@@ -412,7 +412,11 @@ def test_loop_lag_while_receiving_at_full_rate(spread_daemon, loop_kind):
     # on both. The max is a benchmark figure (python -m spread.bench.aio), not
     # asserted here beyond "the loop never blocks": what this pins is that the
     # loop keeps turning (median) and is never held for long (max < 1 s).
-    assert worst < 1000 and median < 5
+    # Under ASan (CI's sanitized run, PYTHONMALLOC=malloc) one pause of 1.1 s
+    # was seen once (uvloop): the whole process runs several times slower
+    # there, so the bound is 5 s; the lag figures belong to the benchmark.
+    asan = "libasan" in os.environ.get("LD_PRELOAD", "")
+    assert worst < (5000 if asan else 1000) and median < 5
 
 
 def test_idle_cpu_with_idle_subscriptions(spread_daemon, loop_kind):
