@@ -30,11 +30,13 @@ CLIENT_SOURCES = [
         "stream",
     )
 ]
-# What only the bindings use: the drain thread of ThreadedReceiver, and the
-# table of the client library in use (ours, or SPREAD_LIBRARY's).
+# What only the bindings use: the drain thread of ThreadedReceiver, the
+# table of the client library in use (ours, or SPREAD_LIBRARY's), and the
+# cffi backend's hot paths (cffi_fast).
 BINDING_SOURCES = [
     f"native/binding/{name}.c"
     for name in (
+        "cffi_fast",
         "library",
         "receiver",
         "receiver_drain",
@@ -103,6 +105,10 @@ SHARED_MACROS = (
     "SPX_RECV_FIRST_DATA",
     "SPX_RECV_FIRST_GROUPS",
     "SPR_HEADER_BYTES",
+    "CFF_BATCH",
+    "CFF_INFO",
+    "CFF_ENDED",
+    "CFF_HELP_DUE",
 )
 CONSTANTS = (
     SP_CONSTANTS
@@ -110,7 +116,57 @@ CONSTANTS = (
     + tuple(n for n in SHARED_MACROS if n not in SP_CONSTANTS + INTERNAL_CONSTANTS)
 )
 
-HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h")
+HEADERS = ("sp.h", "spx.h", "receiver.h", "daemon.h", "bench.h", "library.h", "cffi_fast.h")
+
+# cffi gives the interpreter lock up around every call of a C function (its
+# generated wrappers bracket the call with Py_BEGIN_ALLOW_THREADS and
+# Py_END_ALLOW_THREADS), and offers no way to declare a function that keeps
+# it. Under CPU-bound Python threads each give-up costs up to the switch
+# interval (5 ms) before the lock comes back. The module's own source
+# redefines the two macros, for the wrappers that follow it: a wrapper of a
+# function named cff_ (cffi_fast.h: they never block) keeps the lock, every
+# other one gives it up as before, and counts that it did. Probes let the
+# tests check that this holds for the cffi that built the module, and count
+# what a path gives up (tests/test_cffi_fast.py). PyPy, where cffi's calls
+# are its own, is left as it is.
+KEEP_LOCK = "cff_"
+KEEP_LOCK_SOURCE = rf"""
+#ifndef PYPY_VERSION
+static unsigned long long spread_lock_releases;
+static int spread_keeps_lock(const char *wrapper)
+{{
+    if (__builtin_strncmp(wrapper, "_cffi_f_{KEEP_LOCK}", {len("_cffi_f_" + KEEP_LOCK)}) == 0)
+        return 1;
+    __atomic_fetch_add(&spread_lock_releases, 1, __ATOMIC_RELAXED);
+    return 0;
+}}
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS \
+    {{ PyThreadState *_save = spread_keeps_lock(__func__) ? NULL : PyEval_SaveThread();
+#define Py_END_ALLOW_THREADS \
+    if (_save) \
+        PyEval_RestoreThread(_save); \
+    }}
+static int {KEEP_LOCK}probe_lock(void) {{ return PyGILState_Check(); }}
+static int cffw_probe_lock(void) {{ return PyGILState_Check(); }}
+static unsigned long long {KEEP_LOCK}lock_releases(void)
+{{
+    return __atomic_load_n(&spread_lock_releases, __ATOMIC_RELAXED);
+}}
+#else
+static int {KEEP_LOCK}probe_lock(void) {{ return -1; }}
+static int cffw_probe_lock(void) {{ return -1; }}
+static unsigned long long {KEEP_LOCK}lock_releases(void) {{ return 0; }}
+#endif
+"""
+# The probes' declarations: whether a call holds the lock (1, 0; -1 on
+# PyPy), and how many calls have given it up.
+PROBE_DECLARATIONS = (
+    f"int {KEEP_LOCK}probe_lock(void);\n"
+    "int cffw_probe_lock(void);\n"
+    f"unsigned long long {KEEP_LOCK}lock_releases(void);\n"
+)
 
 
 def compiler_command() -> list[str]:
@@ -195,10 +251,14 @@ def make_ffibuilder(standalone: bool = False):
     # macros.)
     macros = [n for n in CONSTANTS if n in SHARED_MACROS or not n.startswith(("SPR_", "SPD_"))]
     ffibuilder = FFI()
-    ffibuilder.cdef("".join(f"#define {name} ...\n" for name in macros) + header_declarations())
+    ffibuilder.cdef(
+        "".join(f"#define {name} ...\n" for name in macros)
+        + header_declarations()
+        + PROBE_DECLARATIONS
+    )
     ffibuilder.set_source(
         "spread._cffi_native",
-        "".join(f'#include "{h}"\n' for h in HEADERS),
+        "".join(f'#include "{h}"\n' for h in HEADERS) + KEEP_LOCK_SOURCE,
         sources=NATIVE_SOURCES if standalone else [],
         include_dirs=NATIVE_INCLUDE_DIRS if standalone else INCLUDE_DIRS,
         define_macros=NATIVE_MACROS,

@@ -7,6 +7,7 @@ SPREAD_BACKEND=cffi. One module per concept:
     library    the native module, SPREAD_LIBRARY, constants, error texts
     names      32-byte name slots
     messages   RegularMsg and the membership decoders
+    batch      message objects from what the C hot paths (cffi_fast.h) describe
     mailbox    MailboxBase (hot sends and receive) and connect_raw
     receiver   ReceiverBase (hot get paths) over the native drain thread
     daemon     NativeDaemon

@@ -4,6 +4,7 @@ costs, and connect_raw. spread/_mailbox.py adds the cold half."""
 
 from __future__ import annotations
 
+import collections
 import select
 import threading
 import time
@@ -12,8 +13,8 @@ from typing import Any
 from .. import _args
 from .._args import MAX_BODY, NAME_ENCODING
 from .._errors import ReceiverClosed, error_class
+from .batch import Batch
 from .library import LIBRARY, NATIVE, SLOT, ffi, lib, raise_error, sp
-from .messages import message
 from .names import slot, slots
 
 __all__ = ["MailboxBase", "connect_raw"]
@@ -21,25 +22,8 @@ __all__ = ["MailboxBase", "connect_raw"]
 # The receive function the growing loop calls: Spread's SP_receive from
 # whichever library runs (native/binding/library.c's table).
 _SP_RECEIVE = lib.spl.SP_receive
-
-
-def _new_buffers():
-    """Receive buffers (spx.h) that grow in C and are freed with their object."""
-    bufs = ffi.gc(ffi.new("spx_recv_buffers *"), lib.spx_recv_buffers_free)
-    if lib.spx_recv_buffers_init(bufs) != 0:
-        raise MemoryError()
-    return bufs
-
-
-def _new_outputs():
-    """The receive call's outputs: service, sender, num_groups, mess_type, endian."""
-    return (
-        ffi.new("service *"),
-        ffi.new("char[32]"),
-        ffi.new("int *"),
-        ffi.new("short *"),
-        ffi.new("int *"),
-    )
+_cffw_receive, _cff_multicast = lib.cffw_receive, lib.cff_multicast
+_WOULD_BLOCK, _PARTIAL = lib.SPX_WOULD_BLOCK, lib.SPX_PARTIAL
 
 
 def _service(value) -> int:
@@ -63,19 +47,18 @@ class MailboxBase:
         self._closed = False
         self._released = True
         self._bytes_names = bytes_names
-        self._bufs = _new_buffers()
-        # The receive call's outputs, allocated once (used with _bufs, under _busy).
-        self._out = _new_outputs()
+        # What receive() fills, described by C (cffi_fast.h), made once (under _busy).
+        self._batch = Batch()
         self._busy = False
-        self._last_sender: tuple[bytes, Any] | None = None
-        self._last_groups: tuple[bytes, tuple[Any, ...]] | None = None
         self._last_group: object = None
         self._last_group_bytes: bytes | None = None
         # The attached receiver's state, never the receiver object: the
         # receiver holds its mailbox, and a reference back would make a cycle.
         self._rx = None
         self._lock = threading.Lock()  # makes disconnect() and the release happen once
-        self._inflight: list[None] = []  # calls in progress (see _enter)
+        # Calls in progress (see _enter): a deque, whose append and pop allocate
+        # nothing (a list's resize at every 0 <-> 1 costs a realloc each way).
+        self._inflight: collections.deque[None] = collections.deque()
         self._failed_once = False  # the last receive failed (external libraries)
         if NATIVE:
             self._released = lib.SPX_hold(mbox) != 0
@@ -202,10 +185,10 @@ class MailboxBase:
         buf = ffi.from_buffer(data)
         return buf, len(buf)
 
-    def multicast(self, service_type, group, data, msg_type=0):
-        """Sends data to a group (or a private group); returns its length."""
-        # The hot path is written out: every call here is measured. Arguments
-        # are checked in the Cython backend's order (service, group, msg_type, data).
+    def _one(self, service_type, group, data, msg_type):
+        """multicast()'s arguments checked and marshalled, in the Cython
+        backend's order (service, group, msg_type, data): (svc, group's
+        bytes, msg_type, payload, its length)."""
         svc = (
             service_type
             if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31
@@ -228,22 +211,11 @@ class MailboxBase:
             p, n = self._payload_arg(data)
         if n + SLOT > MAX_BODY:
             raise_error(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
-        inflight = self._inflight
-        inflight.append(None)  # _enter and _leave, written out
-        if self._closed:
-            self._leave()
-            self._enter("multicast")
-        # Every argument is checked: the call itself cannot raise.
-        r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
-        inflight.pop()
-        if self._closed and not inflight:
-            self._release()
-        if r < 0:
-            raise_error(r, "multicast()")
-        return r
+        return svc, g, mt, p, n
 
-    def multigroup_multicast(self, service_type, groups, data, msg_type=0):
-        """Sends one message to several groups (each receiver gets one copy)."""
+    def _many(self, service_type, groups, data, msg_type):
+        """multigroup_multicast()'s arguments checked and marshalled: (svc,
+        the names' slots, their count, msg_type, payload, its length)."""
         svc = _service(service_type)
         names = _args.group_list(groups)
         mt = _msg_type(msg_type)
@@ -255,9 +227,48 @@ class MailboxBase:
             raise_error(
                 lib.MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {len(names)} groups"
             )
+        return svc, slots, len(names), mt, p, n
+
+    def multicast(self, service_type, group, data, msg_type=0):
+        """Sends data to a group (or a private group); returns its length."""
+        # The hot path: every call here is measured.
+        svc, g, mt, p, n = self._one(service_type, group, data, msg_type)
+        inflight = self._inflight
+        inflight.append(None)  # _enter and _leave, written out
+        if self._closed:
+            self._leave()
+            self._enter("multicast")
+        # Every argument is checked: the calls themselves cannot raise. With
+        # our library a send the socket has room for keeps the interpreter
+        # lock; only one that must wait gives it up.
+        if NATIVE:
+            r = _cff_multicast(self._mbox, svc, g, mt, n, p)
+            if r == _WOULD_BLOCK:
+                r = lib.SP_multicast(self._mbox, svc, g, mt, n, p)
+            elif r == _PARTIAL:
+                r = lib.SPX_finish_send(self._mbox)
+        else:
+            r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
+        inflight.pop()
+        if self._closed and not inflight:
+            self._release()
+        if r < 0:
+            raise_error(r, "multicast()")
+        return r
+
+    def multigroup_multicast(self, service_type, groups, data, msg_type=0):
+        """Sends one message to several groups (each receiver gets one copy)."""
+        svc, slots, count, mt, p, n = self._many(service_type, groups, data, msg_type)
         self._enter("multigroup_multicast")
         try:
-            r = sp.SP_multigroup_multicast(self._mbox, svc, len(names), slots, mt, n, p)
+            if NATIVE:
+                r = lib.cff_multigroup_multicast(self._mbox, svc, count, slots, mt, n, p)
+                if r == _WOULD_BLOCK:
+                    r = lib.SP_multigroup_multicast(self._mbox, svc, count, slots, mt, n, p)
+                elif r == _PARTIAL:
+                    r = lib.SPX_finish_send(self._mbox)
+            else:
+                r = sp.SP_multigroup_multicast(self._mbox, svc, count, slots, mt, n, p)
         finally:
             self._leave()
         if r < 0:
@@ -276,36 +287,21 @@ class MailboxBase:
 
     def _multicast_nowait(self, service_type, group, data, msg_type=0):
         """multicast() that never waits (see above)."""
-        svc = _service(service_type)
-        g = _args.group_bytes(group)
-        mt = _msg_type(msg_type)
-        p, n = self._payload_arg(data)
-        if n + SLOT > MAX_BODY:
-            raise_error(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+        svc, g, mt, p, n = self._one(service_type, group, data, msg_type)
         self._enter("multicast")
         try:
-            r = lib.SPX_multicast_nowait(self._mbox, svc, g, mt, n, p) if NATIVE else None
+            r = _cff_multicast(self._mbox, svc, g, mt, n, p) if NATIVE else None
         finally:
             self._leave()
         return self._nowait_result(r, "multicast()", svc)
 
     def _multigroup_multicast_nowait(self, service_type, groups, data, msg_type=0):
         """multigroup_multicast() that never waits (see above)."""
-        svc = _service(service_type)
-        names = _args.group_list(groups)
-        mt = _msg_type(msg_type)
-        slots = ffi.new("char[][32]", len(names))
-        for i, name in enumerate(names):
-            ffi.memmove(slots[i], name, len(name))
-        p, n = self._payload_arg(data)
-        if n + SLOT * len(names) > MAX_BODY:
-            raise_error(
-                lib.MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {len(names)} groups"
-            )
+        svc, slots, count, mt, p, n = self._many(service_type, groups, data, msg_type)
         self._enter("multigroup_multicast")
         try:
             r = (
-                lib.SPX_multigroup_multicast_nowait(self._mbox, svc, len(names), slots, mt, n, p)
+                lib.cff_multigroup_multicast(self._mbox, svc, count, slots, mt, n, p)
                 if NATIVE
                 else None
             )
@@ -340,7 +336,7 @@ class MailboxBase:
         """After SPX_PARTIAL: the length once all is sent, or SPX_PARTIAL again."""
         self._enter("multicast")
         try:
-            r = lib.SPX_finish_send_nowait(self._mbox) if NATIVE else lib.ILLEGAL_SESSION
+            r = lib.cff_finish_send(self._mbox) if NATIVE else lib.ILLEGAL_SESSION
         finally:
             self._leave()
         if r < 0 and r != lib.SPX_PARTIAL:
@@ -361,24 +357,6 @@ class MailboxBase:
         return svc
 
     # -- receiving -------------------------------------------------------------
-    def _sender(self, sender):
-        raw = ffi.unpack(sender, SLOT)
-        last = self._last_sender
-        if last is not None and last[0] == raw:
-            return last[1]
-        obj = slot(raw, self._bytes_names)
-        self._last_sender = (raw, obj)
-        return obj
-
-    def _group_tuple(self, groups, n):
-        raw = ffi.unpack(ffi.cast("char *", groups), n * SLOT)
-        last = self._last_groups
-        if last is not None and last[0] == raw:
-            return last[1]
-        t = tuple(slot(raw[i * SLOT : (i + 1) * SLOT], self._bytes_names) for i in range(n))
-        self._last_groups = (raw, t)
-        return t
-
     def receive(self):
         """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
         st = self._attached()
@@ -392,13 +370,11 @@ class MailboxBase:
             own = not self._busy
             if own:
                 self._busy = True
-                bufs = self._bufs
-                svc, sender, num_groups, mess_type, endian = self._out
-            else:  # another thread is receiving into ours: use buffers of our own
-                bufs = _new_buffers()
-                svc, sender, num_groups, mess_type, endian = _new_outputs()
+                batch = self._batch
+            else:  # another thread is receiving into ours: use one of our own
+                batch = Batch()
             try:
-                grow_receive, receive, mbox = lib.SPX_receive_grow, _SP_RECEIVE, self._mbox
+                receive, mbox, b = _SP_RECEIVE, self._mbox, batch.b
                 while True:
                     if not NATIVE and not self._failed_once:
                         # An external library waits uninterruptibly: wait in
@@ -409,22 +385,12 @@ class MailboxBase:
                         poller.register(self._mbox, select.POLLIN)
                         poller.poll()
                     self._failed_once = False
-                    # (the buffers grow to what a message needs, in C)
-                    n = grow_receive(
-                        receive, mbox, bufs, svc, sender, num_groups, mess_type, endian
-                    )
-                    if n >= 0:
-                        return message(
-                            self,
-                            svc[0],
-                            sender,
-                            bufs.groups,
-                            num_groups[0],
-                            mess_type[0],
-                            endian[0],
-                            bufs.data,
-                            n,
-                        )
+                    # One call: the receive, its buffers grown in C, the message described.
+                    n = _cffw_receive(receive, mbox, b)
+                    if n > 0:
+                        out: list[Any] = []
+                        batch.build(self._bytes_names, 1, out)
+                        return out[0]
                     if n == lib.SPX_INTERRUPTED:
                         time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
                     elif n == lib.SPX_NO_MEMORY:

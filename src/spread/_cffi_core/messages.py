@@ -1,7 +1,7 @@
-"""Message objects from what the library received: RegularMsg (per message,
-so made here as cheaply as cffi allows) and membership notices, decoded
-with our length-checked C decoders whichever library received the body and
-built by spread/_messages.py."""
+"""Message objects from what the library received: RegularMsg (built per
+message by batch.py, as cheaply as cffi allows) and membership notices,
+decoded with our length-checked C decoders whichever library received the
+body and built by spread/_messages.py."""
 
 from __future__ import annotations
 
@@ -27,10 +27,6 @@ class RegularMsg:
         return _messages.regular_repr(self)
 
 
-_new_regular = object.__new__
-_MEMBERSHIP, _REJECT = lib.MEMBERSHIP_MESS, lib.REJECT_MESS
-
-
 def read_vs_sets(body, body_len: int, capacity: int, as_bytes: bool):
     """(count, index of ours, [(num_members, members_offset, names)]) or an error code."""
     sets = ffi.new("vs_set_info[]", max(capacity, 1))
@@ -49,21 +45,19 @@ def read_vs_sets(body, body_len: int, capacity: int, as_bytes: bool):
     return k, mine[0], result
 
 
-def membership(mbox, svc, sender, groups, num_groups, data, n):
-    """The notice's object; IllegalMessage for a body that does not hold what
-    its type says."""
-    as_bytes = mbox._bytes_names
-    group = mbox._sender(sender)
-    members = slots(groups, num_groups, as_bytes)
+def membership(svc: int, group, members: tuple, body: bytes, as_bytes: bool):
+    """The notice's object, from its names (decoded) and body; IllegalMessage
+    for a body that does not hold what its type says."""
     if _messages.is_self_leave(svc):
         return _messages.membership(svc, group, members)
+    n = len(body)
     info = ffi.new("membership_info *")
-    if lib.SPX_get_memb_info(data, n, svc, info) < 0:
+    if lib.SPX_get_memb_info(body, n, svc, info) < 0:
         raise_error(lib.ILLEGAL_MESSAGE, _messages.BAD_BODY)
     gid = (info.gid.id[0], info.gid.id[1], info.gid.id[2])
     if not _messages.wants_vs_sets(svc):
         return _messages.membership(svc, group, members, gid)
-    r = read_vs_sets(data, n, info.num_vs_sets, as_bytes)
+    r = read_vs_sets(body, n, info.num_vs_sets, as_bytes)
     if isinstance(r, int):
         raise_error(r, _messages.BAD_VS_SETS)
     return _messages.membership(
@@ -75,20 +69,6 @@ def membership(mbox, svc, sender, groups, num_groups, data, n):
         tuple(names for _, _, names in r[2]),
         r[1],
     )
-
-
-def message(mbox, svc, sender, groups, num_groups, mess_type, endian, data, n):
-    """The message object for one received message (from any source)."""
-    if svc & _MEMBERSHIP and not svc & _REJECT:
-        return membership(mbox, svc, sender, groups, num_groups, data, n)
-    msg = _new_regular(RegularMsg)
-    msg.sender = mbox._sender(sender)
-    msg.groups = mbox._group_tuple(groups, num_groups)
-    msg.message = ffi.unpack(data, n)
-    msg.msg_type = mess_type
-    msg.endian = endian
-    msg.service_type = svc
-    return msg
 
 
 def _memb_info(service_type, body):

@@ -15,13 +15,12 @@ from typing import Any
 
 from .. import _args, _ends
 from .._errors import Empty, IllegalMessage, ReceiverClosed
-from .library import error_text, ffi, lib
-from .messages import message
+from .batch import Batch
+from .library import NATIVE, error_text, ffi, lib
 
 __all__ = ["ReceiverBase", "start_receiver"]
 
-BATCH_PEEK = 256
-HELP_EVERY = 64
+_HELP_DUE = lib.CFF_HELP_DUE
 
 
 def _native_library():
@@ -43,14 +42,18 @@ class _RxState:
     """One native receiver (its queue, thread and consumer lock), shared by
     the receiver object and, while attached, its mailbox."""
 
-    __slots__ = ("_r", "_libs", "_consumer", "_since_help", "closed", "__weakref__")
+    __slots__ = ("_r", "_libs", "_consumer", "_batch", "_help", "_ended", "closed", "__weakref__")
     _r: Any
     _libs: Any
 
     def __init__(self):
         self._r = ffi.NULL
         self._consumer = threading.Lock()
-        self._since_help = 0
+        self._batch = Batch()  # what consumers take, described by C (under _consumer)
+        # Our library's spr_help never waits: cff_take helps itself. An
+        # external one's may, so it is called here, without the lock.
+        self._help = lib.CFF_HELP_INLINE if NATIVE else lib.CFF_HELP_ASK
+        self._ended = False  # the last look found the queue empty and the receiver ended
         self.closed = False
 
     def __del__(self):
@@ -93,6 +96,8 @@ class _RxState:
         return lib.spr_fileno(self._r)
 
     def drained_and_closed(self):
+        if not self.closed:  # (SPR_CLOSED comes from close() only; receive() asks every time)
+            return False
         ms = ffi.new("const spx_record *[]", 1)
         return self._stats().state == lib.SPR_CLOSED and lib.spr_peek(self._r, ms, 1) == 0
 
@@ -109,6 +114,8 @@ class _RxState:
         raise _ends.end_error(st.state, st.error, error_text(st.error))
 
     def _wait(self, timeout):
+        if timeout == 0:  # cff_take has just looked, and taken what the socket held
+            raise Empty()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ms = -1 if deadline is None else _args.ms_until(deadline)
@@ -122,51 +129,41 @@ class _RxState:
 
     def _take(self, mb, max_messages):
         """Builds and removes up to max_messages queued messages; a message
-        leaves the queue only once its object exists (see the Cython twin)."""
+        leaves the queue only once its object exists (see the Cython twin).
+        One cffi call describes up to CFF_BATCH messages and one removes
+        them; neither gives up the interpreter lock."""
         out: list[Any] = []
-        ms = ffi.new("const spx_record *[]", BATCH_PEEK)
+        r, batch, as_bytes = self._r, self._batch, mb._bytes_names
+        take, b = lib.cff_take, batch.b
         with self._consumer:
-            if self._since_help >= HELP_EVERY or lib.spr_peek(self._r, ms, 1) == 0:
-                self._since_help = 0
-                lib.spr_help(self._r)
             while max_messages > 0:
-                n = lib.spr_peek(self._r, ms, min(max_messages, BATCH_PEEK))
-                if n == 0:
+                n = take(r, b, max_messages, self._help)
+                if n == _HELP_DUE:  # an external library's help may wait: unlocked
+                    lib.spr_help(r)
+                    n = take(r, b, max_messages, lib.CFF_HELP_DONE)
+                if n <= 0:
+                    self._ended = n == lib.CFF_ENDED
+                    if n == lib.SPX_NO_MEMORY and not out:
+                        raise MemoryError()
                     break
-                chunk: list[Any] = []
-                append = chunk.append
-                groups_of, data_of = lib.spx_record_groups_flat, lib.spx_record_data
+                before = len(out)
                 try:
-                    for i in range(n):
-                        m = ms[i]
-                        append(
-                            message(
-                                mb,
-                                m.service,
-                                m.sender,
-                                groups_of(m),
-                                m.num_groups,
-                                m.mess_type,
-                                m.endian,
-                                data_of(m),
-                                m.data_len,
-                            )
-                        )
+                    batch.build(as_bytes, n, out)
                 except IllegalMessage:
                     # Never buildable (a malformed membership body): it fails alone.
-                    if not chunk and not out:
-                        lib.spr_consume(self._r, 1)
+                    if len(out) == before and not before:
+                        lib.cff_consume(r, 1)
                         raise
-                    lib.spr_consume(self._r, len(chunk))
-                    out.extend(chunk)
+                    lib.cff_consume(r, len(out) - before)
                     return out
                 except BaseException:
+                    built = len(out) - before
+                    if built:
+                        lib.cff_consume(r, built)
                     if out:
                         return out
                     raise
-                lib.spr_consume(self._r, n)
-                self._since_help += n
-                out.extend(chunk)
+                lib.cff_consume(r, n)
                 max_messages -= n
         return out
 
@@ -175,10 +172,11 @@ class _RxState:
             out = self._take(mb, max_messages)
             if out:
                 return out
-            self._raise_end(mb)
-            out = self._take(mb, max_messages)
-            if out:
-                return out
+            if self._ended:
+                self._raise_end(mb)
+                out = self._take(mb, max_messages)  # what arrived before the end
+                if out:
+                    return out
             self._wait(timeout)
 
 
