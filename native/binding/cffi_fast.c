@@ -56,8 +56,16 @@ static int grow_scratch(cff_batch *b, size_t need)
     free(b->scratch);
     b->scratch = p;
     b->scratch_size = need;
-    b->info[0] = 1;
+    b->moved = 1;
     return 0;
+}
+
+/* CFF_MOVED if scratch moved since the last call that told so, else 0. */
+static int moved(cff_batch *b)
+{
+    int m = b->moved ? CFF_MOVED : 0;
+    b->moved = 0;
+    return m;
 }
 
 /* Appends message k's description at *at in scratch (which has room). */
@@ -65,10 +73,12 @@ static void put(cff_batch *b, int k, size_t *at, int32_t service, const char *se
                 const char *groups, int32_t num_groups, int32_t endian, int16 mess_type,
                 const char *data, int32_t data_len)
 {
-    int32_t *info = &b->info[1 + k * CFF_INFO];
+    int32_t *info = &b->info[k * CFF_INFO];
     int flags = 0;
     size_t group_bytes = (size_t)num_groups * MAX_GROUP_NAME;
     int membership = is_membership(service);
+    if (membership)
+        flags |= CFF_NOTICE;
     if (membership || b->last_ngroups < 0 || memcmp(sender, b->last_sender, MAX_GROUP_NAME) != 0) {
         flags |= CFF_SENDER;
         memcpy(b->last_sender, sender, MAX_GROUP_NAME);
@@ -116,7 +126,6 @@ int cff_take(spr_receiver *r, cff_batch *b, int max, int help)
     const spr_msg *ms[CFF_BATCH];
     if (max > CFF_BATCH)
         max = CFF_BATCH;
-    b->info[0] = 0;
     int n = spr_peek(r, ms, max);
     if (help == CFF_HELP_DONE) {
         b->since_help = 0;
@@ -148,7 +157,7 @@ int cff_take(spr_receiver *r, cff_batch *b, int max, int help)
             m->mess_type, spx_record_data(m), m->data_len);
     }
     b->since_help += k;
-    return k;
+    return k + moved(b);
 }
 
 void cff_consume(spr_receiver *r, int n)
@@ -173,7 +182,6 @@ int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
         if (n < 0)
             return n;
     }
-    b->info[0] = 0;
     size_t need = need_of(n, b->num_groups);
     if (need > b->scratch_size && grow_scratch(b, need) != 0) {
         b->held = 1; /* taken off the socket: kept for the next call */
@@ -184,7 +192,7 @@ int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
     size_t at = 0;
     put(b, 0, &at, b->svc, b->sender, &b->bufs.groups[0][0], b->num_groups, b->endian, b->mess_type,
         b->bufs.data, n);
-    return 1;
+    return 1 + moved(b);
 }
 
 int cff_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,

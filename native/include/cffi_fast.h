@@ -11,13 +11,14 @@
  * give-up costs up to the 5 ms switch interval). Functions named cffw_ may
  * wait, and are called without it.
  *
- * A batch describes the messages it holds in info and scratch: info[0] is 1
- * when scratch moved (a Python view of it must be made again), then
- * CFF_INFO ints per message (service, data_len, num_groups, endian,
- * mess_type, flags). Scratch holds, per message and in order: the sender's
- * 32-byte name if flags has CFF_SENDER (else it is the previous message's),
- * its num_groups names if flags has CFF_GROUPS (likewise), then the payload.
- * A membership notice always carries both.
+ * A batch describes the messages it holds in info and scratch: CFF_INFO
+ * ints per message (service, data_len, num_groups, endian, mess_type,
+ * flags). Scratch holds, per message and in order: the sender's 32-byte
+ * name if flags has CFF_SENDER (else it is the previous message's), its
+ * num_groups names if flags has CFF_GROUPS (likewise), then the payload.
+ * A membership notice (flag CFF_NOTICE) always carries both. Calls that
+ * fill a batch add CFF_MOVED to their count when scratch has moved (a view
+ * of it must be made again).
  */
 #ifndef SPREAD_CLIENT_CFFI_FAST_H
 #define SPREAD_CLIENT_CFFI_FAST_H
@@ -32,8 +33,9 @@
 #define CFF_BATCH         256 /* messages per cff_take at most */
 #define CFF_INFO          6   /* ints per message in info */
 #define CFF_CACHED_GROUPS 8   /* group lists longer than this are always sent */
-#define CFF_SCRATCH       (256 * 1024) /* scratch bytes a batch starts with */
-enum { CFF_SENDER = 1, CFF_GROUPS = 2 };
+#define CFF_SCRATCH       (64 * 1024) /* scratch bytes a batch starts with (it grows) */
+enum { CFF_SENDER = 1, CFF_GROUPS = 2, CFF_NOTICE = 4 };
+#define CFF_MOVED (1 << 20)
 /* cff_take's help argument: our library (spr_help never waits, done inside),
  * an external one (report that help is due: the caller helps, unlocked), or
  * the caller has just helped. */
@@ -44,7 +46,8 @@ enum { CFF_HELP_INLINE = 0, CFF_HELP_ASK = 1, CFF_HELP_DONE = 2 };
 #define CFF_HELP_DUE (-2)
 
 typedef struct cff_batch {
-    int32_t info[1 + CFF_BATCH * CFF_INFO];
+    int32_t info[CFF_BATCH * CFF_INFO];
+    int moved;                /* scratch moved since the batch was last filled */
     char *scratch;
     size_t scratch_size;
     int since_help;           /* messages taken since the consumer last helped */
@@ -70,7 +73,8 @@ void cff_batch_forget(cff_batch *b);
  * removing them (cff_consume does, once their objects exist); first takes
  * what waits on the socket as the Cython backend does (every 64 messages,
  * and whenever the queue has run dry). Returns how many, 0 when none is
- * queued and r still runs, CFF_ENDED, CFF_HELP_DUE or SPX_NO_MEMORY. */
+ * queued and r still runs (CFF_MOVED added, see above), CFF_ENDED,
+ * CFF_HELP_DUE or SPX_NO_MEMORY. */
 int cff_take(spr_receiver *r, cff_batch *b, int max, int help);
 /* Removes the first n messages of the last cff_take. */
 void cff_consume(spr_receiver *r, int n);
@@ -79,7 +83,8 @@ int cff_state(spr_receiver *r, int *error);
 
 /* One message with `receive` (SP_receive of whichever library), growing the
  * buffers as SPX_receive_grow does, described in b as a batch of one.
- * Returns 1, or what SPX_receive_grow returns on failure. May wait.
+ * Returns 1 (CFF_MOVED added, see above), or what SPX_receive_grow returns
+ * on failure. May wait.
  * SPX_NO_MEMORY also when scratch cannot grow for a message already taken
  * off the socket: it is kept, and the next call describes it. */
 int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b);

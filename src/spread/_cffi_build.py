@@ -109,6 +109,7 @@ SHARED_MACROS = (
     "CFF_INFO",
     "CFF_ENDED",
     "CFF_HELP_DUE",
+    "CFF_MOVED",
 )
 CONSTANTS = (
     SP_CONSTANTS

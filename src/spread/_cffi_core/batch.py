@@ -7,6 +7,7 @@ lock)."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from .library import SLOT, ffi, lib
@@ -16,64 +17,80 @@ from .names import slot
 __all__ = ["Batch"]
 
 _new_regular = object.__new__
-_MEMBERSHIP, _REJECT = lib.MEMBERSHIP_MESS, lib.REJECT_MESS
-_SENDER, _GROUPS = lib.CFF_SENDER, lib.CFF_GROUPS
-_INFO = lib.CFF_INFO
+_SENDER, _GROUPS, _NOTICE = lib.CFF_SENDER, lib.CFF_GROUPS, lib.CFF_NOTICE
+MOVED = lib.CFF_MOVED
+# A message's ints (cffi_fast.h: service, data_len, num_groups, endian,
+# mess_type, flags), read a batch at a time: one tuple per message.
+_ROW = struct.Struct(f"{lib.CFF_INFO}i")
+_ROW_BYTES = _ROW.size
+
+
+def _names(view, at: int, n: int, as_bytes: bool) -> tuple:
+    """n names in their slots at view[at:]."""
+    return tuple(slot(view[k : k + SLOT], as_bytes) for k in range(at, at + n * SLOT, SLOT))
 
 
 class Batch:
     """A cff_batch, freed with this object, and the names of the last
     message built from it (C sends a name only when it changes)."""
 
-    __slots__ = ("b", "_info", "_view", "_sender", "_groups")
+    __slots__ = ("b", "_rows", "_view", "_sender", "_groups")
 
     def __init__(self):
         b = lib.cff_batch_new()
         if b == ffi.NULL:
             raise MemoryError()
         self.b = ffi.gc(b, lib.cff_batch_free)
-        self._info = self.b.info
+        self._rows = memoryview(ffi.buffer(self.b.info))
         self._view = ffi.buffer(self.b.scratch, self.b.scratch_size)
         self._sender: Any = None
         self._groups: tuple[Any, ...] = ()
 
-    def build(self, as_bytes: bool, n: int, out: list) -> None:
-        """Appends the objects of the batch's first n messages to out. A
-        message that cannot be built (IllegalMessage: a malformed membership
-        body) raises with the ones before it in out; so does any other
-        error. Either way C is told to send names again, since these caches
-        may not hold the last message's."""
-        info = ffi.unpack(self._info, 1 + _INFO * n)
-        if info[0]:  # scratch moved
+    def build(self, as_bytes: bool, n: int, out: list) -> int:
+        """Appends the objects of the batch's first n messages to out (n as
+        C returned it: CFF_MOVED added when scratch moved); returns how many
+        that is. A message that
+        cannot be built (IllegalMessage: a malformed membership body) raises
+        with the ones before it in out; so does any other error. Either way
+        C is told to send names again, since these caches may then not hold
+        the last message's."""
+        if n > MOVED:
+            n -= MOVED
             self._view = ffi.buffer(self.b.scratch, self.b.scratch_size)
-        view = self._view
-        append = out.append
+        view, append, new = self._view, out.append, _new_regular
+        sender, groups = self._sender, self._groups
         at = 0
+        # (one message, the classic receive()'s: a tuple of one is cheaper than an iterator)
+        rows = (
+            (_ROW.unpack_from(self._rows),)
+            if n == 1
+            else _ROW.iter_unpack(self._rows[: n * _ROW_BYTES])
+        )
         try:
-            for i in range(1, 1 + _INFO * n, _INFO):
-                svc, length, ngroups, endian, mess_type, flags = info[i : i + _INFO]
-                if flags & _SENDER:
-                    self._sender = slot(view[at : at + SLOT], as_bytes)
-                    at += SLOT
-                if flags & _GROUPS:
-                    end = at + ngroups * SLOT
-                    self._groups = tuple(
-                        slot(view[k : k + SLOT], as_bytes) for k in range(at, end, SLOT)
-                    )
-                    at = end
-                end = at + length
-                if svc & _MEMBERSHIP and not svc & _REJECT:
-                    append(membership(svc, self._sender, self._groups, view[at:end], as_bytes))
-                else:
-                    msg = _new_regular(RegularMsg)
-                    msg.sender = self._sender
-                    msg.groups = self._groups
-                    msg.message = view[at:end]
-                    msg.msg_type = mess_type
-                    msg.endian = endian
-                    msg.service_type = svc
-                    append(msg)
-                at = end
+            for svc, length, ngroups, endian, mess_type, flags in rows:
+                if flags:
+                    if flags & _SENDER:
+                        sender = slot(view[at : at + SLOT], as_bytes)
+                        at += SLOT
+                    if flags & _GROUPS:
+                        groups = _names(view, at, ngroups, as_bytes)
+                        at += ngroups * SLOT
+                    if flags & _NOTICE:
+                        end = at + length
+                        append(membership(svc, sender, groups, view[at:end], as_bytes))
+                        at = end
+                        continue
+                msg = new(RegularMsg)
+                msg.sender = sender
+                msg.groups = groups
+                msg.message = view[at : at + length]
+                msg.msg_type = mess_type
+                msg.endian = endian
+                msg.service_type = svc
+                append(msg)
+                at += length
         except BaseException:
             lib.cff_batch_forget(self.b)
             raise
+        self._sender, self._groups = sender, groups
+        return n

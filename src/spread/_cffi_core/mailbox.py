@@ -38,6 +38,72 @@ def _msg_type(value) -> int:
     return _args.msg_type(value)
 
 
+def _multicast_method(nowait: bool):
+    """MailboxBase.multicast (nowait False) or _multicast_nowait (True, for
+    spread.aio; see there): one marshalling, written out in the function
+    itself, since a helper would cost the hot path a Python call."""
+
+    def multicast(self, service_type, group, data, msg_type=0):
+        # Arguments are checked in the Cython backend's order (service, group,
+        # msg_type, data).
+        svc = (
+            service_type
+            if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31
+            else _args.service_type(service_type)
+        )
+        if group is self._last_group:
+            g = self._last_group_bytes
+        else:
+            g = _args.group_bytes(group)
+            if type(group) is str or type(group) is bytes:  # immutable: safe to remember
+                self._last_group, self._last_group_bytes = group, g
+        mt = (
+            msg_type
+            if type(msg_type) is int and -32768 <= msg_type <= 32767
+            else _args.msg_type(msg_type)
+        )
+        if type(data) is bytes:
+            p, n = data, len(data)
+        else:
+            p, n = MailboxBase._payload_arg(data)
+        if n + SLOT > MAX_BODY:
+            raise_error(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
+        inflight = self._inflight
+        inflight.append(None)  # _enter and _leave, written out
+        if self._closed:
+            self._leave()
+            self._enter("multicast")
+        # Every argument is checked: the calls themselves cannot raise. With
+        # our library a send the socket has room for keeps the interpreter
+        # lock; only one that must wait gives it up.
+        if NATIVE:
+            r = _cff_multicast(self._mbox, svc, g, mt, n, p)
+            if r < 0 and not nowait:
+                if r == _WOULD_BLOCK:
+                    r = lib.SP_multicast(self._mbox, svc, g, mt, n, p)
+                elif r == _PARTIAL:
+                    r = lib.SPX_finish_send(self._mbox)
+        else:  # (an external library has no call that never waits: see _NOWAIT_SENDS)
+            r = None if nowait else sp.SP_multicast(self._mbox, svc, g, mt, n, p)
+        inflight.pop()
+        if self._closed and not inflight:
+            self._release()
+        if nowait:
+            return MailboxBase._nowait_result(r, "multicast()", svc)
+        if r < 0:
+            raise_error(r, "multicast()")
+        return r
+
+    if nowait:
+        multicast.__name__ = "_multicast_nowait"
+        multicast.__qualname__ = "MailboxBase._multicast_nowait"
+        multicast.__doc__ = "multicast() that never waits (see above)."
+    else:
+        multicast.__qualname__ = "MailboxBase.multicast"
+        multicast.__doc__ = "Sends data to a group (or a private group); returns its length."
+    return multicast
+
+
 class MailboxBase:
     """The backend's connection object: spread.Mailbox (spread/_mailbox.py)
     subclasses it and adds the cold methods; the hot ones are these."""
@@ -185,34 +251,6 @@ class MailboxBase:
         buf = ffi.from_buffer(data)
         return buf, len(buf)
 
-    def _one(self, service_type, group, data, msg_type):
-        """multicast()'s arguments checked and marshalled, in the Cython
-        backend's order (service, group, msg_type, data): (svc, group's
-        bytes, msg_type, payload, its length)."""
-        svc = (
-            service_type
-            if type(service_type) is int and -(1 << 31) <= service_type < 1 << 31
-            else _args.service_type(service_type)
-        )
-        if group is self._last_group:
-            g = self._last_group_bytes
-        else:
-            g = _args.group_bytes(group)
-            if type(group) is str or type(group) is bytes:  # immutable: safe to remember
-                self._last_group, self._last_group_bytes = group, g
-        mt = (
-            msg_type
-            if type(msg_type) is int and -32768 <= msg_type <= 32767
-            else _args.msg_type(msg_type)
-        )
-        if type(data) is bytes:
-            p, n = data, len(data)
-        else:
-            p, n = self._payload_arg(data)
-        if n + SLOT > MAX_BODY:
-            raise_error(lib.MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
-        return svc, g, mt, p, n
-
     def _many(self, service_type, groups, data, msg_type):
         """multigroup_multicast()'s arguments checked and marshalled: (svc,
         the names' slots, their count, msg_type, payload, its length)."""
@@ -229,32 +267,7 @@ class MailboxBase:
             )
         return svc, slots, len(names), mt, p, n
 
-    def multicast(self, service_type, group, data, msg_type=0):
-        """Sends data to a group (or a private group); returns its length."""
-        # The hot path: every call here is measured.
-        svc, g, mt, p, n = self._one(service_type, group, data, msg_type)
-        inflight = self._inflight
-        inflight.append(None)  # _enter and _leave, written out
-        if self._closed:
-            self._leave()
-            self._enter("multicast")
-        # Every argument is checked: the calls themselves cannot raise. With
-        # our library a send the socket has room for keeps the interpreter
-        # lock; only one that must wait gives it up.
-        if NATIVE:
-            r = _cff_multicast(self._mbox, svc, g, mt, n, p)
-            if r == _WOULD_BLOCK:
-                r = lib.SP_multicast(self._mbox, svc, g, mt, n, p)
-            elif r == _PARTIAL:
-                r = lib.SPX_finish_send(self._mbox)
-        else:
-            r = sp.SP_multicast(self._mbox, svc, g, mt, n, p)
-        inflight.pop()
-        if self._closed and not inflight:
-            self._release()
-        if r < 0:
-            raise_error(r, "multicast()")
-        return r
+    multicast = _multicast_method(nowait=False)
 
     def multigroup_multicast(self, service_type, groups, data, msg_type=0):
         """Sends one message to several groups (each receiver gets one copy)."""
@@ -285,15 +298,7 @@ class MailboxBase:
     # with the blocking forms from a thread of its own instead.
     _NOWAIT_SENDS = NATIVE
 
-    def _multicast_nowait(self, service_type, group, data, msg_type=0):
-        """multicast() that never waits (see above)."""
-        svc, g, mt, p, n = self._one(service_type, group, data, msg_type)
-        self._enter("multicast")
-        try:
-            r = _cff_multicast(self._mbox, svc, g, mt, n, p) if NATIVE else None
-        finally:
-            self._leave()
-        return self._nowait_result(r, "multicast()", svc)
+    _multicast_nowait = _multicast_method(nowait=True)
 
     def _multigroup_multicast_nowait(self, service_type, groups, data, msg_type=0):
         """multigroup_multicast() that never waits (see above)."""
@@ -359,13 +364,18 @@ class MailboxBase:
     # -- receiving -------------------------------------------------------------
     def receive(self):
         """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
-        st = self._attached()
-        if st is not None:
-            try:
-                return st.get_batch(self, 1, None)[0]
-            except ReceiverClosed:
-                self._rx = None  # closed meanwhile: read the socket again
-        self._enter("receive")
+        if self._rx is not None:
+            st = self._attached()
+            if st is not None:
+                try:
+                    return st.get_batch(self, 1, None)[0]
+                except ReceiverClosed:
+                    self._rx = None  # closed meanwhile: read the socket again
+        inflight = self._inflight
+        inflight.append(None)  # _enter and _leave, written out
+        if self._closed:
+            self._leave()
+            self._enter("receive")
         try:
             own = not self._busy
             if own:
@@ -389,7 +399,7 @@ class MailboxBase:
                     n = _cffw_receive(receive, mbox, b)
                     if n > 0:
                         out: list[Any] = []
-                        batch.build(self._bytes_names, 1, out)
+                        batch.build(self._bytes_names, n, out)
                         return out[0]
                     if n == lib.SPX_INTERRUPTED:
                         time.sleep(0)  # lets a pending signal handler run (Ctrl-C)
@@ -402,7 +412,9 @@ class MailboxBase:
                 if own:
                     self._busy = False
         finally:
-            self._leave()
+            inflight.pop()
+            if self._closed and not inflight:
+                self._release()
 
     def _receive_raw(self, max_groups, max_len, service_in=0):
         """SP_receive with caller-sized buffers, for tests of the C semantics."""

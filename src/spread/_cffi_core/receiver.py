@@ -21,6 +21,7 @@ from .library import NATIVE, error_text, ffi, lib
 __all__ = ["ReceiverBase", "start_receiver"]
 
 _HELP_DUE = lib.CFF_HELP_DUE
+_cff_take, _cff_consume = lib.cff_take, lib.cff_consume
 
 
 def _native_library():
@@ -134,13 +135,13 @@ class _RxState:
         them; neither gives up the interpreter lock."""
         out: list[Any] = []
         r, batch, as_bytes = self._r, self._batch, mb._bytes_names
-        take, b = lib.cff_take, batch.b
+        b = batch.b
         with self._consumer:
             while max_messages > 0:
-                n = take(r, b, max_messages, self._help)
+                n = _cff_take(r, b, max_messages, self._help)
                 if n == _HELP_DUE:  # an external library's help may wait: unlocked
                     lib.spr_help(r)
-                    n = take(r, b, max_messages, lib.CFF_HELP_DONE)
+                    n = _cff_take(r, b, max_messages, lib.CFF_HELP_DONE)
                 if n <= 0:
                     self._ended = n == lib.CFF_ENDED
                     if n == lib.SPX_NO_MEMORY and not out:
@@ -148,22 +149,22 @@ class _RxState:
                     break
                 before = len(out)
                 try:
-                    batch.build(as_bytes, n, out)
+                    n = batch.build(as_bytes, n, out)
                 except IllegalMessage:
                     # Never buildable (a malformed membership body): it fails alone.
-                    if len(out) == before and not before:
-                        lib.cff_consume(r, 1)
+                    if not out:
+                        _cff_consume(r, 1)
                         raise
-                    lib.cff_consume(r, len(out) - before)
+                    _cff_consume(r, len(out) - before)
                     return out
                 except BaseException:
                     built = len(out) - before
                     if built:
-                        lib.cff_consume(r, built)
+                        _cff_consume(r, built)
                     if out:
                         return out
                     raise
-                lib.cff_consume(r, n)
+                _cff_consume(r, n)
                 max_messages -= n
         return out
 
