@@ -165,14 +165,6 @@ void cff_consume(spr_receiver *r, int n)
     spr_consume(r, n);
 }
 
-int cff_state(spr_receiver *r, int *error)
-{
-    spr_stats st;
-    spr_get_stats(r, &st);
-    *error = st.error;
-    return st.state;
-}
-
 int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
 {
     int n = b->held_len;

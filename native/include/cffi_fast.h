@@ -78,8 +78,6 @@ void cff_batch_forget(cff_batch *b);
 int cff_take(spr_receiver *r, cff_batch *b, int max, int help);
 /* Removes the first n messages of the last cff_take. */
 void cff_consume(spr_receiver *r, int n);
-/* spr_get_stats' state and error, for a receiver that has ended. */
-int cff_state(spr_receiver *r, int *error);
 
 /* One message with `receive` (SP_receive of whichever library), growing the
  * buffers as SPX_receive_grow does, described in b as a batch of one.

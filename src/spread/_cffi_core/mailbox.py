@@ -364,8 +364,10 @@ class MailboxBase:
     # -- receiving -------------------------------------------------------------
     def receive(self):
         """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
-        if self._rx is not None:
-            st = self._attached()
+        st = self._rx
+        if st is not None:
+            if st.closed:  # (only a closed one lets go, once drained: see _attached)
+                st = self._attached()
             if st is not None:
                 try:
                     return st.get_batch(self, 1, None)[0]
