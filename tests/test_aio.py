@@ -413,10 +413,12 @@ def test_loop_lag_while_receiving_at_full_rate(spread_daemon, loop_kind):
     # asserted here beyond "the loop never blocks": what this pins is that the
     # loop keeps turning (median) and is never held for long (max < 1 s).
     # Under ASan (CI's sanitized run, PYTHONMALLOC=malloc) one pause of 1.1 s
-    # was seen once (uvloop): the whole process runs several times slower
-    # there, so the bound is 5 s; the lag figures belong to the benchmark.
+    # was seen there once (uvloop), before receives took from C at most once
+    # per turn of the loop; the whole process runs several times slower
+    # there (a cffi get_batch of 64 messages alone takes milliseconds), so
+    # the bounds are 5 s and 25 ms; the lag figures belong to the benchmark.
     asan = "libasan" in os.environ.get("LD_PRELOAD", "")
-    assert worst < (5000 if asan else 1000) and median < 5
+    assert worst < (5000 if asan else 1000) and median < (25 if asan else 5)
 
 
 def test_idle_cpu_with_idle_subscriptions(spread_daemon, loop_kind):
