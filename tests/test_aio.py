@@ -421,6 +421,44 @@ def test_loop_lag_while_receiving_at_full_rate(spread_daemon, loop_kind):
     assert worst < (5000 if asan else 1000) and median < (25 if asan else 5)
 
 
+def test_a_consumer_that_keeps_finding_messages_lets_other_tasks_run(spread_daemon, loop_kind):
+    """20,000 messages already queued in the receiver: a task scheduled
+    beside an `async for` that takes them runs long before they are all
+    taken (receives take from C at most once per turn of the loop); before,
+    the consumer never suspended while messages were there, and the loop
+    starved for as long as a flood lasted."""
+    from spread.aio.reader import MAX_MESSAGES
+
+    count = 20_000
+
+    async def main():
+        conn = await joined(spread_daemon.address, "turns", prefetch=0)
+        with spread.connect(spread_daemon.address, membership=0) as m:
+            for _ in range(count):
+                m.multicast(spread.FIFO_MESS, "turns", b"x")
+        deadline = time.monotonic() + 30
+        while conn._rx.stats["backlog_messages"] < count:  # all queued in C
+            assert time.monotonic() < deadline, conn._rx.stats
+            await asyncio.sleep(0.01)
+        taken = 0
+        seen_by_other = []
+
+        async def other():
+            seen_by_other.append(taken)
+
+        task = asyncio.ensure_future(other())
+        async for _msg in conn:
+            taken += 1
+            if taken == count:
+                break
+        await task
+        await conn.aclose()
+        return seen_by_other[0]
+
+    taken_before_other_ran = run(loop_kind, main())
+    assert taken_before_other_ran <= 2 * MAX_MESSAGES, taken_before_other_ran
+
+
 def test_idle_cpu_with_idle_subscriptions(spread_daemon, loop_kind):
     """Ten subscriptions and the connection's own stream, each with a task
     waiting in `async for`, and nothing sent: under 1 % of a CPU."""
