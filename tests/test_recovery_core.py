@@ -1,5 +1,5 @@
-"""The sans-IO pieces of recovery (issue 17): a sender's retention ring and
-a receiver's per-stream repair. The property that matters: whatever the
+"""The sans-IO pieces of recovery (issue 17): a sender's retention ring, a
+receiver's per-stream repair, and the reconnect policy. The property that matters: whatever the
 network drops, repeats or reorders, and whatever the sender's retention has
 forgotten, a receiver hands out each frame exactly once, in order, and every
 frame it can't have as a Lost range in its place: never a silent gap, never
@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import spread
+from spread.flow._reconnect import Backoff, Reconnected, ReconnectFailed, Reconnecting, retryable
 from spread.flow._repair import Lost, Request, StreamRepair
 from spread.flow._retention import RetentionRing, RetentionStore, answer
 
@@ -252,7 +254,7 @@ def simulate(seed: int, frames: int, ring: int, window: int, drop: float, end_ea
                 if rnd.random() >= drop:
                     send(now + rnd.expovariate(200), "frame", seq)
         assert repair.waiting <= window
-        if now > 1000:
+        if now > 100_000:  # (simulated seconds: a window of 1 over a 90 % lossy network is slow)
             raise AssertionError("the repair never completed")
     died = end_early and sent < frames
     if died:
@@ -313,3 +315,92 @@ def test_nothing_is_lost_while_the_ring_covers_the_drops():
         out, unavailable, sent, died = simulate(seed, 500, 500, 32, 0.5, False)
         check(out, unavailable, sent, died)
         assert not unavailable and out == list(range(1, sent + 1))
+
+
+# ---- reconnecting ---------------------------------------------------------------------
+
+
+def rejected(name: str):
+    from spread import _constants
+
+    code = getattr(_constants, name)
+    return spread.error_class(code)(code, name)
+
+
+def test_the_waits_grow_to_their_bound_with_jitter_below_each():
+    backoff = Backoff(first=0.1, most=1.0, factor=2.0, jitter=0.5)
+    rnd = random.Random(7)
+    for attempt, full in enumerate([0.1, 0.2, 0.4, 0.8, 1.0, 1.0], start=1):
+        waits = [backoff.wait(attempt, rnd) for _ in range(200)]
+        assert full * 0.5 <= min(waits) and max(waits) <= full
+        assert max(waits) - min(waits) > full * 0.4  # really spread
+    assert Backoff(jitter=0.0).wait(3, rnd) == pytest.approx(0.4)
+    assert Backoff().wait(10_000, rnd) <= 5.0  # no overflow however long the outage
+
+
+def test_an_outage_is_retried_until_the_daemon_returns():
+    rnd = random.Random(1)
+    outage = Reconnecting(Backoff(first=0.1, most=0.4, jitter=0.0), since=10.0, rnd=rnd)
+    at = outage.first_attempt(spread.ConnectionClosed(-8, "closed"))
+    assert at == pytest.approx(10.1)
+    for error in (
+        spread.CouldNotConnect(-2, "no daemon"),  # restarting
+        rejected("REJECT_NOT_UNIQUE"),  # the old session not yet gone
+        rejected("REJECT_QUOTA"),
+        spread.ConnectTimeout(-2, "slow"),
+    ):
+        nxt = outage.failed(error, at)
+        assert nxt > at
+        at = nxt
+    event = outage.succeeded(at)
+    assert event == Reconnected(attempts=5, downtime=pytest.approx(at - 10.0))
+
+
+def test_bounded_attempts_give_up_naming_the_last_error():
+    outage = Reconnecting(Backoff(attempts=3), since=0.0)
+    last = spread.CouldNotConnect(-2, "no daemon at 4803")
+    outage.failed(last, 1.0)
+    outage.failed(last, 2.0)
+    with pytest.raises(ReconnectFailed, match="after 3 attempt") as info:
+        outage.failed(last, 3.0)
+    err = info.value
+    assert (err.attempts, err.last_error, err.__cause__, err.code) == (3, last, last, -2)
+    assert isinstance(err, spread.error)
+
+
+@pytest.mark.parametrize("name", ["REJECT_AUTH", "REJECT_VERSION", "REJECT_ILLEGAL_NAME"])
+def test_what_no_attempt_can_change_ends_it_at_once(name):
+    outage = Reconnecting(Backoff(), since=0.0)
+    with pytest.raises(ReconnectFailed, match="after 1 attempt"):
+        outage.failed(rejected(name), 1.0)
+    assert not retryable(rejected(name))
+    assert not retryable(ValueError("not a spread error"))
+    with pytest.raises(ReconnectFailed, match="after 0 attempt"):
+        Reconnecting(Backoff(), since=0.0).first_attempt(spread.IllegalGroup(-14, "bad"))
+
+
+def test_every_loss_a_session_can_see_is_retryable():
+    for error in (
+        spread.ConnectionClosed(-8, ""),
+        spread.NetErrorOnSession(-18, ""),
+        spread.BacklogOverflow(-8, ""),
+        spread.IllegalSession(-11, ""),
+    ):
+        assert retryable(error), error
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"first": 0},
+        {"first": 2.0, "most": 1.0},
+        {"factor": 0.5},
+        {"jitter": 1.0},
+        {"jitter": -0.1},
+        {"attempts": 0},
+        {"attempts": 1.5},
+    ],
+)
+def test_bad_backoff_options_are_refused(kw):
+    with pytest.raises(ValueError):
+        Backoff(**kw)
