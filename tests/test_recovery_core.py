@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import spread
 from spread.flow._reconnect import Backoff, Reconnected, ReconnectFailed, Reconnecting, retryable
 from spread.flow._repair import Lost, Request, StreamRepair
+from spread.flow._resend import Resender
 from spread.flow._retention import RetentionRing, RetentionStore, answer
 
 pytestmark = pytest.mark.timeout(120)
@@ -404,3 +405,118 @@ def test_every_loss_a_session_can_see_is_retryable():
 def test_bad_backoff_options_are_refused(kw):
     with pytest.raises(ValueError):
         Backoff(**kw)
+
+
+# ---- resending, paced by the receiver's window --------------------------------------------
+
+
+def filled_ring(n: int, size: int = 10, **kw) -> RetentionRing:
+    ring = RetentionRing(**kw)
+    for seq in range(1, n + 1):
+        ring.append(seq, bytes([seq % 256]) * size)
+    return ring
+
+
+def seqs(due):
+    return [seq for seq, _ in due.frames]
+
+
+def test_a_request_is_resent_within_the_receivers_window():
+    rs = Resender(filled_ring(100), window=8, window_bytes=10_000)
+    rs.request("r", 11, 60, consumed=10)
+    assert seqs(rs.due("r")) == list(range(11, 19))  # 10 + window
+    assert seqs(rs.due("r")) == []  # nothing more until it consumes
+    rs.consumed("r", 14)
+    assert seqs(rs.due("r")) == [19, 20, 21, 22]
+    rs.consumed("r", 12)  # a late report: changes nothing
+    assert seqs(rs.due("r")) == []
+    rs.consumed("r", 52)
+    assert seqs(rs.due("r")) == list(range(23, 61))  # the rest of what it asked for
+    assert rs.stats["resent"] == 50 and rs.waiting == 0
+
+
+def test_the_byte_window_counts_resent_frames_not_yet_consumed():
+    rs = Resender(filled_ring(50, size=100), window=1000, window_bytes=350)
+    rs.request("r", 1, 50, consumed=0)
+    assert seqs(rs.due("r")) == [1, 2, 3]
+    assert seqs(rs.due("r")) == []
+    rs.consumed("r", 2)
+    assert seqs(rs.due("r")) == [4, 5]
+    big = RetentionRing()
+    big.append(1, b"x" * 1000)  # one frame larger than the byte window still goes
+    rs2 = Resender(big, window=4, window_bytes=100)
+    rs2.request("r", 1, 1, consumed=0)
+    assert seqs(rs2.due("r")) == [1] and rs2.waiting == 0
+
+
+def test_what_the_ring_lost_is_named_first():
+    ring = filled_ring(100, max_frames=30)  # holds 71..100
+    rs = Resender(ring, window=5, window_bytes=10_000)
+    rs.request("r", 60, 80, consumed=59)
+    due = rs.due("r")
+    assert due.gone == 71 and seqs(due) == []  # 71 is beyond consumed + window
+    rs.consumed("r", 70)  # the receiver has taken the loss (its Lost range) and moved on
+    due = rs.due("r")
+    assert due.gone is None and seqs(due) == [71, 72, 73, 74, 75]
+
+
+def test_a_newer_request_replaces_the_older_and_an_empty_one_withdraws():
+    rs = Resender(filled_ring(100), window=50, window_bytes=10_000)
+    rs.request("r", 10, 20, consumed=9)
+    rs.request("r", 15, 16, consumed=9)
+    assert seqs(rs.due("r")) == [15, 16] and rs.waiting == 0
+    rs.request("r", 30, 40, consumed=9)
+    rs.request("r", 30, 20, consumed=9)
+    assert rs.waiting == 0 and seqs(rs.due("r")) == []
+    rs.request("r", 99, 500, consumed=98)  # cut at what was sent
+    assert seqs(rs.due("r")) == [99, 100]
+
+
+def test_members_are_paced_apart_and_a_leaver_is_forgotten():
+    rs = Resender(filled_ring(100), window=3, window_bytes=10_000)
+    rs.request("a", 1, 100, consumed=0)
+    rs.request("b", 50, 100, consumed=49)
+    assert seqs(rs.due("a")) == [1, 2, 3] and seqs(rs.due("b")) == [50, 51, 52]
+    rs.drop("a")
+    assert rs.waiting == 1 and seqs(rs.due("a")) == []
+    with pytest.raises(ValueError):
+        Resender(filled_ring(1), window=0, window_bytes=1)
+    with pytest.raises(ValueError):
+        Resender(filled_ring(1), window=1, window_bytes=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_paced_catch_up_repairs_the_stream_and_never_overruns_the_window(seed):
+    """A receiver that missed most of a stream catches up from the ring:
+    resends are paced by its consumption (it reports as it consumes), never
+    more than the window beyond it, and it ends with every frame once, in
+    order, or Lost where the ring had forgotten it."""
+    rnd = random.Random(seed)
+    frames, window = rnd.choice([(200, 8), (500, 32), (1000, 64)])
+    ring = filled_ring(frames, max_frames=rnd.choice([frames, frames // 2]))
+    rs = Resender(ring, window=window, window_bytes=1 << 20)
+    repair = StreamRepair(1, reorder_window=window)
+    repair.announce(frames, 0.0)  # a HELLO after the reconnect
+    out: list = []
+    consumed = 0
+    now = 0.0
+    for _ in range(100_000):
+        for req in repair.actions:
+            rs.request("r", req.first, req.last, consumed)
+        repair.actions.clear()
+        due = rs.due("r")
+        if due.gone is not None:
+            out.extend(repair.gone(due.gone, now))
+        for seq, _frame in due.frames:
+            assert seq <= consumed + window  # the window holds during the catch-up
+            if rnd.random() < 0.9:  # some resends are lost again
+                out.extend(repair.arrive(seq, seq, now))
+        # the application consumes what was handed out, reporting as it goes
+        consumed = max([consumed] + [e for e in out if not isinstance(e, Lost)])
+        consumed = max([consumed] + [e.last for e in out if isinstance(e, Lost)])
+        rs.consumed("r", consumed)
+        if repair.complete:
+            break
+        now += 0.01
+        repair.tick(now)
+    check(out, set(range(1, ring.low())), frames, False)
