@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .._constants import (
     REJECT_AUTH,
@@ -58,8 +59,7 @@ class ReconnectFailed(SpreadError):
         self.last_error = last_error
 
 
-@dataclass(frozen=True, slots=True)
-class Reconnected:
+class Reconnected(NamedTuple):
     """The session is connected again: after ``attempts`` attempts and
     ``downtime`` seconds without a daemon."""
 
@@ -67,7 +67,7 @@ class Reconnected:
     downtime: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9, PyPy's, has none)
 class Backoff:
     """The waits between attempts: ``first``, then each ``factor`` times the
     last, at most ``most``; each drawn from [wait × (1 − jitter), wait], so
