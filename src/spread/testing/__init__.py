@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST
+from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST, OPTION_NAMES
 from ..daemon import DaemonAddresses
 from ..daemon._control import ControlChannel, DaemonControls, connect_control
 
@@ -26,17 +26,7 @@ __all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
 # The daemon's options, as keyword arguments (the command line's, with "_").
-OPTIONS = (
-    "host",
-    "name",
-    "max_session_messages",
-    "max_session_bytes",
-    "slow_reader_budget",
-    "control",
-    "tcp",
-    "unix_socket",
-    "log_level",
-)
+OPTIONS = OPTION_NAMES[1:]  # all but port, EmbeddedDaemon's first argument
 # The port in the ready line of either daemon build (Python or stand-alone C).
 READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
 READY_CONTROL = re.compile(r"; control (\S+)")
