@@ -74,6 +74,15 @@ def joined(daemon, name: str, threaded: bool, group: str = "chat") -> Reader:
     return reader
 
 
+def bob_east_dave_west(daemon, threaded: bool):
+    """Remote daemons east (#bob#east) and west (#dave#west), their members
+    in "chat", then alice joined: (east, west, alice's reader)."""
+    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
+    east.member("bob").join("chat")
+    west.member("dave").join("chat")
+    return east, west, joined(daemon, "alice", threaded)
+
+
 def expect_memb(msg, reason, members, vs_sets, extra, changed=None):
     assert isinstance(msg, spread.MembershipMsg), msg
     assert msg.msg_subtype == spread.REG_MEMB_MESS
@@ -214,10 +223,7 @@ def test_partition_then_merge(daemon, threaded):
 
 
 def test_three_way_split_healed_in_one_merge(daemon, threaded):
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", threaded)
+    east, west, alice = bob_east_dave_west(daemon, threaded)
     daemon.partition(east)
     alice.get()  # TRANSITION_MESS
     expect_memb(
@@ -244,10 +250,7 @@ def test_three_way_split_healed_in_one_merge(daemon, threaded):
 
 
 def test_partition_of_two_daemons_together(daemon):
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", False)
+    east, west, alice = bob_east_dave_west(daemon, False)
     daemon.partition(east, west)
     assert alice.get().msg_subtype == spread.TRANSITION_MESS
     expect_memb(alice.get(), spread.CAUSED_BY_NETWORK, [ALICE], [[ALICE]], [ALICE])
@@ -354,10 +357,7 @@ def test_a_merge_while_a_partition_is_pending(daemon, threaded):
     """West is cut off; east's cut begins; west merges back before east's
     cut is installed: one network membership for both (a set per
     component), and no second TRANSITION_MESS."""
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", threaded)
+    east, west, alice = bob_east_dave_west(daemon, threaded)
     daemon.partition(west)
     alice.get()  # TRANS
     cut = expect_memb(
@@ -387,10 +387,7 @@ def test_cascaded_partitions_and_an_undone_cut(daemon):
     """Two cuts begun one after the other: one TRANSITION_MESS, one
     installation. A cut begun and undone by a merge before it is installed
     still closes the transitional period with a network membership."""
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", False)
+    east, west, alice = bob_east_dave_west(daemon, False)
     old = alice.join_id
     assert daemon.partition(east, settle=False) == 1
     assert daemon.partition(west, settle=False) == 0  # told already
@@ -426,10 +423,7 @@ def test_crash_and_partition_differ(daemon):
     """Both look like a cut to local members; a partitioned daemon's members
     come back with a merge, a crashed one comes back empty. A crash begun:
     its members fall silent at once."""
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", False)
+    east, west, alice = bob_east_dave_west(daemon, False)
     for remote in (east, west):
         if remote is east:
             assert daemon.partition(east) == 2
@@ -502,18 +496,6 @@ def test_bad_churn_requests(spread_daemon_factory):
         daemon.add_remote_daemon("west")  # connected: it would install the change
     daemon.add_remote_daemon("far", connected=False)
     daemon.settle()
-    for line, text in [
-        ("after", "after takes MS"),
-        ("after x partition east", "after takes MS"),
-        ("after 3600001 partition east", "after takes MS"),
-        ("after 10 ping", "after takes a partition"),
-        ("begin settle", "begin takes partition"),
-        ("begin", "begin takes partition"),
-        ("settle now", "settle takes no arguments"),
-        ("after 10 partition nobody", "no remote daemon nobody"),
-    ]:
-        with pytest.raises(ControlError, match=text):
-            daemon._request(line)
     with pytest.raises(ControlError, match="no network change is pending"):
         daemon._request("after 0 settle")  # 0: at once
 
@@ -637,6 +619,14 @@ def test_bad_requests_are_clear_errors(spread_daemon_factory):
         ("crash east west", "crash takes one"),
         ("network-clock 0", "network-clock takes"),
         ("network x", "no arguments"),
+        ("after", "after takes MS"),
+        ("after x partition east", "after takes MS"),
+        ("after 3600001 partition east", "after takes MS"),
+        ("after 10 ping", "after takes a partition"),
+        ("begin settle", "begin takes partition"),
+        ("begin", "begin takes partition"),
+        ("settle now", "settle takes no arguments"),
+        ("after 10 partition nobody", "no remote daemon nobody"),
     ]:
         with pytest.raises(ControlError, match=text):
             daemon._request(line)

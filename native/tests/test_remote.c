@@ -348,6 +348,19 @@ static int add_member(spd_remote *r, int daemon, const char *name)
     return spd_remote_member_add(r, daemon, name, strlen(name));
 }
 
+/* Our daemon "L" (127.0.0.1, membership time t) and n connected remote
+ * daemons "A", "B", ... (127.0.0.2, ...) added at t: their indexes in d. */
+static spd_remote *network_of(int64_t t, int n, int d[])
+{
+    const int32_t memb[2] = {ip(1), (int32_t)t};
+    spd_remote *r = spd_remote_new("L", 1, memb);
+    for (int i = 0; i < n; i++) {
+        const char name[2] = {(char)('A' + i), 0};
+        d[i] = add_daemon(r, name, 0, 1, t);
+    }
+    return r;
+}
+
 /* ---- the cases -------------------------------------------------------- */
 
 /* vectors/synthetic_network_membership: a heal of a three-way split, built
@@ -917,11 +930,10 @@ static void test_limits(void)
  * TRANSITION_MESS. */
 static void test_churn_window(void)
 {
-    const int32_t memb[2] = {ip(1), 1000};
-    spd_remote *r = spd_remote_new("L", 1, memb);
+    int d[2];
+    spd_remote *r = network_of(1000, 2, d);
     spd_notices out = {0};
-    int A = add_daemon(r, "A", 0, 1, 1000), B = add_daemon(r, "B", 0, 1, 1000);
-    int a = add_member(r, A, "a"), b = add_member(r, B, "b");
+    int A = d[0], B = d[1], a = add_member(r, A, "a"), b = add_member(r, B, "b");
     ljoin(r, "g", "#l#L", &out);
     ljoin(r, "g", "#m#L", &out);
     rjoin(r, a, "g", &out);
@@ -994,11 +1006,10 @@ static void test_churn_window(void)
  * pending: its members cannot act; settled, they are gone. */
 static void test_churn_cascade(void)
 {
-    const int32_t memb[2] = {ip(1), 2000};
-    spd_remote *r = spd_remote_new("L", 1, memb);
+    int d[3];
+    spd_remote *r = network_of(2000, 3, d);
     spd_notices out = {0};
-    int A = add_daemon(r, "A", 0, 1, 2000), B = add_daemon(r, "B", 0, 1, 2000);
-    int C = add_daemon(r, "C", 0, 1, 2000);
+    int A = d[0], B = d[1], C = d[2];
     int a = add_member(r, A, "a"), b = add_member(r, B, "b"), c = add_member(r, C, "c");
     ljoin(r, "g", "#l#L", &out);
     rjoin(r, a, "g", &out);
