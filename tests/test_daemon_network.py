@@ -765,6 +765,44 @@ def test_three_way_heal_bytes_are_the_vector(spread_daemon_factory):
     assert daemon.network()["clock"] is None
 
 
+def test_churn_bytes_are_the_vectors(spread_daemon_factory):
+    """synthetic_network_churn_join and _leave (their library_results
+    recorded from the Spread 4.0.0 library): alice joins while r1's cut is
+    pending, then r2's m2 leaves; each network membership is followed by a
+    TRANSITION_MESS with its id; the installation is one more."""
+    daemon = spread_daemon_factory()
+    daemon.set_network_clock(1700000000)
+    r1, r2 = daemon.add_remote_daemon("r1"), daemon.add_remote_daemon("r2")
+    m1, m2 = r1.member("m1"), r2.member("m2")
+    with raw_client(daemon.port, b"bob") as bob, raw_client(daemon.port, b"alice") as alice:
+        raw_join(bob, b"bob", b"grp")
+        m1.join("grp")
+        m2.join("grp")
+        for _ in range(3):
+            read_message(bob)
+        daemon.set_network_clock(1700000400)
+        daemon.partition(r1, settle=False)
+        raw_join(alice, b"alice", b"grp")
+        assert read_message(alice) == vector_bytes("synthetic_network_churn_join")
+        trans = read_message(alice)
+        assert trans[:4] == bytes.fromhex("80200080")  # TRANSITION_MESS
+        assert struct.unpack_from("<3i", trans, 48) == (OURS, 1700000400, 4)
+        m2.leave("grp")
+        assert read_message(alice) == vector_bytes("synthetic_network_churn_leave")
+        assert struct.unpack_from("<3i", read_message(alice), 48) == (OURS, 1700000400, 5)
+        daemon.set_network_clock(1700000500)
+        daemon.settle()
+        final = read_message(alice)
+        assert struct.unpack_from("<iii", final, 48 + 2 * 32) == (OURS, 1700000500, 1)
+        # bob: TRANS (the old id), then the same ids, his offset at the first set.
+        msgs = [read_message(bob) for _ in range(6)]
+        assert struct.unpack_from("<3i", msgs[0], 48) == (OURS, 1700000001, 3)
+        assert msgs[1][:48] == vector_bytes("synthetic_network_churn_join")[:48]
+        assert struct.unpack_from("<i", msgs[1], 48 + 4 * 32 + 16)[0] == 0  # local offset
+        assert msgs[3] == vector_bytes("synthetic_network_churn_leave")  # the same set is his
+        assert msgs[5] == final
+
+
 # ---- the README's example -------------------------------------------------
 
 

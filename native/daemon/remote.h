@@ -83,7 +83,8 @@
  *   - Control requests (remote.md: the Python API and the control channel)
  *     map one to one on spd_remote_add_daemon, _member_add, _member_join,
  *     _member_leave, _member_remove, _multicast, _partition, _merge,
- *     _crash and _reconfigure, with now = time(NULL); server.c runs them in
+ *     _crash, _begin and _settle, with now = time(NULL) (or the set
+ *     network clock); "after MS" ones later (control.c); server.c runs them in
  *     its loop between two epoll batches, so notices are ordered with the
  *     local requests like any other message.
  *   - spd_deliver (local senders) is unchanged: remote members receive
