@@ -819,3 +819,9 @@ def test_the_readme_partition_example(spread_network):
     namespace: dict = {}
     exec(compile(readme_example("test_rehearse_a_partition"), "README.md", "exec"), namespace)
     namespace["test_rehearse_a_partition"](spread_network)
+
+
+def test_the_readme_churn_example(spread_network):
+    namespace: dict = {}
+    exec(compile(readme_example("test_rehearse_churn"), "README.md", "exec"), namespace)
+    namespace["test_rehearse_churn"](spread_network)
