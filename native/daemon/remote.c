@@ -801,13 +801,13 @@ static int event_target(spd_remote *r, int event, const int *daemons, size_t n, 
         current_labels(r, labels);
         *dying = 0;
     }
-    for (int d = 0; d < r->n_daemons; d++)
-        if (*revived & (1u << d))
-            labels[d] = d;
-    int fresh = 0; /* a label no component has */
+    int fresh = 0; /* above every label in use: a component of its own */
     for (int d = 0; d < MAX_D; d++)
         if (labels[d] >= fresh)
             fresh = labels[d] + 1;
+    for (int d = 0; d < r->n_daemons; d++)
+        if (*revived & (1u << d))
+            labels[d] = fresh++; /* restarted: alone (until the merge below) */
     for (size_t i = 0; i < n; i++) {
         int x = daemons[i], c = labels[x], ours = labels[SPD_REMOTE_LOCAL];
         if (event == SPD_EVENT_PARTITION)

@@ -1074,6 +1074,19 @@ static void test_churn_cascade(void)
     CHECK_EQ(spd_remote_multicast(r, a, AGREED_MESS, to, 1, 0, (const uint8_t *)"x", 1, &out), 1);
     spd_notices_clear(&out);
     CHECK_EQ(spd_remote_set_unreachable(r, 0, 1), SPD_REMOTE_E_INVALID);
+    spd_notices_clear(&out);
+
+    /* A crashed daemon merged while a cut is pending restarts alone: it
+     * joins us, not the component being cut off. */
+    CHECK_EQ(spd_remote_crash(r, B, 3000, &out) >= 0, 1);  /* B (2) down */
+    CHECK_EQ(spd_remote_partition(r, &A, 1, 3010, &out) >= 0, 1); /* A: label 1 */
+    CHECK_EQ(spd_remote_merge(r, &C, 1, 3020, &out) >= 0, 1);     /* C restarts, with us */
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &C, 1, 3030, &out) >= 0, 1); /* label 2 */
+    CHECK_EQ(spd_remote_merge(r, &B, 1, 3040, &out) >= 0, 1);
+    CHECK_EQ(spd_remote_connected(r, B), 1);
+    CHECK_EQ(spd_remote_connected(r, C), 0);
+    CHECK_EQ(spd_remote_connected(r, A), 0);
+    CHECK_EQ(spd_remote_pending(r), 0);
     CHECK_EQ(spd_remote_begin(r, 9, &A, 1, 2900, &out), SPD_REMOTE_E_INVALID);
     (void)b;
     spd_notices_clear(&out);
