@@ -56,7 +56,8 @@ def gone(other, mbox) -> None:
 
 
 def test_the_embedded_only_controls_say_so(real):
-    _, ext = real
+    daemon, ext = real
+    assert daemon.embedded and not ext.embedded
     calls = [
         (ext.totals, ()),
         (ext.sessions, ()),

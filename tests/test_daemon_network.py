@@ -8,6 +8,7 @@ were made)."""
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
@@ -22,7 +23,13 @@ from spread.daemon import ControlError, RemoteDaemon
 from test_daemon_raw import raw_client
 from vectors import load, records_of
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(
+        bool(os.environ.get("SPREAD_TEST_DAEMON")),
+        reason="the simulated network needs the embedded daemon (SPREAD_TEST_DAEMON is set)",
+    ),
+]
 
 TIMEOUT = 10.0
 ALICE, CAROL = "#alice#localhost", "#carol#localhost"
@@ -59,8 +66,6 @@ def threaded(request):
 @pytest.fixture(params=["subprocess", "in_process"])
 def daemon(request, spread_daemon_factory):
     d = spread_daemon_factory(in_process=request.param == "in_process")
-    if not hasattr(d, "add_remote_daemon"):
-        pytest.skip("the simulated network needs the embedded daemon")
     return d
 
 

@@ -328,6 +328,10 @@ class DaemonControls:
     private name (``"alice"``) or a connected Mailbox.
     """
 
+    # Whether every control works (an embedded daemon); False for a real
+    # daemon (spread.testing.ExternalDaemon), where most are embedded-only.
+    embedded = True
+
     def _control_channel(self) -> ControlChannel:
         raise NotImplementedError
 

@@ -89,6 +89,8 @@ class ExternalDaemon(DaemonControls):
     resume() signal it. The controls that need the embedded daemon raise
     ControlError naming themselves (EMBEDDED_ONLY)."""
 
+    embedded = False
+
     def __init__(self, address: str, pid: int | None = None):
         self.address = address
         port, _, host = address.partition("@")

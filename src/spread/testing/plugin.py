@@ -121,6 +121,6 @@ def spread_network(spread_daemon_factory):
     remote daemon "remote" connected (members ``#name#remote``); skipped
     against a real daemon (SPREAD_TEST_DAEMON)."""
     daemon = spread_daemon_factory()
-    if not hasattr(daemon, "add_remote_daemon"):
+    if not daemon.embedded:
         pytest.skip("the simulated network needs the embedded daemon")
     return SpreadNetwork(daemon, daemon.add_remote_daemon("remote"))
