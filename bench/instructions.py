@@ -76,13 +76,14 @@ def child(mode: str, size: int, count: int, address: str) -> None:
     elif mode == "self":
         m.join(group)
         mc, recv = m.multicast, m.receive
-        sent = got = 0
-        while got < count:
-            while sent < count and sent - got < 100:
-                mc(svc, group, data)
-                sent += 1
+        window = min(100, count)  # messages in flight, as c_self's
+        for _ in itertools.repeat(None, window):
+            mc(svc, group, data)
+        for _ in itertools.repeat(None, count - window):  # one back, one more out
             recv()
-            got += 1
+            mc(svc, group, data)
+        for _ in itertools.repeat(None, window):
+            recv()
     elif mode == "c_self":
         m.join(group)
         _core.c_self(m, group, size, count, 100)

@@ -456,32 +456,28 @@ void SPX_view_done(spx_session *s, int taken)
 }
 
 /* Is the next message wholly in the read-ahead buffer (so that taking it
- * cannot block)? Headers that will be refused count as buffered. */
-static int next_message_buffered(const session *s)
+ * cannot block)? 1, and *h its header; or -1 for a header that will be
+ * refused (it counts as buffered); or 0. */
+static int next_message_buffered(const session *s, wire_header *h)
 {
     size_t have = stream_buffered(s);
-    wire_header h;
     if (s->have_saved || have < WIRE_HEADER_SIZE)
         return 0;
-    if (wire_decode_header(s->ra_buf + s->ra_pos, &h) != 0 || !wire_header_plausible(&h))
-        return 1;
-    return have >= wire_message_size(&h);
+    if (wire_decode_header(s->ra_buf + s->ra_pos, h) != 0 || !wire_header_plausible(h))
+        return -1;
+    return have >= wire_message_size(h);
 }
 
 #define NO_ROOM    (-2000)
 #define NOT_SIMPLE (-2001)
 
-/* Takes the next message, wholly in the read-ahead buffer, straight into a
- * record: one header decode, and the payload and names copied after the
- * head or, in lent memory, left where they are. NO_ROOM: it does not fit
- * (nothing consumed); NOT_SIMPLE: a header the general path must refuse
- * (nothing consumed). */
-static int take_buffered(session *s, spx_record *rec, size_t room)
+/* Takes the next message, wholly in the read-ahead buffer, with header h
+ * (from next_message_buffered), straight into a record: the payload and
+ * names copied after the head or, in lent memory, left where they are.
+ * NO_ROOM: it does not fit (nothing consumed). */
+static int take_buffered(session *s, spx_record *rec, size_t room, wire_header h)
 {
     uint8_t *p = s->ra_buf + s->ra_pos;
-    wire_header h;
-    if (wire_decode_header(p, &h) != 0 || !wire_header_plausible(&h))
-        return NOT_SIMPLE;
     size_t at = WIRE_HEADER_SIZE, ng = (size_t)h.num_groups, dl = (size_t)h.data_len;
     uint32_t old_type = 0;
     if (h.type & WIRE_REJECT_MESS) {
@@ -568,16 +564,17 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
     sess_state st = sess_get_state(s);
     if (r == 0 && st != SESS_OPEN)
         r = st == SESS_CLOSED ? ILLEGAL_SESSION : NET_ERROR_ON_SESSION;
-    if (r == 0 && at_all && !next_message_buffered(s)) {
+    wire_header h;
+    if (r == 0 && at_all && !next_message_buffered(s, &h)) {
         stream_fill_nowait(s);
-        if (!next_message_buffered(s))
+        if (!next_message_buffered(s, &h))
             r = SPX_WOULD_BLOCK;
     }
     while (r == 0) {
-        int buffered = next_message_buffered(s);
+        int buffered = next_message_buffered(s, &h);
         if (buffered) {
             spx_record *rec = (spx_record *)(buf + at);
-            int n = take_buffered(s, rec, len - at);
+            int n = buffered < 0 ? NOT_SIMPLE : take_buffered(s, rec, len - at, h);
             if (n >= 0) {
                 at += rec->size;
                 count++;

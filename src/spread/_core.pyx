@@ -470,6 +470,10 @@ cdef class MailboxBase:
                     SPX_view_done(self._sess, taken)
                 return self._regular(v.service_type, sender, <const slot_t *>self._bufs.groups,
                                      v.num_groups, v.mess_type, v.endian_mismatch, payload)
+        elif self._rx is not None:  # a receiver owns the input: its queue's next, if any
+            msg = self._rx.take_one(self)
+            if msg is not None:
+                return msg
         return self._receive(n != SPX_WOULD_BLOCK)
 
     cdef object _receive(self, bint try_nowait):

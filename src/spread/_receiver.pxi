@@ -159,6 +159,30 @@ cdef class _RxState:
         finally:
             PyThread_release_lock(self._consumer)
 
+    cdef object take_one(self, MailboxBase mb):
+        """The next queued message for a classic receive(), or None (none is
+        queued, the drain thread wants help, or another consumer has the
+        turn): then get_batch, which sorts that out. No list is made."""
+        cdef const spr_msg *m
+        if self._since_help >= HELP_EVERY:
+            return None
+        if not PyThread_acquire_lock(self._consumer, NOWAIT_LOCK):
+            return None
+        try:
+            if spr_peek(self._r, &m, 1) == 0:
+                return None
+            try:
+                msg = mb._message(m.service, m.sender, spx_record_groups(m), m.num_groups,
+                                  m.mess_type, m.endian, spx_record_data(m), m.data_len)
+            except IllegalMessage:
+                spr_consume(self._r, 1)  # it can never be built: it fails alone
+                raise
+            spr_consume(self._r, 1)
+            self._since_help += 1
+            return msg
+        finally:
+            PyThread_release_lock(self._consumer)
+
     cdef list get_batch(self, MailboxBase mb, int max_messages, object timeout):
         while True:
             out = self._take(mb, max_messages)
