@@ -415,7 +415,7 @@ int SPX_view_next(spx_session *s, char sender[MAX_GROUP_NAME], int max_groups,
     size_t size = 0;
     int ready = 0;
     if (s->pk_on && !s->have_saved && !s->ra_on && s->ra_pos == s->ra_end &&
-        sess_get_state(s) == SESS_OPEN) {
+        atomic_load(&s->state) == SESS_OPEN) { /* (sess_get_state, inline) */
         ready = peek_ready(s, 0, &h, &size);
         if (ready == 0) {
             sess_view_unlock(s);
@@ -433,10 +433,15 @@ int SPX_view_next(spx_session *s, char sender[MAX_GROUP_NAME], int max_groups,
         old_type = wire_get_u32(p + at, h->order) & ~WIRE_MARKER;
         at += WIRE_REJECT_EXTRA;
     }
-    if (ng > 0)
-        memcpy(groups, p + at, ng * WIRE_SLOT);
-    for (size_t i = 0; i < ng; i++)
-        groups[i][WIRE_SLOT - 1] = '\0';
+    if (ng == 1) { /* the common case, as a copy of known size */
+        memcpy(groups[0], p + at, WIRE_SLOT);
+        groups[0][WIRE_SLOT - 1] = '\0';
+    } else {
+        if (ng > 0)
+            memcpy(groups, p + at, ng * WIRE_SLOT);
+        for (size_t i = 0; i < ng; i++)
+            groups[i][WIRE_SLOT - 1] = '\0';
+    }
     memcpy(sender, h->sender, WIRE_SLOT);
     sender[WIRE_SLOT - 1] = '\0';
     v->service_type = (service)service_of(h, old_type);

@@ -4,9 +4,6 @@ client library (native/, sp.h). Every call that can block releases the GIL.
 """
 
 cimport cython
-from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
-                               PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_release_lock, PyThread_type_lock)
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -560,7 +557,7 @@ cdef class MailboxBase:
         cdef int at = self._ring_at
         cdef PyObject *old = self._ring[at]
         cdef bytes out
-        self._ring_at = (at + 1) % RING
+        self._ring_at = (at + 1) & (RING - 1)  # (RING is a power of two)
         if old != NULL and spread_bytes_reusable(old, n):
             out = <bytes>old
             spread_memcpy(PyBytes_AS_STRING(out), data, n)
