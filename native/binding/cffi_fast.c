@@ -165,15 +165,10 @@ void cff_consume(spr_receiver *r, int n)
     spr_consume(r, n);
 }
 
-int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
+/* Describes the message of n bytes that a receive left in b's buffers as a
+ * batch of one (see cffw_receive). */
+static int describe_received(cff_batch *b, int n)
 {
-    int n = b->held_len;
-    if (!b->held) {
-        n = SPX_receive_grow(receive, mbox, &b->bufs, &b->svc, b->sender, &b->num_groups,
-                             &b->mess_type, &b->endian);
-        if (n < 0)
-            return n;
-    }
     size_t need = need_of(n, b->num_groups);
     if (need > b->scratch_size && grow_scratch(b, need) != 0) {
         b->held = 1; /* taken off the socket: kept for the next call */
@@ -185,6 +180,29 @@ int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
     put(b, 0, &at, b->svc, b->sender, &b->bufs.groups[0][0], b->num_groups, b->endian, b->mess_type,
         b->bufs.data, n);
     return 1 + moved(b);
+}
+
+int cff_receive(mailbox mbox, cff_batch *b)
+{
+    if (b->held)
+        return SPX_WOULD_BLOCK; /* cffw_receive describes it */
+    b->svc = 0;
+    int n = SPX_receive_nowait(mbox, &b->svc, b->sender, b->bufs.groups_size, &b->num_groups,
+                               b->bufs.groups, &b->mess_type, &b->endian, b->bufs.data_size,
+                               b->bufs.data);
+    return n < 0 ? n : describe_received(b, n);
+}
+
+int cffw_receive(spr_receive_fn receive, mailbox mbox, cff_batch *b)
+{
+    int n = b->held_len;
+    if (!b->held) {
+        n = SPX_receive_grow(receive, mbox, &b->bufs, &b->svc, b->sender, &b->num_groups,
+                             &b->mess_type, &b->endian);
+        if (n < 0)
+            return n;
+    }
+    return describe_received(b, n);
 }
 
 int cff_multicast(mailbox mbox, service service_type, const char *group, int16 mess_type,

@@ -79,6 +79,13 @@ int cff_take(spr_receiver *r, cff_batch *b, int max, int help);
 /* Removes the first n messages of the last cff_take. */
 void cff_consume(spr_receiver *r, int n);
 
+/* With our library (peeked read-ahead on, SPX_set_peek): a message that has
+ * wholly arrived and fits b's buffers, described in b as a batch of one,
+ * without waiting (SPX_receive_nowait). Returns 1 (CFF_MOVED added, see
+ * above); SPX_WOULD_BLOCK when there is none such (nothing consumed: call
+ * cffw_receive); SPX_NO_MEMORY as cffw_receive; or the error that message
+ * was (ILLEGAL_MESSAGE, say), as SP_receive would return it. */
+int cff_receive(mailbox mbox, cff_batch *b);
 /* One message with `receive` (SP_receive of whichever library), growing the
  * buffers as SPX_receive_grow does, described in b as a batch of one.
  * Returns 1 (CFF_MOVED added, see above), or what SPX_receive_grow returns

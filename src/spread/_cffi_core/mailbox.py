@@ -22,7 +22,8 @@ __all__ = ["MailboxBase", "connect_raw"]
 # The receive function the growing loop calls: Spread's SP_receive from
 # whichever library runs (native/binding/library.c's table).
 _SP_RECEIVE = lib.spl.SP_receive
-_cffw_receive, _cff_multicast = lib.cffw_receive, lib.cff_multicast
+_cff_receive, _cffw_receive = lib.cff_receive, lib.cffw_receive
+_cff_multicast = lib.cff_multicast
 _WOULD_BLOCK, _PARTIAL = lib.SPX_WOULD_BLOCK, lib.SPX_PARTIAL
 
 
@@ -129,6 +130,7 @@ class MailboxBase:
         if NATIVE:
             self._released = lib.SPX_hold(mbox) != 0
             lib.SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
+            lib.SPX_set_peek(mbox, 1)  # bursts in two system calls; fileno() stays exact
 
         self._private_group = (
             private_group if bytes_names else private_group.decode(NAME_ENCODING, "surrogateescape")
@@ -397,8 +399,12 @@ class MailboxBase:
                         poller.register(self._mbox, select.POLLIN)
                         poller.poll()
                     self._failed_once = False
-                    # One call: the receive, its buffers grown in C, the message described.
-                    n = _cffw_receive(receive, mbox, b)
+                    # A message that has arrived is taken keeping the interpreter
+                    # lock (our library: peeked read-ahead); else one call that
+                    # may wait: the receive, its buffers grown, the message described.
+                    n = _cff_receive(mbox, b) if NATIVE else _WOULD_BLOCK
+                    if n == _WOULD_BLOCK:  # (any other code is the message's outcome)
+                        n = _cffw_receive(receive, mbox, b)
                     if n > 0:
                         out: list[Any] = []
                         batch.build(self._bytes_names, n, out)
