@@ -194,6 +194,66 @@ def test_cancelled_sends_are_all_or_nothing(spread_daemon, loop_kind):
     print(f"{cancelled} cancelled, {sent} sent")
 
 
+def test_awaited_sends_wait_for_the_socket_with_nothing_queued(spread_daemon, loop_kind):
+    """While the daemon reads none of the sender's requests, an awaited
+    multicast (or multigroup_multicast) that finds the socket full waits,
+    holding nothing in the writer queue (at most the unsent rest of the last
+    message that went out partly); one cancelled there has sent nothing. A
+    send behind *_nowait sends joins their queue instead, in order. Once the
+    daemon reads again every send that returned arrives, in order, whole."""
+
+    async def main():
+        rx = await joined(spread_daemon.address, "aw")
+        tx = await sa.connect(spread_daemon.address, membership=0, max_send_bytes=10**7)
+        spread_daemon.pause_session(tx.private_group)
+        payload = bytes(range(256)) * 40  # 10 KB
+        returned = []
+        try:
+            seq = 0
+            while True:  # until a send waits: the socket is full
+                send = (
+                    tx.multicast(spread.FIFO_MESS, "aw", payload, seq)
+                    if seq % 2
+                    else tx.multigroup_multicast(spread.FIFO_MESS, ["aw"], payload, seq)
+                )
+                try:
+                    await asyncio.wait_for(send, 0.2)
+                except asyncio.TimeoutError:
+                    break
+                returned.append(seq)
+                seq += 1
+                assert seq < 10_000, "the socket never filled"
+            held = tx._writer._held or 0
+            assert tx.queued_bytes == held and not tx._writer._q  # nothing queued for it
+            waiting = asyncio.ensure_future(tx.multicast(spread.FIFO_MESS, "aw", payload, -2))
+            await asyncio.sleep(0.05)
+            assert not waiting.done() and tx.queued_bytes == held
+            waiting.cancel()  # a cancelled wait: nothing sent
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            for _ in range(3):  # the queue takes these, and the awaited one behind them
+                seq += 1
+                tx.multicast_nowait(spread.FIFO_MESS, "aw", payload, seq)
+                returned.append(seq)
+            seq += 1
+            await asyncio.wait_for(tx.multicast(spread.FIFO_MESS, "aw", payload, seq), 5)
+            returned.append(seq)
+            assert tx.queued_bytes == held + 4 * len(payload)
+        finally:
+            spread_daemon.resume_session(tx.private_group)
+        await tx.multicast(spread.FIFO_MESS, "aw", b"end", -1)
+        got = []
+        while (m := await rx.receive(timeout=30)).msg_type != -1:
+            assert m.message == payload
+            got.append(m.msg_type)
+        assert got == returned
+        await tx.aclose()
+        await rx.aclose()
+        return len(returned)
+
+    print(f"{run(loop_kind, main())} sends before the socket was full")
+
+
 def test_nowait_sends_and_back_pressure(spread_daemon, loop_kind):
     """multicast_nowait queues the tail when the socket is full and raises
     WouldBlock once the queue is: nothing of that message is sent."""

@@ -43,23 +43,31 @@ class Inbox:
         self._reader = reader
         self._closed = False
         self._failures = 0  # Failure entries in _buf
-        self.delivered = 0  # messages taken by the application
+        self._in = 0  # entries ever put in _buf, less those dropped at close
 
     @property
     def pending(self) -> int:
         """Messages buffered here, not yet taken."""
         return len(self._buf)
 
+    @property
+    def delivered(self) -> int:
+        """Messages taken by the application."""
+        return self._in - len(self._buf)
+
     # -- taking ------------------------------------------------------------------
-    def _pop(self) -> Any:
-        msg = self._buf.popleft()
-        self.delivered += 1
+    # The hot paths (receive, __anext__) pop themselves and call _took only
+    # when there is more to do: the reader to resume, a Failure to raise.
+    def _took(self, msg: Any) -> Any:
         if not self._reader.reading:
             self._reader.resume()
         if msg.__class__ is Failure:
             self._failures -= 1
             raise msg.exc
         return msg
+
+    def _pop(self) -> Any:
+        return self._took(self._buf.popleft())
 
     def _pop_many(self, n: int) -> list[Any]:
         buf = self._buf
@@ -72,7 +80,6 @@ class Inbox:
             out = []
             while buf and len(out) < n and buf[0].__class__ is not Failure:
                 out.append(buf.popleft())
-        self.delivered += len(out)
         if not self._reader.reading:
             self._reader.resume()
         return out
@@ -98,8 +105,12 @@ class Inbox:
     async def receive(self, timeout: float | None = None) -> Any:
         """The next message (RegularMsg or MembershipMsg); TimeoutError after
         timeout seconds (None: no limit). Cancelling it never loses one."""
-        if self._buf:
-            return self._pop()
+        buf = self._buf
+        if buf:
+            msg = buf.popleft()
+            if self._reader.reading and not self._failures:
+                return msg
+            return self._took(msg)
         deadline = None if timeout is None else self._reader.loop.time() + timeout
         while True:
             if self._buf:
@@ -150,8 +161,12 @@ class Inbox:
         return self
 
     async def __anext__(self) -> Any:
-        if self._buf:
-            return self._pop()
+        buf = self._buf
+        if buf:  # (receive()'s hot path, written out: this is once per message)
+            msg = buf.popleft()
+            if self._reader.reading and not self._failures:
+                return msg
+            return self._took(msg)
         try:
             return await self.receive()
         except Closed:
@@ -165,6 +180,12 @@ class Inbox:
         if msg.__class__ is Failure:
             self._failures += 1
         self._buf.append(msg)
+        self._in += 1
+
+    def _put_batch(self, batch: list) -> None:
+        """A batch of messages (no Failure among them)."""
+        self._buf.extend(batch)
+        self._in += len(batch)
 
     def _wake(self) -> None:
         """Wakes as many waiters as messages wait (one each: a batch needs one)."""
@@ -173,6 +194,7 @@ class Inbox:
 
     def _close(self) -> None:
         self._closed = True
+        self._in -= len(self._buf)  # (dropped, not delivered)
         self._buf.clear()  # every later receive raises Closed
         self._failures = 0
         self._waiters.wake_all()

@@ -126,7 +126,7 @@ class Reader:
                     for m in batch:
                         main._put(m)
                 else:
-                    main._buf.extend(batch)
+                    main._put_batch(batch)
             else:
                 for m in batch:
                     self._route(m)

@@ -1,20 +1,28 @@
 """spread.aio beside the sync paths, in one run on the embedded daemon:
-``python -m spread.bench.aio [--count N] [--size BYTES]``.
+``python -m spread.bench.aio [--count N] [--size BYTES] [--repeats R]``.
 
-Rows (messages per second, and the ratio to the sync path of the same row):
+Rows (messages per second, and the ratio to the sync path of the same kind):
 
 - ``async for`` and ``await conn.receive()`` against the sync receiver's
-  ``get_batch(1000)``: the messages are queued in the ThreadedReceiver first
-  (the drain thread has them all), so that the consumer's own cost is what
-  is measured, not the daemon's forwarding rate;
+  ``get_batch(1000)``, each consumer with the same loop body per message
+  (count it, stop at the last): the messages are queued in the
+  ThreadedReceiver first (its drain thread has them all), so that the
+  consumer's own cost is measured, not the daemon's forwarding rate. The
+  row ``get_batch(1000), not iterated`` (only ``len()`` of each batch)
+  shows what taking them costs without a loop over them;
 - ``await conn.multicast()`` against the sync ``multicast()``, to a group
   nobody has joined.
+
+Each repeat runs every row once, sync and async alternately, so that a
+load change on a shared machine falls on both; the figures are the medians
+over the repeats and each ratio is the median of the per-repeat ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 import spread
@@ -22,6 +30,16 @@ import spread.aio as sa
 from spread.testing import EmbeddedDaemon
 
 SVC = spread.RELIABLE_MESS
+
+# (row, the sync row it is compared with)
+ROWS = [
+    ("sync get_batch(1000)", None),
+    ("async for", "sync get_batch(1000)"),
+    ("await receive()", "sync get_batch(1000)"),
+    ("get_batch(1000), not iterated", "sync get_batch(1000)"),
+    ("sync multicast()", None),
+    ("await multicast()", "sync multicast()"),
+]
 
 
 def _queue(address: str, group: str, rx, count: int, size: int) -> None:
@@ -33,16 +51,23 @@ def _queue(address: str, group: str, rx, count: int, size: int) -> None:
         time.sleep(0.001)
 
 
-def sync_get_batch(address: str, count: int, size: int) -> float:
+def sync_get_batch(address: str, count: int, size: int, iterate: bool = True) -> float:
     with spread.connect(address, membership=0) as m:
         m.join("bg")
         rx = m.start_receiver()
-        _queue(address, "bg", rx, count, size)
+        _queue(address, "bg", rx, count, size)  # (membership=0: no join notice)
         get_batch = rx.get_batch
         start = time.perf_counter()
         n = 0
-        while n < count:
-            n += len(get_batch(1000))
+        if iterate:
+            while n < count:
+                for _ in get_batch(1000):
+                    n += 1
+                    if n == count:
+                        break
+        else:
+            while n < count:
+                n += len(get_batch(1000))
         return count / (time.perf_counter() - start)
 
 
@@ -53,16 +78,19 @@ async def _aio_receive(address: str, count: int, size: int, how: str) -> float:
             None, _queue, address, "ag", conn._rx, count, size
         )
         start = time.perf_counter()
+        n = 0
         if how == "for":
-            n = 0
             async for _ in conn:
                 n += 1
                 if n == count:
                     break
         else:
             receive = conn.receive
-            for _ in range(count):
+            while True:
                 await receive()
+                n += 1
+                if n == count:
+                    break
         return count / (time.perf_counter() - start)
 
 
@@ -86,32 +114,60 @@ async def _aio_multicast(address: str, count: int, size: int) -> float:
         return count / (time.perf_counter() - start)
 
 
-def run(address: str, count: int, size: int) -> list[tuple[str, float, float]]:
-    """[(row, rate, ratio to its sync path)]."""
-    batch = sync_get_batch(address, count, size)
-    afor = asyncio.run(_aio_receive(address, count, size, "for"))
-    arecv = asyncio.run(_aio_receive(address, count, size, "receive"))
-    smc = sync_multicast(address, count, size)
-    amc = asyncio.run(_aio_multicast(address, count, size))
-    return [
-        ("sync get_batch(1000)", batch, 1.0),
-        ("async for", afor, afor / batch),
-        ("await receive()", arecv, arecv / batch),
-        ("sync multicast()", smc, 1.0),
-        ("await multicast()", amc, amc / smc),
-    ]
+def _once(address: str, count: int, size: int, loop_factory) -> dict[str, float]:
+    def aio(coro) -> float:
+        loop = (loop_factory or asyncio.new_event_loop)()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.close()
+
+    return {
+        "sync get_batch(1000)": sync_get_batch(address, count, size),
+        "async for": aio(_aio_receive(address, count, size, "for")),
+        "await receive()": aio(_aio_receive(address, count, size, "receive")),
+        "get_batch(1000), not iterated": sync_get_batch(address, count, size, iterate=False),
+        "sync multicast()": sync_multicast(address, count, size),
+        "await multicast()": aio(_aio_multicast(address, count, size)),
+    }
+
+
+def run(
+    address: str, count: int, size: int, repeats: int = 1, loop_factory=None
+) -> list[tuple[str, float, float]]:
+    """[(row, median rate, median ratio to its sync row)], every row measured
+    in each of `repeats` rounds on the daemon at `address`."""
+    rounds = [_once(address, count, size, loop_factory) for _ in range(repeats)]
+    out = []
+    for name, base in ROWS:
+        rate = statistics.median(r[name] for r in rounds)
+        ratio = 1.0 if base is None else statistics.median(r[name] / r[base] for r in rounds)
+        out.append((name, rate, ratio))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m spread.bench.aio", description=__doc__)
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args(argv)
+    if args.count < 1 or args.size < 0 or args.repeats < 1:
+        parser.error("--count and --repeats must be >= 1, --size >= 0")
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
     with EmbeddedDaemon(max_session_messages=10**7, max_session_bytes=1 << 31) as d:
-        rows = run(d.unix_address, args.count, args.size)
-    print(f"spread.aio, {args.count} messages of {args.size} B ({spread._backend.name} backend)")
+        rows = run(d.unix_address, args.count, args.size, args.repeats, factory)
+    print(
+        f"spread.aio, {args.count} messages of {args.size} B, {args.loop} loop, "
+        f"median of {args.repeats} ({spread._backend.name} backend)"
+    )
     for name, rate, ratio in rows:
-        print(f"  {name:<22} {rate:>12,.0f} msg/s   {ratio:5.2f}x")
+        print(f"  {name:<30} {rate:>12,.0f} msg/s   {ratio:5.2f}x")
 
 
 if __name__ == "__main__":
