@@ -44,6 +44,9 @@ class Inbox:
         self._closed = False
         self._failures = 0  # Failure entries in _buf
         self._in = 0  # entries ever put in _buf, less those dropped at close
+        # plain: a take has nothing more to do (the reader is registered and
+        # no Failure waits here); kept by the reader and by _put/_took.
+        self._plain = False
 
     @property
     def pending(self) -> int:
@@ -57,14 +60,19 @@ class Inbox:
 
     # -- taking ------------------------------------------------------------------
     # The hot paths (receive, __anext__) pop themselves and call _took only
-    # when there is more to do: the reader to resume, a Failure to raise.
+    # when there is more to do (not _plain): the reader to resume, a Failure
+    # to raise.
     def _took(self, msg: Any) -> Any:
         if not self._reader.reading:
             self._reader.resume()
         if msg.__class__ is Failure:
             self._failures -= 1
+            self._update_plain()
             raise msg.exc
         return msg
+
+    def _update_plain(self) -> None:
+        self._plain = self._reader.reading and not self._failures
 
     def _pop(self) -> Any:
         return self._took(self._buf.popleft())
@@ -108,7 +116,7 @@ class Inbox:
         buf = self._buf
         if buf:
             msg = buf.popleft()
-            if self._reader.reading and not self._failures:
+            if self._plain:
                 return msg
             return self._took(msg)
         deadline = None if timeout is None else self._reader.loop.time() + timeout
@@ -164,7 +172,7 @@ class Inbox:
         buf = self._buf
         if buf:  # (receive()'s hot path, written out: this is once per message)
             msg = buf.popleft()
-            if self._reader.reading and not self._failures:
+            if self._plain:
                 return msg
             return self._took(msg)
         try:
@@ -179,6 +187,7 @@ class Inbox:
     def _put(self, msg: Any) -> None:
         if msg.__class__ is Failure:
             self._failures += 1
+            self._plain = False
         self._buf.append(msg)
         self._in += 1
 

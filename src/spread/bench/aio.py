@@ -16,6 +16,9 @@ Rows (messages per second, and the ratio to the sync path of the same kind):
 Each repeat runs every row once, sync and async alternately, so that a
 load change on a shared machine falls on both; the figures are the medians
 over the repeats and each ratio is the median of the per-repeat ratios.
+Beside the wall-clock rate, each row has the rate per second of the
+measuring thread's CPU time (time.thread_time()), which other processes on
+a shared machine disturb much less.
 """
 
 from __future__ import annotations
@@ -30,6 +33,18 @@ import spread.aio as sa
 from spread.testing import EmbeddedDaemon
 
 SVC = spread.RELIABLE_MESS
+
+
+class Clock:
+    """Wall and CPU time (of this thread) from start() to rates(count)."""
+
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+
+    def rates(self, count: int) -> tuple[float, float]:
+        wall, cpu = time.perf_counter() - self.wall, time.thread_time() - self.cpu
+        return count / wall, count / max(cpu, 1e-9)
+
 
 # (row, the sync row it is compared with)
 ROWS = [
@@ -51,13 +66,16 @@ def _queue(address: str, group: str, rx, count: int, size: int) -> None:
         time.sleep(0.001)
 
 
-def sync_get_batch(address: str, count: int, size: int, iterate: bool = True) -> float:
+def sync_get_batch(
+    address: str, count: int, size: int, iterate: bool = True
+) -> tuple[float, float]:
     with spread.connect(address, membership=0) as m:
         m.join("bg")
         rx = m.start_receiver()
         _queue(address, "bg", rx, count, size)  # (membership=0: no join notice)
         get_batch = rx.get_batch
-        start = time.perf_counter()
+        clock = Clock()
+        clock.start()
         n = 0
         if iterate:
             while n < count:
@@ -68,16 +86,17 @@ def sync_get_batch(address: str, count: int, size: int, iterate: bool = True) ->
         else:
             while n < count:
                 n += len(get_batch(1000))
-        return count / (time.perf_counter() - start)
+        return clock.rates(count)
 
 
-async def _aio_receive(address: str, count: int, size: int, how: str) -> float:
+async def _aio_receive(address: str, count: int, size: int, how: str) -> tuple[float, float]:
     async with sa.connect(address, membership=0) as conn:
         await conn.join("ag")
         await asyncio.get_running_loop().run_in_executor(
             None, _queue, address, "ag", conn._rx, count, size
         )
-        start = time.perf_counter()
+        clock = Clock()
+        clock.start()
         n = 0
         if how == "for":
             async for _ in conn:
@@ -91,31 +110,33 @@ async def _aio_receive(address: str, count: int, size: int, how: str) -> float:
                 n += 1
                 if n == count:
                     break
-        return count / (time.perf_counter() - start)
+        return clock.rates(count)
 
 
-def sync_multicast(address: str, count: int, size: int) -> float:
+def sync_multicast(address: str, count: int, size: int) -> tuple[float, float]:
     with spread.connect(address, membership=0) as m:
         mc = m.multicast
         data = b"m" * size
-        start = time.perf_counter()
+        clock = Clock()
+        clock.start()
         for _ in range(count):
             mc(SVC, "nobody", data)
-        return count / (time.perf_counter() - start)
+        return clock.rates(count)
 
 
-async def _aio_multicast(address: str, count: int, size: int) -> float:
+async def _aio_multicast(address: str, count: int, size: int) -> tuple[float, float]:
     async with sa.connect(address, membership=0) as conn:
         mc = conn.multicast
         data = b"m" * size
-        start = time.perf_counter()
+        clock = Clock()
+        clock.start()
         for _ in range(count):
             await mc(SVC, "nobody", data)
-        return count / (time.perf_counter() - start)
+        return clock.rates(count)
 
 
-def _once(address: str, count: int, size: int, loop_factory) -> dict[str, float]:
-    def aio(coro) -> float:
+def _once(address: str, count: int, size: int, loop_factory) -> dict[str, tuple[float, float]]:
+    def aio(coro) -> tuple[float, float]:
         loop = (loop_factory or asyncio.new_event_loop)()
         try:
             return loop.run_until_complete(coro)
@@ -134,15 +155,21 @@ def _once(address: str, count: int, size: int, loop_factory) -> dict[str, float]
 
 def run(
     address: str, count: int, size: int, repeats: int = 1, loop_factory=None
-) -> list[tuple[str, float, float]]:
-    """[(row, median rate, median ratio to its sync row)], every row measured
-    in each of `repeats` rounds on the daemon at `address`."""
+) -> list[tuple[str, float, float, float, float]]:
+    """[(row, rate, ratio, cpu rate, cpu ratio)]: medians over `repeats`
+    rounds on the daemon at `address` of messages per second of wall time
+    and of the measuring thread's CPU time, and of the ratios of each to
+    its sync row in the same round."""
     rounds = [_once(address, count, size, loop_factory) for _ in range(repeats)]
     out = []
     for name, base in ROWS:
-        rate = statistics.median(r[name] for r in rounds)
-        ratio = 1.0 if base is None else statistics.median(r[name] / r[base] for r in rounds)
-        out.append((name, rate, ratio))
+        row: list = [name]
+        for k in (0, 1):  # wall, cpu
+            row.append(statistics.median(r[name][k] for r in rounds))
+            row.append(
+                1.0 if base is None else statistics.median(r[name][k] / r[base][k] for r in rounds)
+            )
+        out.append(tuple(row))
     return out
 
 
@@ -166,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         f"spread.aio, {args.count} messages of {args.size} B, {args.loop} loop, "
         f"median of {args.repeats} ({spread._backend.name} backend)"
     )
-    for name, rate, ratio in rows:
-        print(f"  {name:<30} {rate:>12,.0f} msg/s   {ratio:5.2f}x")
+    print(f"  {'':<30} {'msg/s':>12}  {'ratio':>5}   {'per CPU s':>12}  {'ratio':>5}")
+    for name, rate, ratio, cpu_rate, cpu_ratio in rows:
+        print(f"  {name:<30} {rate:>12,.0f}  {ratio:5.2f}   {cpu_rate:>12,.0f}  {cpu_ratio:5.2f}")
 
 
 if __name__ == "__main__":
