@@ -1,9 +1,10 @@
 """spread.aio beside the sync paths, in one run on the embedded daemon:
-``python -m spread.bench.aio [--count N] [--size BYTES] [--repeats R]``.
+``python -m spread.bench.aio [--count N] [--size BYTES] [--repeats R] [--loop L]``.
 
 Rows (messages per second, and the ratio to the sync path of the same kind):
 
-- ``async for`` and ``await conn.receive()`` against the sync receiver's
+- ``async for``, ``await conn.receive()`` and ``await
+  conn.receive_batch(1000)`` against the sync receiver's
   ``get_batch(1000)``, each consumer with the same loop body per message
   (count it, stop at the last): the messages are queued in the
   ThreadedReceiver first (its drain thread has them all), so that the
@@ -51,6 +52,7 @@ ROWS = [
     ("sync get_batch(1000)", None),
     ("async for", "sync get_batch(1000)"),
     ("await receive()", "sync get_batch(1000)"),
+    ("await receive_batch(1000)", "sync get_batch(1000)"),
     ("get_batch(1000), not iterated", "sync get_batch(1000)"),
     ("sync multicast()", None),
     ("await multicast()", "sync multicast()"),
@@ -103,6 +105,13 @@ async def _aio_receive(address: str, count: int, size: int, how: str) -> tuple[f
                 n += 1
                 if n == count:
                     break
+        elif how == "batch":
+            receive_batch = conn.receive_batch
+            while n < count:
+                for _ in await receive_batch(1000):
+                    n += 1
+                    if n == count:
+                        break
         else:
             receive = conn.receive
             while True:
@@ -147,6 +156,7 @@ def _once(address: str, count: int, size: int, loop_factory) -> dict[str, tuple[
         "sync get_batch(1000)": sync_get_batch(address, count, size),
         "async for": aio(_aio_receive(address, count, size, "for")),
         "await receive()": aio(_aio_receive(address, count, size, "receive")),
+        "await receive_batch(1000)": aio(_aio_receive(address, count, size, "batch")),
         "get_batch(1000), not iterated": sync_get_batch(address, count, size, iterate=False),
         "sync multicast()": sync_multicast(address, count, size),
         "await multicast()": aio(_aio_multicast(address, count, size)),
