@@ -20,13 +20,12 @@ import sys
 import pytest
 
 from spread.testing import EmbeddedDaemon
+from test_differential import BODY_LIMIT, outcome
 from test_differential import Env as TableEnv
-from test_differential import outcome
 
 BACKENDS = ("cython", "cffi")
 AGREED, FIFO, REG_MEMB_MESS, SELF_DISCARD = 0x10, 0x04, 0x1000, 0x40
 WOULD_BLOCK, PARTIAL = -1001, -1002
-BODY_LIMIT = 143952 - 32  # the largest payload to one group
 BIG = bytes(range(256)) * 256  # 64 KB: a few fill the socket
 
 pytestmark = [pytest.mark.filterwarnings("error"), pytest.mark.timeout(120)]
