@@ -9,7 +9,6 @@ from .. import _args
 from .._mailbox import Mailbox
 from .._receiver import ThreadedReceiver
 from .errors import Closed
-from .errors import WouldBlock as _WouldBlock
 from .inbox import Inbox
 from .reader import Reader
 from .subscription import DEFAULT_MAXSIZE, Subscription
@@ -106,20 +105,18 @@ class Connection(Inbox):
 
     async def multicast(self, service_type: Any, group: Any, data: Any, msg_type: Any = 0) -> int:
         """Sends data to a group; returns its length once the message is
-        committed (written, or queued to be). Waits only while the writer
-        queue is full; a cancelled call has sent nothing."""
+        committed: written to the socket (or its unsent rest held by the
+        library), or queued behind what the *_nowait forms queued. While
+        the socket is full it waits for room, with nothing queued: a
+        cancelled call has sent nothing."""
         w = self._writer
-        if w.direct:
+        if w.direct:  # the hot path: one non-blocking write, no future, no task
             r = w.nowait_multicast(service_type, group, data, msg_type)
             if r >= 0:
                 return r
             if r == _PARTIAL:
                 return w.after_multicast(r, service_type, group, data, msg_type)
-        while True:
-            try:
-                return w.multicast(service_type, group, data, msg_type)
-            except _WouldBlock:
-                await w.wait_space()
+        return await w.send("m", (service_type, group, data, msg_type))
 
     def multigroup_multicast_nowait(
         self, service_type: Any, groups: Any, data: Any, msg_type: Any = 0
@@ -132,11 +129,13 @@ class Connection(Inbox):
     ) -> int:
         """Sends one message to several groups, as multicast() does."""
         w = self._writer
-        while True:
-            try:
-                return w.multigroup_multicast(service_type, groups, data, msg_type)
-            except _WouldBlock:
-                await w.wait_space()
+        if w.direct:
+            r = w._mbox._multigroup_multicast_nowait(service_type, groups, data, msg_type)
+            if r >= 0:
+                return r
+            if r == _PARTIAL:
+                return w.after_multigroup(r, service_type, groups, data, msg_type)
+        return await w.send("g", (service_type, groups, data, msg_type))
 
     def join_nowait(self, group: Any) -> None:
         self._writer.request(group, True)

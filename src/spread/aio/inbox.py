@@ -43,36 +43,54 @@ class Inbox:
         self._reader = reader
         self._closed = False
         self._failures = 0  # Failure entries in _buf
-        self.delivered = 0  # messages taken by the application
+        self._in = 0  # entries ever put in _buf, less those dropped at close
+        # plain: a take has nothing more to do (the reader is registered and
+        # no Failure waits here); kept by the reader and by _put/_took.
+        self._plain = False
 
     @property
     def pending(self) -> int:
         """Messages buffered here, not yet taken."""
         return len(self._buf)
 
+    @property
+    def delivered(self) -> int:
+        """Messages taken by the application."""
+        return self._in - len(self._buf)
+
     # -- taking ------------------------------------------------------------------
-    def _pop(self) -> Any:
-        msg = self._buf.popleft()
-        self.delivered += 1
+    # The hot paths (receive, __anext__) pop themselves and call _took only
+    # when there is more to do (not _plain): the reader to resume, a Failure
+    # to raise.
+    def _took(self, msg: Any) -> Any:
         if not self._reader.reading:
             self._reader.resume()
         if msg.__class__ is Failure:
             self._failures -= 1
+            self._update_plain()
             raise msg.exc
         return msg
+
+    def _update_plain(self) -> None:
+        self._plain = self._reader.reading and not self._failures
+
+    def _pop(self) -> Any:
+        return self._took(self._buf.popleft())
 
     def _pop_many(self, n: int) -> list[Any]:
         buf = self._buf
         if buf[0].__class__ is Failure:
             return [self._pop()]  # raises
-        if n >= len(buf) and not self._failures:
+        if not self._failures:  # (in bulk, in C: a batch costs what the sync one does)
             out = list(buf)
             buf.clear()
+            if n < len(out):
+                buf.extend(out[n:])
+                del out[n:]
         else:
             out = []
             while buf and len(out) < n and buf[0].__class__ is not Failure:
                 out.append(buf.popleft())
-        self.delivered += len(out)
         if not self._reader.reading:
             self._reader.resume()
         return out
@@ -102,8 +120,12 @@ class Inbox:
     async def receive(self, timeout: float | None = None) -> Any:
         """The next message (RegularMsg or MembershipMsg); TimeoutError after
         timeout seconds (None: no limit). Cancelling it never loses one."""
-        if self._buf:
-            return self._pop()
+        buf = self._buf
+        if buf:
+            msg = buf.popleft()
+            if self._plain:
+                return msg
+            return self._took(msg)
         deadline = None if timeout is None else self._reader.loop.time() + timeout
         while True:
             if self._buf:
@@ -154,8 +176,12 @@ class Inbox:
         return self
 
     async def __anext__(self) -> Any:
-        if self._buf:
-            return self._pop()
+        buf = self._buf
+        if buf:  # (receive()'s hot path, written out: this is once per message)
+            msg = buf.popleft()
+            if self._plain:
+                return msg
+            return self._took(msg)
         try:
             return await self.receive()
         except Closed:
@@ -168,7 +194,14 @@ class Inbox:
     def _put(self, msg: Any) -> None:
         if msg.__class__ is Failure:
             self._failures += 1
+            self._plain = False
         self._buf.append(msg)
+        self._in += 1
+
+    def _put_batch(self, batch: list) -> None:
+        """A batch of messages (no Failure among them)."""
+        self._buf.extend(batch)
+        self._in += len(batch)
 
     def _wake(self) -> None:
         """Wakes as many waiters as messages wait (one each: a batch needs one)."""
@@ -177,6 +210,7 @@ class Inbox:
 
     def _close(self) -> None:
         self._closed = True
+        self._in -= len(self._buf)  # (dropped, not delivered)
         self._buf.clear()  # every later receive raises Closed
         self._failures = 0
         self._waiters.wake_all()

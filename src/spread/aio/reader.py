@@ -6,8 +6,9 @@ in C, or the receiver has ended: native/binding/receiver.md).
   for prefetched messages. Never while every inbox is full, where a
   level-triggered descriptor would make the loop spin.
 - Each callback is bounded, in messages and in time (MAX_MESSAGES,
-  BUDGET_S), so that other tasks run while a flood arrives; the descriptor
-  stays readable and the loop calls again.
+  BUDGET_S, checked between get_batch calls of an adapted size), so that
+  other tasks run while a flood arrives; the descriptor stays readable and
+  the loop calls again.
 - It moves messages into the inboxes (the connection's own stream, or a
   subscription's by group) and wakes their waiters; the waiters take them.
 - The end of the stream (a connection failure) is raised only once every
@@ -25,7 +26,10 @@ from .._messages import MembershipMsg
 from .errors import Closed
 from .inbox import Failure, Inbox
 
-BATCH = 64  # messages per get_batch call (the time budget is checked between calls)
+# Messages per get_batch call, between checks of the time budget: adapted
+# to what a batch costs (one call's overhead weighs on small ones; a large
+# one must stay well inside the budget: a cffi message costs ~10x a Cython one).
+BATCH_FIRST, BATCH_MIN, BATCH_MAX = 64, 16, 512
 MAX_MESSAGES = 1024  # per callback
 BUDGET_S = 0.0005  # per callback (pyzmq #941: bounded-greedy costs little above 0.2 ms)
 
@@ -44,6 +48,7 @@ class Reader:
         self._main: Inbox | None = None
         self._subs: dict[Any, list[Inbox]] = {}
         self._waiting = 0  # tasks waiting in any inbox
+        self._batch = BATCH_FIRST
         self._took_this_turn = False  # take_now() ran since the loop last turned
 
     def attach(self, main: Inbox) -> None:
@@ -75,12 +80,17 @@ class Reader:
         """Registers the reader if there is room again (called after takes)."""
         if not self.reading and self._wanted():
             self.loop.add_reader(self._fd, self._on_readable)
-            self.reading = True
+            self._set_reading(True)
 
     def _pause(self) -> None:
         if self.reading:
             self.loop.remove_reader(self._fd)
-            self.reading = False
+            self._set_reading(False)
+
+    def _set_reading(self, reading: bool) -> None:
+        self.reading = reading
+        for inbox in self._inboxes():
+            inbox._update_plain()
 
     def demand(self, waiting: bool) -> None:
         self._waiting += 1 if waiting else -1
@@ -125,10 +135,12 @@ class Reader:
             return 0
         subs = self._subs
         taken = 0
-        deadline = time.perf_counter() + BUDGET_S
+        now = time.perf_counter()
+        deadline = now + BUDGET_S
         while self._wanted():
+            n = self._batch
             try:
-                batch = get_batch(BATCH, 0)
+                batch = get_batch(n, 0)
             except Empty:
                 break
             except IllegalMessage as e:  # that one message failed alone
@@ -144,12 +156,19 @@ class Reader:
                     for m in batch:
                         main._put(m)
                 else:
-                    main._buf.extend(batch)
+                    main._put_batch(batch)
             else:
                 for m in batch:
                     self._route(m)
             taken += len(batch)
-            if taken >= MAX_MESSAGES or time.perf_counter() >= deadline:
+            t = time.perf_counter()
+            if len(batch) == n:  # a full batch: what it cost sizes the next
+                if t - now < BUDGET_S / 8 and n < BATCH_MAX:
+                    self._batch = n * 2
+                elif t - now > BUDGET_S / 4 and n > BATCH_MIN:
+                    self._batch = n // 2
+            now = t
+            if taken >= MAX_MESSAGES or t >= deadline:
                 break
         if self.end is not None or not self._wanted():
             self._pause()
@@ -191,6 +210,7 @@ class Reader:
     # -- subscriptions ---------------------------------------------------------------
     def add(self, key: Any, inbox: Inbox) -> None:
         self._subs.setdefault(key, []).append(inbox)
+        inbox._update_plain()
 
     def remove(self, key: Any, inbox: Inbox) -> None:
         inboxes = self._subs.get(key)

@@ -117,14 +117,20 @@ class Writer:
         self._start()
         return size
 
-    def multicast(self, service_type: object, group: object, data: object, msg_type: object) -> int:
+    def _send_or_queue(self, attempt: Any, after: Any, args: tuple) -> int:
+        """One direct attempt if nothing is queued or held, else (or if it
+        did not send all) after(r, *args): queued, or held by the library."""
         self._check()
         r = SPX_WOULD_BLOCK
         if self.direct:
-            r = self.nowait_multicast(service_type, group, data, msg_type)
+            r = attempt(*args)
             if r >= 0:
                 return r
-        return self.after_multicast(r, service_type, group, data, msg_type)
+        return after(r, *args)
+
+    def multicast(self, service_type: object, group: object, data: object, msg_type: object) -> int:
+        args = (service_type, group, data, msg_type)
+        return self._send_or_queue(self.nowait_multicast, self.after_multicast, args)
 
     def after_multicast(
         self, r: int, service_type: object, group: object, data: object, msg_type: object
@@ -144,12 +150,17 @@ class Writer:
     def multigroup_multicast(
         self, service_type: object, groups: object, data: object, msg_type: object
     ) -> int:
+        args = (service_type, groups, data, msg_type)
+        attempt = self._mbox._multigroup_multicast_nowait
+        return self._send_or_queue(attempt, self.after_multigroup, args)
+
+    def after_multigroup(
+        self, r: int, service_type: object, groups: object, data: object, msg_type: object
+    ) -> int:
+        """after_multicast() for multigroup_multicast()."""
+        if r == SPX_PARTIAL:
+            return self.after_attempt(r, len(payload(data)), None)
         self._check()
-        r = SPX_WOULD_BLOCK
-        if self.direct:
-            r = self._mbox._multigroup_multicast_nowait(service_type, groups, data, msg_type)
-            if r >= 0:
-                return r
         svc = self._mbox._check_service(service_type)
         names = _args.group_list(groups)
         mt = _args.msg_type(msg_type)
@@ -179,6 +190,38 @@ class Writer:
         """Waits until the queue has room (or the writer is closed or failed)."""
         self._check()
         await self._space.wait(self._loop, None)
+
+    async def send(self, kind: str, args: tuple) -> int:
+        """An awaited send ("m": multicast, "g": multigroup_multicast) after
+        its direct attempt found the socket full (SPX_WOULD_BLOCK), or when
+        no direct attempt could be made. It waits for the socket to have
+        room and writes the message itself: nothing is queued, so a
+        cancelled wait has sent nothing. Only behind messages already
+        queued (by the *_nowait forms), or through the writer thread, does
+        it join the queue (waiting for space there)."""
+        attempt: Any
+        after: Any
+        queue: Any
+        if kind == "m":
+            attempt, after, queue = self.nowait_multicast, self.after_multicast, self.multicast
+        else:
+            attempt = self._mbox._multigroup_multicast_nowait
+            after, queue = self.after_multigroup, self.multigroup_multicast
+        while True:
+            if self.direct:
+                self._start()  # the socket is full: wake the waiters once it has room
+            elif self._q or self._threaded:
+                try:
+                    return queue(*args)
+                except WouldBlock:
+                    pass
+            await self.wait_space()
+            if self.direct:
+                r = attempt(*args)
+                if r >= 0:
+                    return r
+                if r == SPX_PARTIAL:
+                    return after(r, *args)  # committed: the library holds the rest
 
     # -- sending the queue -----------------------------------------------------
     def _start(self) -> None:
