@@ -4,7 +4,7 @@ actions for the front end to perform, and the exceptions it raises."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import MessageTooLong, SpreadError
 
@@ -17,11 +17,10 @@ MESSAGE_TOO_LONG = -17
 # ---- actions ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Multicast:
-    """Send this: ``mbox.multicast(a.service_type, a.group, a.data, a.msg_type)``.
-    ``group`` is the data group or a member's private group (reports, HELLO
-    replies)."""
+class Multicast(NamedTuple):
+    """Send this: ``mbox.multicast(a.service_type, a.group, a.data, a.msg_type)``
+    (or ``mbox.multicast(*a)``). ``group`` is the data group or a member's
+    private group (reports, HELLO replies). A tuple: one is made per frame."""
 
     service_type: int
     group: str

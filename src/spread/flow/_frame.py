@@ -59,7 +59,7 @@ F_LAST = 0x0002  # CHUNK: the message's last piece
 F_REPLY = 0x0004  # HELLO: an answer to a joiner's HELLO (never answered)
 KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY
 
-_HEADER = struct.Struct("<2sBBHhQQQ")
+_HEADER = HEADER_STRUCT = struct.Struct("<2sBBHhQQQ")
 HEADER_SIZE = _HEADER.size  # 32
 _CHUNK = struct.Struct("<QQ")
 CHUNK_PREFIX = _CHUNK.size  # 16
@@ -125,11 +125,23 @@ def decode_header(data: bytes | bytearray | memoryview) -> Header:
 # ---- uvarints (batch tables) ----------------------------------------------
 
 
-def _uvarint(n: int, out: bytearray) -> None:
+def put_uvarint(n: int, out: bytearray) -> None:
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
+
+
+_uvarint = put_uvarint
+
+
+def table_entry(length: int, msg_type: int, out: bytearray) -> None:
+    """One batch table entry: uvarint length, i16 msg_type."""
+    if length < 0x80:
+        out.append(length)
+    else:
+        put_uvarint(length, out)
+    out += _ITEM_TYPE.pack(msg_type)
 
 
 def _read_uvarint(data: memoryview, pos: int) -> tuple[int, int]:

@@ -27,7 +27,8 @@ from ._sender import SenderChannel
 # The flow thread wakes at least this often (a report delayed by the
 # consumer's own call, a close) even when the core has no deadline.
 _IDLE_WAKE = 0.05
-_BATCH = 256  # raw messages the flow thread takes per wake-up
+_BATCH = 256  # raw messages taken from the receiver per call
+_MAX_BATCHES = 8  # per _take_input: the lock is not held for long
 
 _CORE_OPTIONS = (
     "max_message_bytes",
@@ -507,6 +508,8 @@ class Session:
     def _wait(self, deadline: float) -> None:
         """Wait (lock held, released while waiting) until something may have
         changed: new input, a core deadline, or the caller's deadline."""
+        if self._take_input():
+            return  # something changed: the caller looks again
         now = time.monotonic()
         until = min(deadline, self.core.next_deadline())
         if self._rx is None and not self._reading:
@@ -544,34 +547,57 @@ class Session:
             self._error = err
             self._cond.notify_all()
 
+    def _take_input(self) -> int:
+        """Feeds the core what the drain thread has queued (lock held):
+        every take from the receiver happens under the lock, so whichever
+        thread holds it (the flow thread, a blocked sender, a receiver
+        finding nothing ready) does the work, in order, with no hand-off
+        to another thread. Returns how many messages were fed."""
+        rx = self._rx
+        if rx is None or self._error is not None or self._closed:
+            return 0
+        fed = 0
+        try:
+            for _ in range(_MAX_BATCHES):
+                batch = rx.get_batch(_BATCH, 0)
+                self._feed(batch)
+                fed += len(batch)
+                if len(batch) < _BATCH:
+                    break
+        except Empty:
+            pass
+        except ReceiverClosed:
+            if self._error is None and not self._closed:
+                self._error = SessionClosed(-11, "the session's receiver was closed")
+            self._cond.notify_all()
+        except SpreadError as e:  # the connection failed, BacklogOverflow
+            if self._error is None:
+                self._error = e
+            self._cond.notify_all()
+        return fed
+
     def _run(self) -> None:
-        """The flow thread (drain=True)."""
+        """The flow thread (drain=True): waits for the receiver's ready
+        descriptor (readable while messages are queued) outside the lock,
+        then takes and feeds under it."""
+        import select
+
         rx = self._rx
         assert rx is not None
+        fd = rx.fileno()
         while True:
             with self.lock:
-                if self._closed:
+                if self._closed or self._error is not None:
                     return
                 timeout = min(self.core.next_deadline() - time.monotonic(), _IDLE_WAKE)
             try:
-                batch = rx.get_batch(_BATCH, max(0.0, timeout))
-            except Empty:
-                batch = []
-            except ReceiverClosed:
-                with self.lock:
-                    if self._error is None and not self._closed:
-                        self._error = SessionClosed(-11, "the session's receiver was closed")
-                    self._cond.notify_all()
-                return
-            except SpreadError as e:  # the connection failed, BacklogOverflow
-                with self.lock:
-                    if self._error is None:
-                        self._error = e
-                    self._cond.notify_all()
-                return
+                select.select([fd], [], [], max(0.0, timeout))
+            except (OSError, ValueError):  # the receiver was closed under us
+                pass
             with self.lock:
                 try:
-                    self._feed(batch)
+                    if not self._take_input():
+                        self._tick()
                 except SpreadError:
                     return  # recorded by _perform
 
