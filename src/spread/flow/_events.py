@@ -36,32 +36,45 @@ class FlowMsg:
     attributes (``sender``, ``groups``, ``message``, ``msg_type``,
     ``service_type``, ``endian``) plus ``group``, ``stream``, ``seq`` (the
     wire frame's number in the stream) and ``index`` (its place in a batch).
-    Hand it back to ``FlowCore.consumed()`` once the application took it."""
+    Hand it back to ``FlowCore.consumed()`` once the application took it.
 
-    __slots__ = (
-        "sender",
-        "groups",
-        "message",
-        "msg_type",
-        "service_type",
-        "endian",
-        "group",
-        "stream",
-        "seq",
-        "index",
-        "_record",
-    )
-    sender: str
-    groups: tuple[str, ...]
+    Only what differs between the messages of one frame is stored here; the
+    rest is read from the frame's record (one per frame, shared)."""
+
+    __slots__ = ("message", "msg_type", "index", "_record", "_open")
     message: bytes
     msg_type: int
-    service_type: int
-    endian: int
-    group: str
-    stream: int
-    seq: int
     index: int
-    _record: Any
+    _record: Any  # the frame's _Record (sender, group, stream, seq, ...)
+    _open: bool  # not yet consumed
+
+    @property
+    def sender(self) -> str:
+        return self._record.stream.sender
+
+    @property
+    def group(self) -> str:
+        return self._record.stream.group
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return (self._record.stream.group,)
+
+    @property
+    def stream(self) -> int:
+        return self._record.stream.stream
+
+    @property
+    def seq(self) -> int:
+        return self._record.seq
+
+    @property
+    def service_type(self) -> int:
+        return self._record.service_type
+
+    @property
+    def endian(self) -> int:
+        return self._record.endian
 
     def __repr__(self) -> str:
         return (

@@ -32,32 +32,47 @@ DATA, BATCH, CHUNK = fr.DATA, fr.BATCH, fr.CHUNK
 _pack = fr.HEADER_STRUCT.pack
 
 
+_ENTRIES: dict[tuple[int, int], bytes] = {}  # (length, msg_type) -> table entry
+
+
+def _entry(length: int, msg_type: int) -> bytes:
+    e = _ENTRIES.get((length, msg_type))
+    if e is None:
+        out = bytearray()
+        fr.table_entry(length, msg_type, out)
+        e = bytes(out)
+        if len(_ENTRIES) < 65536:
+            _ENTRIES[(length, msg_type)] = e
+    return e
+
+
 class _Batch:
     """The accumulator's unit: messages that leave as one frame, a BATCH
-    (or DATA when there is one). Its table and payloads grow as messages
-    join, so its framed size is always known."""
+    (or DATA when there is one). Its table entries and payloads are listed
+    as messages join, so its framed size is always known and its body is
+    one join."""
 
-    __slots__ = ("count", "first", "first_type", "table", "payloads", "size", "payload")
+    __slots__ = ("count", "first", "first_type", "entries", "payloads", "size", "payload")
 
     def __init__(self, data: bytes, msg_type: int) -> None:
         self.count = 1
         self.first = data
         self.first_type = msg_type
-        self.table: bytearray | None = None
-        self.payloads: list[bytes] = [data]
+        self.entries = [_entry(len(data), msg_type)]
+        self.payloads = [data]
         n = len(data)
         # Framed size as a BATCH: header, count, table entries, payloads.
-        self.size = HEADER_SIZE + 1 + fr.uvarint_size(n) + 2 + n
+        self.size = HEADER_SIZE + 1 + len(self.entries[0]) + n
         self.payload = n
 
     def add(self, data: bytes, msg_type: int, cost: int) -> None:
-        if self.table is None:
-            self.table = bytearray()
-            fr.table_entry(len(self.first), self.first_type, self.table)
-        fr.table_entry(len(data), msg_type, self.table)
-        self.size += cost + fr.uvarint_size(self.count + 1) - fr.uvarint_size(self.count)
-        self.count += 1
+        self.entries.append(_entry(len(data), msg_type))
         self.payloads.append(data)
+        count = self.count
+        self.size += cost + (
+            0 if count + 1 < 0x80 else fr.uvarint_size(count + 1) - fr.uvarint_size(count)
+        )
+        self.count = count + 1
         self.payload += len(data)
 
     def framed_size(self) -> int:
@@ -66,8 +81,7 @@ class _Batch:
     def body(self) -> bytes:
         head = bytearray()
         fr.put_uvarint(self.count, head)
-        assert self.table is not None
-        return b"".join((head, self.table, *self.payloads))
+        return b"".join((head, b"".join(self.entries), b"".join(self.payloads)))
 
 
 def _check_msg_type(msg_type: object) -> None:
@@ -237,6 +251,7 @@ class SenderChannel:
         self._min_seq = 0  # the slowest counted member's position (not ours) ...
         self._min_bytes = 0  # ... for the report-request rule
         self._has_members = False
+        self._stuck = False  # the last pump stopped for want of credit
         self.stats = {
             "offered": 0,
             "frames": 0,
@@ -322,13 +337,33 @@ class SenderChannel:
             self.pump(now)
             if self._items and self._queued_bytes + size > self.max_pending_bytes:
                 return False
-        if not self._items:
-            self._linger_since = now
-        self._add(data, msg_type)
+        b = self._open
+        if b is not None:
+            # Into the open batch (the common case while credit is short).
+            cost = (1 if size < 0x80 else fr.uvarint_size(size)) + 2 + size
+            if (
+                b.count < self.max_batch_items
+                and b.count < 0x7F
+                and b.size + cost <= self._batch_bytes
+            ):
+                b.entries.append(_ENTRIES.get((size, msg_type)) or _entry(size, msg_type))
+                b.payloads.append(data)
+                b.size += cost
+                b.count += 1
+                b.payload += size
+            else:
+                self._add(data, msg_type)
+        else:
+            if not self._items:
+                self._linger_since = now
+            self._add(data, msg_type)
         self._queued_bytes += size
         self._items += 1
         self.stats["offered"] += 1
-        self.pump(now)
+        # Blocked at the last pump and nothing changed since (_dirty): a
+        # message added behind the next frame cannot unblock it.
+        if not self._stuck or self._dirty or self._ready:
+            self.pump(now)
         return True
 
     def _add(self, data: bytes, msg_type: int) -> None:
@@ -391,7 +426,7 @@ class SenderChannel:
             return HEADER_SIZE + fr.CHUNK_PREFIX + min(rest, self._chunk_room)
         if self._ready:
             unit = self._ready[0]
-            if type(unit) is tuple:
+            if not isinstance(unit, _Batch):
                 return HEADER_SIZE + fr.CHUNK_PREFIX + min(len(unit[0]), self._chunk_room)
             return unit.framed_size()
         b = self._open
@@ -425,6 +460,7 @@ class SenderChannel:
 
     def pump(self, now: float, force: bool = False) -> None:
         """Put frames on the wire while credit allows."""
+        self._stuck = False
         while self.member and not self.in_transition:
             size = self._next_frame_size(now, force)
             if not size:
@@ -438,8 +474,10 @@ class SenderChannel:
                     for m in blockers:
                         if m.blocking_since is None:
                             m.blocking_since = now
+                    self._stuck = True
                     return
             if self.max_inflight is not None and k - 1 - self._self.seq >= self.max_inflight:
+                self._stuck = True
                 return  # our own delivery brings us back here
             self._send_next()
         for m in self.counted():
@@ -450,12 +488,12 @@ class SenderChannel:
             unit = self._ready.popleft() if self._ready else self._open
             if unit is self._open:
                 self._open = None
-            if type(unit) is tuple:
+            if not isinstance(unit, _Batch):
+                assert unit is not None
                 self._queued_bytes -= len(unit[0])
                 self._chunk = unit
                 self._chunk_pos = 0
             else:
-                assert unit is not None
                 self._queued_bytes -= unit.payload
                 self._items -= unit.count
                 if unit.count == 1:

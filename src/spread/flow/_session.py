@@ -27,6 +27,11 @@ from ._sender import SenderChannel
 # The flow thread wakes at least this often (a report delayed by the
 # consumer's own call, a close) even when the core has no deadline.
 _IDLE_WAKE = 0.05
+_now = time.monotonic
+# Frames of ours not yet delivered back to us before new messages wait to
+# leave together (SenderChannel's max_inflight): a sender faster than the
+# daemon's turnaround sends fewer, fuller daemon messages.
+DEFAULT_MAX_INFLIGHT = 2
 _BATCH = 256  # raw messages taken from the receiver per call
 _MAX_BATCHES = 8  # per _take_input: the lock is not held for long
 
@@ -107,17 +112,22 @@ class Channel:
         the laggards, and nothing of this message was accepted."""
         s = self._session
         ch = self._ch
-        deadline = _deadline(timeout)
         with s.lock:
-            start = now = time.monotonic()
-            while True:
+            if s._closed or s._error is not None:
                 s._check_usable()
-                if ch.offer(data, msg_type, now):
+            if ch.offer(data, msg_type, _now()):
+                if s.core._outbox:
                     s._perform()
-                    return
+                return
+            deadline = _deadline(timeout)
+            start = _now()
+            while True:
                 s._perform()
                 self._wait(start, deadline)
-                now = time.monotonic()
+                s._check_usable()
+                if ch.offer(data, msg_type, _now()):
+                    s._perform()
+                    return
 
     def send_many(
         self, items: Iterable[Any], msg_type: int = 0, timeout: float | None = None
@@ -128,27 +138,30 @@ class Channel:
         messages accepted is ``exc.sent``. Returns how many were sent."""
         s = self._session
         ch = self._ch
+        offer = ch.offer
         deadline = _deadline(timeout)
         sent = 0
         with s.lock:
-            start = now = time.monotonic()
+            s._check_usable()
+            start = now = _now()
             for item in items:
-                if isinstance(item, tuple):
+                if type(item) is tuple:
                     data, mt = item
                 else:
                     data, mt = item, msg_type
-                while True:
-                    s._check_usable()
-                    if ch.offer(data, mt, now):
-                        sent += 1
-                        break
-                    s._perform()
-                    try:
-                        self._wait(start, deadline)
-                    except SpreadError as e:
-                        e.sent = sent  # type: ignore[attr-defined]
-                        raise
-                    now = time.monotonic()
+                if not offer(data, mt, now):
+                    while True:
+                        s._perform()
+                        try:
+                            self._wait(start, deadline)
+                            s._check_usable()
+                        except SpreadError as e:
+                            e.sent = sent  # type: ignore[attr-defined]
+                            raise
+                        now = _now()
+                        if offer(data, mt, now):
+                            break
+                sent += 1
             s._perform()
         return sent
 
@@ -319,6 +332,8 @@ class Session:
         with self.lock:
             self._check_usable()
             now = time.monotonic()
+            if self._rx is not None:
+                options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
             ch = self.core.channel(group, now=now, **options)
             if options.get("max_pending_bytes") is None:
                 ch.max_pending_bytes = ch._batch_bytes
@@ -359,17 +374,35 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            out: list[Any] = []
-            while self._ready and len(out) < max_messages:
-                out.append(self._take())
-                if self.strict and isinstance(out[-1], ProtocolErrorEvent):
-                    break
-            self._perform()
-            if self.strict and out and isinstance(out[-1], ProtocolErrorEvent):
-                if len(out) == 1:
-                    raise out[0].error()
-                self._ready.appendleft(out.pop())  # raised by the next call
+            ready = self._ready
+            if len(ready) <= max_messages:
+                out = list(ready)
+                ready.clear()
+            else:
+                out = [ready.popleft() for _ in range(max_messages)]
+            try:
+                self._consume(out)
+            finally:
+                self._perform()
             return out
+
+    def _consume(self, items: list[Any]) -> None:
+        """The application took items: FlowMsgs count as consumed. Under
+        strict, a ProtocolErrorEvent ends the batch: what follows it goes
+        back, and it is raised (alone) or returned last."""
+        flow_msg = FlowMsg
+        consumed = self.core.receiver.consume_many
+        if self.strict:
+            for i, item in enumerate(items):
+                if isinstance(item, ProtocolErrorEvent):
+                    self._ready.extendleft(reversed(items[i + 1 :]))
+                    del items[i + 1 :]
+                    consumed([m for m in items if type(m) is flow_msg], _now())
+                    if i == 0:
+                        raise item.error()
+                    self._ready.appendleft(items.pop())  # raised by the next call
+                    return
+        consumed([m for m in items if type(m) is flow_msg], _now())
 
     def _take(self) -> Any:
         item = self._ready.popleft()
