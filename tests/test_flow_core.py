@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import spread
 from flow_sim import (
@@ -486,3 +488,76 @@ def test_offers_while_blocked_do_not_rescan_the_accumulator(monkeypatch):
             break
         ch.flush(0.0)
     assert got == [b"x", b"y"] + [b"%d" % i for i in range(2000)]
+
+
+# ---- fuzzed fragment sequences ------------------------------------------------------
+
+
+def _pattern(position: int, n: int) -> bytes:
+    """The bytes at position .. position + n of every fuzzed message."""
+    return bytes((position + i) % 251 for i in range(n))
+
+
+_piece = st.tuples(
+    st.integers(0, 3000),  # total
+    st.integers(0, 3000),  # position
+    st.integers(0, 600),  # piece length
+    st.booleans(),  # F_LAST
+    st.sampled_from([0, 0, 0, 1, 1, 2, -1, 5]),  # seq step (0 repeats, >1 skips)
+    st.sampled_from([0, 0, 0, 1, -5]),  # offset error
+    st.booleans(),  # a junk frame in between
+)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.lists(_piece, max_size=40), st.booleans())
+def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) -> None:
+    # CHUNK frames with any total, position, length, last flag, repeated,
+    # skipped or reordered seqs and wrong offsets, junk in between: the
+    # receiver never raises, its reassembly buffer stays within bounds, any
+    # message it completes is byte-exact, and the stream works afterwards.
+    limit = 4000
+    b = FlowCore(B, strict=strict, max_message_bytes=2500, max_reassembly_bytes=limit)
+    b.join(G)
+    view(b, (A, B), changed=B)
+    seq, offset = 1, 0
+    out: list = []
+    for total, position, n, last, step, off_err, junk in pieces:
+        piece = _pattern(position, n)
+        flags = fr.F_LAST if last else 0
+        frame = (
+            fr.header(fr.CHUNK, 9, max(1, seq), max(0, offset + off_err), flags, 3)
+            + fr.chunk_prefix(total, position)
+            + piece
+        )
+        out += b.on_message(Regular(A, (G,), frame, fr.FLOW_MSG_TYPE, 16), 0.0)
+        if junk:
+            out += b.on_message(Regular(A, (G,), frame[: 32 + n % 20], fr.FLOW_MSG_TYPE, 16), 0.0)
+        assert 0 <= b.receiver.reassembly_bytes <= limit
+        seq += step
+        offset += len(frame)
+    for m in out:
+        if isinstance(m, FlowMsg):
+            assert m.message == _pattern(0, len(m.message)) and len(m.message) <= 2500
+            b.consumed(m, 0.0)
+        else:
+            assert isinstance(m, (StreamGap, ProtocolErrorEvent)), m
+    # A well-formed chunked message still goes through on the same stream.
+    st_ = b.receiver.streams.get((A, 9))
+    seq = st_.expected if st_ is not None else 1
+    offset = st_.received_end if st_ is not None else 0
+    got = []
+    for position in (0, 1000, 2000):
+        n = 1000 if position < 2000 else 400
+        flags = fr.F_LAST if position == 2000 else 0
+        frame = (
+            fr.header(fr.CHUNK, 9, seq, offset, flags, 3)
+            + fr.chunk_prefix(2400, position)
+            + _pattern(position, n)
+        )
+        got += b.on_message(Regular(A, (G,), frame, fr.FLOW_MSG_TYPE, 16), 0.0)
+        seq += 1
+        offset += len(frame)
+    msgs = [m for m in got if isinstance(m, FlowMsg)]
+    assert [m.message for m in msgs] == [_pattern(0, 2400)]
+    assert b.receiver.reassembly_bytes == 0
