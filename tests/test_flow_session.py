@@ -239,7 +239,7 @@ def test_a_killed_member_frees_a_blocked_sender_within_half_a_second(spread_daem
         flow.connect(daemon.address, "tx") as tx,
         flow.connect(daemon.address, "victim", groups=["gk"]) as victim,
     ):
-        ch = tx.channel("gk", window=8, window_bytes=WINDOW_BYTES)
+        ch = tx.channel("gk", window=8, window_bytes=64 << 10)
         joined(tx, "gk", victim.private_group)
         err = block(ch)  # the victim's application never receives
         assert [lg.member for lg in err.laggards] == [victim.private_group]
@@ -270,7 +270,7 @@ def test_a_paused_member_is_untethered_then_catches_up(spread_daemon_factory):
         flow.connect(daemon.address, "tx") as tx,
         flow.connect(daemon.address, "sleepy", groups=["gp"]) as sleepy,
     ):
-        ch = tx.channel("gp", window=8, window_bytes=WINDOW_BYTES, stall_timeout=stall)
+        ch = tx.channel("gp", window=8, window_bytes=16 << 10, stall_timeout=stall)
         joined(tx, "gp", sleepy.private_group)
         got: list[bytes] = []
 
@@ -309,7 +309,7 @@ def test_a_classic_client_never_blocks_anyone(spread_daemon_factory):
     with flow.connect(daemon.address, "tx") as tx, flow.connect(daemon.address, "rx") as rx:
         # A join without HELLO within join_grace of our own join might be a
         # speaker whose HELLO was ordered before our join: "joining" that long.
-        ch = tx.channel("gc", window=8, window_bytes=WINDOW_BYTES, join_grace=0.2)
+        ch = tx.channel("gc", window=8, window_bytes=64 << 10, join_grace=0.2)
         rx.join("gc")
         joined(tx, "gc", rx.private_group)
         classic = spread.connect(daemon.address, "classic")
@@ -360,7 +360,7 @@ def test_a_classic_member_already_there_delays_a_new_sender_at_most_join_grace(
         classic.join("gg")
         with flow.connect(daemon.address, "tx") as tx:
             grace = 0.3
-            ch = tx.channel("gg", window=4, window_bytes=WINDOW_BYTES, join_grace=grace)
+            ch = tx.channel("gg", window=4, window_bytes=64 << 10, join_grace=grace)
             start = time.monotonic()
             for i in range(200):  # 50 windows of 1 KiB messages
                 ch.send(payload(i), timeout=5)
@@ -430,7 +430,8 @@ def test_boundary_sizes_are_byte_exact_end_to_end(spread_daemon_factory):
         ch.flush(timeout=10)
         th.join(30)
         assert len(got) == len(sent)
-        for i, (a, b) in enumerate(zip(got, sent, strict=True)):
+        for i, b in enumerate(sent):
+            a = got[i]
             assert a == b, (i, len(a[0]), len(b[0]))
         stats = ch.stats
         assert stats["chunks"] > 0 and stats["batches"] > 0

@@ -92,7 +92,7 @@ class FlowEvent:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberStalled(FlowEvent):
     """A tethered member made no progress for stall_timeout while a sender
     waited for it (``on_stall="wait"`` keeps waiting; ``"raise"`` fails the send)."""
@@ -104,7 +104,7 @@ class MemberStalled(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberUntethered(FlowEvent):
     """The sender stopped waiting for a stalled member (``on_stall="untether"``);
     it keeps receiving and is re-tethered once it has caught up."""
@@ -116,13 +116,13 @@ class MemberUntethered(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberRetethered(FlowEvent):
     group: str
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberForeign(FlowEvent):
     """A member that never spoke the protocol within join_grace: never waited for."""
 
@@ -130,7 +130,7 @@ class MemberForeign(FlowEvent):
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class StreamGap(FlowEvent):
     """Frames first..last of a stream never arrived (never silent)."""
 
@@ -141,7 +141,7 @@ class StreamGap(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class StreamEnded(FlowEvent):
     """The sender closed its channel (BYE) after frame last."""
 
@@ -151,7 +151,7 @@ class StreamEnded(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class ProtocolErrorEvent(FlowEvent):
     """A malformed frame (only with ``strict=True``; otherwise it is counted)."""
 
@@ -172,7 +172,7 @@ class FlowError(SpreadError):
     """Base of spread.flow's errors; ``args == (code, text)``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class Laggard:
     member: str
     lag_msgs: int

@@ -192,8 +192,8 @@ def decode_batch_body(body: bytes | bytearray | memoryview) -> list[Item]:
     pos, lengths, types = batch_table(data, 0)
     view = memoryview(data)
     items = []
-    for n, msg_type in zip(lengths, types, strict=True):
-        items.append(Item(msg_type, view[pos : pos + n]))
+    for i, n in enumerate(lengths):
+        items.append(Item(types[i], view[pos : pos + n]))
         pos += n
     return items
 

@@ -178,10 +178,10 @@ class Receiver:
                 new = FlowMsg.__new__
                 append = out.append
                 i = 0
-                for n, msg_type in zip(lengths, types, strict=True):
+                for n in lengths:
                     m = new(FlowMsg)
                     m.message = data[pos : pos + n]
-                    m.msg_type = msg_type
+                    m.msg_type = types[i]
                     m.index = i
                     m._record = rec
                     m._open = True

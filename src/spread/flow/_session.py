@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
@@ -50,18 +51,17 @@ class SessionClosed(SpreadError):
     everything received before was taken)."""
 
 
-class Channel:
-    """One sending stream on one group (made by :meth:`Session.channel`).
+class ChannelView:
+    """What a channel shows of its core SenderChannel (the sync and the
+    asyncio channels' common part); ``_guard()`` is what reading it takes
+    (the session lock, or nothing on an event loop)."""
 
-    ``send()`` blocks while the slowest tethered member is ``window`` frames
-    or ``window_bytes`` bytes behind what its application consumed (and the
-    channel's accumulator, ``max_pending_bytes``, is full). One thread should
-    send on a channel at a time; several may (each send is atomic), but then
-    the order between them is whichever got the session lock first."""
-
-    def __init__(self, session: Session, core_channel: SenderChannel) -> None:
+    def __init__(self, session: Any, core_channel: SenderChannel) -> None:
         self._session = session
         self._ch = core_channel
+
+    def _guard(self) -> AbstractContextManager[Any]:
+        return self._session.lock
 
     @property
     def group(self) -> str:
@@ -81,30 +81,48 @@ class Channel:
 
     @property
     def core(self) -> SenderChannel:
-        """The core's SenderChannel (read its state under ``session.lock``)."""
+        """The core's SenderChannel (read its state under ``_guard()``)."""
         return self._ch
 
     @property
     def pending(self) -> int:
         """Messages accepted but not yet on the wire."""
-        with self._session.lock:
+        with self._guard():
             return self._ch.pending
 
     @property
     def stats(self) -> dict[str, int]:
-        with self._session.lock:
+        with self._guard():
             return dict(self._ch.stats)
 
     def members(self) -> dict[str, str]:
         """{member: state}: "active", "joining" (both waited for),
         "untethered", "foreign" (not waited for)."""
-        with self._session.lock:
+        with self._guard():
             return {m.name: m.state for m in self._ch.members.values()}
 
     def laggards(self) -> tuple[Laggard, ...]:
         """Who holds the next frame back now, with their lag."""
-        with self._session.lock:
+        with self._guard():
             return self._ch.laggards(time.monotonic())
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__module__}.{type(self).__name__} {self.group!r} "
+            f"stream={self.stream:#x} window={self.window}>"
+        )
+
+
+class Channel(ChannelView):
+    """One sending stream on one group (made by :meth:`Session.channel`).
+
+    ``send()`` blocks while the slowest tethered member is ``window`` frames
+    or ``window_bytes`` bytes behind what its application consumed (and the
+    channel's accumulator, ``max_pending_bytes``, is full). One thread should
+    send on a channel at a time; several may (each send is atomic), but then
+    the order between them is whichever got the session lock first."""
+
+    _session: Session
 
     def send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
         """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
@@ -221,8 +239,32 @@ class Channel:
                 s.core.close_channel(self._ch, time.monotonic())
                 s._perform()
 
-    def __repr__(self) -> str:
-        return f"<spread.flow.Channel {self.group!r} stream={self.stream:#x} window={self.window}>"
+
+def take(ready: deque[Any], n: int, core: FlowCore, strict: bool) -> list[Any]:
+    """What a receive hands the application: up to n items off ready (not
+    empty), the FlowMsgs among them consumed (their credit goes back).
+    Under strict, a ProtocolErrorEvent ends the batch: what follows it
+    stays, and it is raised when it comes first, else by the next call.
+    Shared by the sync and the asyncio sessions."""
+    if len(ready) <= n:
+        items = list(ready)
+        ready.clear()
+    else:
+        items = [ready.popleft() for _ in range(n)]
+    error = None
+    if strict:
+        for i, item in enumerate(items):
+            if isinstance(item, ProtocolErrorEvent):
+                ready.extendleft(reversed(items[i:]))
+                del items[i:]
+                if i == 0:
+                    error = ready.popleft()
+                break
+    flow_msg = FlowMsg
+    core.receiver.consume_many([m for m in items if type(m) is flow_msg], _now())
+    if error is not None:
+        raise error.error()
+    return items
 
 
 def _deadline(timeout: float | None) -> float:
@@ -235,7 +277,27 @@ def _deadline(timeout: float | None) -> float:
     return time.monotonic() + timeout
 
 
-class Session:
+class SessionChecks:
+    """What every call checks first (the sync and asyncio sessions)."""
+
+    _closed: bool
+    _error: BaseException | None
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+        if self._error is not None:
+            raise self._error
+
+    def _check_readable(self) -> None:
+        # With nothing left to take: the failure, or the close.
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+
+
+class Session(SessionChecks):
     """A flow-controlled session over one mailbox (``spread.connect(...,
     membership=1)``, str names): per-group sending channels, and a receive
     side that hands out FlowMsg, flow events, and the mailbox's other
@@ -356,9 +418,10 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            item = self._take()
-            self._perform()
-            return item
+            try:
+                return take(self._ready, 1, self.core, self.strict)[0]
+            finally:
+                self._perform()
 
     def receive_batch(self, max_messages: int, timeout: float | None = None) -> list[Any]:
         """Up to max_messages at once (at least one, or spread.Empty after
@@ -374,43 +437,10 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            ready = self._ready
-            if len(ready) <= max_messages:
-                out = list(ready)
-                ready.clear()
-            else:
-                out = [ready.popleft() for _ in range(max_messages)]
             try:
-                self._consume(out)
+                return take(self._ready, max_messages, self.core, self.strict)
             finally:
                 self._perform()
-            return out
-
-    def _consume(self, items: list[Any]) -> None:
-        """The application took items: FlowMsgs count as consumed. Under
-        strict, a ProtocolErrorEvent ends the batch: what follows it goes
-        back, and it is raised (alone) or returned last."""
-        flow_msg = FlowMsg
-        consumed = self.core.receiver.consume_many
-        if self.strict:
-            for i, item in enumerate(items):
-                if isinstance(item, ProtocolErrorEvent):
-                    self._ready.extendleft(reversed(items[i + 1 :]))
-                    del items[i + 1 :]
-                    consumed([m for m in items if type(m) is flow_msg], _now())
-                    if i == 0:
-                        raise item.error()
-                    self._ready.appendleft(items.pop())  # raised by the next call
-                    return
-        consumed([m for m in items if type(m) is flow_msg], _now())
-
-    def _take(self) -> Any:
-        item = self._ready.popleft()
-        if type(item) is FlowMsg:
-            self.core.consumed(item, time.monotonic())
-        elif self.strict and isinstance(item, ProtocolErrorEvent):
-            raise item.error()
-        return item
 
     def __iter__(self) -> Iterator[Any]:
         """receive() until the session is closed (or its connection failed)."""
@@ -491,19 +521,6 @@ class Session:
         return f"<spread.flow.Session {self.private_group} {state}>"
 
     # ---- the engine (all under self.lock) ---------------------------------------
-
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise SessionClosed(-11, "the flow session is closed")
-        if self._error is not None:
-            raise self._error
-
-    def _check_readable(self) -> None:
-        # With nothing left to take: the failure, or the close.
-        if self._error is not None:
-            raise self._error
-        if self._closed:
-            raise SessionClosed(-11, "the flow session is closed")
 
     def _perform(self) -> None:
         actions = self.core.actions()
