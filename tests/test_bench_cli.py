@@ -61,12 +61,12 @@ def test_a_daemon_that_is_not_there_is_one_line():
         (
             "--sizes",
             "abc",
-            "argument --sizes: expected a payload size in bytes from 1 to 143920, not 'abc'",
+            "argument --sizes: expected a payload size in bytes from 1 to 143519, not 'abc'",
         ),
         (
             "--sizes",
             "100,0",
-            "argument --sizes: expected a payload size in bytes from 1 to 143920, not '0'",
+            "argument --sizes: expected a payload size in bytes from 1 to 143519, not '0'",
         ),
         (
             "--only",

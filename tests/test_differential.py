@@ -119,7 +119,7 @@ def _after_close(method, *args):
 
 AGREED, FIFO, RELIABLE, SELF_DISCARD = 0x10, 0x04, 0x02, 0x40
 REG_MEMB_MESS, CAUSED_BY_JOIN, REJECT_MESS = 0x1000, 0x100, 0x400000
-BODY_LIMIT = 143952 - 32  # the largest payload to one group
+BODY_LIMIT = 143551 - 32  # the largest payload to one group
 
 CALLS = {
     # connect(): the address

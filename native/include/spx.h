@@ -24,12 +24,15 @@ int SPX_parse_address(const char *spread_name, int *port, char *host, size_t hos
 
 #define SPX_INTERRUPTED (-1000)
 
-/* The most payload, plus 32 bytes per group it is sent to, that every
- * Spread 4 daemon forwards: one message above it and the daemon kills the
- * connection (its check of data_len + 32 * num_groups). Spread's library
- * allows up to 144000 bytes (MESSAGE_TOO_LONG above that), so this is the
- * bindings' limit for what they send; our embedded daemon enforces it. */
-#define SPX_MAX_SAFE_BODY 143952
+/* The most payload, plus 32 bytes per group it is sent to, that the
+ * bindings send (MESSAGE_TOO_LONG above it, nothing sent). Every Spread 4
+ * daemon kills a connection above 143952 (its check of data_len + 32 *
+ * num_groups, WIRE_DAEMON_MAX_TOTAL, which our embedded daemon enforces),
+ * but the 4.0.0 daemon aborts on an assertion, taking every client with it,
+ * from 48 + data_len + 32 * num_groups >= 143600 on (SPEC §3.5; seen again:
+ * a 143920-byte multicast to one group). So 143551, SPEC's portable limit.
+ * Spread's own library allows up to 144000. */
+#define SPX_MAX_SAFE_BODY 143551
 
 /* SP_connect with the failures told apart, for bindings: timeout_ms bounds
  * the connect and the handshake together (-1: no limit); with interruptible

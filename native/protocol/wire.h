@@ -23,7 +23,7 @@
 #define WIRE_MARKER           0x80000080u
 #define WIRE_MAX_BODY         144000 /* MAX_MESSAGE_BODY_LEN */
 #define WIRE_DAEMON_MAX_TOTAL \
-    143952 /* data_len + 32*num_groups, daemon check (SPX_MAX_SAFE_BODY) */
+    143952 /* data_len + 32*num_groups, daemon check (above SPX_MAX_SAFE_BODY) */
 #define WIRE_MAX_GROUPS   100    /* MAX_GROUPS_PER_MESSAGE */
 #define WIRE_REJECT_EXTRA 4      /* old-type word after a reject header */
 

@@ -134,7 +134,7 @@ static void test_receive_grow(void)
 
 static void test_constants(void)
 {
-    CHECK_EQ(SPX_MAX_SAFE_BODY, 143952);
+    CHECK_EQ(SPX_MAX_SAFE_BODY, 143551);
     CHECK_EQ(SPR_HEADER_BYTES, 48);
     CHECK_EQ(spx_record_size(0, 0), spx_align8(sizeof(spx_record)));
     CHECK_EQ(spx_record_size(1, 0), spx_align8(sizeof(spx_record)) + 8);

@@ -27,7 +27,7 @@ SPX_TIMED_OUT, SPX_NOT_SPREAD = -1003, -1004  # spx.h: connect's own failures
 MAX_GROUP_BYTES = 31
 MAX_PRIVATE_NAME = 10
 MAX_GROUPS = 100
-MAX_BODY = 143952  # payload + 32 bytes a group; above it every Spread 4 daemon kills us
+MAX_BODY = 143551  # payload + 32 bytes a group (spx.h SPX_MAX_SAFE_BODY: 4.0.0 daemons survive it)
 LOW_PRIORITY, HIGH_PRIORITY = 0, 2
 NAME_ENCODING = "utf-8"
 

@@ -8,9 +8,9 @@ import argparse
 
 # Spread clients take ports 0..32767 (the daemon's port and the one above it).
 MAX_PORT = 32767
-# Any daemon kills a connection for a message whose payload plus 32 bytes per
-# group name passes 143,952 bytes: the largest payload to one group.
-MAX_PAYLOAD = 143952 - 32
+# The largest payload to one group: payload plus 32 bytes per group name may
+# be at most 143,551 bytes (spx.h SPX_MAX_SAFE_BODY, _args.MAX_BODY).
+MAX_PAYLOAD = 143551 - 32
 
 
 def whole_number(text: str, low: int, high: int | None = None, what: str = "a whole number") -> int:

@@ -90,7 +90,11 @@ class Inbox:
         reader.check_loop()
         reader.demand(True)
         try:
-            if not await self._waiters.wait(reader.loop, deadline):
+            # At the deadline, a last look in C (receives take from C once per
+            # turn of the loop, so a message may be there unseen).
+            if not await self._waiters.wait(reader.loop, deadline) and not reader.take_now(
+                once_per_turn=False
+            ):
                 raise TimeoutError("no message arrived within the time-out")
         finally:
             reader.demand(False)
@@ -113,7 +117,7 @@ class Inbox:
         """The next message if one has arrived; WouldBlock otherwise."""
         if not self._buf:
             self._check_open()
-            self._reader.take_now()
+            self._reader.take_now(once_per_turn=False)
             if not self._buf:
                 self._check_open()
                 raise WouldBlock("no message has arrived")
@@ -140,7 +144,7 @@ class Inbox:
     def receive_batch_nowait(self, max_messages: int = 1024) -> list:
         """What receive_batch() would return at once; WouldBlock if nothing has arrived."""
         if len(self._buf) < max_messages:
-            self._reader.take_now()
+            self._reader.take_now(once_per_turn=False)
         if not self._buf:
             self._check_open()
             raise WouldBlock("no message has arrived")

@@ -44,6 +44,7 @@ class Reader:
         self._main: Inbox | None = None
         self._subs: dict[Any, list[Inbox]] = {}
         self._waiting = 0  # tasks waiting in any inbox
+        self._took_this_turn = False  # take_now() ran since the loop last turned
 
     def attach(self, main: Inbox) -> None:
         self._main = main
@@ -87,13 +88,30 @@ class Reader:
             self.resume()
 
     # -- taking from C -------------------------------------------------------------
-    def take_now(self) -> bool:
+    def take_now(self, once_per_turn: bool = True) -> bool:
         """Takes what has arrived without waiting (a receive that finds the
         inbox empty does this before it waits). True if anything came (or
-        the stream ended)."""
+        the stream ended).
+
+        Awaiting receives take at most once per turn of the loop (the
+        *_nowait forms, which never suspend anyway, and a receive at its
+        deadline always take): a consumer that keeps finding messages would
+        otherwise never suspend, and timers and other tasks would starve
+        while a flood lasts (seconds, seen under ASan). The second call in
+        one turn says no, the receive waits, and the reader's callback takes
+        the messages in the next turn."""
         if self._closed or self.end is not None:
             return False
+        if once_per_turn:
+            if self._took_this_turn:
+                return False
+            self.check_loop()  # (the turn is the connection's loop's)
+            self._took_this_turn = True
+            self.loop.call_soon(self._new_turn)
         return self._pump() > 0 or self.end is not None
+
+    def _new_turn(self) -> None:
+        self._took_this_turn = False
 
     def _on_readable(self) -> None:
         self._pump()

@@ -1,0 +1,130 @@
+"""Whether and when a flow session reconnects after losing its daemon
+(recovery, issue 17): exponential backoff with jitter, bounded attempts,
+and which errors are worth another try. Pure: the caller passes the time
+and a random source, and does the sleeping and the connecting.
+
+Worth another try: the connection's loss (CONNECTION_CLOSED,
+NET_ERROR_ON_SESSION, the receiver's BacklogOverflow, ILLEGAL_SESSION) and,
+while reconnecting, no daemon there yet (COULD_NOT_CONNECT, a connect
+timeout: a daemon restarting), the name still held (REJECT_NOT_UNIQUE: the
+daemon has not yet seen the old session go) and the daemon full
+(REJECT_QUOTA: killed sessions free their places). Not: what another try
+can't change (a bad name, version or authentication, a bad address), nor
+anything that is not a Spread error.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .._constants import (
+    REJECT_AUTH,
+    REJECT_ILLEGAL_NAME,
+    REJECT_NO_NAME,
+    REJECT_VERSION,
+)
+from .._errors import (
+    BacklogOverflow,
+    ConnectionClosed,
+    ConnectionRejected,
+    CouldNotConnect,
+    IllegalSession,
+    NetErrorOnSession,
+    SpreadError,
+)
+
+__all__ = ["Backoff", "ReconnectFailed", "Reconnected", "Reconnecting", "retryable"]
+
+_LOSS = (ConnectionClosed, NetErrorOnSession, BacklogOverflow, IllegalSession, CouldNotConnect)
+_FINAL_REJECTIONS = frozenset((REJECT_NO_NAME, REJECT_ILLEGAL_NAME, REJECT_VERSION, REJECT_AUTH))
+
+
+def retryable(error: BaseException) -> bool:
+    """True if another connection attempt may succeed where this one failed."""
+    if isinstance(error, ConnectionRejected):
+        return error.code not in _FINAL_REJECTIONS
+    return isinstance(error, _LOSS)
+
+
+class ReconnectFailed(SpreadError):
+    """Reconnecting gave up: ``attempts`` made, ``last_error`` the last
+    failure (also the ``__cause__``); ``args`` are ``(code, text)`` of it."""
+
+    def __init__(self, attempts: int, last_error: BaseException) -> None:
+        code = last_error.code if isinstance(last_error, SpreadError) else 0
+        super().__init__(code, f"reconnecting gave up after {attempts} attempt(s): {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class Reconnected(NamedTuple):
+    """The session is connected again: after ``attempts`` attempts and
+    ``downtime`` seconds without a daemon."""
+
+    attempts: int
+    downtime: float
+
+
+@dataclass(frozen=True)  # (no slots=: Python 3.9, PyPy's, has none)
+class Backoff:
+    """The waits between attempts: ``first``, then each ``factor`` times the
+    last, at most ``most``; each drawn from [wait × (1 − jitter), wait], so
+    that clients that lost one daemon together don't return together.
+    ``attempts``: how many before giving up (None: no limit)."""
+
+    first: float = 0.1
+    most: float = 5.0
+    factor: float = 2.0
+    jitter: float = 0.5
+    attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.first <= self.most):
+            raise ValueError(f"need 0 < first <= most, not {self.first!r}, {self.most!r}")
+        if not self.factor >= 1:
+            raise ValueError(f"factor must be >= 1, not {self.factor!r}")
+        if not (0 <= self.jitter < 1):
+            raise ValueError(f"jitter must be in [0, 1), not {self.jitter!r}")
+        if self.attempts is not None and (type(self.attempts) is not int or self.attempts < 1):
+            raise ValueError(f"attempts must be None or an int >= 1, not {self.attempts!r}")
+
+    def wait(self, attempt: int, rnd: random.Random) -> float:
+        """The wait before attempt number ``attempt`` (1, 2, ...)."""
+        wait = min(self.most, self.first * self.factor ** min(attempt - 1, 64))
+        return wait * (1 - self.jitter * rnd.random())
+
+
+class Reconnecting:
+    """One outage, from the loss to the session's return (or giving up).
+    ``failed(error, now)`` gives the time of the next attempt or raises;
+    ``succeeded(now)`` gives the ``Reconnected`` event."""
+
+    __slots__ = ("backoff", "since", "attempts", "_rnd")
+
+    def __init__(self, backoff: Backoff, since: float, rnd: random.Random | None = None) -> None:
+        self.backoff = backoff
+        self.since = since  # when the connection was lost
+        self.attempts = 0
+        self._rnd = rnd if rnd is not None else random.Random()
+
+    def first_attempt(self, lost: BaseException) -> float:
+        """When to make the first attempt after the connection failed with
+        ``lost``; raises ``ReconnectFailed`` if no attempt can help."""
+        if not retryable(lost):
+            raise ReconnectFailed(0, lost) from lost
+        return self.since + self.backoff.wait(1, self._rnd)
+
+    def failed(self, error: BaseException, now: float) -> float:
+        """An attempt failed with ``error``: the time of the next one, or
+        ``ReconnectFailed`` (no attempts left, or an error no attempt can help)."""
+        self.attempts += 1
+        limit = self.backoff.attempts
+        if not retryable(error) or (limit is not None and self.attempts >= limit):
+            raise ReconnectFailed(self.attempts, error) from error
+        return now + self.backoff.wait(self.attempts + 1, self._rnd)
+
+    def succeeded(self, now: float) -> Reconnected:
+        self.attempts += 1
+        return Reconnected(self.attempts, now - self.since)

@@ -1,0 +1,115 @@
+"""A sender's answers to its receivers' repair requests (recovery, issue
+17), paced by each receiver's own window: a catch-up never puts more of
+our frames in front of a receiver than live flow control would, so a
+receiver that recovers is never killed by the daemon for the burst.
+
+Per member: the range it asked for (a newer request replaces the older:
+a receiver asks for the hole at the front of its stream) and its consumed
+position (from its reports). ``due(member)`` hands out the frames that may
+go now, and names what the retention no longer holds. Pure state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, NamedTuple
+
+from ._retention import RetentionStore
+
+__all__ = ["Due", "Resender"]
+
+
+class Due(NamedTuple):
+    """What to send a member now: ``gone`` (the first frame still held, if
+    frames it asked for are no longer) and the ``frames`` (seq, bytes)."""
+
+    gone: int | None
+    frames: list[tuple[int, bytes]]
+
+
+class Resender:
+    """The outstanding repair requests of one stream's receivers."""
+
+    __slots__ = ("store", "window", "window_bytes", "_wants", "_consumed", "_sent", "stats")
+
+    def __init__(self, store: RetentionStore, window: int, window_bytes: int) -> None:
+        if type(window) is not int or window < 1:
+            raise ValueError(f"window must be an int >= 1, not {window!r}")
+        if type(window_bytes) is not int or window_bytes < 1:
+            raise ValueError(f"window_bytes must be an int >= 1, not {window_bytes!r}")
+        self.store = store
+        self.window = window
+        self.window_bytes = window_bytes
+        self._wants: dict[Any, list[int]] = {}  # member -> [next, last] still to send
+        self._consumed: dict[Any, int] = {}  # member -> consumed seq (absolute)
+        # member -> [(seq, bytes) resent and not yet consumed, their bytes]
+        self._sent: dict[Any, list] = {}
+        self.stats = {"requests": 0, "resent": 0, "gone": 0}
+
+    @property
+    def waiting(self) -> int:
+        """Members with frames still to be resent."""
+        return len(self._wants)
+
+    def request(self, member: Any, first: int, last: int, consumed: int) -> None:
+        """``member`` asks for frames first..last, having consumed up to
+        ``consumed``. A range past what was sent is cut; an empty one only
+        withdraws the member's earlier request."""
+        self.stats["requests"] += 1
+        self.consumed(member, consumed)
+        last = min(last, self.store.high())
+        if first > last:
+            self._wants.pop(member, None)
+        else:
+            self._wants[member] = [first, last]
+
+    def consumed(self, member: Any, seq: int) -> None:
+        """The member's report: it has consumed up to ``seq`` (absolute: a
+        late or repeated report never moves it back)."""
+        if seq > self._consumed.get(member, -1):
+            self._consumed[member] = seq
+            sent = self._sent.get(member)
+            if sent is not None:
+                frames = sent[0]
+                while frames and frames[0][0] <= seq:
+                    sent[1] -= frames.popleft()[1]
+
+    def drop(self, member: Any) -> None:
+        """The member left: nothing more for it."""
+        self._wants.pop(member, None)
+        self._consumed.pop(member, None)
+        self._sent.pop(member, None)
+
+    def due(self, member: Any) -> Due:
+        """The frames that may go to ``member`` now: in order, from its
+        request, while it holds at most ``window`` frames and (but for one
+        frame) ``window_bytes`` bytes of resent frames it has not consumed."""
+        want = self._wants.get(member)
+        if want is None:
+            return Due(None, [])
+        store = self.store
+        gone = None
+        low = store.low()
+        if want[0] < low:
+            gone = low
+            want[0] = low
+            self.stats["gone"] += 1
+        consumed = self._consumed.get(member, 0)
+        stop = min(want[1], consumed + self.window)
+        frames: list[tuple[int, bytes]] = []
+        if want[0] <= stop:
+            sent = self._sent.setdefault(member, [deque(), 0])
+            budget = self.window_bytes - sent[1]
+            for seq, frame in store.read(want[0], stop):
+                if len(frame) > budget and (frames or sent[1]):
+                    break
+                frames.append((seq, frame))
+                sent[0].append((seq, len(frame)))
+                sent[1] += len(frame)
+                budget -= len(frame)
+            if frames:
+                want[0] = frames[-1][0] + 1
+                self.stats["resent"] += len(frames)
+        if want[0] > want[1]:
+            del self._wants[member]
+        return Due(gone, frames)
