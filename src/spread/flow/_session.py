@@ -387,7 +387,9 @@ class Session(SessionChecks):
         (5 s; None: never), ``on_stall`` ("untether", "wait", "raise"),
         ``max_frame``, ``max_batch_items``, ``max_batch_bytes``, ``linger``,
         ``max_pending_bytes`` (the accumulator; default one batch, so send()
-        blocks as soon as one batch waits for credit), ``max_message_bytes``,
+        blocks as soon as one batch waits for credit), ``max_inflight`` (2
+        with the drain thread: frames of ours not yet back from the daemon
+        before messages wait to leave together; None: never), ``max_message_bytes``,
         ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
         if group not in self._joined:
             self.join(group)
