@@ -342,8 +342,9 @@ class SenderChannel:
             # Into the open batch (the common case while credit is short).
             cost = (1 if size < 0x80 else fr.uvarint_size(size)) + 2 + size
             if (
-                b.count < self.max_batch_items
-                and b.count < 0x7F
+                b.count != 0x7F  # nor 0x3FFF: the count's uvarint keeps its size
+                and b.count != 0x3FFF
+                and b.count < self.max_batch_items
                 and b.size + cost <= self._batch_bytes
             ):
                 b.entries.append(_ENTRIES.get((size, msg_type)) or _entry(size, msg_type))
