@@ -561,3 +561,34 @@ def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) 
     msgs = [m for m in got if isinstance(m, FlowMsg)]
     assert [m.message for m in msgs] == [_pattern(0, 2400)]
     assert b.receiver.reassembly_bytes == 0
+
+
+def test_open_batch_size_is_exact_across_count_varint_boundaries() -> None:
+    # The accumulator keeps each batch's framed size as messages join; it
+    # must match the encoder's size exactly as the item count's uvarint
+    # grows (127 -> 128, 16383 -> 16384 items), or frames could pass max_frame.
+    a, b, ch = pair(
+        window=1,
+        window_bytes=1 << 30,
+        max_batch_items=1 << 20,
+        max_batch_bytes=fr.DEFAULT_MAX_FRAME,
+        max_pending_bytes=1 << 30,
+    )
+    ch.offer(b"first")  # the window's one frame: everything after waits
+    # Mostly empty messages (3 bytes each in a batch): 17,000 fit one frame.
+    items = [(b"" if i % 1000 else b"x" * 200, i % 5 - 2) for i in range(17_000)]
+    for n, (data, mt) in enumerate(items, 1):
+        assert ch.offer(data, mt)
+        if n in (127, 128, 129, 16383, 16384, 16385) or n % 4999 == 0:
+            assert ch._open.count == n and not ch._ready
+            assert ch._open.size == fr.batch_size(items[:n]), n
+    got = [m for m in wire(a, b) if isinstance(m, FlowMsg)]
+    while len(got) < len(items) + 1:
+        for m in got:
+            b.consumed(m, 0.0)
+        back(b, a)
+        more = [m for m in wire(a, b) if isinstance(m, FlowMsg)]
+        assert more, "no progress"
+        got += more
+    assert [(m.message, m.msg_type) for m in got[1:]] == items
+    assert ch.stats["frames"] == 2
