@@ -362,8 +362,9 @@ class SenderChannel:
         self._items += 1
         self.stats["offered"] += 1
         # Blocked at the last pump and nothing changed since (_dirty): a
-        # message added behind the next frame cannot unblock it.
-        if not self._stuck or self._dirty or self._ready:
+        # message added behind the next frame (or to it: it only grows)
+        # cannot unblock it.
+        if not self._stuck or self._dirty:
             self.pump(now)
         return True
 
