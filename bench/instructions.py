@@ -1,21 +1,27 @@
 """Instructions per message in the client process, counted with valgrind's
-callgrind (repeatable on a noisy machine), for our Python paths and for the
-C baseline loops, as the marginal cost between two message counts:
+callgrind (repeatable on a noisy machine), for our Python paths on each
+backend and for the C baseline loops, as the marginal cost between two
+message counts:
 
     python bench/instructions.py [--sizes 100,1024] [--counts 5000,15000]
+                                 [--backends cython,cffi] [--rows receive,self]
 
 Each row runs the client under callgrind twice (small and large count) and
 divides the difference in total instructions by the difference in messages,
-which cancels start-up and interpreter costs. The last column counts the
-interpreter's main thread alone: for the ThreadedReceiver, the consumer's
-cost without its C drain thread. The daemon runs outside
-valgrind with a very large slow-reader limit, so the slowed-down client is
-never killed.
+which cancels start-up and interpreter costs. Every row prints the C loop's
+figure of the same run beside it (the C loop runs once a row and size, for
+all backends), and the ratio. The last column counts the interpreter's main
+thread alone: for the ThreadedReceiver, the consumer's cost without its C
+drain thread. The Python loops iterate with itertools.repeat, so that no
+loop counter is allocated per message (~100 instructions that are the
+harness's, not the call's). The daemon runs outside valgrind with a very
+large slow-reader limit, so the slowed-down client is never killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -43,14 +49,16 @@ def child(mode: str, size: int, count: int, address: str) -> None:
     svc = spread.RELIABLE_MESS
     m = spread.connect(address, membership=0)
     group = GROUP + m.private_group.split("#")[1]
-    if mode in ("receive", "get_batch", "c_receive"):
+    if mode in ("receive", "rx_receive", "get_batch", "c_receive"):
         m.join(group)
-        rx = m.start_receiver() if mode == "get_batch" else None
+        rx = m.start_receiver() if mode in ("get_batch", "rx_receive") else None
         _sender(address, group, size, count)
-        if mode == "receive":
+        if mode in ("receive", "rx_receive"):
             recv = m.receive
-            for _ in range(count):
+            for _ in itertools.repeat(None, count):
                 recv()
+            if rx is not None:
+                rx.close()
         elif mode == "get_batch":
             got = 0
             get_batch = rx.get_batch
@@ -61,20 +69,21 @@ def child(mode: str, size: int, count: int, address: str) -> None:
             _core.c_receive(m, 99)
     elif mode == "multicast":
         mc = m.multicast
-        for _ in range(count):
+        for _ in itertools.repeat(None, count):
             mc(svc, group, data)
     elif mode == "c_multicast":
         _core.c_multicast(m, group, size, count)
     elif mode == "self":
         m.join(group)
         mc, recv = m.multicast, m.receive
-        sent = got = 0
-        while got < count:
-            while sent < count and sent - got < 100:
-                mc(svc, group, data)
-                sent += 1
+        window = min(100, count)  # messages in flight, as c_self's
+        for _ in itertools.repeat(None, window):
+            mc(svc, group, data)
+        for _ in itertools.repeat(None, count - window):  # one back, one more out
             recv()
-            got += 1
+            mc(svc, group, data)
+        for _ in itertools.repeat(None, window):
+            recv()
     elif mode == "c_self":
         m.join(group)
         _core.c_self(m, group, size, count, 100)
@@ -87,8 +96,11 @@ def fill(address: str, group: str, size: int, count: int) -> None:
         m.multicast(spread.RELIABLE_MESS, group, b"", 99)  # the end for c_receive
 
 
-def instructions(mode: str, size: int, count: int, address: str) -> tuple[int, int]:
-    """(whole process, main thread only) instructions for one client run."""
+def instructions(
+    mode: str, size: int, count: int, address: str, backend: str = ""
+) -> tuple[int, int]:
+    """(whole process, main thread only) instructions for one client run on
+    backend (SPREAD_BACKEND; "" for the default)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         cmd = [
@@ -104,7 +116,8 @@ def instructions(mode: str, size: int, count: int, address: str) -> tuple[int, i
             str(count),
             address,
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ, SPREAD_BACKEND=backend) if backend else None
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         m = re.search(r"Collected : (\d+)", proc.stderr)
         if proc.returncode != 0 or not m:
             raise RuntimeError(f"callgrind run failed: {proc.stderr[-2000:]}")
@@ -116,18 +129,27 @@ def instructions(mode: str, size: int, count: int, address: str) -> tuple[int, i
         return int(m.group(1)), main
 
 
-ROWS = [
-    ("multicast()", "multicast", "c_multicast"),
-    ("receive()", "receive", "c_receive"),
-    ("ThreadedReceiver.get_batch()", "get_batch", "c_receive"),
-    ("send + receive own", "self", "c_self"),
-]
+ROWS = {  # name: (label, Python mode, C mode)
+    "multicast": ("multicast()", "multicast", "c_multicast"),
+    "receive": ("receive()", "receive", "c_receive"),
+    "rx_receive": ("receive() through a receiver", "rx_receive", "c_receive"),
+    "get_batch": ("ThreadedReceiver.get_batch()", "get_batch", "c_receive"),
+    "self": ("send + receive own", "self", "c_self"),
+}
+
+
+def marginal(mode: str, size: int, small: int, large: int, address: str, backend: str = ""):
+    """(whole process, main thread) instructions per message."""
+    hi, lo = (instructions(mode, size, n, address, backend) for n in (large, small))
+    return (hi[0] - lo[0]) / (large - small), (hi[1] - lo[1]) / (large - small)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="100,1024")
     p.add_argument("--counts", default="5000,15000")
+    p.add_argument("--backends", default="cython,cffi")
+    p.add_argument("--rows", default=",".join(ROWS), help="of: " + ", ".join(ROWS))
     p.add_argument("--child", nargs=4, metavar=("MODE", "SIZE", "COUNT", "ADDRESS"))
     p.add_argument("--fill", nargs=4, metavar=("ADDRESS", "GROUP", "SIZE", "COUNT"))
     args = p.parse_args(argv)
@@ -141,25 +163,29 @@ def main(argv=None) -> int:
         return 0
     small, large = (int(c) for c in args.counts.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
+    backends = [b for b in args.backends.split(",") if b]
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
     with EmbeddedDaemon(max_session_messages=100_000_000, log_level="error") as d:
         address = d.unix_address
         print(f"instructions per message, client process (callgrind, {small} vs {large} messages)")
         print(
-            f"{'path':32} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}  "
+            f"{'path':32} {'backend':8} {'size B':>7} {'Python':>9} {'C':>7} {'ratio':>6}  "
             f"{'Python main thread':>18}"
         )
-        for label, py_mode, c_mode in ROWS:
+        for row in rows:
+            label, py_mode, c_mode = ROWS[row]
             for size in sizes:
-                py_l, py_s = (instructions(py_mode, size, n, address) for n in (large, small))
-                c_l, c_s = (instructions(c_mode, size, n, address) for n in (large, small))
-                py = (py_l[0] - py_s[0]) / (large - small)
-                py_main = (py_l[1] - py_s[1]) / (large - small)
-                c = (c_l[0] - c_s[0]) / (large - small)
-                print(
-                    f"{label:32} {size:>7} {py:>9,.0f} {c:>7,.0f} {py / c:>6.2f}  "
-                    f"{py_main:>18,.0f}",
-                    flush=True,
-                )
+                c = marginal(c_mode, size, small, large, address)[0]
+                for backend in backends:
+                    py, py_main = marginal(py_mode, size, small, large, address, backend)
+                    print(
+                        f"{label:32} {backend:8} {size:>7} {py:>9,.0f} {c:>7,.0f} "
+                        f"{py / c:>6.2f}  {py_main:>18,.0f}",
+                        flush=True,
+                    )
     return 0
 
 

@@ -23,19 +23,8 @@ class Served:
 
     def __init__(self):
         o = _daemon_options
-        self.native = NativeDaemon(  # every option explicit: it has no defaults
-            0,
-            o.DEFAULT_HOST,
-            o.DEFAULT_NAME,
-            o.DEFAULT_MAX_SESSION_MESSAGES,
-            o.DEFAULT_MAX_SESSION_BYTES,
-            o.DEFAULT_SLOW_READER_BUDGET,
-            True,
-            False,
-            "error",
-            None,
-            -1,
-        )
+        options = {**o.DEFAULTS, "port": 0, "unix_socket": False}
+        self.native = NativeDaemon(options, -1)  # every option explicit: it has no defaults
         self.port = self.native.port
         self._r, self._w = os.pipe()
         self._thread = threading.Thread(target=self.native.run, args=(self._r,))

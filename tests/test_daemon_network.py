@@ -8,10 +8,12 @@ were made)."""
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,13 @@ from spread.daemon import ControlError, RemoteDaemon
 from test_daemon_raw import raw_client
 from vectors import load, records_of
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(
+        bool(os.environ.get("SPREAD_TEST_DAEMON")),
+        reason="the simulated network needs the embedded daemon (SPREAD_TEST_DAEMON is set)",
+    ),
+]
 
 TIMEOUT = 10.0
 ALICE, CAROL = "#alice#localhost", "#carol#localhost"
@@ -33,6 +41,7 @@ class Reader:
 
     def __init__(self, mbox, threaded: bool):
         self.mbox = mbox
+        self.join_id: list[int] = []
         if threaded:
             mbox.start_receiver()
 
@@ -57,8 +66,6 @@ def threaded(request):
 @pytest.fixture(params=["subprocess", "in_process"])
 def daemon(request, spread_daemon_factory):
     d = spread_daemon_factory(in_process=request.param == "in_process")
-    if not hasattr(d, "add_remote_daemon"):
-        pytest.skip("the simulated network needs the embedded daemon")
     return d
 
 
@@ -68,7 +75,17 @@ def joined(daemon, name: str, threaded: bool, group: str = "chat") -> Reader:
     mbox.join(group)
     msg = reader.get()
     assert msg.reason == spread.CAUSED_BY_JOIN and msg.changed_member == mbox.private_group
+    reader.join_id = msg.group_id.id
     return reader
+
+
+def bob_east_dave_west(daemon, threaded: bool):
+    """Remote daemons east (#bob#east) and west (#dave#west), their members
+    in "chat", then alice joined: (east, west, alice's reader)."""
+    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
+    east.member("bob").join("chat")
+    west.member("dave").join("chat")
+    return east, west, joined(daemon, "alice", threaded)
 
 
 def expect_memb(msg, reason, members, vs_sets, extra, changed=None):
@@ -211,10 +228,7 @@ def test_partition_then_merge(daemon, threaded):
 
 
 def test_three_way_split_healed_in_one_merge(daemon, threaded):
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", threaded)
+    east, west, alice = bob_east_dave_west(daemon, threaded)
     daemon.partition(east)
     alice.get()  # TRANSITION_MESS
     expect_memb(
@@ -241,10 +255,7 @@ def test_three_way_split_healed_in_one_merge(daemon, threaded):
 
 
 def test_partition_of_two_daemons_together(daemon):
-    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
-    east.member("bob").join("chat")
-    west.member("dave").join("chat")
-    alice = joined(daemon, "alice", False)
+    east, west, alice = bob_east_dave_west(daemon, False)
     daemon.partition(east, west)
     assert alice.get().msg_subtype == spread.TRANSITION_MESS
     expect_memb(alice.get(), spread.CAUSED_BY_NETWORK, [ALICE], [[ALICE]], [ALICE])
@@ -282,6 +293,216 @@ def test_crash_is_a_cut(daemon, threaded):
     m = alice.get()
     assert m.reason == spread.CAUSED_BY_JOIN and m.members == (ALICE, "#bob#east")
     alice.mbox.disconnect()
+
+
+# ---- churn: changes in two steps, cascades, delays (SPEC.md 6.8) --------
+
+EVE = "#eve#localhost"
+
+
+def test_churn_inside_a_transitional_period(daemon, threaded):
+    """A cut begun, not yet installed: a leave and a join inside the
+    transitional period are network memberships (the cut-off daemon's
+    member still listed, in a set of its own; a joiner alone last; the
+    transitional id with c counting on), each followed by another
+    TRANSITION_MESS: TRANS, NET, TRANS, NET, TRANS ... then the installation,
+    one network membership with c = 1."""
+    east, west = daemon.add_remote_daemon("east"), daemon.add_remote_daemon("west")
+    bob, dave = east.member("bob"), west.member("dave")
+    bob.join("chat")
+    dave.join("chat")
+    alice = joined(daemon, "alice", threaded)
+    carol = joined(daemon, "carol", threaded)
+    old = alice.get().group_id.id  # carol's join
+    assert daemon.partition(east, settle=False) == 1  # one TRANSITION_MESS, to both
+    assert daemon.network()["pending"] and east.connected and not east.reachable
+    for reader in (alice, carol):
+        expect_trans(reader.get(), old)
+    assert dave.leave("chat") == 2  # west stays: NET, then TRANS
+    for reader in (alice, carol):
+        gid = expect_memb(
+            reader.get(),
+            spread.CAUSED_BY_NETWORK,
+            [ALICE, CAROL, "#bob#east"],
+            [[ALICE, CAROL], ["#bob#east"]],
+            [ALICE, CAROL],
+        )
+        assert gid[0] == OURS and gid[1] > old[1] and gid[2] == old[2] + 1
+        expect_trans(reader.get(), gid)
+    eve = Reader(spread.connect(daemon.address, "eve"), threaded)
+    eve.mbox.join("chat")  # a local join: NET (the joiner's own view), TRANS
+    members = [ALICE, CAROL, EVE, "#bob#east"]
+    sets = [[ALICE, CAROL], ["#bob#east"], [EVE]]
+    for reader, mine in ((alice, [ALICE, CAROL]), (carol, [ALICE, CAROL]), (eve, [EVE])):
+        joined_id = expect_memb(reader.get(), spread.CAUSED_BY_NETWORK, members, sets, mine)
+        assert joined_id == (gid[0], gid[1], gid[2] + 1)
+        expect_trans(reader.get(), joined_id)
+    # The daemon on its way out: its members cannot act, their data is lost.
+    with pytest.raises(ControlError, match="on its way cuts that daemon off"):
+        bob.leave("chat")
+    assert bob.multicast(spread.AGREED_MESS, "chat", b"lost") == 0
+    alice.quiet()
+    assert daemon.settle() == 1
+    for reader, mine in ((alice, [ALICE, CAROL, EVE]), (eve, [ALICE, CAROL, EVE])):
+        final = expect_memb(
+            reader.get(), spread.CAUSED_BY_NETWORK, mine, [[ALICE, CAROL, EVE]], mine
+        )
+        assert final[0] == OURS and final[2] == 1 and final[1] > gid[1]
+    assert carol.get().group_id.id == final
+    assert not daemon.network()["pending"] and not east.connected
+    with pytest.raises(ControlError, match="no network change is pending"):
+        daemon.settle()
+    for reader in (alice, carol, eve):
+        reader.quiet()
+    for reader in (alice, carol, eve):
+        reader.mbox.disconnect()
+
+
+def test_a_merge_while_a_partition_is_pending(daemon, threaded):
+    """West is cut off; east's cut begins; west merges back before east's
+    cut is installed: one network membership for both (a set per
+    component), and no second TRANSITION_MESS."""
+    east, west, alice = bob_east_dave_west(daemon, threaded)
+    daemon.partition(west)
+    alice.get()  # TRANS
+    cut = expect_memb(
+        alice.get(),
+        spread.CAUSED_BY_NETWORK,
+        [ALICE, "#bob#east"],
+        [[ALICE, "#bob#east"]],
+        [ALICE, "#bob#east"],
+    )
+    assert daemon.partition(east, settle=False) == 1
+    expect_trans(alice.get(), cut)
+    assert daemon.merge(west) == 1  # settles the pending cut with it
+    gid = expect_memb(
+        alice.get(),
+        spread.CAUSED_BY_NETWORK,
+        [ALICE, "#dave#west"],
+        [[ALICE], ["#dave#west"]],
+        [ALICE],
+    )
+    assert gid[2] == 1 and gid[1] > cut[1]
+    assert west.connected and not east.connected and not daemon.network()["pending"]
+    alice.quiet()
+    alice.mbox.disconnect()
+
+
+def test_cascaded_partitions_and_an_undone_cut(daemon):
+    """Two cuts begun one after the other: one TRANSITION_MESS, one
+    installation. A cut begun and undone by a merge before it is installed
+    still closes the transitional period with a network membership."""
+    east, west, alice = bob_east_dave_west(daemon, False)
+    old = alice.join_id
+    assert daemon.partition(east, settle=False) == 1
+    assert daemon.partition(west, settle=False) == 0  # told already
+    expect_trans(alice.get(), old)
+    assert daemon.settle() == 1
+    cut = expect_memb(alice.get(), spread.CAUSED_BY_NETWORK, [ALICE], [[ALICE]], [ALICE])
+    assert not east.connected and not west.connected
+    daemon.merge(east, west)  # two cuts, two components over there: three sets
+    merged = expect_memb(
+        alice.get(),
+        spread.CAUSED_BY_NETWORK,
+        [ALICE, "#bob#east", "#dave#west"],
+        [[ALICE], ["#bob#east"], ["#dave#west"]],
+        [ALICE],
+    )
+    assert merged[1] > cut[1]
+    assert daemon.partition(west, settle=False) == 1
+    expect_trans(alice.get(), merged)
+    assert daemon.merge(west) == 1  # undone before it was installed
+    again = expect_memb(
+        alice.get(),
+        spread.CAUSED_BY_NETWORK,
+        [ALICE, "#bob#east", "#dave#west"],
+        [[ALICE, "#bob#east", "#dave#west"]],
+        [ALICE, "#bob#east", "#dave#west"],
+    )
+    assert again[2] == 1 and again[1] > merged[1]
+    alice.quiet()
+    alice.mbox.disconnect()
+
+
+def test_crash_and_partition_differ(daemon):
+    """Both look like a cut to local members; a partitioned daemon's members
+    come back with a merge, a crashed one comes back empty. A crash begun:
+    its members fall silent at once."""
+    east, west, alice = bob_east_dave_west(daemon, False)
+    for remote in (east, west):
+        if remote is east:
+            assert daemon.partition(east) == 2
+        else:
+            assert daemon.crash(west, settle=False) == 1
+            with pytest.raises(ControlError, match="on its way"):
+                west.member("dave").leave("chat")
+            assert daemon.settle() == 1
+        assert alice.get().msg_subtype == spread.TRANSITION_MESS
+        assert alice.get().reason == spread.CAUSED_BY_NETWORK
+    assert east.alive and not west.alive
+    assert daemon.merge(east, west) == 1
+    m = alice.get()
+    assert m.members == (ALICE, "#bob#east")  # dave is gone with west
+    assert m.orig_members == ((ALICE,), ("#bob#east",))
+    assert west.alive and west.connected
+    alice.quiet()
+    alice.mbox.disconnect()
+
+
+def test_delayed_events_arrive_at_their_time(daemon, threaded):
+    """after=SECONDS: the messages arrive no earlier than that (a real
+    network takes ~11 s to notice a crash); the crashed daemon's members
+    fall silent at once. A delayed merge likewise."""
+    east = daemon.add_remote_daemon("east")
+    bob = east.member("bob")
+    bob.join("chat")
+    alice = joined(daemon, "alice", threaded)
+    start = time.monotonic()
+    assert daemon.crash(east, after=0.3) == 0
+    assert not east.reachable and east.alive and daemon.network()["scheduled"] == 1
+    assert bob.multicast(spread.AGREED_MESS, "chat", b"lost") == 0
+    trans = alice.get()
+    assert time.monotonic() - start >= 0.3
+    assert trans.msg_subtype == spread.TRANSITION_MESS
+    expect_memb(alice.get(), spread.CAUSED_BY_NETWORK, [ALICE], [[ALICE]], [ALICE])
+    assert not east.alive and daemon.network()["scheduled"] == 0
+    # A delayed partition, then a merge later still: in order, each at its time.
+    west = daemon.add_remote_daemon("west")
+    west.member("dave").join("chat")
+    alice.get()
+    start = time.monotonic()
+    daemon.partition(west, after=0.2)
+    daemon.merge(west, after=0.4)
+    assert alice.get().msg_subtype == spread.TRANSITION_MESS
+    assert alice.get().members == (ALICE,)
+    merged = alice.get()
+    assert time.monotonic() - start >= 0.4
+    assert merged.reason == spread.CAUSED_BY_NETWORK and merged.members == (ALICE, "#dave#west")
+    # A delayed settle of a begun change.
+    daemon.partition(west, settle=False)
+    assert alice.get().msg_subtype == spread.TRANSITION_MESS
+    daemon.settle(after=0.1)
+    assert alice.get().members == (ALICE,)
+    alice.quiet()
+    alice.mbox.disconnect()
+
+
+def test_bad_churn_requests(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    east = daemon.add_remote_daemon("east")
+    with pytest.raises(ValueError, match="after must be 0 to 3600"):
+        daemon.partition(east, after=-1)
+    with pytest.raises(TypeError, match="after must be a number"):
+        daemon.crash(east, after="1")
+    with pytest.raises(TypeError, match="settle must be a bool"):
+        daemon.merge(east, settle=0)
+    daemon.partition(east, settle=False)
+    with pytest.raises(ControlError, match="on its way"):
+        daemon.add_remote_daemon("west")  # connected: it would install the change
+    daemon.add_remote_daemon("far", connected=False)
+    daemon.settle()
+    with pytest.raises(ControlError, match="no network change is pending"):
+        daemon._request("after 0 settle")  # 0: at once
 
 
 # ---- remote multicasts -------------------------------------------------
@@ -403,6 +624,14 @@ def test_bad_requests_are_clear_errors(spread_daemon_factory):
         ("crash east west", "crash takes one"),
         ("network-clock 0", "network-clock takes"),
         ("network x", "no arguments"),
+        ("after", "after takes MS"),
+        ("after x partition east", "after takes MS"),
+        ("after 3600001 partition east", "after takes MS"),
+        ("after 10 ping", "after takes a partition"),
+        ("begin settle", "begin takes partition"),
+        ("begin", "begin takes partition"),
+        ("settle now", "settle takes no arguments"),
+        ("after 10 partition nobody", "no remote daemon nobody"),
     ]:
         with pytest.raises(ControlError, match=text):
             daemon._request(line)
@@ -427,6 +656,7 @@ def test_remote_add_alone_and_addresses(spread_daemon_factory):
         "local": False,
         "connected": False,
         "alive": True,
+        "reachable": True,
     }
     assert net["daemons"]["near"]["address"] == "127.0.0.2"  # above the highest
     assert not far.connected and near.connected
@@ -540,6 +770,44 @@ def test_three_way_heal_bytes_are_the_vector(spread_daemon_factory):
     assert daemon.network()["clock"] is None
 
 
+def test_churn_bytes_are_the_vectors(spread_daemon_factory):
+    """synthetic_network_churn_join and _leave (their library_results
+    recorded from the Spread 4.0.0 library): alice joins while r1's cut is
+    pending, then r2's m2 leaves; each network membership is followed by a
+    TRANSITION_MESS with its id; the installation is one more."""
+    daemon = spread_daemon_factory()
+    daemon.set_network_clock(1700000000)
+    r1, r2 = daemon.add_remote_daemon("r1"), daemon.add_remote_daemon("r2")
+    m1, m2 = r1.member("m1"), r2.member("m2")
+    with raw_client(daemon.port, b"bob") as bob, raw_client(daemon.port, b"alice") as alice:
+        raw_join(bob, b"bob", b"grp")
+        m1.join("grp")
+        m2.join("grp")
+        for _ in range(3):
+            read_message(bob)
+        daemon.set_network_clock(1700000400)
+        daemon.partition(r1, settle=False)
+        raw_join(alice, b"alice", b"grp")
+        assert read_message(alice) == vector_bytes("synthetic_network_churn_join")
+        trans = read_message(alice)
+        assert trans[:4] == bytes.fromhex("80200080")  # TRANSITION_MESS
+        assert struct.unpack_from("<3i", trans, 48) == (OURS, 1700000400, 4)
+        m2.leave("grp")
+        assert read_message(alice) == vector_bytes("synthetic_network_churn_leave")
+        assert struct.unpack_from("<3i", read_message(alice), 48) == (OURS, 1700000400, 5)
+        daemon.set_network_clock(1700000500)
+        daemon.settle()
+        final = read_message(alice)
+        assert struct.unpack_from("<iii", final, 48 + 2 * 32) == (OURS, 1700000500, 1)
+        # bob: TRANS (the old id), then the same ids, his offset at the first set.
+        msgs = [read_message(bob) for _ in range(6)]
+        assert struct.unpack_from("<3i", msgs[0], 48) == (OURS, 1700000001, 3)
+        assert msgs[1][:48] == vector_bytes("synthetic_network_churn_join")[:48]
+        assert struct.unpack_from("<i", msgs[1], 48 + 4 * 32 + 16)[0] == 0  # local offset
+        assert msgs[3] == vector_bytes("synthetic_network_churn_leave")  # the same set is his
+        assert msgs[5] == final
+
+
 # ---- the README's example -------------------------------------------------
 
 
@@ -556,3 +824,9 @@ def test_the_readme_partition_example(spread_network):
     namespace: dict = {}
     exec(compile(readme_example("test_rehearse_a_partition"), "README.md", "exec"), namespace)
     namespace["test_rehearse_a_partition"](spread_network)
+
+
+def test_the_readme_churn_example(spread_network):
+    namespace: dict = {}
+    exec(compile(readme_example("test_rehearse_churn"), "README.md", "exec"), namespace)
+    namespace["test_rehearse_churn"](spread_network)

@@ -169,6 +169,12 @@ def test_unknown_options_are_type_errors(spread_daemon_factory):
         Daemon(0, bogus=1)
     with pytest.raises(TypeError, match="bogus"):
         spread_daemon_factory(bogus=1)
+    # A backend's NativeDaemon takes exactly the option list, no more, no less.
+    from spread import _daemon_options as o
+
+    for options in ({**o.DEFAULTS, "bogus": 1}, {k: o.DEFAULTS[k] for k in o.OPTION_NAMES[1:]}):
+        with pytest.raises(TypeError, match="the options are port, host"):
+            spread.daemon.NativeDaemon(options, -1)
 
 
 def test_factory_takes_a_port_and_every_option(spread_daemon_factory):
@@ -230,34 +236,16 @@ def test_the_daemon_defaults_are_written_once():
     from spread import _daemon_options as o
     from spread.daemon.__main__ import build_parser
 
-    expected = {
-        "port": o.DEFAULT_PORT,
-        "host": o.DEFAULT_HOST,
-        "name": o.DEFAULT_NAME,
-        "max_session_messages": o.DEFAULT_MAX_SESSION_MESSAGES,
-        "max_session_bytes": o.DEFAULT_MAX_SESSION_BYTES,
-        "slow_reader_budget": o.DEFAULT_SLOW_READER_BUDGET,
-        "tcp": o.DEFAULT_TCP,
-        "unix_socket": o.DEFAULT_UNIX_SOCKET,
-        "log_level": o.DEFAULT_LOG_LEVEL,
-        "control": o.DEFAULT_CONTROL,
-    }
+    expected = o.DEFAULTS
+    assert o.OPTION_NAMES == tuple(expected) and "port" in expected
+    assert spread.testing.OPTIONS == o.OPTION_NAMES[1:]
     daemon = {k: p.default for k, p in inspect.signature(Daemon).parameters.items()}
     assert daemon == expected
     cli = vars(build_parser().parse_args([]))
+    # The command line's flags: every option, but tcp and unix_socket as
+    # --no-tcp and --no-unix-socket, and its own log level.
     assert cli == {
-        **{
-            k: expected[k]
-            for k in (
-                "port",
-                "host",
-                "name",
-                "max_session_messages",
-                "max_session_bytes",
-                "slow_reader_budget",
-                "control",
-            )
-        },
+        **{k: v for k, v in expected.items() if k not in ("tcp", "unix_socket", "log_level")},
         "no_unix_socket": False,
         "no_tcp": False,
         "log_level": o.COMMAND_LOG_LEVEL,

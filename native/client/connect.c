@@ -451,13 +451,13 @@ int SP_disconnect(mailbox mbox)
      * throws away what is still unsent. Read (and drop) what comes until the
      * daemon, done with our requests, closes its side; not if another thread
      * is reading (it will meet the end itself). */
-    if (polite && pthread_mutex_trylock(&s->recv_lock) == 0) {
+    if (polite && sess_recv_trylock(s) == 0) {
         struct timespec deadline;
         deadline_after(&deadline, DISCONNECT_DRAIN_MS);
         char sink[4096];
         while (wait_fd(s->fd, POLLIN, &deadline, 0) == 0 && recv(s->fd, sink, sizeof sink, 0) > 0)
             ;
-        pthread_mutex_unlock(&s->recv_lock);
+        sess_recv_unlock(s);
     }
     int r = sess_close(s);
     sess_release(s);

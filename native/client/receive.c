@@ -1,10 +1,11 @@
 /* receive.c -- SP_receive, SP_scat_receive and SP_poll (SPEC.md 6.5, 9.1-9.6).
  *
- * The library never reads ahead of the message it returns (unless a
- * background receiver that owns the socket asks it to, SPX_set_readahead):
- * a program that select()s on the mailbox must see it readable while
- * messages are pending. Each message costs two reads: the header, then
- * groups and payload together.
+ * The library never takes off the socket more than the message it returns
+ * (unless a background receiver that owns the socket asks it to,
+ * SPX_set_readahead): a program that select()s on the mailbox must see it
+ * readable while messages are pending. Each message costs two reads: the
+ * header, then groups and payload together; with SPX_set_peek, a burst
+ * costs two (a peek at all of it, then removing what was returned).
  */
 #include "session.h"
 #include "spx.h"
@@ -117,6 +118,125 @@ static int describe(const session *s, const wire_header *h, uint32_t svc,
     return 0;
 }
 
+#define NOT_PEEKED (-2002)
+
+/* Does p (have bytes) start with a whole message the caller's buffers take?
+ * Its header and size then; a header the general path must refuse is not. */
+static int peeked_whole(const uint8_t *p, size_t have, wire_header *h, size_t *size)
+{
+    *size = 0;
+    if (have < WIRE_HEADER_SIZE || wire_decode_header(p, h) != 0 || !wire_header_plausible(h))
+        return 0;
+    *size = wire_message_size(h);
+    return have >= *size;
+}
+
+static size_t scat_capacity(const scatter *scat)
+{
+    size_t capacity = 0;
+    for (int i = 0; i < scat->num_elements; i++)
+        capacity += (size_t)scat->elements[i].len;
+    return capacity;
+}
+
+/* The header (decoded once) of the whole message at pk_pos, or NULL; *size
+ * is then what peeked_whole says (0 for no header). */
+static inline const wire_header *peeked_next(session *s, size_t *size)
+{
+    if (s->pk_next_ok) {
+        *size = wire_message_size(&s->pk_next);
+        return &s->pk_next;
+    }
+    if (!peeked_whole(s->pk_buf + s->pk_pos, s->pk_end - s->pk_pos, &s->pk_next, size))
+        return NULL;
+    s->pk_next_ok = 1;
+    return &s->pk_next;
+}
+
+/* Past a returned message of `size` bytes; once no whole message follows,
+ * what was returned leaves the socket. */
+static inline void peeked_advance(session *s, size_t size)
+{
+    size_t next_size;
+    s->pk_pos += size;
+    s->pk_next_ok = 0;
+    atomic_store_explicit(&s->pk_returned, s->pk_pos, memory_order_relaxed);
+    if (!peeked_next(s, &next_size) && stream_peek_settle(s) != 0)
+        sess_set_error(s); /* the message returned is whole: the error is the next call's */
+}
+
+/* Error after a failed socket: the session's end from now on. */
+static int socket_failed(session *s)
+{
+    sess_set_error(s);
+    return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : CONNECTION_CLOSED;
+}
+
+/* Makes sure a whole message waits at pk_pos, peeking first if nothing is
+ * (waiting for data if `wait`): 1 (*h its header, *size its size), 0 (none
+ * has wholly arrived; nothing is peeked now) or SPX_INTERRUPTED. */
+static inline int peek_ready(session *s, int wait, const wire_header **h, size_t *size)
+{
+    if (s->pk_end == 0) {
+        if (s->pk_skip > 0) {
+            s->pk_skip--;
+            return 0;
+        }
+        long got = stream_peek_fill(s, wait);
+        if (got <= 0)
+            return (int)got;
+    }
+    if ((*h = peeked_next(s, size)) != NULL)
+        return 1;
+    /* Only a fill leaves a part at pk_pos (0): nothing was returned. A
+     * message larger than one peek takes: read the next few the plain way. */
+    if (*size > STREAM_PEEK_SIZE)
+        s->pk_skip = 8;
+    if (stream_peek_settle(s) != 0)
+        sess_set_error(s); /* met by the read that follows */
+    return 0;
+}
+
+/* The next message from the peek buffer (see peek_ready), with
+ * receive_locked's outputs; NOT_PEEKED (nothing peeked or returned: the
+ * general path reads the socket) when no whole message that fits has been
+ * peeked. */
+static int receive_peeked(session *s, service *service_type, char sender[MAX_GROUP_NAME],
+                          int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                          int16 *mess_type, int *endian_mismatch, scatter *scat, int wait)
+{
+    const wire_header *hp = NULL;
+    size_t size;
+    int ready = peek_ready(s, wait, &hp, &size);
+    if (ready != 1)
+        return ready == SPX_INTERRUPTED ? ready : NOT_PEEKED;
+    wire_header h = *hp;
+    if (h.num_groups > max_groups || (size_t)h.data_len > scat_capacity(scat))
+        return stream_peek_settle(s) != 0 ? socket_failed(s) : NOT_PEEKED;
+    const uint8_t *p = s->pk_buf + s->pk_pos;
+    size_t at = WIRE_HEADER_SIZE, ng = (size_t)h.num_groups, dl = (size_t)h.data_len;
+    uint32_t old_type = 0;
+    if (h.type & WIRE_REJECT_MESS) {
+        old_type = wire_get_u32(p + at, h.order) & ~WIRE_MARKER;
+        at += WIRE_REJECT_EXTRA;
+    }
+    if (ng > 0)
+        memcpy(groups, p + at, ng * WIRE_SLOT);
+    for (size_t i = 0; i < ng; i++)
+        groups[i][WIRE_SLOT - 1] = '\0';
+    scat_copy(scat, (uint8_t *)(p + at + ng * WIRE_SLOT), dl, 0);
+    memcpy(sender, h.sender, WIRE_SLOT);
+    sender[WIRE_SLOT - 1] = '\0';
+    peeked_advance(s, size);
+    uint32_t svc = service_of(&h, old_type);
+    *service_type = (service)svc;
+    *num_groups = (int)ng;
+    if (describe(s, &h, svc, (const char (*)[MAX_GROUP_NAME])groups, (int)ng, 0, scat, 0, mess_type,
+                 endian_mismatch) != 0)
+        return ILLEGAL_MESSAGE;
+    return (int)dl;
+}
+
 /* pass_bad: a membership whose body does not fit its type is returned like
  * any message (records: the binding's decoder refuses it, alone) instead of
  * as ILLEGAL_MESSAGE (SP_receive: a C caller never sees such a body). */
@@ -131,6 +251,14 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         return NET_ERROR_ON_SESSION;
 
     int drop = (*service_type & DROP_RECV) != 0;
+    if (s->pk_on && !drop && !s->have_saved && !s->ra_on && s->ra_pos == s->ra_end) {
+        int r = receive_peeked(s, service_type, sender, max_groups, num_groups, groups, mess_type,
+                               endian_mismatch, scat, 1);
+        if (r != NOT_PEEKED)
+            return r;
+    } else if (s->pk_end > 0 && stream_peek_settle(s) != 0) {
+        return socket_failed(s);
+    }
     wire_header h;
     uint32_t old_type;
     if (s->have_saved) {
@@ -148,9 +276,7 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
 
     uint32_t svc = service_of(&h, old_type);
     int is_memb = Is_membership_mess(svc) != 0;
-    size_t capacity = 0;
-    for (int i = 0; i < scat->num_elements; i++)
-        capacity += (size_t)scat->elements[i].len;
+    size_t capacity = scat_capacity(scat);
     if (max_groups < 0)
         max_groups = 0;
 
@@ -196,10 +322,8 @@ static int receive_locked(session *s, service *service_type, char sender[MAX_GRO
         io_ok = stream_readv(s, iov, n, 0) == 0;
     if (io_ok && data_short)
         io_ok = stream_discard(s, (size_t)h.data_len - kept_data) == 0;
-    if (!io_ok) {
-        sess_set_error(s);
-        return sess_get_state(s) == SESS_CLOSED ? ILLEGAL_SESSION : CONNECTION_CLOSED;
-    }
+    if (!io_ok)
+        return socket_failed(s);
     for (int i = 0; i < kept_groups; i++)
         groups[i][WIRE_SLOT - 1] = '\0';
 
@@ -225,10 +349,10 @@ int SP_scat_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_N
     if (!s)
         return ILLEGAL_SESSION;
     service ignored = 0;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
     int r = receive_locked(s, service_type ? service_type : &ignored, sender, max_groups,
                            num_groups, groups, mess_type, endian_mismatch, scat_mess, 0);
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     return r;
 }
@@ -245,33 +369,120 @@ int SP_receive(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
                            endian_mismatch, &scat);
 }
 
+int SPX_receive_nowait(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                       int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                       int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess)
+{
+    if (max_mess_len < 0 || (service_type && (*service_type & DROP_RECV)))
+        return SPX_WOULD_BLOCK;
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    int r = SPX_WOULD_BLOCK;
+    if (sess_recv_trylock(s) == 0) {
+        if (s->pk_on && !s->have_saved && !s->ra_on && s->ra_pos == s->ra_end &&
+            sess_get_state(s) == SESS_OPEN) {
+            service ignored = 0;
+            scatter scat;
+            scat.num_elements = 1;
+            scat.elements[0].buf = mess;
+            scat.elements[0].len = max_mess_len;
+            r = receive_peeked(s, service_type ? service_type : &ignored, sender, max_groups,
+                               num_groups, groups, mess_type, endian_mismatch, &scat, 0);
+            if (r == NOT_PEEKED)
+                r = SPX_WOULD_BLOCK;
+        }
+        sess_recv_unlock(s);
+    }
+    sess_release(s);
+    return r;
+}
+
+spx_session *SPX_session(mailbox mbox)
+{
+    session *s = sess_acquire(mbox);
+    if (s)
+        sess_release(s); /* the caller's hold keeps it */
+    return s;
+}
+
+int SPX_view_next(spx_session *s, char sender[MAX_GROUP_NAME], int max_groups,
+                  char groups[][MAX_GROUP_NAME], spx_view *v)
+{
+    if (!s || sess_view_trylock(s) != 0)
+        return SPX_NOT_VIEWED;
+    const wire_header *h = NULL;
+    size_t size = 0;
+    int ready = 0;
+    if (s->pk_on && !s->have_saved && !s->ra_on && s->ra_pos == s->ra_end &&
+        atomic_load(&s->state) == SESS_OPEN) { /* (sess_get_state, inline) */
+        ready = peek_ready(s, 0, &h, &size);
+        if (ready == 0) {
+            sess_view_unlock(s);
+            return SPX_WOULD_BLOCK;
+        }
+    }
+    if (ready != 1 || h->num_groups > max_groups || Is_membership_mess(h->type)) {
+        sess_view_unlock(s);
+        return SPX_NOT_VIEWED;
+    }
+    const uint8_t *p = s->pk_buf + s->pk_pos;
+    size_t at = WIRE_HEADER_SIZE, ng = (size_t)h->num_groups;
+    uint32_t old_type = 0;
+    if (h->type & WIRE_REJECT_MESS) {
+        old_type = wire_get_u32(p + at, h->order) & ~WIRE_MARKER;
+        at += WIRE_REJECT_EXTRA;
+    }
+    if (ng == 1) { /* the common case, as a copy of known size */
+        memcpy(groups[0], p + at, WIRE_SLOT);
+        groups[0][WIRE_SLOT - 1] = '\0';
+    } else {
+        if (ng > 0)
+            memcpy(groups, p + at, ng * WIRE_SLOT);
+        for (size_t i = 0; i < ng; i++)
+            groups[i][WIRE_SLOT - 1] = '\0';
+    }
+    memcpy(sender, h->sender, WIRE_SLOT);
+    sender[WIRE_SLOT - 1] = '\0';
+    v->service_type = (service)service_of(h, old_type);
+    v->num_groups = (int)ng;
+    v->mess_type = wire_hint_mess_type(h->hint);
+    v->endian_mismatch = wire_hint_order(h->hint) != wire_host_order();
+    v->data = (const char *)(p + at + ng * WIRE_SLOT);
+    s->pk_view_size = size;
+    return h->data_len; /* the receive side stays taken until SPX_view_done */
+}
+
+void SPX_view_done(spx_session *s, int taken)
+{
+    if (taken)
+        peeked_advance(s, s->pk_view_size);
+    sess_view_unlock(s);
+}
+
 /* Is the next message wholly in the read-ahead buffer (so that taking it
- * cannot block)? Headers that will be refused count as buffered. */
-static int next_message_buffered(const session *s)
+ * cannot block)? 1, and *h its header; or -1 for a header that will be
+ * refused (it counts as buffered); or 0. */
+static int next_message_buffered(const session *s, wire_header *h)
 {
     size_t have = stream_buffered(s);
-    wire_header h;
     if (s->have_saved || have < WIRE_HEADER_SIZE)
         return 0;
-    if (wire_decode_header(s->ra_buf + s->ra_pos, &h) != 0 || !wire_header_plausible(&h))
-        return 1;
-    return have >= wire_message_size(&h);
+    if (wire_decode_header(s->ra_buf + s->ra_pos, h) != 0 || !wire_header_plausible(h))
+        return -1;
+    return have >= wire_message_size(h);
 }
 
 #define NO_ROOM    (-2000)
 #define NOT_SIMPLE (-2001)
 
-/* Takes the next message, wholly in the read-ahead buffer, straight into a
- * record: one header decode, and the payload and names copied after the
- * head or, in lent memory, left where they are. NO_ROOM: it does not fit
- * (nothing consumed); NOT_SIMPLE: a header the general path must refuse
- * (nothing consumed). */
-static int take_buffered(session *s, spx_record *rec, size_t room)
+/* Takes the next message, wholly in the read-ahead buffer, with header h
+ * (from next_message_buffered), straight into a record: the payload and
+ * names copied after the head or, in lent memory, left where they are.
+ * NO_ROOM: it does not fit (nothing consumed). */
+static int take_buffered(session *s, spx_record *rec, size_t room, wire_header h)
 {
     uint8_t *p = s->ra_buf + s->ra_pos;
-    wire_header h;
-    if (wire_decode_header(p, &h) != 0 || !wire_header_plausible(&h))
-        return NOT_SIMPLE;
     size_t at = WIRE_HEADER_SIZE, ng = (size_t)h.num_groups, dl = (size_t)h.data_len;
     uint32_t old_type = 0;
     if (h.type & WIRE_REJECT_MESS) {
@@ -342,7 +553,9 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
     session *s = sess_acquire(mbox);
     if (!s)
         return ILLEGAL_SESSION;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
+    if (s->pk_end > 0 && stream_peek_settle(s) != 0)
+        sess_set_error(s); /* met below */
     s->try_first = nowait >= 0;
     int at_all = nowait == SPX_NOWAIT_AT_ALL;
     int count = 0, r = 0;
@@ -356,16 +569,17 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
     sess_state st = sess_get_state(s);
     if (r == 0 && st != SESS_OPEN)
         r = st == SESS_CLOSED ? ILLEGAL_SESSION : NET_ERROR_ON_SESSION;
-    if (r == 0 && at_all && !next_message_buffered(s)) {
+    wire_header h;
+    if (r == 0 && at_all && !next_message_buffered(s, &h)) {
         stream_fill_nowait(s);
-        if (!next_message_buffered(s))
+        if (!next_message_buffered(s, &h))
             r = SPX_WOULD_BLOCK;
     }
     while (r == 0) {
-        int buffered = next_message_buffered(s);
+        int buffered = next_message_buffered(s, &h);
         if (buffered) {
             spx_record *rec = (spx_record *)(buf + at);
-            int n = take_buffered(s, rec, len - at);
+            int n = buffered < 0 ? NOT_SIMPLE : take_buffered(s, rec, len - at, h);
             if (n >= 0) {
                 at += rec->size;
                 count++;
@@ -449,7 +663,7 @@ static int receive_records(mailbox mbox, char *buf, int buf_len, int *used, int 
         count++;
     }
     s->try_first = 0;
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     if (count > 0) {
         *used = (int)at;
@@ -478,6 +692,7 @@ int SP_poll(mailbox mbox)
     int pending = 0;
     int r = ioctl(s->fd, FIONREAD, &pending);
     pending += (int)stream_buffered(s); /* a racy read is fine for a poll */
+    pending -= (int)atomic_load_explicit(&s->pk_returned, memory_order_relaxed);
     sess_release(s);
     return r == 0 ? pending : ILLEGAL_SESSION;
 }

@@ -88,9 +88,7 @@ static int send_message(session *s, uint32_t type, int num_groups, const uint8_t
         do
             w = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (w < 0 && errno == EINTR);
-        size_t total = 0;
-        for (int i = 0; i < n; i++)
-            total += iov[i].iov_len;
+        size_t total = sizeof header + (size_t)num_groups * WIRE_SLOT + (size_t)data_len;
         if (w >= 0 && (size_t)w == total) {
             r = data_len;
         } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -301,6 +299,28 @@ int SPX_multigroup_multicast_nowait(mailbox mbox, service service_type, int num_
     scatter scat;
     one_piece(&scat, mess, mess_len);
     return multi_group(mbox, service_type, num_groups, groups, mess_type, &scat, 1);
+}
+
+void SPX_group_slot(char slot[MAX_GROUP_NAME], const char *group)
+{
+    wire_put_slot((uint8_t *)slot, group, group ? strnlen(group, WIRE_MAX_NAME) : 0);
+}
+
+int SPX_send_nowait(spx_session *s, service service_type, const char slot[MAX_GROUP_NAME],
+                    int16 mess_type, int mess_len, const char *mess)
+{
+    if (!service_ok(service_type))
+        return ILLEGAL_SERVICE;
+    if (mess_len < 0)
+        return ILLEGAL_MESSAGE;
+    if ((long long)mess_len + WIRE_SLOT > WIRE_MAX_BODY)
+        return MESSAGE_TOO_LONG;
+    if (!s)
+        return ILLEGAL_SESSION;
+    scatter scat;
+    one_piece(&scat, mess, mess_len);
+    return send_message(s, (uint32_t)service_type & ~WIRE_DROP_RECV, 1, (const uint8_t *)slot,
+                        mess_type, &scat, mess_len, 1);
 }
 
 static int membership_request(mailbox mbox, uint32_t type, const char *group, int nowait)

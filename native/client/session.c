@@ -69,6 +69,7 @@ static void destroy(session *s)
     pthread_mutex_unlock(&table_lock);
     close(s->fd);
     free(s->ra_own); /* lent memory is the caller's */
+    free(s->pk_buf);
     free(s->rec_groups);
     free(s->tail);
     pthread_mutex_destroy(&s->send_lock);

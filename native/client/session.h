@@ -14,6 +14,7 @@
 #define SPREAD_CLIENT_SESSION_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,8 @@ typedef struct session {
     atomic_int interruptible;  /* SPX_set_interruptible */
     pthread_mutex_t send_lock;
     pthread_mutex_t recv_lock;
+    atomic_int recv_held;      /* see sess_recv_lock */
+    atomic_int view_busy;
     uint8_t private_group[WIRE_SLOT]; /* NUL padded */
     size_t private_group_len;
     /* Read-ahead (SPX_set_readahead), under the receive lock. ra_buf is the
@@ -43,6 +46,20 @@ typedef struct session {
     uint8_t *ra_own;
     size_t ra_own_cap;
     size_t ra_size;            /* the most one read takes: SPX_set_readahead's bytes */
+    /* Peeked read-ahead (SPX_set_peek), under the receive lock: bytes read
+     * with MSG_PEEK stay in the socket. pk_buf[0, pk_pos) were returned but
+     * are still in the socket (whose head is pk_buf[0]); [pk_pos, pk_end)
+     * are not returned yet. Between calls either nothing is peeked or a
+     * whole message waits at pk_pos: the socket holds an unreturned message
+     * exactly while one is pending, so select() on it stays exact. */
+    int pk_on;
+    uint8_t *pk_buf;           /* STREAM_PEEK_SIZE bytes, allocated on first use */
+    size_t pk_pos, pk_end;
+    atomic_size_t pk_returned; /* pk_pos, for SP_poll (which takes no lock) */
+    int pk_next_ok;            /* pk_next is the header of the whole message at pk_pos */
+    wire_header pk_next;
+    size_t pk_view_size;       /* the message SPX_view_next handed out */
+    int pk_skip;               /* receives left that do not peek (see stream_peek_fill) */
     /* The unsent rest of a message after SPX_PARTIAL, for SPX_finish_send. */
     uint8_t *tail;
     size_t tail_len;
@@ -75,6 +92,56 @@ sess_state sess_get_state(session *s);
 int sess_hold(mailbox mbox);
 void sess_unhold(mailbox mbox);
 
+/* The receive side's lock: recv_lock, and beside it a flag that lets
+ * SPX_view_next (the bindings' hot path, which never waits) take the receive
+ * side with three atomic operations where a mutex's lock and unlock cost ~55
+ * instructions. Each side sets its flag before it looks at the other's
+ * (sequentially consistent: at least one sees the other), so they never run
+ * together; the mutex side waits out a viewer, which holds the flag only
+ * while its binding copies one payload. */
+static inline void sess_recv_lock(session *s)
+{
+    pthread_mutex_lock(&s->recv_lock);
+    atomic_store(&s->recv_held, 1);
+    while (atomic_load(&s->view_busy))
+        sched_yield();
+}
+
+static inline void sess_recv_unlock(session *s)
+{
+    atomic_store_explicit(&s->recv_held, 0, memory_order_release);
+    pthread_mutex_unlock(&s->recv_lock);
+}
+
+/* 0 with the receive side taken, or -1 (busy). */
+static inline int sess_recv_trylock(session *s)
+{
+    if (pthread_mutex_trylock(&s->recv_lock) != 0)
+        return -1;
+    atomic_store(&s->recv_held, 1);
+    if (atomic_load(&s->view_busy)) {
+        sess_recv_unlock(s);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int sess_view_trylock(session *s)
+{
+    if (atomic_exchange(&s->view_busy, 1))
+        return -1;
+    if (atomic_load(&s->recv_held)) {
+        atomic_store_explicit(&s->view_busy, 0, memory_order_release);
+        return -1;
+    }
+    return 0;
+}
+
+static inline void sess_view_unlock(session *s)
+{
+    atomic_store_explicit(&s->view_busy, 0, memory_order_release);
+}
+
 /* stream.c: exact reads of message parts, through the read-ahead buffer when
  * there is one. `first`: the start of a message (may be interrupted). 0,
  * CONNECTION_CLOSED or SPX_INTERRUPTED. Callers hold the receive lock. */
@@ -84,6 +151,15 @@ int stream_discard(session *s, size_t len);
  * are left for the next waiting read to meet. */
 void stream_fill_nowait(session *s);
 size_t stream_buffered(const session *s);
+/* Peeked read-ahead. stream_peek_fill: one MSG_PEEK read into the empty
+ * peek buffer, waiting for data if `wait`: >0 bytes, 0 none (an end or an
+ * error is left to the consuming read), or SPX_INTERRUPTED.
+ * stream_peek_settle: removes what was returned from the socket and forgets
+ * the rest (still in the socket); 0, or CONNECTION_CLOSED if the socket
+ * failed. */
+#define STREAM_PEEK_SIZE (64 * 1024)
+long stream_peek_fill(session *s, int wait);
+int stream_peek_settle(session *s);
 
 /* Blocking socket writes. 0 on success, -1 on EOF or error. */
 int io_writev_full(int fd, struct iovec *iov, int iovcnt);

@@ -127,6 +127,52 @@ size_t stream_buffered(const session *s)
     return s->ra_end - s->ra_pos;
 }
 
+long stream_peek_fill(session *s, int wait)
+{
+    if (!s->pk_buf && !(s->pk_buf = malloc(STREAM_PEEK_SIZE)))
+        return 0;
+    ssize_t n = recv(s->fd, s->pk_buf, STREAM_PEEK_SIZE, MSG_PEEK | (wait ? 0 : MSG_DONTWAIT));
+    if (n > 0) {
+        s->pk_pos = 0;
+        s->pk_end = (size_t)n;
+        s->pk_next_ok = 0;
+        return (long)n;
+    }
+    if (n < 0 && errno == EINTR && wait && atomic_load(&s->interruptible))
+        return SPX_INTERRUPTED;
+    return 0;
+}
+
+int stream_peek_settle(session *s)
+{
+    size_t left = s->pk_pos;
+    s->pk_pos = s->pk_end = 0;
+    s->pk_next_ok = 0;
+    atomic_store_explicit(&s->pk_returned, 0, memory_order_relaxed);
+    while (left > 0) { /* bytes the socket holds: this never waits */
+        ssize_t n = recv(s->fd, s->pk_buf, left, MSG_DONTWAIT);
+        if (n > 0)
+            left -= (size_t)n;
+        else if (!(n < 0 && errno == EINTR))
+            return CONNECTION_CLOSED;
+    }
+    return 0;
+}
+
+int SPX_set_peek(mailbox mbox, int on)
+{
+    session *s = sess_acquire(mbox);
+    if (!s)
+        return ILLEGAL_SESSION;
+    sess_recv_lock(s);
+    if (!on && stream_peek_settle(s) != 0)
+        sess_set_error(s);
+    s->pk_on = on != 0;
+    sess_recv_unlock(s);
+    sess_release(s);
+    return 0;
+}
+
 /* Moves what is buffered to the start of buf (cap bytes) and reads ahead
  * there from now on. Under the receive lock. */
 static void move_readahead(session *s, uint8_t *buf, size_t cap, int lent)
@@ -162,14 +208,16 @@ int SPX_set_readahead(mailbox mbox, int bytes)
     session *s = sess_acquire(mbox);
     if (!s)
         return ILLEGAL_SESSION;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
     int r = bytes > 0 ? grow_own(s, (size_t)bytes) : 0;
+    if (r == 0 && bytes > 0 && stream_peek_settle(s) != 0) /* what it took, off the socket */
+        sess_set_error(s);
     if (r == 0) {
         s->ra_on = bytes > 0;
         if (bytes > 0)
             s->ra_size = (size_t)bytes;
     }
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     return r;
 }
@@ -179,7 +227,7 @@ int SPX_lend_readahead(mailbox mbox, char *buf, int cap)
     session *s = sess_acquire(mbox);
     if (!s)
         return ILLEGAL_SESSION;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
     size_t have = s->ra_end - s->ra_pos;
     int r = 0;
     if (buf) {
@@ -199,7 +247,7 @@ int SPX_lend_readahead(mailbox mbox, char *buf, int cap)
             sess_set_error(s);
         }
     }
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     return r;
 }
@@ -209,9 +257,9 @@ int SPX_lent_room(mailbox mbox)
     session *s = sess_acquire(mbox);
     if (!s)
         return ILLEGAL_SESSION;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
     size_t room = s->ra_lent ? s->ra_cap - s->ra_end : 0;
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     return room > 0x7fffffff ? 0x7fffffff : (int)room;
 }
@@ -221,9 +269,9 @@ int SPX_pending(mailbox mbox)
     session *s = sess_acquire(mbox);
     if (!s)
         return ILLEGAL_SESSION;
-    pthread_mutex_lock(&s->recv_lock);
+    sess_recv_lock(s);
     size_t n = stream_buffered(s);
-    pthread_mutex_unlock(&s->recv_lock);
+    sess_recv_unlock(s);
     sess_release(s);
     return n > 0x7fffffff ? 0x7fffffff : (int)n;
 }

@@ -53,9 +53,20 @@
  *   partition DAEMON...        the daemons leave our component, together
  *   merge DAEMON...            their components and ours become one
  *   crash DAEMON               it stops; its members are gone
- *   network                    ok N memb_id=A,B clock=T, then N lines
- *                              "daemon name=.. index=.. address=.. local=..
- *                              connected=.. alive=.."
+ *   begin partition|merge|crash DAEMON...
+ *                              the change begins: TRANSITION_MESS now, the
+ *                              change pending (remote.h, spd_remote_begin)
+ *   settle                     the pending change is installed
+ *   after MS REQUEST           REQUEST (one of the five above) runs MS ms
+ *                              later (0..3600000), in the loop; answered
+ *                              "ok notices=0 scheduled=MS" at once; the
+ *                              daemons a partition or crash cuts off are
+ *                              unreachable meanwhile (their data lost);
+ *                              a failure then is logged
+ *   network                    ok N memb_id=A,B clock=T pending=P
+ *                              scheduled=S, then N lines "daemon name=..
+ *                              index=.. address=.. local=.. connected=..
+ *                              alive=.. reachable=.."
  *   network-clock SECONDS|real the time events are stamped with (before the
  *                              first remote-add it also restarts our
  *                              membership id at SECONDS - 1)
@@ -122,9 +133,12 @@ static const struct {
     {"network", CTL_NETWORK, 0},
     {"network-clock", CTL_NETWORK_CLOCK, 0},
     {"network-address", CTL_NETWORK_ADDRESS, 0},
+    {"settle", CTL_SETTLE, 0},
 };
 
-#define MAX_WORDS (2 + SPD_REMOTE_MAX_DAEMONS) /* partition / merge: every remote daemon */
+/* "after MS begin partition" and every remote daemon */
+#define MAX_WORDS    (4 + SPD_REMOTE_MAX_DAEMONS)
+#define MAX_AFTER_MS 3600000 /* an hour */
 
 static int word_is(const char *w, size_t len, const char *word)
 {
@@ -336,6 +350,7 @@ static const char *parse_network(const char **w, const size_t *wl, size_t n, ctl
         out->name_len = strlen(out->daemons[0]);
         return NULL;
     case CTL_NETWORK: return n == 1 ? NULL : "network takes no arguments";
+    case CTL_SETTLE: return n == 1 ? NULL : "settle takes no arguments";
     case CTL_NETWORK_CLOCK:
         if (n != 2)
             return "network-clock takes SECONDS (1 to 2147483647) or real";
@@ -378,16 +393,37 @@ const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out)
     }
     if (n == 0)
         return "empty request";
+    /* Prefixes of network events: "after MS" (later), "begin" (pending). */
+    size_t at = 0;
+    if (word_is(w[0], wl[0], "after")) {
+        unsigned long long ms;
+        if (n < 3 || parse_number(w[1], wl[1], MAX_AFTER_MS, &ms) != 0)
+            return "after takes MS (0 to 3600000) and a partition, merge, crash, begin or settle";
+        out->after_ms = (long long)ms;
+        at = 2;
+    }
+    if (word_is(w[at], wl[at], "begin")) {
+        if (n < at + 2)
+            return "begin takes partition, merge or crash and their daemons";
+        out->begin = 1;
+        at++;
+    }
     size_t v = 0, nverbs = sizeof verbs / sizeof verbs[0];
-    while (v < nverbs && !word_is(w[0], wl[0], verbs[v].word))
+    while (v < nverbs && !word_is(w[at], wl[at], verbs[v].word))
         v++;
     if (v == nverbs)
         return "unknown request (ping, totals, sessions, session, kill, drop, pause, resume, "
                "pause-daemon, resume-daemon, remote-add, remote-member, remote-multicast, "
-               "partition, merge, crash, network, network-clock, network-address)";
+               "partition, merge, crash, settle, begin, after, network, network-clock, "
+               "network-address)";
     out->verb = verbs[v].verb;
+    int event = out->verb == CTL_PARTITION || out->verb == CTL_MERGE || out->verb == CTL_CRASH;
+    if (out->begin && !event)
+        return "begin takes partition, merge or crash";
+    if (at && !out->begin && !event && out->verb != CTL_SETTLE)
+        return "after takes a partition, merge, crash, begin or settle";
     if (out->verb >= CTL_REMOTE_ADD)
-        return parse_network(w, wl, n, out);
+        return parse_network(w + at, wl + at, n - at, out);
     size_t most = verbs[v].name ? (out->verb == CTL_PAUSE ? 3 : 2) : 1;
     if (verbs[v].name && n < 2)
         return "missing session name";
@@ -585,6 +621,9 @@ static const char *remote_error(int e)
         return "a limit of the simulated network (16 daemons, 1024 remote members, 4096 groups, "
                "2048 members in a group)";
     case SPD_REMOTE_E_NOMEM: return "out of memory";
+    case SPD_REMOTE_E_BUSY:
+        return "refused: a network change on its way cuts that daemon off (settle it, or wait "
+               "for it, first)";
     default: return "refused by the simulated network";
     }
 }
@@ -671,9 +710,12 @@ static void network_line(ctl_conn *k, const spd_remote *r, int i)
     char name[WIRE_MAX_PROC_NAME + 1];
     uint32_t a = 0;
     spd_remote_daemon_info(r, i, name, &a);
-    reply(k, "daemon name=%s index=%d address=%u.%u.%u.%u local=%d connected=%d alive=%d\n", name,
-          i, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255, i == SPD_REMOTE_LOCAL,
-          spd_remote_connected(r, i) == 1, spd_remote_alive(r, i) == 1);
+    reply(k,
+          "daemon name=%s index=%d address=%u.%u.%u.%u local=%d connected=%d alive=%d "
+          "reachable=%d\n",
+          name, i, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255, i == SPD_REMOTE_LOCAL,
+          spd_remote_connected(r, i) == 1, spd_remote_alive(r, i) == 1,
+          spd_remote_reachable(r, i) == 1);
 }
 
 static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
@@ -700,11 +742,17 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
         int32_t id[2] = {d->memb_id[0], d->memb_id[1]};
         if (d->remote)
             spd_remote_memb_id(d->remote, id);
-        reply(k, "ok %d memb_id=%ld,%ld clock=%lld\n", n ? n : 1, (long)id[0], (long)id[1],
-              d->net_clock);
+        int waiting = 0;
+        for (int i = 0; i < SPD_CTL_SCHED_MAX; i++)
+            waiting += d->sched[i] != NULL;
+        reply(k, "ok %d memb_id=%ld,%ld clock=%lld pending=%d scheduled=%d\n", n ? n : 1,
+              (long)id[0], (long)id[1], d->net_clock, d->remote && spd_remote_pending(d->remote),
+              waiting);
         uint32_t a = (uint32_t)d->memb_id[0];
         if (!n)
-            reply(k, "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1\n",
+            reply(k,
+                  "daemon name=%s index=0 address=%u.%u.%u.%u local=1 connected=1 alive=1 "
+                  "reachable=1\n",
                   d->name, a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
         for (int i = 0; i < n; i++)
             network_line(k, d->remote, i);
@@ -761,6 +809,14 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
         event_done(d, k, e, &notes);
         return;
     }
+    case CTL_SETTLE:
+        if (!d->remote || spd_remote_pending(d->remote) != 1) {
+            reply(k, "error no network change is pending (begin one first)\n");
+            return;
+        }
+        e = spd_remote_settle(d->remote, net_now(d), &notes);
+        event_done(d, k, e, &notes);
+        return;
     case CTL_PARTITION:
     case CTL_MERGE:
     case CTL_CRASH: {
@@ -769,7 +825,12 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
             if ((idx[j] = remote_daemon(d, k, r->daemons[j], r->verb != CTL_MERGE)) < 0)
                 return;
         int64_t now = net_now(d);
-        if (r->verb == CTL_PARTITION)
+        int event = r->verb == CTL_PARTITION ? SPD_EVENT_PARTITION
+                    : r->verb == CTL_MERGE   ? SPD_EVENT_MERGE
+                                             : SPD_EVENT_CRASH;
+        if (r->begin)
+            e = spd_remote_begin(d->remote, event, idx, r->n_daemons, now, &notes);
+        else if (r->verb == CTL_PARTITION)
             e = spd_remote_partition(d->remote, idx, r->n_daemons, now, &notes);
         else if (r->verb == CTL_MERGE)
             e = spd_remote_merge(d->remote, idx, r->n_daemons, now, &notes);
@@ -779,6 +840,74 @@ static void handle_network(spd_daemon *d, ctl_conn *k, const ctl_request *r)
         return;
     }
     default: reply(k, "error unknown request\n"); return;
+    }
+}
+
+/* ---- network events later ("after MS ...") ------------------------- */
+
+static long long mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Keeps r to run after r->after_ms. Traffic from the daemons a partition
+ * or a crash cuts off stops at once: detection takes time, the cut not. */
+static void schedule(spd_daemon *d, ctl_conn *k, const ctl_request *r)
+{
+    int idx[SPD_REMOTE_MAX_DAEMONS];
+    if (r->verb != CTL_SETTLE) /* they must exist now: a clear error now */
+        for (size_t j = 0; j < r->n_daemons; j++)
+            if ((idx[j] = remote_daemon(d, k, r->daemons[j], r->verb != CTL_MERGE)) < 0)
+                return;
+    int slot = -1;
+    for (int i = 0; i < SPD_CTL_SCHED_MAX && slot < 0; i++)
+        if (!d->sched[i])
+            slot = i;
+    ctl_request *copy = slot >= 0 ? malloc(sizeof *copy) : NULL;
+    if (!copy) {
+        reply(k, "error %s\n",
+              slot < 0 ? "at most 16 network events wait at a time" : "out of memory");
+        return;
+    }
+    *copy = *r;
+    copy->after_ms = 0;
+    d->sched[slot] = copy;
+    d->sched_due[slot] = mono_ms() + r->after_ms;
+    if (r->verb == CTL_PARTITION || r->verb == CTL_CRASH)
+        for (size_t j = 0; j < r->n_daemons; j++)
+            spd_remote_set_unreachable(d->remote, idx[j], 1);
+    reply(k, "ok notices=0 scheduled=%lld\n", r->after_ms);
+}
+
+void spd_control_timers(spd_daemon *d)
+{
+    long long now = mono_ms();
+    for (;;) {
+        int next = -1; /* the earliest due, the first scheduled among equals */
+        for (int i = 0; i < SPD_CTL_SCHED_MAX; i++)
+            if (d->sched[i] && d->sched_due[i] <= now &&
+                (next < 0 || d->sched_due[i] < d->sched_due[next]))
+                next = i;
+        if (next < 0)
+            return;
+        ctl_request *r = d->sched[next];
+        d->sched[next] = NULL;
+        if (d->remote && r->verb != CTL_SETTLE)
+            for (size_t j = 0; j < r->n_daemons; j++) {
+                int i = spd_remote_find_daemon(d->remote, r->daemons[j], strlen(r->daemons[j]));
+                if (i > 0)
+                    spd_remote_set_unreachable(d->remote, i, 0);
+            }
+        ctl_conn quiet = {0}; /* the answer, kept for the log */
+        quiet.fd = -1;
+        handle_network(d, &quiet, r);
+        if (quiet.out_len > 6 && memcmp(quiet.out, "error ", 6) == 0)
+            spd_log(d, SPD_LOG_ERROR, "a scheduled network event failed: %.*s",
+                    (int)(quiet.out_len - 7), quiet.out + 6);
+        free(quiet.out);
+        free(r);
     }
 }
 
@@ -810,6 +939,10 @@ static void handle(spd_daemon *d, ctl_conn *k, const char *line, size_t len)
         *k->pending = r;
         k->payload_have = 0;
         return; /* answered once its payload is in (conn_input) */
+    }
+    if (r.after_ms > 0) {
+        schedule(d, k, &r);
+        return;
     }
     if (r.verb >= CTL_REMOTE_ADD) {
         handle_network(d, k, &r);
@@ -1140,6 +1273,10 @@ int spd_control_open(spd_daemon *d, char *err, int err_size)
 
 void spd_control_close(spd_daemon *d)
 {
+    for (int i = 0; i < SPD_CTL_SCHED_MAX; i++) {
+        free(d->sched[i]);
+        d->sched[i] = NULL;
+    }
     for (int i = 0; i < SPD_CTL_MAX_CONNS; i++)
         if (d->ctl[i])
             conn_close(d, d->ctl[i]);

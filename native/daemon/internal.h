@@ -18,6 +18,7 @@
 #define SPD_ENDED_KEEP      256 /* ended sessions whose figures are kept */
 #define SPD_CTL_MAX_CONNS   8   /* control connections at a time */
 #define SPD_CTL_LINE_MAX    256 /* a control request, its newline included */
+#define SPD_CTL_SCHED_MAX   16  /* network events waiting for their time ("after") */
 #define SPD_TAG_STOP        ((void *)3) /* the stop fd's tag, in every epoll set */
 
 /* A session's pause (control.c): the daemon stops reading its requests,
@@ -156,6 +157,8 @@ struct spd_daemon {
      * request (control.c); NULL: a lone daemon, groups.c as without it. */
     spd_remote *remote;
     long long net_clock;        /* network events' time (s); 0 = time(NULL) */
+    struct ctl_request *sched[SPD_CTL_SCHED_MAX]; /* "after MS ..." events, */
+    long long sched_due[SPD_CTL_SCHED_MAX];       /* due (CLOCK_MONOTONIC ms) */
     ended_session ended[SPD_ENDED_KEEP]; /* a ring, oldest overwritten */
     size_t ended_next, ended_count;
 };
@@ -223,7 +226,8 @@ typedef enum {
     CTL_CRASH,
     CTL_NETWORK,
     CTL_NETWORK_CLOCK,
-    CTL_NETWORK_ADDRESS
+    CTL_NETWORK_ADDRESS,
+    CTL_SETTLE
 } ctl_verb;
 
 /* CTL_REMOTE_MEMBER's action. */
@@ -253,6 +257,8 @@ typedef struct ctl_request {
     char daemons[SPD_REMOTE_MAX_DAEMONS][WIRE_MAX_PROC_NAME + 1]; /* partition, merge */
     size_t n_daemons;
     long long clock;            /* CTL_NETWORK_CLOCK: seconds, 0 = real time */
+    int begin;                  /* "begin partition|merge|crash ...": left pending */
+    long long after_ms;         /* "after MS ...": run that much later (0: now) */
 } ctl_request;
 
 /* Parses one request line (without its newline; len bytes, not
@@ -264,6 +270,8 @@ const char *spd_ctl_parse(const char *line, size_t len, ctl_request *out);
 int spd_control_open(spd_daemon *d, char *err, int err_size);
 /* Serves control events for up to timeout_ms; 1 if the stop fd fired. */
 int spd_control_serve(spd_daemon *d, int timeout_ms);
+/* Runs the scheduled network events whose time has come. */
+void spd_control_timers(spd_daemon *d);
 void spd_control_close(spd_daemon *d);
 
 /* groups.c */

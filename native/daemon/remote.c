@@ -13,6 +13,7 @@ typedef struct {
     uint32_t addr;
     int comp;        /* component label: the lowest daemon index in it */
     int32_t memb[2]; /* its component's daemon membership id */
+    int unreachable; /* its traffic no longer reaches us (a change is on its way) */
 } rdaemon;
 
 typedef struct {
@@ -25,6 +26,7 @@ typedef struct {
     gmember *members; /* canonical order: daemon address, then slot bytes */
     size_t n, cap;
     int32_t view[MAX_D][3]; /* the group's id as daemon d's component sees it */
+    int in_trans;           /* TRANSITION_MESS told, the regular membership not yet */
 } rgroup;
 
 typedef struct {
@@ -41,6 +43,14 @@ struct spd_remote {
     rgroup **groups; /* by name, byte-wise */
     size_t n_groups, cap_groups;
     int64_t last_b; /* time of the latest daemon membership formed */
+    /* A change begun and not yet installed (spd_remote_begin): the
+     * components it installs, the daemons that crash in it, and the id of
+     * its transitional membership (the a, b of group ids inside it). The
+     * installed components (rdaemon.comp) stay as they were meanwhile. */
+    int pending;
+    int pend_label[MAX_D];
+    uint32_t pend_dying;
+    int32_t trans_id[2];
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -334,6 +344,126 @@ static int change_notice(const spd_remote *r, const rgroup *g, int daemon, uint3
     return 1;
 }
 
+/* Whether daemon d is in our installed component and stays in it through
+ * the pending change (the transitional configuration's daemons). */
+static int stays(const spd_remote *r, int d)
+{
+    return in_comp(r, d, local_comp(r)) && !(r->pend_dying & (1u << d)) &&
+           r->pend_label[d] == r->pend_label[SPD_REMOTE_LOCAL];
+}
+
+/* Whether a change by a member of daemon d reaches us now: refused while a
+ * change on its way cuts d off (SPD_REMOTE_E_BUSY). */
+static int reachable(const spd_remote *r, int d)
+{
+    if (r->d[d].unreachable)
+        return 0;
+    return !r->pending || !in_comp(r, d, local_comp(r)) || stays(r, d);
+}
+
+/* A join or leave inside a transitional period (SPEC.md 6.8, churn): for
+ * g's local members a REG_MEMB|CAUSED_BY_NETWORK listing every member our
+ * installed component still holds, its vs-sets the members that stay, then
+ * one set per daemon on its way out, and a joiner alone in a last set (its
+ * own local offset there); the id [trans a, trans b, c] as g->view has it
+ * already; then another TRANSITION_MESS with that id. joiner: the joined
+ * member's slot, or NULL for a leave. Returns the notices appended. */
+static int window_notice(const spd_remote *r, const rgroup *g, const uint8_t *joiner,
+                         spd_notices *out)
+{
+    int comp = local_comp(r);
+    const int32_t *gid = g->view[SPD_REMOTE_LOCAL];
+    uint8_t *list = malloc(2 * g->n * WIRE_SLOT + 1);
+    if (!list)
+        return SPD_REMOTE_E_NOMEM;
+    uint8_t *sets = list + g->n * WIRE_SLOT;
+    size_t n_list = list_in(r, g, comp, list), n_sets = 0, k = 0, counts[MAX_D + 1];
+    /* The set of those that stay, then the leaving daemons' by address
+     * (members are in canonical order: by daemon address already). */
+    int leaving[MAX_D], n_leaving = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        int d = g->members[i].daemon;
+        if (in_comp(r, d, comp) && !stays(r, d) && (n_leaving == 0 || leaving[n_leaving - 1] != d))
+            leaving[n_leaving++] = d;
+    }
+    size_t first = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        const gmember *m = &g->members[i];
+        if (stays(r, m->daemon) && !(joiner && memcmp(m->slot, joiner, WIRE_SLOT) == 0))
+            memcpy(sets + WIRE_SLOT * n_sets++, m->slot, WIRE_SLOT);
+    }
+    if (n_sets)
+        counts[k++] = n_sets;
+    else
+        first = 1; /* no set of stayers: ours is the joiner's */
+    for (int j = 0; j < n_leaving; j++) {
+        size_t before = n_sets;
+        for (size_t i = 0; i < g->n; i++)
+            if (g->members[i].daemon == leaving[j])
+                memcpy(sets + WIRE_SLOT * n_sets++, g->members[i].slot, WIRE_SLOT);
+        counts[k++] = n_sets - before;
+    }
+    if (joiner) {
+        memcpy(sets + WIRE_SLOT * n_sets++, joiner, WIRE_SLOT);
+        counts[k++] = 1;
+    }
+    int local_joiner = joiner && joiner[0] == '#' && count_local(g) > 0;
+    if (local_joiner) { /* is the joiner ours? */
+        local_joiner = 0;
+        for (size_t i = 0; i < g->n; i++)
+            if (g->members[i].daemon == SPD_REMOTE_LOCAL &&
+                memcmp(g->members[i].slot, joiner, WIRE_SLOT) == 0)
+                local_joiner = 1;
+    }
+    spd_notice nt[3];
+    size_t made = 0;
+    int e = notices_reserve(out, 3);
+    /* The stayers' view (local offset at the first set), unless the only
+     * local member is the joiner; then the joiner's (at the last set). */
+    if (e == 0 && (!local_joiner || count_local(g) > 1 || first)) {
+        e = make_memb(&nt[made], g, WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_NET, gid, list, n_list,
+                      counts, k, sets, first ? k - 1 : 0);
+        made += e == 0;
+    }
+    if (e == 0 && local_joiner && !first) {
+        e = make_memb(&nt[made], g, WIRE_REG_MEMB_MESS | WIRE_CAUSED_BY_NET, gid, list, n_list,
+                      counts, k, sets, k - 1);
+        made += e == 0;
+        if (e == 0) { /* the joiner's own: it alone gets it, the others the first */
+            spd_notice *mine = &nt[made - 1], *theirs = made > 1 ? &nt[0] : NULL;
+            memcpy(mine->receivers, joiner, WIRE_SLOT);
+            mine->n_receivers = 1;
+            size_t w = 0;
+            for (size_t i = 0; theirs && i < theirs->n_receivers; i++)
+                if (memcmp(theirs->receivers + WIRE_SLOT * i, joiner, WIRE_SLOT) != 0)
+                    memmove(theirs->receivers + WIRE_SLOT * w++, theirs->receivers + WIRE_SLOT * i,
+                            WIRE_SLOT);
+            if (theirs)
+                theirs->n_receivers = w;
+        }
+    }
+    if (e == 0) {
+        e = make_trans(&nt[made], g, gid);
+        made += e == 0;
+    }
+    free(list);
+    if (e) {
+        for (size_t i = 0; i < made; i++)
+            notice_free(&nt[i]);
+        return e;
+    }
+    int appended = 0;
+    for (size_t i = 0; i < made; i++) {
+        if (nt[i].n_receivers) {
+            notices_push(out, &nt[i]);
+            appended++;
+        } else {
+            notice_free(&nt[i]);
+        }
+    }
+    return appended;
+}
+
 /* ---- life ------------------------------------------------------------ */
 
 spd_remote *spd_remote_new(const char *name, size_t len, const int32_t memb_id[2])
@@ -465,8 +595,8 @@ static int group_change(const spd_remote *r, const rgroup *g, int L, const chang
         }
         pieces[at] = p;
     }
-    if (k == 0 || (k == 1 && !lost[pieces[0].ol]))
-        return 0;
+    if (k == 0 || (k == 1 && !lost[pieces[0].ol] && !g->in_trans))
+        return 0; /* (a transitional one is always followed by a regular one) */
     *changed = 1;
     newgid[0] = x->a;
     newgid[1] = x->b;
@@ -475,7 +605,7 @@ static int group_change(const spd_remote *r, const rgroup *g, int L, const chang
         return 0; /* not ours to tell */
 
     int ours = x->oldc[SPD_REMOTE_LOCAL];
-    if (lost[ours]) {
+    if (lost[ours] && !g->in_trans) {
         spd_notice nt;
         int e = notices_reserve(trans, 1);
         if (e == 0)
@@ -519,6 +649,9 @@ static int group_change(const spd_remote *r, const rgroup *g, int L, const chang
 static int apply_change(spd_remote *r, const int label_in[MAX_D], uint32_t dying, int64_t now,
                         spd_notices *out)
 {
+    int force = 0; /* a group told TRANSITION_MESS: our component forms a membership */
+    for (size_t gi = 0; gi < r->n_groups; gi++)
+        force |= r->groups[gi]->in_trans;
     int nd = r->n_daemons, oldc[MAX_D], newc[MAX_D];
     uint32_t oldmask[MAX_D] = {0}, newmask[MAX_D] = {0};
     for (int d = 0; d < MAX_D; d++) {
@@ -536,7 +669,8 @@ static int apply_change(spd_remote *r, const int label_in[MAX_D], uint32_t dying
     int changed[MAX_D] = {0}, any = 0;
     int32_t a[MAX_D] = {0};
     for (int L = 0; L < nd; L++) {
-        if (!newmask[L] || (oldc[L] >= 0 && oldmask[oldc[L]] == newmask[L]))
+        if (!newmask[L] || (oldc[L] >= 0 && oldmask[oldc[L]] == newmask[L] &&
+                            !(force && L == newc[SPD_REMOTE_LOCAL])))
             continue;
         changed[L] = any = 1;
         uint32_t lo = UINT32_MAX;
@@ -587,6 +721,9 @@ static int apply_change(spd_remote *r, const int label_in[MAX_D], uint32_t dying
     for (size_t gi = 0; nv && gi < r->n_groups; gi++)
         memcpy(r->groups[gi]->view, nv[gi], sizeof nv[gi]);
     free(nv);
+    for (size_t gi = 0; gi < r->n_groups; gi++)
+        r->groups[gi]->in_trans = 0;
+    r->pending = 0;
     for (int d = 0; d < nd; d++) {
         if (oldc[d] < 0)
             continue;
@@ -615,7 +752,8 @@ static void current_labels(const spd_remote *r, int labels[MAX_D])
         labels[d] = d < r->n_daemons && r->d[d].alive ? r->d[d].comp : -1;
 }
 
-/* n distinct remote daemons; up: each must be up. */
+/* n distinct remote daemons; up: each must be up (and not dying in the
+ * pending change). */
 static int check_list(const spd_remote *r, const int *daemons, size_t n, int up)
 {
     if (n == 0 || n >= MAX_D || !daemons)
@@ -626,64 +764,214 @@ static int check_list(const spd_remote *r, const int *daemons, size_t n, int up)
         if (!daemon_ok(r, d) || d == SPD_REMOTE_LOCAL || (seen & (1u << d)) ||
             (up && !r->d[d].alive))
             return SPD_REMOTE_E_INVALID;
+        if (r->pending && (r->pend_dying & (1u << d)))
+            return SPD_REMOTE_E_BUSY;
         seen |= 1u << d;
     }
     return 0;
 }
 
-int spd_remote_partition(spd_remote *r, const int *daemons, size_t n, int64_t now, spd_notices *out)
+/* Where an event takes the network: the components (labels) and the
+ * daemons that crash, from the pending change's if there is one, else from
+ * the installed components. Merging a crashed daemon restarts it (alone,
+ * no members) at once; *revived says which, to undo on failure. */
+static int event_target(spd_remote *r, int event, const int *daemons, size_t n, int64_t now,
+                        int labels[MAX_D], uint32_t *dying, uint32_t *revived)
 {
-    if (!r || !out || check_list(r, daemons, n, 1))
-        return SPD_REMOTE_E_INVALID;
-    int labels[MAX_D];
-    current_labels(r, labels);
-    for (size_t i = 0; i < n; i++)
-        labels[daemons[i]] = MAX_D; /* a label no component has */
-    return apply_change(r, labels, 0, now, out);
-}
-
-int spd_remote_merge(spd_remote *r, const int *daemons, size_t n, int64_t now, spd_notices *out)
-{
-    if (!r || !out || check_list(r, daemons, n, 0))
-        return SPD_REMOTE_E_INVALID;
-    uint32_t revived = 0;
-    for (size_t i = 0; i < n; i++) {
-        rdaemon *d = &r->d[daemons[i]];
-        if (!d->alive) { /* a restart: up, alone, no members */
-            d->alive = 1;
-            d->comp = daemons[i];
-            d->memb[0] = (int32_t)d->addr;
-            d->memb[1] = next_b(r, now);
-            revived |= 1u << daemons[i];
-        }
-    }
-    int labels[MAX_D], ours = local_comp(r);
-    current_labels(r, labels);
-    for (size_t i = 0; i < n; i++) {
-        int c = r->d[daemons[i]].comp;
-        for (int d = 0; d < r->n_daemons; d++)
-            if (labels[d] == c)
-                labels[d] = ours;
-    }
-    int e = apply_change(r, labels, 0, now, out);
-    if (e < 0) {
-        for (int d = 0; d < r->n_daemons; d++) {
-            if (revived & (1u << d)) {
-                r->d[d].alive = 0;
-                r->d[d].comp = -1;
+    int e = check_list(r, daemons, n, event != SPD_EVENT_MERGE);
+    if (e)
+        return e;
+    *revived = 0;
+    if (event == SPD_EVENT_MERGE) {
+        for (size_t i = 0; i < n; i++) {
+            rdaemon *d = &r->d[daemons[i]];
+            if (!d->alive) { /* a restart: up, alone, no members */
+                d->alive = 1;
+                d->comp = daemons[i];
+                d->memb[0] = (int32_t)d->addr;
+                d->memb[1] = next_b(r, now);
+                *revived |= 1u << daemons[i];
             }
         }
+    }
+    if (r->pending) {
+        memcpy(labels, r->pend_label, sizeof r->pend_label);
+        *dying = r->pend_dying;
+    } else {
+        current_labels(r, labels);
+        *dying = 0;
+    }
+    int fresh = 0; /* above every label in use: a component of its own */
+    for (int d = 0; d < MAX_D; d++)
+        if (labels[d] >= fresh)
+            fresh = labels[d] + 1;
+    for (int d = 0; d < r->n_daemons; d++)
+        if (*revived & (1u << d))
+            labels[d] = fresh++; /* restarted: alone (until the merge below) */
+    for (size_t i = 0; i < n; i++) {
+        int x = daemons[i], c = labels[x], ours = labels[SPD_REMOTE_LOCAL];
+        if (event == SPD_EVENT_PARTITION)
+            labels[x] = fresh;
+        else if (event == SPD_EVENT_CRASH)
+            *dying |= 1u << x;
+        else
+            for (int d = 0; d < r->n_daemons; d++)
+                if (labels[d] == c)
+                    labels[d] = ours;
+    }
+    return 0;
+}
+
+static void undo_revive(spd_remote *r, uint32_t revived)
+{
+    for (int d = 0; d < r->n_daemons; d++) {
+        if (revived & (1u << d)) {
+            r->d[d].alive = 0;
+            r->d[d].comp = -1;
+        }
+    }
+}
+
+/* A change begins: TRANSITION_MESS (the id before) for each group with
+ * local members that loses members in it and has not been told already. */
+static int begin_change(spd_remote *r, const int labels[MAX_D], uint32_t dying, int64_t now,
+                        spd_notices *out)
+{
+    int was_pending = r->pending;
+    int saved_label[MAX_D];
+    uint32_t saved_dying = r->pend_dying;
+    memcpy(saved_label, r->pend_label, sizeof saved_label);
+    memcpy(r->pend_label, labels, sizeof r->pend_label);
+    r->pend_dying = dying;
+    r->pending = 1;
+    spd_notices trans = {0};
+    int e = 0;
+    size_t told = 0;
+    for (size_t gi = 0; gi < r->n_groups && e == 0; gi++) {
+        const rgroup *g = r->groups[gi];
+        if (g->in_trans || count_local(g) == 0)
+            continue;
+        int loses = 0;
+        for (size_t i = 0; i < g->n && !loses; i++)
+            loses = in_comp(r, g->members[i].daemon, local_comp(r)) &&
+                    !stays(r, g->members[i].daemon);
+        if (!loses)
+            continue;
+        spd_notice nt;
+        e = notices_reserve(&trans, 1);
+        if (e == 0)
+            e = make_trans(&nt, g, g->view[SPD_REMOTE_LOCAL]);
+        if (e == 0) {
+            notices_push(&trans, &nt);
+            told++;
+        }
+    }
+    if (e == 0)
+        e = notices_reserve(out, trans.n);
+    if (e) {
+        spd_notices_clear(&trans);
+        memcpy(r->pend_label, saved_label, sizeof saved_label);
+        r->pend_dying = saved_dying;
+        r->pending = was_pending;
+        return e;
+    }
+    for (size_t i = 0; i < trans.n; i++) {
+        int found;
+        r->groups[group_pos(r, trans.items[i].group, &found)]->in_trans = 1;
+    }
+    notices_move(out, &trans);
+    spd_notices_clear(&trans);
+    if (!was_pending) {
+        uint32_t lo = UINT32_MAX;
+        for (int d = 0; d < r->n_daemons; d++)
+            if (stays(r, d) && r->d[d].addr < lo)
+                lo = r->d[d].addr;
+        r->trans_id[0] = (int32_t)lo;
+        r->trans_id[1] = next_b(r, now);
+        r->last_b = r->trans_id[1];
+    }
+    return (int)told;
+}
+
+int spd_remote_begin(spd_remote *r, int event, const int *daemons, size_t n, int64_t now,
+                     spd_notices *out)
+{
+    if (!r || !out || event < SPD_EVENT_PARTITION || event > SPD_EVENT_CRASH)
+        return SPD_REMOTE_E_INVALID;
+    int labels[MAX_D];
+    uint32_t dying, revived;
+    int e = event_target(r, event, daemons, n, now, labels, &dying, &revived);
+    if (e == 0) {
+        e = begin_change(r, labels, dying, now, out);
+        if (e < 0)
+            undo_revive(r, revived);
     }
     return e;
 }
 
-int spd_remote_crash(spd_remote *r, int daemon, int64_t now, spd_notices *out)
+int spd_remote_settle(spd_remote *r, int64_t now, spd_notices *out)
 {
-    if (!r || !out || check_list(r, &daemon, 1, 1))
+    if (!r || !out || !r->pending)
         return SPD_REMOTE_E_INVALID;
     int labels[MAX_D];
-    current_labels(r, labels);
-    return apply_change(r, labels, 1u << daemon, now, out);
+    memcpy(labels, r->pend_label, sizeof labels);
+    return apply_change(r, labels, r->pend_dying, now, out);
+}
+
+int spd_remote_pending(const spd_remote *r)
+{
+    return r ? r->pending : SPD_REMOTE_E_INVALID;
+}
+
+/* An event at once: the change and its installation in one (a pending
+ * change it cascades into is settled with it). */
+static int event_now(spd_remote *r, int event, const int *daemons, size_t n, int64_t now,
+                     spd_notices *out)
+{
+    if (!r || !out)
+        return SPD_REMOTE_E_INVALID;
+    int labels[MAX_D];
+    uint32_t dying, revived;
+    int e = event_target(r, event, daemons, n, now, labels, &dying, &revived);
+    if (e)
+        return e;
+    if (r->pending) {
+        size_t before = out->n;
+        e = begin_change(r, labels, dying, now, out);
+        if (e >= 0) {
+            e = apply_change(r, labels, dying, now, out);
+            if (e >= 0)
+                e = (int)(out->n - before);
+        }
+    } else {
+        e = apply_change(r, labels, dying, now, out);
+    }
+    if (e < 0)
+        undo_revive(r, revived);
+    return e;
+}
+
+int spd_remote_partition(spd_remote *r, const int *daemons, size_t n, int64_t now, spd_notices *out)
+{
+    return event_now(r, SPD_EVENT_PARTITION, daemons, n, now, out);
+}
+
+int spd_remote_merge(spd_remote *r, const int *daemons, size_t n, int64_t now, spd_notices *out)
+{
+    return event_now(r, SPD_EVENT_MERGE, daemons, n, now, out);
+}
+
+int spd_remote_crash(spd_remote *r, int daemon, int64_t now, spd_notices *out)
+{
+    return event_now(r, SPD_EVENT_CRASH, &daemon, 1, now, out);
+}
+
+int spd_remote_set_unreachable(spd_remote *r, int daemon, int on)
+{
+    if (!r || !daemon_ok(r, daemon) || daemon == SPD_REMOTE_LOCAL)
+        return SPD_REMOTE_E_INVALID;
+    r->d[daemon].unreachable = !!on;
+    return 0;
 }
 
 int spd_remote_reconfigure(spd_remote *r, const int *comp, size_t n_daemons, int64_t now,
@@ -716,6 +1004,8 @@ int spd_remote_add_daemon(spd_remote *r, const char *name, size_t len, uint32_t 
         return SPD_REMOTE_E_INVALID;
     if (r->n_daemons >= MAX_D)
         return SPD_REMOTE_E_LIMIT;
+    if (r->pending && connected)
+        return SPD_REMOTE_E_BUSY; /* it would install the pending change */
     uint32_t top = 0;
     for (int d = 0; d < r->n_daemons; d++) {
         if (r->d[d].addr == addr && addr != 0)
@@ -741,6 +1031,13 @@ int spd_remote_add_daemon(spd_remote *r, const char *name, size_t len, uint32_t 
     if (!connected) {
         d->memb[1] = next_b(r, now);
         r->last_b = d->memb[1];
+        if (r->pending) { /* alone in the pending change too: a label of its own */
+            int fresh = 0;
+            for (int x = 0; x < MAX_D; x++)
+                if (r->pend_label[x] >= fresh)
+                    fresh = r->pend_label[x] + 1;
+            r->pend_label[i] = fresh;
+        }
         return i;
     }
     int labels[MAX_D];
@@ -865,10 +1162,15 @@ static int do_join(spd_remote *r, int daemon, const uint8_t slot[WIRE_SLOT],
     memcpy(g->members[at].slot, slot, WIRE_SLOT);
     g->members[at].daemon = daemon;
     g->n++;
+    int window = existed && g->in_trans && r->pending && comp == local_comp(r);
     for (int d = 0; d < r->n_daemons; d++) {
         if (!in_comp(r, d, comp))
             continue;
-        if (existed) {
+        if (window) { /* the transitional membership's id; c counts on */
+            g->view[d][0] = r->trans_id[0];
+            g->view[d][1] = r->trans_id[1];
+            g->view[d][2]++;
+        } else if (existed) {
             g->view[d][2]++;
         } else {
             g->view[d][0] = r->d[comp].memb[0];
@@ -876,7 +1178,8 @@ static int do_join(spd_remote *r, int daemon, const uint8_t slot[WIRE_SLOT],
             g->view[d][2] = 1;
         }
     }
-    int n = change_notice(r, g, daemon, WIRE_CAUSED_BY_JOIN, slot, out);
+    int n = window ? window_notice(r, g, slot, out)
+                   : change_notice(r, g, daemon, WIRE_CAUSED_BY_JOIN, slot, out);
     if (n < 0) { /* undo */
         memmove(&g->members[at], &g->members[at + 1], (g->n - at - 1) * sizeof(gmember));
         g->n--;
@@ -906,11 +1209,20 @@ static int do_leave(spd_remote *r, int daemon, const uint8_t slot[WIRE_SLOT],
     memcpy(saved, g->view, sizeof saved);
     memmove(&g->members[at], &g->members[at + 1], (g->n - at - 1) * sizeof(gmember));
     g->n--;
-    if (count_in(r, g, comp) > 0)
-        for (int d = 0; d < r->n_daemons; d++)
-            if (in_comp(r, d, comp))
-                g->view[d][2]++;
-    int n = change_notice(r, g, daemon, cause, slot, out);
+    int window = g->in_trans && r->pending && comp == local_comp(r);
+    if (count_in(r, g, comp) > 0) {
+        for (int d = 0; d < r->n_daemons; d++) {
+            if (!in_comp(r, d, comp))
+                continue;
+            if (window) {
+                g->view[d][0] = r->trans_id[0];
+                g->view[d][1] = r->trans_id[1];
+            }
+            g->view[d][2]++;
+        }
+    }
+    int n = window && count_local(g) ? window_notice(r, g, NULL, out)
+                                     : change_notice(r, g, daemon, cause, slot, out);
     if (n < 0) { /* undo */
         memmove(&g->members[at + 1], &g->members[at], (g->n - at) * sizeof(gmember));
         g->members[at] = gone;
@@ -938,6 +1250,8 @@ int spd_remote_member_join(spd_remote *r, int member, const char *group, size_t 
     if (!r || !out || !member_ok(r, member) || group_slot(name, group, len))
         return SPD_REMOTE_E_INVALID;
     const rmember *m = &r->members[member];
+    if (!reachable(r, m->daemon))
+        return SPD_REMOTE_E_BUSY;
     return do_join(r, m->daemon, m->slot, name, out);
 }
 
@@ -948,6 +1262,8 @@ int spd_remote_member_leave(spd_remote *r, int member, const char *group, size_t
     if (!r || !out || !member_ok(r, member) || group_slot(name, group, len))
         return SPD_REMOTE_E_INVALID;
     const rmember *m = &r->members[member];
+    if (!reachable(r, m->daemon))
+        return SPD_REMOTE_E_BUSY;
     return do_leave(r, m->daemon, m->slot, name, WIRE_CAUSED_BY_LEAVE, out);
 }
 
@@ -956,6 +1272,8 @@ int spd_remote_member_remove(spd_remote *r, int member, spd_notices *out)
     if (!r || !out || !member_ok(r, member))
         return SPD_REMOTE_E_INVALID;
     rmember *m = &r->members[member];
+    if (!reachable(r, m->daemon))
+        return SPD_REMOTE_E_BUSY;
     int total = 0, failed = 0;
     /* By group name, as a disconnect is processed; a leave may delete the
      * group at i, and then the next one has moved to i. */
@@ -1010,8 +1328,8 @@ int spd_remote_multicast(spd_remote *r, int member, uint32_t service, const uint
         len + WIRE_SLOT * n_groups > WIRE_DAEMON_MAX_TOTAL)
         return SPD_REMOTE_E_INVALID;
     const rmember *m = &r->members[member];
-    if (!in_comp(r, m->daemon, local_comp(r)))
-        return 0; /* not across the partition */
+    if (!in_comp(r, m->daemon, local_comp(r)) || !reachable(r, m->daemon))
+        return 0; /* not across the partition (or one on its way) */
     size_t cap = 0;
     for (size_t i = 0; i < n_groups; i++) {
         const uint8_t *slot = groups + i * WIRE_SLOT;
@@ -1195,6 +1513,13 @@ int spd_remote_daemon_info(const spd_remote *r, int daemon, char name[WIRE_MAX_P
     if (addr)
         *addr = r->d[daemon].addr;
     return 0;
+}
+
+int spd_remote_reachable(const spd_remote *r, int daemon)
+{
+    if (!r || !daemon_ok(r, daemon))
+        return SPD_REMOTE_E_INVALID;
+    return r->d[daemon].alive && reachable(r, daemon);
 }
 
 int spd_remote_alive(const spd_remote *r, int daemon)

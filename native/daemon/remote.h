@@ -83,7 +83,8 @@
  *   - Control requests (remote.md: the Python API and the control channel)
  *     map one to one on spd_remote_add_daemon, _member_add, _member_join,
  *     _member_leave, _member_remove, _multicast, _partition, _merge,
- *     _crash and _reconfigure, with now = time(NULL); server.c runs them in
+ *     _crash, _begin and _settle, with now = time(NULL) (or the set
+ *     network clock); "after MS" ones later (control.c); server.c runs them in
  *     its loop between two epoll batches, so notices are ordered with the
  *     local requests like any other message.
  *   - spd_deliver (local senders) is unchanged: remote members receive
@@ -108,6 +109,7 @@
 #define SPD_REMOTE_E_INVALID (-1) /* bad argument: unknown daemon or member, bad name */
 #define SPD_REMOTE_E_LIMIT   (-2) /* a SPD_REMOTE_MAX_* limit */
 #define SPD_REMOTE_E_NOMEM   (-3)
+#define SPD_REMOTE_E_BUSY    (-4) /* a change on its way: the daemon is being cut off */
 
 typedef struct spd_remote spd_remote;
 
@@ -190,6 +192,43 @@ int spd_remote_crash(spd_remote *r, int daemon, int64_t now, spd_notices *out);
 int spd_remote_reconfigure(spd_remote *r, const int *comp, size_t n_daemons, int64_t now,
                            spd_notices *out);
 
+/* A change in two steps, as a real network delivers it under churn (SPEC.md
+ * 6.8): spd_remote_begin starts the event (SPD_EVENT_*, the daemons as for
+ * partition / merge / crash) and appends only the TRANSITION_MESS (the id
+ * before) of each group with local members that loses members in it. The
+ * change is then pending: the installed components stay, and
+ *   - a join or leave (local, or by a member of a daemon that stays) in a
+ *     group told TRANSITION_MESS gives a REG_MEMB|CAUSED_BY_NETWORK
+ *     listing every member still installed, vs-sets: those that stay, then
+ *     one set per daemon on its way out (address order), then a joiner
+ *     alone (a local joiner's own offset points there); the id [a, b, c]
+ *     of the transitional membership (a = the lowest address that stays,
+ *     b = a fresh membership time no installed membership has), c counting
+ *     on from the group's; then another TRANSITION_MESS with that id;
+ *   - other groups' joins and leaves are told as usual;
+ *   - members of daemons on their way out cannot join, leave or disconnect
+ *     (SPD_REMOTE_E_BUSY) and their multicasts are lost; a daemon that
+ *     merges in is not reached yet;
+ *   - a further event (begun or at once) cascades into the pending change:
+ *     its own TRANSITION_MESS for groups it newly cuts, one installation;
+ *     adding a connected daemon is SPD_REMOTE_E_BUSY.
+ * spd_remote_settle installs it: the network memberships the events would
+ * have given at once, without a second TRANSITION_MESS, and one for each
+ * group told TRANSITION_MESS even if it lost nothing in the end. An event
+ * at once while a change is pending settles it. Settle without a pending
+ * change: SPD_REMOTE_E_INVALID. */
+enum { SPD_EVENT_PARTITION = 1, SPD_EVENT_MERGE = 2, SPD_EVENT_CRASH = 3 };
+int spd_remote_begin(spd_remote *r, int event, const int *daemons, size_t n, int64_t now,
+                     spd_notices *out);
+int spd_remote_settle(spd_remote *r, int64_t now, spd_notices *out);
+/* 1 while a change is pending, else 0. */
+int spd_remote_pending(const spd_remote *r);
+/* A remote daemon's traffic stops reaching us (on) or reaches us again: its
+ * multicasts are lost and its members' changes refused (SPD_REMOTE_E_BUSY),
+ * as between a real cut or crash and its detection (control.c's delayed
+ * events set it until the event runs). */
+int spd_remote_set_unreachable(spd_remote *r, int daemon, int on);
+
 /* Hooks for groups.c: a local client (its private group slot) joins /
  * leaves (cause WIRE_CAUSED_BY_LEAVE or WIRE_CAUSED_BY_DISC) a group. The
  * notice, if the group has local members to tell, is what groups.c sends
@@ -209,6 +248,9 @@ int spd_remote_n_daemons(const spd_remote *r);
 /* 1 if the daemon is up and in our component, 0 if not, or an error. */
 int spd_remote_connected(const spd_remote *r, int daemon);
 int spd_remote_alive(const spd_remote *r, int daemon);
+/* 1 if its members' changes and data reach us now (up, not unreachable,
+ * not on its way out in the pending change), 0 if not, or an error. */
+int spd_remote_reachable(const spd_remote *r, int daemon);
 /* A daemon's name (NUL-terminated) and address; 0, or an error. */
 int spd_remote_daemon_info(const spd_remote *r, int daemon, char name[WIRE_MAX_PROC_NAME + 1],
                            uint32_t *addr);

@@ -459,6 +459,7 @@ int spd_run(spd_daemon *d, int stop_fd)
             }
             process_disconnects(d);
         }
+        spd_control_timers(d); /* scheduled network events, flushed with the rest */
         spd_flush_dirty(d);
         process_disconnects(d);
         spd_flush_dirty(d);

@@ -1,13 +1,21 @@
 /* fuzz_common.h -- what the client-side harnesses do with a connection once
  * they have one: receive from it until it fails, the way a binding would,
- * and decode every membership message with the length-checked helpers. */
+ * and decode every membership message with the length-checked helpers; and
+ * for the daemon-side harnesses (fuzz_daemon, fuzz_control), the embedded
+ * daemon run in-process as a binding runs it. */
 #ifndef SPREAD_FUZZ_COMMON_H
 #define SPREAD_FUZZ_COMMON_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "daemon.h"
 #include "sp.h"
 #include "spx.h"
 
@@ -122,6 +130,66 @@ static inline void fuzz_receive_all(mailbox m, uint8_t how)
     }
     free(data);
     free(records);
+}
+
+/* ---- the daemon-side harnesses: one daemon for the whole run ---------- */
+
+static spd_daemon *fuzz_daemon;
+static int fuzz_stop_pipe[2] = {-1, -1};
+static pthread_t fuzz_runner;
+
+static inline void *fuzz_run_daemon(void *arg)
+{
+    (void)arg;
+    if (spd_run(fuzz_daemon, fuzz_stop_pipe[0]) != 0)
+        abort();
+    return NULL;
+}
+
+static inline void fuzz_stop_daemon(void)
+{
+    if (!fuzz_daemon)
+        return;
+    if (write(fuzz_stop_pipe[1], "x", 1) == 1)
+        pthread_join(fuzz_runner, NULL);
+    spd_close(fuzz_daemon); /* removes its socket files */
+    fuzz_daemon = NULL;
+}
+
+/* Reads and drops what is there on fd; 0, or -1 once the daemon has closed it. */
+static inline int fuzz_drain(int fd)
+{
+    char sink[16384];
+    for (;;) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+}
+
+/* Opens a daemon with cfg (a unix socket /tmp/<port> of a free port, TCP
+ * off, quiet unless FUZZ_DAEMON_LOG is set), serves it in a thread of its
+ * own as a binding does, and stops it at exit; `who` names the harness in
+ * a failure. Returns the port. */
+static inline int fuzz_start_daemon(spd_config *cfg, const char *who)
+{
+    cfg->port = 0;
+    cfg->tcp = 0;
+    cfg->unix_socket = 1;
+    cfg->log_level = getenv("FUZZ_DAEMON_LOG") ? SPD_LOG_DEBUG : SPD_LOG_QUIET;
+    char err[256];
+    fuzz_daemon = spd_open(cfg, err, sizeof err);
+    if (!fuzz_daemon || pipe(fuzz_stop_pipe) != 0) {
+        fprintf(stderr, "%s: %s\n", who, fuzz_daemon ? strerror(errno) : err);
+        abort();
+    }
+    if (pthread_create(&fuzz_runner, NULL, fuzz_run_daemon, NULL) != 0)
+        abort();
+    atexit(fuzz_stop_daemon);
+    return spd_port(fuzz_daemon);
 }
 
 #endif /* SPREAD_FUZZ_COMMON_H */

@@ -27,35 +27,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon.h"
 #include "daemon/internal.h"
+#include "fuzz_common.h"
 #include "wire.h"
 
 #define MAX_INPUT (1 << 16)
 #define QUIET_MS  10000 /* a daemon silent this long is stuck */
 
-static spd_daemon *daemon_;
 static struct sockaddr_un client_at, control_at;
-static int stop_pipe[2] = {-1, -1};
-static pthread_t runner;
-
-static void *run_daemon(void *arg)
-{
-    (void)arg;
-    if (spd_run(daemon_, stop_pipe[0]) != 0)
-        abort();
-    return NULL;
-}
-
-static void stop_daemon(void)
-{
-    if (!daemon_)
-        return;
-    if (write(stop_pipe[1], "x", 1) == 1)
-        pthread_join(runner, NULL);
-    spd_close(daemon_); /* removes both socket files */
-    daemon_ = NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -66,22 +45,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     unlink(path);
     spd_config cfg;
     spd_default_config(&cfg);
-    cfg.port = 0;
-    cfg.tcp = 0;
     cfg.control = path;
-    cfg.log_level = getenv("FUZZ_DAEMON_LOG") ? SPD_LOG_DEBUG : SPD_LOG_QUIET;
-    char err[256];
-    daemon_ = spd_open(&cfg, err, sizeof err);
-    if (!daemon_ || pipe(stop_pipe) != 0) {
-        fprintf(stderr, "fuzz_control: %s\n", daemon_ ? strerror(errno) : err);
-        abort();
-    }
+    int port = fuzz_start_daemon(&cfg, "fuzz_control");
     client_at.sun_family = control_at.sun_family = AF_UNIX;
-    snprintf(client_at.sun_path, sizeof client_at.sun_path, "/tmp/%d", spd_port(daemon_));
+    snprintf(client_at.sun_path, sizeof client_at.sun_path, "/tmp/%d", port);
     snprintf(control_at.sun_path, sizeof control_at.sun_path, "%s", path);
-    if (pthread_create(&runner, NULL, run_daemon, NULL) != 0)
-        abort();
-    atexit(stop_daemon);
     return 0;
 }
 
@@ -114,15 +82,7 @@ static short wait_for(int fd, short what)
 /* Reads what is there; 0, or -1 once the daemon has closed fd. */
 static int drain(int fd)
 {
-    char sink[16384];
-    for (;;) {
-        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-    }
+    return fuzz_drain(fd);
 }
 
 /* Writes len bytes on a control connection, reading answers meanwhile,

@@ -31,58 +31,24 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
-#include "daemon.h"
+#include "fuzz_common.h"
 #include "wire.h"
 
 #define MAX_INPUT  (1 << 16)
 #define QUIET_MS   10000 /* a daemon silent this long with the connection open is stuck */
 #define FUZZ_SPLIT "\xf5\x5f"
 
-static spd_daemon *daemon_;
 static struct sockaddr_un where;
-static int stop_pipe[2] = {-1, -1};
-static pthread_t runner;
-
-static void *run_daemon(void *arg)
-{
-    (void)arg;
-    if (spd_run(daemon_, stop_pipe[0]) != 0)
-        abort();
-    return NULL;
-}
-
-static void stop_daemon(void)
-{
-    if (!daemon_)
-        return;
-    if (write(stop_pipe[1], "x", 1) == 1)
-        pthread_join(runner, NULL);
-    spd_close(daemon_); /* removes the socket file */
-    daemon_ = NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    spd_config cfg = {.port = 0,
-                      .control_fd = -1,
-                      .name = "localhost",
-                      .tcp = 0,
-                      .unix_socket = 1,
-                      .log_level = getenv("FUZZ_DAEMON_LOG") ? SPD_LOG_DEBUG : SPD_LOG_QUIET};
-    char err[256];
-    daemon_ = spd_open(&cfg, err, sizeof err);
-    if (!daemon_ || pipe(stop_pipe) != 0) {
-        fprintf(stderr, "fuzz_daemon: %s\n", daemon_ ? strerror(errno) : err);
-        abort();
-    }
+    spd_config cfg = {.control_fd = -1, .name = "localhost"};
+    int port = fuzz_start_daemon(&cfg, "fuzz_daemon");
     memset(&where, 0, sizeof where);
     where.sun_family = AF_UNIX;
-    snprintf(where.sun_path, sizeof where.sun_path, "/tmp/%d", spd_port(daemon_));
-    if (pthread_create(&runner, NULL, run_daemon, NULL) != 0)
-        abort();
-    atexit(stop_daemon);
+    snprintf(where.sun_path, sizeof where.sun_path, "/tmp/%d", port);
     return 0;
 }
 
@@ -90,27 +56,13 @@ static int companion = -1; /* the well-behaved client, while an input runs */
 
 /* Reads and drops what the daemon sent (to the companion too). 0, or -1
  * once it has closed fd. */
-static int drain_one(int fd);
 static int drain(int fd)
 {
-    if (companion >= 0 && fd != companion && drain_one(companion) != 0) {
+    if (companion >= 0 && fd != companion && fuzz_drain(companion) != 0) {
         close(companion); /* killed, say for a slow read: the input goes on alone */
         companion = -1;
     }
-    return drain_one(fd);
-}
-
-static int drain_one(int fd)
-{
-    char sink[16384];
-    for (;;) {
-        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-    }
+    return fuzz_drain(fd);
 }
 
 /* Waits for fd to be readable (or writable too, with `out`), or dies. */

@@ -53,6 +53,15 @@ CONTROL_SEEDS = [
     b"network-clock 0\nnetwork x\npartition localhost\n",
     b"remote-add east\nremote-member east bob join grp\n"
     b"remote-multicast east bob agreed 0 grp 100\nshort",
+    # Churn: changes begun and settled, cascades, events later.
+    b"remote-add east\nremote-add west\nremote-member east bob join grp\n"
+    b"remote-member west dave join grp\nbegin partition east\nremote-member west dave leave grp\n"
+    b"remote-member east bob leave grp\nremote-member west x join grp\nbegin crash west\n"
+    b"merge east\nbegin partition east\nsettle\nsettle\nnetwork\n",
+    b"remote-add east\nremote-member east bob join grp\nafter 0 partition east\n"
+    b"after 50 merge east\nafter 10 begin crash east\nafter 20 settle\nnetwork\n",
+    b"after\nafter x partition e\nafter 10 ping\nbegin settle\nbegin\nsettle now\n"
+    b"after 3600001 settle\nafter 10 partition nobody\n",
 ]
 
 

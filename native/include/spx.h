@@ -89,6 +89,58 @@ int SPX_set_interruptible(mailbox mbox, int on);
 int SPX_set_readahead(mailbox mbox, int bytes);
 int SPX_pending(mailbox mbox);
 
+/* Peeked read-ahead, for a binding whose users may select() on the mailbox:
+ * with on = 1, receives read all that has arrived with one MSG_PEEK and
+ * remove the messages they return from the socket once no whole message is
+ * left in that read, so that the socket stays readable exactly while a
+ * message is pending (and SP_poll counts only bytes not yet returned). A
+ * bare SP_receive reads two pieces a message; this takes a burst in two
+ * system calls. 0 turns it off. 0 or ILLEGAL_SESSION. */
+int SPX_set_peek(mailbox mbox, int on);
+/* SP_receive that never waits, for a binding that keeps its interpreter
+ * lock when a message has arrived: with SPX_set_peek on, returns what
+ * SP_receive would for a whole message already there, or SPX_WOULD_BLOCK
+ * (nothing consumed: none has wholly arrived, it does not fit the buffers,
+ * another thread is receiving, or the session has an error to report):
+ * then call SP_receive. */
+int SPX_receive_nowait(mailbox mbox, service *service_type, char sender[MAX_GROUP_NAME],
+                       int max_groups, int *num_groups, char groups[][MAX_GROUP_NAME],
+                       int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess);
+
+/* The fast form of SPX_receive_nowait, for a binding that builds its own
+ * objects: no table lookup, and the payload is not copied. SPX_session
+ * gives a mailbox's handle (NULL if unknown), valid while the caller holds
+ * the mailbox (SPX_hold). SPX_view_next, for a data message or a reject that
+ * has wholly arrived (peeked) and whose groups fit: copies sender and groups
+ * as SP_receive does, fills *v, and returns the payload's length with the
+ * receive lock held: v->data points into the library's buffer until the
+ * caller's SPX_view_done, which must follow at once (taken: 1 to consume
+ * the message, 0 to leave it for the next receive). Otherwise nothing is
+ * held or consumed, and it returns SPX_WOULD_BLOCK when no whole message
+ * has arrived (call SP_receive), or SPX_NOT_VIEWED for anything else (a
+ * membership, groups that do not fit, another thread receiving, an error to
+ * report, peeking off): call SPX_receive_nowait, then SP_receive. */
+#define SPX_NOT_VIEWED (-1003)
+typedef struct session spx_session;
+typedef struct {
+    service service_type;
+    int num_groups;
+    int16 mess_type;
+    int endian_mismatch;
+    const char *data;
+} spx_view;
+spx_session *SPX_session(mailbox mbox);
+int SPX_view_next(spx_session *s, char sender[MAX_GROUP_NAME], int max_groups,
+                  char groups[][MAX_GROUP_NAME], spx_view *v);
+void SPX_view_done(spx_session *s, int taken);
+/* SPX_multicast_nowait for a binding's hot path: the mailbox's handle and
+ * the group as the slot SPX_group_slot makes of its name (32 bytes, NUL
+ * padded), so that nothing is looked up or re-slotted per message. The same
+ * outcomes (SPX_WOULD_BLOCK, SPX_PARTIAL: see below). */
+void SPX_group_slot(char slot[MAX_GROUP_NAME], const char *group);
+int SPX_send_nowait(spx_session *s, service service_type, const char slot[MAX_GROUP_NAME],
+                    int16 mess_type, int mess_len, const char *mess);
+
 /* Sends that never wait, so that a binding need not give up its interpreter
  * lock when the socket has room (the common case). They return what
  * SP_multicast / SP_multigroup_multicast return, or SPX_WOULD_BLOCK: nothing

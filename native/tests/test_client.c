@@ -486,6 +486,110 @@ static void test_nowait_partial(void)
     fake_close(&f);
 }
 
+/* One data message from "#other#localhost" to group "g": `len` bytes at out. */
+static size_t peek_message(uint8_t *out, int16 mess_type, const char *data)
+{
+    uint8_t sender[WIRE_SLOT], hint[4];
+    size_t len = strlen(data);
+    wire_put_slot(sender, "#other#localhost", 16);
+    wire_make_hint(hint, mess_type);
+    wire_encode_header(out, AGREED_MESS, sender, 1, hint, (int32_t)len);
+    wire_put_slot(out + WIRE_HEADER_SIZE, "g", 1);
+    memcpy(out + WIRE_HEADER_SIZE + WIRE_SLOT, data, len);
+    return WIRE_HEADER_SIZE + WIRE_SLOT + len;
+}
+
+static int fd_readable(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+}
+
+/* Peeked read-ahead (SPX_set_peek): messages are taken many a read, the
+ * socket stays readable exactly while one is pending (a whole one in the
+ * peek buffer, or part of one in the socket, a header-only one included),
+ * SP_poll counts what is not returned, and the view, the copying nowait
+ * form and SP_receive take turns without losing or doubling a message. */
+static void test_peek(void)
+{
+    fake_link f;
+    fake_connect(&f, 31700 + (int)(getpid() % 700), "pk");
+    mailbox m = f.m;
+    CHECK_EQ(SPX_set_peek(m, 1), 0);
+    spx_session *h = SPX_session(m);
+    CHECK(h != NULL);
+    uint8_t wire[1024];
+    size_t at = 0, sizes[4];
+    const char *texts[4] = {"one", "two", "three", "four-four"};
+    for (int i = 0; i < 4; i++)
+        at += sizes[i] = peek_message(wire + at, (int16)(i + 1), texts[i]);
+    char sender[MAX_GROUP_NAME], groups[4][MAX_GROUP_NAME], buf[64];
+    spx_view v;
+    alarm(10); /* a call that waits here would hang the test: fail it instead */
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), SPX_WOULD_BLOCK); /* nothing yet */
+    size_t part = at - 5; /* the 4th lacks 5 bytes */
+    CHECK_EQ(write(f.peer, wire, part), (ssize_t)part);
+    CHECK_EQ(poll(&(struct pollfd){m, POLLIN, 0}, 1, 5000), 1);
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), 3);
+    CHECK(memcmp(v.data, "one", 3) == 0);
+    CHECK_EQ(v.mess_type, 1);
+    CHECK(strcmp(sender, "#other#localhost") == 0 && strcmp(groups[0], "g") == 0);
+    SPX_view_done(h, 1);
+    CHECK(fd_readable(m));
+    CHECK_EQ(SP_poll(m), (int)(part - sizes[0]));
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), 3);
+    SPX_view_done(h, 0); /* left: the next receive sees it again */
+    CHECK_EQ(SPX_view_next(h, sender, 0, groups, &v), SPX_NOT_VIEWED); /* groups do not fit */
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), 3);
+    CHECK(memcmp(v.data, "two", 3) == 0);
+    SPX_view_done(h, 1);
+    service svc = 0;
+    int ng = 0, endian = 0;
+    int16 mt = 0;
+    CHECK_EQ(SPX_receive_nowait(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf), 5);
+    CHECK(memcmp(buf, "three", 5) == 0 && mt == 3 && ng == 1 && svc == AGREED_MESS);
+    /* Only part of the 4th is left, in the socket: readable, but nothing to take yet. */
+    CHECK(fd_readable(m));
+    CHECK_EQ(SP_poll(m), (int)(sizes[3] - 5));
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), SPX_WOULD_BLOCK);
+    CHECK_EQ(SPX_receive_nowait(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf),
+             SPX_WOULD_BLOCK);
+    CHECK_EQ(write(f.peer, wire + part, 5), 5);
+    svc = 0;
+    CHECK_EQ(SP_receive(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf), 9);
+    CHECK(memcmp(buf, "four-four", 9) == 0);
+    CHECK(!fd_readable(m));
+    CHECK_EQ(SP_poll(m), 0);
+    /* A self-leave is a header alone (SPEC.md 6.4): still readable while it waits. */
+    uint8_t leave[WIRE_HEADER_SIZE], gname[WIRE_SLOT], hint[4];
+    wire_put_slot(gname, "g", 1);
+    wire_make_hint(hint, 0);
+    wire_encode_header(leave, CAUSED_BY_LEAVE, gname, 0, hint, 0);
+    at = peek_message(wire, 9, "x");
+    memcpy(wire + at, leave, sizeof leave);
+    at += sizeof leave;
+    at += peek_message(wire + at, 10, "after");
+    CHECK_EQ(write(f.peer, wire, at), (ssize_t)at);
+    CHECK_EQ(poll(&(struct pollfd){m, POLLIN, 0}, 1, 5000), 1);
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), 1);
+    SPX_view_done(h, 1);
+    CHECK(fd_readable(m));
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), SPX_NOT_VIEWED); /* a membership */
+    CHECK(fd_readable(m));
+    svc = 0;
+    CHECK_EQ(SPX_receive_nowait(m, &svc, sender, 4, &ng, groups, &mt, &endian, sizeof buf, buf), 0);
+    CHECK(Is_self_leave(svc) && ng == 0 && strcmp(sender, "g") == 0);
+    CHECK(fd_readable(m));
+    CHECK_EQ(SPX_view_next(h, sender, 4, groups, &v), 5);
+    CHECK(memcmp(v.data, "after", 5) == 0 && v.mess_type == 10);
+    SPX_view_done(h, 1);
+    CHECK(!fd_readable(m));
+    CHECK_EQ(SP_poll(m), 0);
+    alarm(0);
+    CHECK_EQ(SPX_set_peek(m, 0), 0);
+    fake_close(&f);
+}
+
 /* A message with many group names and no data, into a records buffer too
  * small for them: told short with the whole need (never written past), and
  * taken whole into a buffer of that size. Found by fuzz_receive. */
@@ -629,6 +733,7 @@ int main(int argc, char **argv)
     test_nowait();
     test_lend();
     test_nowait_partial();
+    test_peek();
     test_records_small_buffer();
     test_memb_decoders_bounded();
     SP_error(CONNECTION_CLOSED); /* prints the reference text */

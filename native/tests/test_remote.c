@@ -348,6 +348,19 @@ static int add_member(spd_remote *r, int daemon, const char *name)
     return spd_remote_member_add(r, daemon, name, strlen(name));
 }
 
+/* Our daemon "L" (127.0.0.1, membership time t) and n connected remote
+ * daemons "A", "B", ... (127.0.0.2, ...) added at t: their indexes in d. */
+static spd_remote *network_of(int64_t t, int n, int d[])
+{
+    const int32_t memb[2] = {ip(1), (int32_t)t};
+    spd_remote *r = spd_remote_new("L", 1, memb);
+    for (int i = 0; i < n; i++) {
+        const char name[2] = {(char)('A' + i), 0};
+        d[i] = add_daemon(r, name, 0, 1, t);
+    }
+    return r;
+}
+
 /* ---- the cases -------------------------------------------------------- */
 
 /* vectors/synthetic_network_membership: a heal of a three-way split, built
@@ -909,6 +922,177 @@ static void test_limits(void)
 
 /* Random events with a fixed seed: every notice decodes, lists its
  * receivers, and a network membership's sets are its member list. */
+/* Under churn (SPEC.md 6.8): a change begun and not yet installed; joins
+ * and leaves inside its transitional period are network memberships with
+ * the transitional id, c counting on, the leaving daemon's members in a set
+ * of their own and a joiner alone in the last, each followed by another
+ * TRANSITION_MESS; the installation is one network membership, no second
+ * TRANSITION_MESS. */
+static void test_churn_window(void)
+{
+    int d[2];
+    spd_remote *r = network_of(1000, 2, d);
+    spd_notices out = {0};
+    int A = d[0], B = d[1], a = add_member(r, A, "a"), b = add_member(r, B, "b");
+    ljoin(r, "g", "#l#L", &out);
+    ljoin(r, "g", "#m#L", &out);
+    rjoin(r, a, "g", &out);
+    rjoin(r, b, "g", &out);
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_settle(r, 1050, &out), SPD_REMOTE_E_INVALID); /* nothing pending */
+
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &B, 1, 1100, &out), 1);
+    CHECK_EQ(spd_remote_pending(r), 1);
+    expect_trans(&out.items[0], "g", ip(1), 1002, 4, "#l#L,#m#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_connected(r, B), 1); /* installed as it was */
+
+    /* A leave in the window: b still listed, in a set of its own. */
+    CHECK_EQ(rleave(r, a, "g", &out), 2);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#m#L,#b#B", "*#l#L,#m#L|#b#B", ip(1),
+                1100, 5, "#l#L,#m#L");
+    expect_trans(&out.items[1], "g", ip(1), 1100, 5, "#l#L,#m#L");
+    spd_notices_clear(&out);
+
+    /* A local join: the joiner alone in the last set, its offset there. */
+    CHECK_EQ(ljoin(r, "g", "#n#L", &out), 3);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#m#L,#n#L,#b#B",
+                "*#l#L,#m#L|#b#B|#n#L", ip(1), 1100, 6, "#l#L,#m#L");
+    expect_memb(&out.items[1], CAUSED_BY_NETWORK, "g", "#l#L,#m#L,#n#L,#b#B",
+                "#l#L,#m#L|#b#B|*#n#L", ip(1), 1100, 6, "#n#L");
+    expect_trans(&out.items[2], "g", ip(1), 1100, 6, "#l#L,#m#L,#n#L");
+    spd_notices_clear(&out);
+
+    /* The leaving daemon's members cannot act; their data is lost. */
+    CHECK_EQ(rjoin(r, b, "g2", &out), SPD_REMOTE_E_BUSY);
+    CHECK_EQ(spd_remote_member_remove(r, b, &out), SPD_REMOTE_E_BUSY);
+    uint8_t to[WIRE_SLOT];
+    slot_of(to, "g");
+    CHECK_EQ(spd_remote_multicast(r, b, AGREED_MESS, to, 1, 0, (const uint8_t *)"x", 1, &out), 0);
+    CHECK_EQ(spd_remote_multicast(r, a, AGREED_MESS, to, 1, 0, (const uint8_t *)"x", 1, &out), 1);
+    CHECK_EQ(out.items[0].kind, SPD_NOTICE_DATA); /* from a daemon that stays: delivered */
+    spd_notices_clear(&out);
+    CHECK_EQ(add_daemon(r, "C", 0, 1, 1150), SPD_REMOTE_E_BUSY);
+    CHECK(add_daemon(r, "D", 0, 0, 1150) > 0); /* alone: fine */
+
+    /* A remote join that stays: alone last too. */
+    CHECK_EQ(rjoin(r, a, "g", &out), 2);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#m#L,#n#L,#a#A,#b#B",
+                "*#l#L,#m#L,#n#L|#b#B|#a#A", ip(1), 1100, 7, "#l#L,#m#L,#n#L");
+    expect_trans(&out.items[1], "g", ip(1), 1100, 7, "#l#L,#m#L,#n#L");
+    spd_notices_clear(&out);
+
+    /* A group not in a transitional period: told as usual. */
+    CHECK_EQ(ljoin(r, "g2", "#l#L", &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_JOIN, "g2", "#l#L", "#l#L", ip(1), 1002, 1, "#l#L");
+    spd_notices_clear(&out);
+
+    /* Installed: one network membership, no TRANSITION_MESS, c = 1. */
+    CHECK_EQ(spd_remote_settle(r, 1200, &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#m#L,#n#L,#a#A",
+                "*#l#L,#m#L,#n#L,#a#A", ip(1), 1200, 1, "#l#L,#m#L,#n#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_pending(r), 0);
+    CHECK_EQ(spd_remote_connected(r, B), 0);
+    CHECK_EQ(rjoin(r, b, "g2", &out), 0); /* over there now: not seen */
+    spd_notices_clear(&out);
+    spd_remote_free(r);
+}
+
+/* Cascades: a second cut while one is pending adds no TRANSITION_MESS for
+ * a group told already; a merge while a partition is pending settles both
+ * in one network membership (a set per component); a change undone before
+ * it is installed still ends the transitional period with one. A crash
+ * pending: its members cannot act; settled, they are gone. */
+static void test_churn_cascade(void)
+{
+    int d[3];
+    spd_remote *r = network_of(2000, 3, d);
+    spd_notices out = {0};
+    int A = d[0], B = d[1], C = d[2];
+    int a = add_member(r, A, "a"), b = add_member(r, B, "b"), c = add_member(r, C, "c");
+    ljoin(r, "g", "#l#L", &out);
+    rjoin(r, a, "g", &out);
+    rjoin(r, b, "g", &out);
+    rjoin(r, c, "g", &out);
+    spd_notices_clear(&out);
+
+    CHECK_EQ(spd_remote_partition(r, &C, 1, 2100, &out), 2);
+    expect_trans(&out.items[0], "g", ip(1), 2003, 4, "#l#L");
+    expect_memb(&out.items[1], CAUSED_BY_NETWORK, "g", "#l#L,#a#A,#b#B", "*#l#L,#a#A,#b#B", ip(1),
+                2100, 1, "#l#L");
+    spd_notices_clear(&out);
+
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &A, 1, 2200, &out), 1);
+    expect_trans(&out.items[0], "g", ip(1), 2100, 1, "#l#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &B, 1, 2210, &out), 0);
+    CHECK_EQ(rjoin(r, b, "g", &out), SPD_REMOTE_E_BUSY);
+    /* C merges at once: the pending cuts and the merge in one. */
+    CHECK_EQ(spd_remote_merge(r, &C, 1, 2300, &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#c#C", "*#l#L|#c#C", ip(1), 2300, 1,
+                "#l#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_pending(r), 0);
+    CHECK_EQ(spd_remote_connected(r, A) + spd_remote_connected(r, B), 0);
+    CHECK_EQ(spd_remote_connected(r, C), 1);
+
+    /* Begun and undone: TRANSITION_MESS, then one network membership. */
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &C, 1, 2400, &out), 1);
+    expect_trans(&out.items[0], "g", ip(1), 2300, 1, "#l#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_merge(r, &C, 1, 2500, &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#c#C", "*#l#L,#c#C", ip(1), 2500, 1,
+                "#l#L");
+    spd_notices_clear(&out);
+
+    /* A crash begun: C's members cannot act; settled, they are gone. */
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_CRASH, &C, 1, 2600, &out), 1);
+    expect_trans(&out.items[0], "g", ip(1), 2500, 1, "#l#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(rleave(r, c, "g", &out), SPD_REMOTE_E_BUSY);
+    CHECK_EQ(spd_remote_merge(r, &C, 1, 2650, &out), SPD_REMOTE_E_BUSY); /* dying: settle first */
+    CHECK_EQ(spd_remote_alive(r, C), 1);
+    CHECK_EQ(spd_remote_settle(r, 2700, &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L", "*#l#L", ip(1), 2700, 1, "#l#L");
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_alive(r, C), 0);
+    CHECK(spd_remote_member_slot(r, c) == NULL);
+    /* A partition keeps the far side's members: merged back, they return. */
+    CHECK_EQ(spd_remote_merge(r, &A, 1, 2800, &out), 1);
+    expect_memb(&out.items[0], CAUSED_BY_NETWORK, "g", "#l#L,#a#A", "*#l#L|#a#A", ip(1), 2800, 1,
+                "#l#L");
+    spd_notices_clear(&out);
+
+    /* Unreachable (a delayed event on its way): data lost, changes refused. */
+    CHECK_EQ(spd_remote_set_unreachable(r, A, 1), 0);
+    uint8_t to[WIRE_SLOT];
+    slot_of(to, "g");
+    CHECK_EQ(spd_remote_multicast(r, a, AGREED_MESS, to, 1, 0, (const uint8_t *)"x", 1, &out), 0);
+    CHECK_EQ(rleave(r, a, "g", &out), SPD_REMOTE_E_BUSY);
+    CHECK_EQ(spd_remote_set_unreachable(r, A, 0), 0);
+    CHECK_EQ(spd_remote_multicast(r, a, AGREED_MESS, to, 1, 0, (const uint8_t *)"x", 1, &out), 1);
+    spd_notices_clear(&out);
+    CHECK_EQ(spd_remote_set_unreachable(r, 0, 1), SPD_REMOTE_E_INVALID);
+    spd_notices_clear(&out);
+
+    /* A crashed daemon merged while a cut is pending restarts alone: it
+     * joins us, not the component being cut off. */
+    CHECK_EQ(spd_remote_crash(r, B, 3000, &out) >= 0, 1);  /* B (2) down */
+    CHECK_EQ(spd_remote_partition(r, &A, 1, 3010, &out) >= 0, 1); /* A: label 1 */
+    CHECK_EQ(spd_remote_merge(r, &C, 1, 3020, &out) >= 0, 1);     /* C restarts, with us */
+    CHECK_EQ(spd_remote_begin(r, SPD_EVENT_PARTITION, &C, 1, 3030, &out) >= 0, 1); /* label 2 */
+    CHECK_EQ(spd_remote_merge(r, &B, 1, 3040, &out) >= 0, 1);
+    CHECK_EQ(spd_remote_connected(r, B), 1);
+    CHECK_EQ(spd_remote_connected(r, C), 0);
+    CHECK_EQ(spd_remote_connected(r, A), 0);
+    CHECK_EQ(spd_remote_pending(r), 0);
+    CHECK_EQ(spd_remote_begin(r, 9, &A, 1, 2900, &out), SPD_REMOTE_E_INVALID);
+    (void)b;
+    spd_notices_clear(&out);
+    spd_remote_free(r);
+}
+
 static unsigned int rng = 12345;
 static unsigned int next(void)
 {
@@ -953,7 +1137,7 @@ static void test_random(void)
     static const char *const groups[] = {"g0", "g1", "g2"};
     static const char *const locals[] = {"#p#L", "#q#L", "#s#L"};
     for (int step = 0; step < 4000; step++) {
-        int op = (int)(next() % 10), e = 0;
+        int op = (int)(next() % 12), e = 0;
         int d = 1 + (int)(next() % 4);
         now += next() % 3;
         const char *g = groups[next() % 3];
@@ -984,6 +1168,11 @@ static void test_random(void)
             if (next() % 4 == 0)
                 e = spd_remote_crash(r, d, now, &out);
             break;
+        case 10: e = spd_remote_begin(r, 1 + (int)(next() % 3), &d, 1, now, &out); break;
+        case 11:
+            if (spd_remote_pending(r))
+                e = spd_remote_settle(r, now, &out);
+            break;
         default:
             if (n_members) {
                 int k = (int)(next() % (unsigned)n_members);
@@ -997,7 +1186,7 @@ static void test_random(void)
                 members[k] = members[--n_members];
             else
                 k++;
-        CHECK(e >= 0 || e == SPD_REMOTE_E_INVALID);
+        CHECK(e >= 0 || e == SPD_REMOTE_E_INVALID || e == SPD_REMOTE_E_BUSY);
         for (size_t k = 0; k < out.n; k++)
             check_notice_shape(&out.items[k]);
         notices += (int)out.n;
@@ -1020,6 +1209,8 @@ int main(int argc, char **argv)
     test_multicast();
     test_continuity_and_adopt();
     test_limits();
+    test_churn_window();
+    test_churn_cascade();
     test_random();
     return check_summary("test_remote");
 }

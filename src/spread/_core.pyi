@@ -11,7 +11,7 @@
 # quotes, "spread.Mailbox[str]", or under `from __future__ import annotations`.
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, AnyStr, Final, Generic, TypeVar
 
 from ._constants import *  # noqa: F403  (the constants, listed there)
@@ -81,21 +81,8 @@ class NativeDaemon:
     def port(self) -> int: ...
     @property
     def control_port(self) -> int: ...
-    # Every option explicit: the defaults are spread._daemon_options's.
-    def __init__(
-        self,
-        port: int,
-        host: str,
-        name: str,
-        max_session_messages: int,
-        max_session_bytes: int,
-        slow_reader_budget: int,
-        tcp: bool,
-        unix_socket: bool,
-        log_level: str,
-        control: str | None,
-        control_fd: int,
-    ) -> None: ...
+    # Every option of spread._daemon_options.OPTION_NAMES, explicit.
+    def __init__(self, options: Mapping[str, object], control_fd: int) -> None: ...
     @staticmethod
     def c_defaults() -> dict[str, int | str | bool]: ...
     def stats(self) -> dict[str, int]: ...

@@ -4,9 +4,6 @@ client library (native/, sp.h). Every call that can block releases the GIL.
 """
 
 cimport cython
-from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock,
-                               PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_release_lock, PyThread_type_lock)
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -57,8 +54,37 @@ cdef extern from *:
         (void)o; (void)n; return 0;
     }
     #endif
+    /* The payload copy calls libc's vector memcpy: gcc inlines a copy of
+     * unknown size here as `rep movsq`, about twice the instructions for
+     * 1 KB (callgrind). */
+    static void *(*volatile spread_memcpy)(void *, const void *, size_t) = memcpy;
     """
     bint spread_bytes_reusable(PyObject *o, Py_ssize_t n)
+
+# An exact int's value when it fits one digit (service types, message types,
+# counts: nearly always), without PyLong_AsLongAndOverflow's ~30 instructions.
+cdef extern from *:
+    """
+    static inline int spread_compact_long(PyObject *o, long *v) {
+    #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
+        if (!PyUnstable_Long_IsCompact((PyLongObject *)o))
+            return 0;
+        *v = (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+        return 1;
+    #elif !defined(Py_LIMITED_API)
+        Py_ssize_t size = Py_SIZE(o);
+        if (size < -1 || size > 1)
+            return 0;
+        long d = size == 0 ? 0 : (long)((PyLongObject *)o)->ob_digit[0];
+        *v = size < 0 ? -d : d;
+        return 1;
+    #else
+        (void)o; (void)v; return 0;
+    #endif
+    }
+    """
+    bint spread_compact_long(object o, long *v)
+    void spread_memcpy(void *dst, const void *src, size_t n)
 
 DEF SLOT = 32
 ctypedef char slot_t[32]
@@ -97,8 +123,11 @@ cdef inline bint _small_int(object o, long lo, long hi, long *out) noexcept:
     cdef long v
     if not PyLong_CheckExact(o):
         return False
-    v = PyLong_AsLongAndOverflow(o, &overflow)
-    if overflow or v < lo or v > hi:
+    if not spread_compact_long(o, &v):
+        v = PyLong_AsLongAndOverflow(o, &overflow)
+        if overflow:
+            return False
+    if v < lo or v > hi:
         return False
     out[0] = v
     return True
@@ -165,6 +194,7 @@ cdef class MailboxBase:
     """The backend's connection object: spread.Mailbox (spread/_mailbox.py)
     subclasses it and adds the cold methods; the hot ones are these."""
     cdef mailbox _mbox
+    cdef spx_session *_sess          # _mbox's handle, for SPX_view_next (valid while held)
     cdef readonly object private_group
     cdef bint _live                  # _setup ran: the mailbox is ours to close
     cdef bint _closed
@@ -180,7 +210,7 @@ cdef class MailboxBase:
     cdef int _last_ngroups
     cdef tuple _last_groups_obj
     cdef object _last_group_in
-    cdef bytes _last_group_bytes
+    cdef char _last_slot[32]
     cdef int _last_length
     cdef object _last_length_obj
     # The attached receiver's state, never the receiver object: the receiver
@@ -214,7 +244,9 @@ cdef class MailboxBase:
         self._last_ngroups = -1
         _bufs_init(&self._bufs)
         self._released = SPX_hold(mbox) != 0
+        self._sess = NULL if self._released else SPX_session(mbox)
         SPX_set_interruptible(mbox, 1)  # Ctrl-C ends a receive's wait
+        SPX_set_peek(mbox, 1)  # bursts in two system calls; select() on fileno() stays exact
         self.private_group = private_group if bytes_names else private_group.decode(
             NAME_ENCODING, "surrogateescape")
         return 0
@@ -306,14 +338,17 @@ cdef class MailboxBase:
         return r
 
     # -- sending ---------------------------------------------------------------
-    cdef inline bytes _dest(self, object group):
-        if group is self._last_group_in:
-            return self._last_group_bytes
+    cdef inline int _slot(self, object group, char *slot) except -1:
+        """The group's wire slot; the last one is remembered (most sends repeat it)."""
+        if group is self._last_group_in and group is not None:
+            memcpy(slot, self._last_slot, SLOT)
+            return 0
         cdef bytes b = _args.group_bytes(group)
+        SPX_group_slot(slot, b)
         if type(group) is str or type(group) is bytes:  # immutable: safe to remember
             self._last_group_in = group
-            self._last_group_bytes = b
-        return b
+            memcpy(self._last_slot, slot, SLOT)
+        return 0
 
     def multicast(self, service_type, group, data, msg_type=0):
         """Sends data to a group (or a private group); returns its length.
@@ -321,43 +356,7 @@ cdef class MailboxBase:
         data is any bytes-like object (sent without copying) or a str (sent
         as UTF-8). msg_type is a 16-bit message type.
         """
-        cdef int svc = _service(service_type)
-        cdef bytes g = self._dest(group)
-        cdef int16 mt = _msg_type(msg_type)
-        cdef const char *gp = g
-        cdef Py_buffer view
-        cdef bint have_view = False
-        cdef const char *p
-        cdef Py_ssize_t n
-        cdef int r
-        if type(data) is bytes:
-            p = PyBytes_AS_STRING(data)
-            n = PyBytes_GET_SIZE(data)
-        elif isinstance(data, str):
-            data = (<str>data).encode("utf-8")
-            p = PyBytes_AS_STRING(data)
-            n = PyBytes_GET_SIZE(data)
-        else:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            have_view = True
-            p = <const char *>view.buf
-            n = view.len
-        try:
-            if n + SLOT > SPX_MAX_SAFE_BODY:
-                _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes")
-            self._enter("multicast")
-            # Without giving up the GIL when the socket has room; else wait without it.
-            r = SPX_multicast_nowait(self._mbox, svc, gp, mt, <int>n, p)
-            if r == SPX_WOULD_BLOCK:
-                with nogil:
-                    r = SP_multicast(self._mbox, svc, gp, mt, <int>n, p)
-            elif r == SPX_PARTIAL:
-                with nogil:
-                    r = SPX_finish_send(self._mbox)
-            self._leave()
-        finally:
-            if have_view:
-                PyBuffer_Release(&view)
+        cdef int r = _send_single(self, service_type, group, data, msg_type, True)
         if r < 0:
             _raise(r, "multicast()")
         return self._length(r)
@@ -371,99 +370,29 @@ cdef class MailboxBase:
 
     def multigroup_multicast(self, service_type, groups, data, msg_type=0):
         """Sends one message to several groups (each receiver gets one copy)."""
-        cdef char slots[MAX_GROUPS][32]
-        cdef int count = 0
-        cdef bytes b
-        cdef int svc = _service(service_type)
-        for b in _args.group_list(groups):
-            memset(slots[count], 0, SLOT)
-            memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
-            count += 1
-        cdef int16 mt = _msg_type(msg_type)
-        cdef Py_buffer view
-        cdef const char *p
-        cdef Py_ssize_t n
-        cdef int r
-        if isinstance(data, str):
-            data = (<str>data).encode("utf-8")
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            p = <const char *>view.buf
-            n = view.len
-            if n + SLOT * count > SPX_MAX_SAFE_BODY:
-                _raise(MESSAGE_TOO_LONG, f"multigroup_multicast() of {n} bytes to {count} groups")
-            self._enter("multigroup_multicast")
-            r = SPX_multigroup_multicast_nowait(self._mbox, svc, count, slots, mt, <int>n, p)
-            if r == SPX_WOULD_BLOCK:
-                with nogil:
-                    r = SP_multigroup_multicast(self._mbox, svc, count, slots, mt, <int>n, p)
-            elif r == SPX_PARTIAL:
-                with nogil:
-                    r = SPX_finish_send(self._mbox)
-            self._leave()
-        finally:
-            PyBuffer_Release(&view)
+        cdef int r = _send_multi(self, service_type, groups, data, msg_type, True)
         if r < 0:
             _raise(r, "multigroup_multicast()")
         return self._length(r)
 
     # -- sends that never wait (spread.aio) ---------------------------------------
     # Private marshalling for an event loop's writer: the same checks as the
-    # hot sends, then one non-blocking attempt. They return the length sent,
-    # SPX_WOULD_BLOCK (nothing sent) or SPX_PARTIAL (the rest is the
-    # library's, for _finish_send_nowait from this thread); errors raise.
-    # _cffi_core/mailbox.py has the same methods, with the same outcomes.
+    # hot sends (the same helpers), then one non-blocking attempt. They return
+    # the length sent, SPX_WOULD_BLOCK (nothing sent) or SPX_PARTIAL (the rest
+    # is the library's, for _finish_send_nowait from this thread); errors
+    # raise. _cffi_core/mailbox.py has the same methods, with the same outcomes.
     _NOWAIT_SENDS = True  # (the cffi backend over an external library has none)
 
     def _multicast_nowait(self, service_type, group, data, msg_type=0):
         """multicast() that never waits (see above)."""
-        cdef int svc = _service(service_type)
-        cdef bytes g = self._dest(group)
-        cdef int16 mt = _msg_type(msg_type)
-        cdef Py_buffer view
-        cdef int r
-        if isinstance(data, str):
-            data = (<str>data).encode("utf-8")
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            if view.len + SLOT > SPX_MAX_SAFE_BODY:
-                _raise(MESSAGE_TOO_LONG, f"multicast() of {view.len} bytes")
-            self._enter("multicast")
-            r = SPX_multicast_nowait(self._mbox, svc, g, mt, <int>view.len,
-                                     <const char *>view.buf)
-            self._leave()
-        finally:
-            PyBuffer_Release(&view)
+        cdef int r = _send_single(self, service_type, group, data, msg_type, False)
         if r < 0 and r != SPX_WOULD_BLOCK and r != SPX_PARTIAL:
             _raise(r, "multicast()")
         return r
 
     def _multigroup_multicast_nowait(self, service_type, groups, data, msg_type=0):
         """multigroup_multicast() that never waits (see above)."""
-        cdef char slots[MAX_GROUPS][32]
-        cdef int count = 0
-        cdef bytes b
-        cdef int svc = _service(service_type)
-        for b in _args.group_list(groups):
-            memset(slots[count], 0, SLOT)
-            memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
-            count += 1
-        cdef int16 mt = _msg_type(msg_type)
-        cdef Py_buffer view
-        cdef int r
-        if isinstance(data, str):
-            data = (<str>data).encode("utf-8")
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            if view.len + SLOT * count > SPX_MAX_SAFE_BODY:
-                _raise(MESSAGE_TOO_LONG,
-                       f"multigroup_multicast() of {view.len} bytes to {count} groups")
-            self._enter("multigroup_multicast")
-            r = SPX_multigroup_multicast_nowait(self._mbox, svc, count, slots, mt,
-                                                <int>view.len, <const char *>view.buf)
-            self._leave()
-        finally:
-            PyBuffer_Release(&view)
+        cdef int r = _send_multi(self, service_type, groups, data, msg_type, False)
         if r < 0 and r != SPX_WOULD_BLOCK and r != SPX_PARTIAL:
             _raise(r, "multigroup_multicast()")
         return r
@@ -520,6 +449,34 @@ cdef class MailboxBase:
 
     def receive(self):
         """Blocks until a message arrives; returns a RegularMsg or MembershipMsg."""
+        cdef char sender[32]
+        cdef spx_view v
+        cdef int n = SPX_NOT_VIEWED
+        cdef bytes payload
+        cdef bint taken = False
+        # The hot path: a data message that has arrived, built straight from
+        # the library's buffer, without giving up the GIL. (Nothing here runs
+        # Python code while the library holds the message: see SPX_view_next.)
+        if self._rx is None and not self._bufs_busy and not self._closed:
+            n = SPX_view_next(self._sess, sender, self._bufs.groups_size, self._bufs.groups, &v)
+            if n >= 0:
+                try:
+                    payload = self._payload(v.data, n)
+                    taken = True
+                finally:  # (a failure leaves the message to the next receive)
+                    SPX_view_done(self._sess, taken)
+                return self._regular(v.service_type, sender, <const slot_t *>self._bufs.groups,
+                                     v.num_groups, v.mess_type, v.endian_mismatch, payload)
+        elif self._rx is not None:  # a receiver owns the input: its queue's next, if any
+            msg = self._rx.take_one(self)
+            if msg is not None:
+                return msg
+        return self._receive(n != SPX_WOULD_BLOCK)
+
+    cdef object _receive(self, bint try_nowait):
+        """receive() past its hot path: through a receiver, or from the
+        library; try_nowait first takes a message that has arrived without
+        giving up the GIL (False: the caller has seen none)."""
         cdef service svc = 0
         cdef char sender[32]
         cdef int num_groups = 0, endian = 0, n = 0, g
@@ -543,10 +500,17 @@ cdef class MailboxBase:
             while True:
                 # SPX_receive_grow's loop, written out around a direct call
                 # (measured: the loop in C costs this path ~30 instructions).
-                with nogil:
+                n = SPX_WOULD_BLOCK
+                if try_nowait:
                     svc = 0
-                    n = SP_receive(self._mbox, &svc, sender, b.groups_size, &num_groups,
-                                   b.groups, &mess_type, &endian, b.data_size, b.data)
+                    n = SPX_receive_nowait(self._mbox, &svc, sender, b.groups_size, &num_groups,
+                                           b.groups, &mess_type, &endian, b.data_size, b.data)
+                try_nowait = True
+                if n == SPX_WOULD_BLOCK:
+                    with nogil:
+                        svc = 0
+                        n = SP_receive(self._mbox, &svc, sender, b.groups_size, &num_groups,
+                                       b.groups, &mess_type, &endian, b.data_size, b.data)
                 if n >= 0:
                     return self._message(svc, sender, <const slot_t *>b.groups, num_groups,
                                          mess_type, endian, b.data, n)
@@ -570,13 +534,17 @@ cdef class MailboxBase:
     cdef object _message(self, service svc, const char *sender, const slot_t *groups,
                          int num_groups, int16 mess_type, int endian, const char *data, int n):
         """The message object for one received message (from any source)."""
-        cdef RegularMsg msg
         if Is_membership_mess(svc):  # (sp.h: and not a reject)
             return self._membership(svc, sender, groups, num_groups, data, n)
-        msg = RegularMsg.__new__(RegularMsg)
+        return self._regular(svc, sender, groups, num_groups, mess_type, endian,
+                             self._payload(data, n))
+
+    cdef inline RegularMsg _regular(self, service svc, const char *sender, const slot_t *groups,
+                                    int num_groups, int16 mess_type, int endian, bytes payload):
+        cdef RegularMsg msg = RegularMsg.__new__(RegularMsg)
         msg.sender = self._sender(sender)
         msg.groups = self._group_tuple(groups, num_groups)
-        msg.message = self._payload(data, n)
+        msg.message = payload
         msg.msg_type = mess_type
         msg.endian = endian
         msg.service_type = svc
@@ -589,10 +557,10 @@ cdef class MailboxBase:
         cdef int at = self._ring_at
         cdef PyObject *old = self._ring[at]
         cdef bytes out
-        self._ring_at = (at + 1) % RING
+        self._ring_at = (at + 1) & (RING - 1)  # (RING is a power of two)
         if old != NULL and spread_bytes_reusable(old, n):
             out = <bytes>old
-            memcpy(PyBytes_AS_STRING(out), data, n)
+            spread_memcpy(PyBytes_AS_STRING(out), data, n)
             return out
         out = PyBytes_FromStringAndSize(data, n)
         Py_INCREF(out)
@@ -650,6 +618,87 @@ cdef class MailboxBase:
         finally:
             free(groups)
             free(buf)
+
+
+# -- the sends' marshalling, shared by the hot sends and spread.aio's -------
+cdef inline object _send_bytes(object data, Py_buffer *view, bint *have_view,
+                               const char **p, Py_ssize_t *n):
+    """data as the bytes to send (p, n): a bytes object's own, a str's UTF-8,
+    or any buffer's (then have_view: the caller releases view). Returns what
+    must stay alive while p is used."""
+    if type(data) is bytes:
+        p[0] = PyBytes_AS_STRING(data)
+        n[0] = PyBytes_GET_SIZE(data)
+        return data
+    if isinstance(data, str):
+        data = (<str>data).encode("utf-8")
+        p[0] = PyBytes_AS_STRING(data)
+        n[0] = PyBytes_GET_SIZE(data)
+        return data
+    PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    have_view[0] = True
+    p[0] = <const char *>view.buf
+    n[0] = view.len
+    return data
+
+
+cdef inline int _send_single(MailboxBase mb, object service_type, object group, object data,
+                             object msg_type, bint wait) except? -1:
+    """multicast(): its arguments checked, then _send."""
+    cdef int svc = _service(service_type)
+    cdef char slot[32]
+    mb._slot(group, slot)
+    return _send(mb, svc, slot, NULL, 1, _msg_type(msg_type), data, wait)
+
+
+cdef inline int _send_multi(MailboxBase mb, object service_type, object groups, object data,
+                            object msg_type, bint wait) except? -1:
+    """multigroup_multicast(): its arguments checked, then _send."""
+    cdef char slots[MAX_GROUPS][32]
+    cdef int count = 0
+    cdef bytes b
+    cdef int svc = _service(service_type)
+    for b in _args.group_list(groups):
+        memset(slots[count], 0, SLOT)
+        memcpy(slots[count], PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+        count += 1
+    return _send(mb, svc, NULL, <const slot_t *>slots, count, _msg_type(msg_type), data, wait)
+
+
+cdef inline int _send(MailboxBase mb, int svc, const char *slot, const slot_t *slots, int count,
+                      int16 mt, object data, bint wait) except? -1:
+    """One send (to slot, or to the count slots), first without giving up
+    the GIL; with wait, one that cannot go at once, or only in part, goes on
+    waiting for room without it. The library's result."""
+    cdef Py_buffer view
+    cdef bint have_view = False
+    cdef const char *p
+    cdef Py_ssize_t n
+    cdef int r
+    _keep = _send_bytes(data, &view, &have_view, &p, &n)
+    try:
+        if n + SLOT * count > SPX_MAX_SAFE_BODY:
+            _raise(MESSAGE_TOO_LONG, f"multicast() of {n} bytes" if slots == NULL else
+                   f"multigroup_multicast() of {n} bytes to {count} groups")
+        mb._enter("multicast" if slots == NULL else "multigroup_multicast")
+        if slots == NULL:
+            r = SPX_send_nowait(mb._sess, svc, slot, mt, <int>n, p)
+        else:
+            r = SPX_multigroup_multicast_nowait(mb._mbox, svc, count, slots, mt, <int>n, p)
+        if wait and r == SPX_WOULD_BLOCK:
+            with nogil:
+                if slots == NULL:
+                    r = SP_multicast(mb._mbox, svc, slot, mt, <int>n, p)
+                else:
+                    r = SP_multigroup_multicast(mb._mbox, svc, count, slots, mt, <int>n, p)
+        elif wait and r == SPX_PARTIAL:
+            with nogil:
+                r = SPX_finish_send(mb._mbox)
+        mb._leave()
+    finally:
+        if have_view:
+            PyBuffer_Release(&view)
+    return r
 
 
 cdef object _read_vs_sets(const char *body, int body_len, int capacity, bint as_bytes):

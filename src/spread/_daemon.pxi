@@ -12,26 +12,24 @@ cdef class NativeDaemon:
     cdef spd_daemon *_d
     cdef bint _running
 
-    def __cinit__(self, int port, str host, str name, int max_session_messages,
-                  long long max_session_bytes, int slow_reader_budget, bint tcp,
-                  bint unix_socket, str log_level, control, int control_fd):
-        # Every option explicit: the defaults are spread._daemon_options's.
+    def __cinit__(self, options, int control_fd):
+        # options: every one of spread._daemon_options.OPTION_NAMES, explicit
+        # (the defaults are that module's); control_fd: the channel's own end.
         cdef spd_config cfg
         cdef char err[256]
-        cdef bytes h = host.encode("ascii")
-        cdef bytes n = name.encode("ascii")
-        cdef bytes c = (control or "").encode("utf-8")
-        check_daemon_options(port, max_session_messages, max_session_bytes, tcp, unix_socket,
-                             log_level, slow_reader_budget, control)
-        cfg.port = port
+        check_daemon_options(options)
+        cdef bytes h = options["host"].encode("ascii")
+        cdef bytes n = options["name"].encode("ascii")
+        cdef bytes c = (options["control"] or "").encode("utf-8")
+        cfg.port = options["port"]
         cfg.host = h
         cfg.name = n
-        cfg.max_session_messages = max_session_messages
-        cfg.max_session_bytes = max_session_bytes
-        cfg.slow_reader_budget = slow_reader_budget
-        cfg.tcp = tcp
-        cfg.unix_socket = unix_socket
-        cfg.log_level = LOG_LEVELS[log_level]
+        cfg.max_session_messages = options["max_session_messages"]
+        cfg.max_session_bytes = options["max_session_bytes"]
+        cfg.slow_reader_budget = options["slow_reader_budget"]
+        cfg.tcp = options["tcp"]
+        cfg.unix_socket = options["unix_socket"]
+        cfg.log_level = LOG_LEVELS[options["log_level"]]
         cfg.control = c
         cfg.control_fd = control_fd
         err[0] = 0

@@ -103,6 +103,26 @@ cdef extern from "spx.h" nogil:
     int SPX_set_interruptible(mailbox mbox, int on)
     int SPX_set_readahead(mailbox mbox, int bytes)
     int SPX_pending(mailbox mbox)
+    int SPX_set_peek(mailbox mbox, int on)
+    int SPX_NOT_VIEWED
+    ctypedef struct spx_session:
+        pass
+    ctypedef struct spx_view:
+        service service_type
+        int num_groups
+        int16 mess_type
+        int endian_mismatch
+        const char *data
+    spx_session *SPX_session(mailbox mbox)
+    int SPX_view_next(spx_session *s, char *sender, int max_groups, char (*groups)[32],
+                      spx_view *v)
+    void SPX_view_done(spx_session *s, int taken)
+    void SPX_group_slot(char *slot, const char *group)
+    int SPX_send_nowait(spx_session *s, service service_type, const char *slot,
+                        int16 mess_type, int mess_len, const char *mess)
+    int SPX_receive_nowait(mailbox mbox, service *service_type, char *sender,
+                           int max_groups, int *num_groups, char (*groups)[32],
+                           int16 *mess_type, int *endian_mismatch, int max_mess_len, char *mess)
     int SPX_receive_records(mailbox mbox, char *buf, int buf_len, int *used)
     int SPX_receive_records_nowait(mailbox mbox, char *buf, int buf_len, int *used, int how)
     int SPX_lend_readahead(mailbox mbox, char *buf, int cap)

@@ -19,49 +19,28 @@ LOG_LEVELS = {
 class NativeDaemon:
     """Sockets bound on construction; run() serves until stop_fd is readable."""
 
-    def __init__(
-        self,
-        port,
-        host,
-        name,
-        max_session_messages,
-        max_session_bytes,
-        slow_reader_budget,
-        tcp,
-        unix_socket,
-        log_level,
-        control,
-        control_fd,
-    ):
-        # Every option explicit: the defaults are spread._daemon_options's.
-        check_daemon_options(
-            port,
-            max_session_messages,
-            max_session_bytes,
-            tcp,
-            unix_socket,
-            log_level,
-            slow_reader_budget,
-            control,
-        )
+    def __init__(self, options, control_fd):
+        # options: every one of spread._daemon_options.OPTION_NAMES, explicit
+        # (the defaults are that module's); control_fd: the channel's own end.
+        check_daemon_options(options)
         self._running = False
         self._keep = (
-            ffi.new("char[]", host.encode("ascii")),
-            ffi.new("char[]", name.encode("ascii")),
-            ffi.new("char[]", (control or "").encode("utf-8")),
+            ffi.new("char[]", options["host"].encode("ascii")),
+            ffi.new("char[]", options["name"].encode("ascii")),
+            ffi.new("char[]", (options["control"] or "").encode("utf-8")),
         )
         cfg = ffi.new(
             "spd_config *",
             {
-                "port": port,
+                "port": options["port"],
                 "host": self._keep[0],
                 "name": self._keep[1],
-                "max_session_messages": max_session_messages,
-                "max_session_bytes": max_session_bytes,
-                "slow_reader_budget": slow_reader_budget,
-                "tcp": int(tcp),
-                "unix_socket": int(unix_socket),
-                "log_level": LOG_LEVELS[log_level],
+                "max_session_messages": options["max_session_messages"],
+                "max_session_bytes": options["max_session_bytes"],
+                "slow_reader_budget": options["slow_reader_budget"],
+                "tcp": int(options["tcp"]),
+                "unix_socket": int(options["unix_socket"]),
+                "log_level": LOG_LEVELS[options["log_level"]],
                 "control": self._keep[2],
                 "control_fd": control_fd,
             },

@@ -16,20 +16,8 @@ import os
 import socket
 import threading
 
+from .. import _daemon_options as o
 from .._backend import core as _core
-from .._daemon_options import (
-    DEFAULT_CONTROL,
-    DEFAULT_HOST,
-    DEFAULT_LOG_LEVEL,
-    DEFAULT_MAX_SESSION_BYTES,
-    DEFAULT_MAX_SESSION_MESSAGES,
-    DEFAULT_NAME,
-    DEFAULT_PORT,
-    DEFAULT_SLOW_READER_BUDGET,
-    DEFAULT_TCP,
-    DEFAULT_UNIX_SOCKET,
-    check_daemon_options,
-)
 from ._control import (
     ControlChannel,
     ControlError,
@@ -41,6 +29,7 @@ from ._control import (
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
+DEFAULT_MAX_SESSION_BYTES = o.DEFAULT_MAX_SESSION_BYTES
 
 __all__ = [
     "ControlError",
@@ -87,44 +76,24 @@ class Daemon(DaemonAddresses, DaemonControls):
 
     def __init__(
         self,
-        port: int = DEFAULT_PORT,
+        port: int = o.DEFAULT_PORT,
         *,
-        host: str = DEFAULT_HOST,
-        name: str = DEFAULT_NAME,
-        max_session_messages: int = DEFAULT_MAX_SESSION_MESSAGES,
-        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
-        slow_reader_budget: int = DEFAULT_SLOW_READER_BUDGET,
-        tcp: bool = DEFAULT_TCP,
-        unix_socket: bool = DEFAULT_UNIX_SOCKET,
-        log_level: str = DEFAULT_LOG_LEVEL,
-        control: str | None = DEFAULT_CONTROL,
+        host: str = o.DEFAULT_HOST,
+        name: str = o.DEFAULT_NAME,
+        max_session_messages: int = o.DEFAULT_MAX_SESSION_MESSAGES,
+        max_session_bytes: int = o.DEFAULT_MAX_SESSION_BYTES,
+        slow_reader_budget: int = o.DEFAULT_SLOW_READER_BUDGET,
+        tcp: bool = o.DEFAULT_TCP,
+        unix_socket: bool = o.DEFAULT_UNIX_SOCKET,
+        log_level: str = o.DEFAULT_LOG_LEVEL,
+        control: str | None = o.DEFAULT_CONTROL,
     ):
-        check_daemon_options(
-            port,
-            max_session_messages,
-            max_session_bytes,
-            tcp,
-            unix_socket,
-            log_level,
-            slow_reader_budget,
-            control,
-        )
+        options = o.pick_options(locals())
+        o.check_daemon_options(options)
         ours, theirs = socket.socketpair()
         try:
             # The daemon owns its end from here on (closed by it, even on failure).
-            self._native = NativeDaemon(
-                port,
-                host,
-                name,
-                max_session_messages,
-                max_session_bytes,
-                slow_reader_budget,
-                tcp,
-                unix_socket,
-                log_level,
-                control,
-                theirs.detach(),
-            )
+            self._native = NativeDaemon(options, theirs.detach())
         except BaseException:
             ours.close()
             raise

@@ -10,18 +10,8 @@ import os
 import signal
 import sys
 
+from .. import _daemon_options as o
 from .._backend import core as _core
-from .._daemon_options import (
-    COMMAND_LOG_LEVEL,
-    DEFAULT_HOST,
-    DEFAULT_MAX_SESSION_BYTES,
-    DEFAULT_MAX_SESSION_MESSAGES,
-    DEFAULT_NAME,
-    DEFAULT_PORT,
-    DEFAULT_SLOW_READER_BUDGET,
-    DEFAULT_TCP,
-    DEFAULT_UNIX_SOCKET,
-)
 
 LOG_LEVELS = _core.LOG_LEVELS
 NativeDaemon = _core.NativeDaemon
@@ -32,42 +22,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port",
         type=int,
-        default=DEFAULT_PORT,
+        default=o.DEFAULT_PORT,
         help="TCP port, and unix socket /tmp/<port>: 1..32767, or 0 to pick a free "
-        f"one, printed in the ready line (default {DEFAULT_PORT})",
+        f"one, printed in the ready line (default {o.DEFAULT_PORT})",
     )
     p.add_argument(
         "--host",
-        default=DEFAULT_HOST,
-        help=f"IPv4 address, or a host name resolving to one, for TCP (default {DEFAULT_HOST})",
+        default=o.DEFAULT_HOST,
+        help=f"IPv4 address, or a host name resolving to one, for TCP (default {o.DEFAULT_HOST})",
     )
     p.add_argument(
         "--name",
-        default=DEFAULT_NAME,
-        help=f"daemon name, the end of every private group (default {DEFAULT_NAME})",
+        default=o.DEFAULT_NAME,
+        help=f"daemon name, the end of every private group (default {o.DEFAULT_NAME})",
     )
     p.add_argument(
         "--max-session-messages",
         type=int,
-        default=DEFAULT_MAX_SESSION_MESSAGES,
+        default=o.DEFAULT_MAX_SESSION_MESSAGES,
         help="undelivered messages after which a client is killed "
-        f"(default {DEFAULT_MAX_SESSION_MESSAGES})",
+        f"(default {o.DEFAULT_MAX_SESSION_MESSAGES})",
     )
     p.add_argument(
         "--max-session-bytes",
         type=int,
-        default=DEFAULT_MAX_SESSION_BYTES,
+        default=o.DEFAULT_MAX_SESSION_BYTES,
         help="undelivered bytes after which a client is killed "
-        f"(default {DEFAULT_MAX_SESSION_BYTES}, {DEFAULT_MAX_SESSION_BYTES >> 20} MiB)",
+        f"(default {o.DEFAULT_MAX_SESSION_BYTES}, {o.DEFAULT_MAX_SESSION_BYTES >> 20} MiB)",
     )
     p.add_argument(
         "--slow-reader-budget",
         type=int,
-        default=DEFAULT_SLOW_READER_BUDGET,
+        default=o.DEFAULT_SLOW_READER_BUDGET,
         metavar="MS",
         help="back-pressure for slow readers: requests go unread while a reader lags, for "
         "at most MS ms at a time, refilled at a tenth of real time; 0 turns it off, as in "
-        f"a real Spread daemon (default {DEFAULT_SLOW_READER_BUDGET})",
+        f"a real Spread daemon (default {o.DEFAULT_SLOW_READER_BUDGET})",
     )
     p.add_argument(
         "--control",
@@ -82,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level",
         choices=sorted(LOG_LEVELS),
-        default=COMMAND_LOG_LEVEL,
-        help=f"what goes to stderr (default {COMMAND_LOG_LEVEL}: connections killed, start, stop)",
+        default=o.COMMAND_LOG_LEVEL,
+        help=f"what goes to stderr (default {o.COMMAND_LOG_LEVEL}: connections killed, start, "
+        "stop)",
     )
     return p
 
@@ -101,19 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        daemon = NativeDaemon(
-            args.port,
-            args.host,
-            args.name,
-            args.max_session_messages,
-            args.max_session_bytes,
-            args.slow_reader_budget,
-            DEFAULT_TCP and not args.no_tcp,
-            DEFAULT_UNIX_SOCKET and not args.no_unix_socket,
-            args.log_level,
-            args.control,
-            -1,
-        )
+        listen = {"tcp": not args.no_tcp, "unix_socket": not args.no_unix_socket}
+        daemon = NativeDaemon(o.pick_options({**vars(args), **listen}), -1)
     except (OSError, ValueError) as e:
         print(f"spread.daemon: {e}", file=sys.stderr)
         return 1

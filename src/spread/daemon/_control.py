@@ -276,6 +276,12 @@ class RemoteDaemon:
         return bool(self._state()["alive"])
 
     @property
+    def reachable(self) -> bool:
+        """Its members' data and changes reach us now: up, not cut off by
+        a change on its way (a delayed or pending partition or crash)."""
+        return bool(self._state()["reachable"])
+
+    @property
     def address(self) -> str:
         return str(self._state()["address"])
 
@@ -290,6 +296,29 @@ def _remote_names(remotes: tuple, verb: str) -> str:
     return " ".join(names)
 
 
+_MAX_AFTER = 3600.0  # seconds: the control channel's "after" limit
+
+
+def _event(verb: str, remotes: tuple, after: float | None, settle: bool) -> str:
+    """The request line of a network event: "[after MS] [begin] VERB DAEMON..."."""
+    text = f"{verb} {_remote_names(remotes, verb)}"
+    if not isinstance(settle, bool):
+        raise TypeError(f"settle must be a bool, not {type(settle).__name__}")
+    if not settle:
+        text = "begin " + text
+    return _after(after) + text
+
+
+def _after(after: float | None) -> str:
+    if after is None:
+        return ""
+    if isinstance(after, bool) or not isinstance(after, (int, float)):
+        raise TypeError(f"after must be a number of seconds, not {type(after).__name__}")
+    if not 0 <= after <= _MAX_AFTER:
+        raise ValueError(f"after must be 0 to {_MAX_AFTER:.0f} seconds: {after}")
+    return f"after {round(after * 1000)} "
+
+
 class DaemonControls:
     """The test-bench controls of an embedded daemon, read and applied by
     its own event loop while it serves (they wait for it: a request to a
@@ -298,6 +327,10 @@ class DaemonControls:
     Sessions are named by a private group (``"#alice#localhost"``), a
     private name (``"alice"``) or a connected Mailbox.
     """
+
+    # Whether every control works (an embedded daemon); False for a real
+    # daemon (spread.testing.ExternalDaemon), where most are embedded-only.
+    embedded = True
 
     def _control_channel(self) -> ControlChannel:
         raise NotImplementedError
@@ -415,31 +448,69 @@ class DaemonControls:
             raise ControlError(f"no remote daemon {name}")
         return RemoteDaemon(self, name)
 
-    def partition(self, *remotes: RemoteDaemon | str) -> int:
+    def partition(
+        self, *remotes: RemoteDaemon | str, after: float | None = None, settle: bool = True
+    ) -> int:
         """Cuts the given remote daemons off, together (they form one
         component): each local group with members on them gets
         TRANSITION_MESS with its old id, then CAUSED_BY_NETWORK with the
         members on our side, one vs-set, and a fresh group id. Returns the
-        number of messages produced."""
-        return _notices(self._request("partition " + _remote_names(remotes, "partition")))
+        number of messages produced.
 
-    def merge(self, *remotes: RemoteDaemon | str) -> int:
+        ``settle=False`` only begins the change, as a real network does
+        under churn (SPEC.md 6.8): TRANSITION_MESS now, the rest at
+        settle(); joins and leaves meanwhile come as network memberships
+        (see settle()). ``after=SECONDS``: the event happens that much
+        later, as a real cut is noticed only once the token is lost (about
+        11 s in Spread 4); traffic from the daemons cut off stops at once.
+        A delayed event returns 0: its messages arrive at its time."""
+        return _notices(self._request(_event("partition", remotes, after, settle)))
+
+    def merge(
+        self, *remotes: RemoteDaemon | str, after: float | None = None, settle: bool = True
+    ) -> int:
         """Merges the components of the given remote daemons with ours in one
         event (also the heal of a multi-way split): CAUSED_BY_NETWORK with
         every member, one vs-set per previous component, no transitional
-        message. A crashed daemon comes back without members."""
-        return _notices(self._request("merge " + _remote_names(remotes, "merge")))
+        message. A crashed daemon comes back without members. While a change
+        is pending, a merge at once settles it with this one: one network
+        membership with a set per component. ``after`` and ``settle`` as
+        in partition() (a real merge starts only once traffic crosses: up
+        to 300 s for an idle daemon)."""
+        return _notices(self._request(_event("merge", remotes, after, settle)))
 
-    def crash(self, remote: RemoteDaemon | str) -> int:
+    def crash(
+        self, remote: RemoteDaemon | str, *, after: float | None = None, settle: bool = True
+    ) -> int:
         """Crashes a remote daemon: for local members, a cut (as partition),
-        and its members are gone."""
-        return _notices(self._request("crash " + _remote_names((remote,), "crash")))
+        and its members are gone (a partitioned daemon's members stay, and
+        a merge brings them back; a crashed one comes back empty). ``after``
+        and ``settle`` as in partition(): with ``after``, its members fall
+        silent at once and the cut comes at its time (a real crash is
+        noticed after about 11 s)."""
+        return _notices(self._request(_event("crash", (remote,), after, settle)))
+
+    def settle(self, *, after: float | None = None) -> int:
+        """Installs the change begun with ``settle=False``: one network
+        membership per group it concerns (with no second TRANSITION_MESS),
+        and one for each group told TRANSITION_MESS even if nothing is lost
+        in the end. Until then, in each group told TRANSITION_MESS, a join
+        or a leave by a member that stays comes as CAUSED_BY_NETWORK listing
+        every member still there (the vs-sets: those that stay, each
+        leaving daemon's members, a joiner alone last), with the
+        transitional membership's id and c counting on, followed by another
+        TRANSITION_MESS; the members of daemons on their way out cannot
+        join or leave (ControlError) and their data is lost. ControlError
+        if no change is pending."""
+        return _notices(self._request(_after(after) + "settle"))
 
     def network(self) -> dict[str, Any]:
         """The simulated network: ``local`` (our daemon's name), ``memb_id``
         (our component's daemon membership id, the a and b of new group
-        ids), ``clock`` (set_network_clock's, or None) and ``daemons``:
-        {name: {index, address, local, connected, alive}}."""
+        ids), ``clock`` (set_network_clock's, or None), ``pending`` (a
+        change begun, not settled), ``scheduled`` (delayed events still to
+        come) and ``daemons``: {name: {index, address, local, connected,
+        alive, reachable}}."""
         lines = self._request("network")
         head = _fields(lines[0][len("ok ") :].partition(" ")[2].replace(",", " b="))
         daemons: dict[str, dict[str, Any]] = {}
@@ -449,7 +520,7 @@ class DaemonControls:
             for word in line.split()[1:]:
                 key, _, value = word.partition("=")
                 fields[key] = value if key in ("name", "address") else int(value)
-            for key in ("local", "connected", "alive"):
+            for key in ("local", "connected", "alive", "reachable"):
                 fields[key] = bool(fields[key])
             if fields["local"]:
                 local = fields["name"]
@@ -458,6 +529,8 @@ class DaemonControls:
             "local": local,
             "memb_id": (head["memb_id"], head["b"]),
             "clock": head["clock"] or None,
+            "pending": bool(head["pending"]),
+            "scheduled": head["scheduled"],
             "daemons": daemons,
         }
 

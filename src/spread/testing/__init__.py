@@ -2,7 +2,9 @@
 ``spread.testing.plugin``) pytest fixtures built on it.
 
 Set ``SPREAD_TEST_DAEMON=<address>`` to point the fixtures at an external,
-real Spread daemon instead.
+real Spread daemon instead (and ``SPREAD_TEST_DAEMON_PID`` to its process,
+for pause() and resume()); :class:`ExternalDaemon` says which controls work
+against it and which are embedded-only.
 """
 
 from __future__ import annotations
@@ -18,25 +20,16 @@ import tempfile
 import threading
 import time
 
-from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST
+from .._daemon_options import COMMAND_LOG_LEVEL, DEFAULT_HOST, OPTION_NAMES
 from ..daemon import DaemonAddresses
 from ..daemon._control import ControlChannel, DaemonControls, connect_control
+from ._external import EMBEDDED_ONLY, ExternalDaemon
 
-__all__ = ["EmbeddedDaemon", "ExternalDaemon", "free_port"]
+__all__ = ["EMBEDDED_ONLY", "EmbeddedDaemon", "ExternalDaemon", "free_port"]
 
 READY_TIMEOUT = 10.0
 # The daemon's options, as keyword arguments (the command line's, with "_").
-OPTIONS = (
-    "host",
-    "name",
-    "max_session_messages",
-    "max_session_bytes",
-    "slow_reader_budget",
-    "control",
-    "tcp",
-    "unix_socket",
-    "log_level",
-)
+OPTIONS = OPTION_NAMES[1:]  # all but port, EmbeddedDaemon's first argument
 # The port in the ready line of either daemon build (Python or stand-alone C).
 READY_PORT = re.compile(r"ready: \S+ on (?:port )?(\d+)")
 READY_CONTROL = re.compile(r"; control (\S+)")
@@ -223,26 +216,3 @@ class EmbeddedDaemon(DaemonAddresses, DaemonControls):
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-class ExternalDaemon:
-    """A daemon someone else runs, named by an address string."""
-
-    def __init__(self, address: str):
-        self.address = address
-        port, _, host = address.partition("@")
-        self.port = int(port)
-        self.unix_address = port
-        self.options: dict = {}
-
-    def start(self) -> ExternalDaemon:
-        return self
-
-    def stop(self) -> None:
-        pass
-
-    def __enter__(self) -> ExternalDaemon:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass

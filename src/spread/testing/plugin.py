@@ -14,6 +14,10 @@ embedded daemon, or by a real daemon named in ``SPREAD_TEST_DAEMON``.
   simulated remote daemon of it, ``"remote"`` (``daemon.partition(remote)``,
   ``remote.member("bob").join("chat")``, ...: the simulated network of
   :class:`spread.daemon.DaemonControls`).
+- Against a real daemon (``SPREAD_TEST_DAEMON``, and ``SPREAD_TEST_DAEMON_PID``
+  for pause/resume) the daemons are :class:`spread.testing.ExternalDaemon`:
+  drop_session(), kill_session() (mailboxes of this process), pause() and
+  resume() work; the other controls raise ControlError naming themselves.
 - ``spread_mailbox_factory``: ``factory(daemon=None, **connect_kwargs)``
   connects to a daemon (default: ``spread_daemon``) and disconnects after
   the test.
@@ -37,7 +41,8 @@ def pytest_addoption(parser):
 
 def _external():
     address = os.environ.get("SPREAD_TEST_DAEMON")
-    return ExternalDaemon(address) if address else None
+    pid = os.environ.get("SPREAD_TEST_DAEMON_PID")
+    return ExternalDaemon(address, int(pid) if pid else None) if address else None
 
 
 def _session_port(config) -> int | None:
@@ -116,6 +121,6 @@ def spread_network(spread_daemon_factory):
     remote daemon "remote" connected (members ``#name#remote``); skipped
     against a real daemon (SPREAD_TEST_DAEMON)."""
     daemon = spread_daemon_factory()
-    if not hasattr(daemon, "add_remote_daemon"):
+    if not daemon.embedded:
         pytest.skip("the simulated network needs the embedded daemon")
     return SpreadNetwork(daemon, daemon.add_remote_daemon("remote"))
