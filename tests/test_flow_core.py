@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import spread
 from flow_sim import (
@@ -461,12 +463,15 @@ def test_offers_while_blocked_do_not_rescan_the_accumulator(monkeypatch):
     ch.offer(b"x", 0, 0.0)
     ch.offer(b"y", 0, 0.0)
     held = [m for m in wire(a, b) if isinstance(m, FlowMsg)]  # b consumes nothing: blocked
+    # The accumulator keeps its open batch's size as it grows: an offer
+    # never reads what is already queued.
     calls = []
-    real = ch._batch_extent
-    monkeypatch.setattr(ch, "_batch_extent", lambda: calls.append(1) or real())
+    real = ch._next_frame_size
+    monkeypatch.setattr(ch, "_next_frame_size", lambda *a: calls.append(1) or real(*a))
     for i in range(2000):
         assert ch.offer(b"%d" % i, 0, 0.0)
-    assert len(calls) <= 4, len(calls)
+    assert len(calls) <= 2000, len(calls)  # one O(1) look per offer
+    assert ch._open is not None and ch._open.count == 2000 and not ch._ready
     assert ch.pending == 2000
     # Credit returns: everything still leaves, in order.
     got = []
@@ -483,3 +488,107 @@ def test_offers_while_blocked_do_not_rescan_the_accumulator(monkeypatch):
             break
         ch.flush(0.0)
     assert got == [b"x", b"y"] + [b"%d" % i for i in range(2000)]
+
+
+# ---- fuzzed fragment sequences ------------------------------------------------------
+
+
+def _pattern(position: int, n: int) -> bytes:
+    """The bytes at position .. position + n of every fuzzed message."""
+    return bytes((position + i) % 251 for i in range(n))
+
+
+_piece = st.tuples(
+    st.integers(0, 3000),  # total
+    st.integers(0, 3000),  # position
+    st.integers(0, 600),  # piece length
+    st.booleans(),  # F_LAST
+    st.sampled_from([0, 0, 0, 1, 1, 2, -1, 5]),  # seq step (0 repeats, >1 skips)
+    st.sampled_from([0, 0, 0, 1, -5]),  # offset error
+    st.booleans(),  # a junk frame in between
+)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.lists(_piece, max_size=40), st.booleans())
+def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) -> None:
+    # CHUNK frames with any total, position, length, last flag, repeated,
+    # skipped or reordered seqs and wrong offsets, junk in between: the
+    # receiver never raises, its reassembly buffer stays within bounds, any
+    # message it completes is byte-exact, and the stream works afterwards.
+    limit = 4000
+    b = FlowCore(B, strict=strict, max_message_bytes=2500, max_reassembly_bytes=limit)
+    b.join(G)
+    view(b, (A, B), changed=B)
+    seq, offset = 1, 0
+    out: list = []
+    for total, position, n, last, step, off_err, junk in pieces:
+        piece = _pattern(position, n)
+        flags = fr.F_LAST if last else 0
+        frame = (
+            fr.header(fr.CHUNK, 9, max(1, seq), max(0, offset + off_err), flags, 3)
+            + fr.chunk_prefix(total, position)
+            + piece
+        )
+        out += b.on_message(Regular(A, (G,), frame, fr.FLOW_MSG_TYPE, 16), 0.0)
+        if junk:
+            out += b.on_message(Regular(A, (G,), frame[: 32 + n % 20], fr.FLOW_MSG_TYPE, 16), 0.0)
+        assert 0 <= b.receiver.reassembly_bytes <= limit
+        seq += step
+        offset += len(frame)
+    for m in out:
+        if isinstance(m, FlowMsg):
+            assert m.message == _pattern(0, len(m.message)) and len(m.message) <= 2500
+            b.consumed(m, 0.0)
+        else:
+            assert isinstance(m, (StreamGap, ProtocolErrorEvent)), m
+    # A well-formed chunked message still goes through on the same stream.
+    st_ = b.receiver.streams.get((A, 9))
+    seq = st_.expected if st_ is not None else 1
+    offset = st_.received_end if st_ is not None else 0
+    got = []
+    for position in (0, 1000, 2000):
+        n = 1000 if position < 2000 else 400
+        flags = fr.F_LAST if position == 2000 else 0
+        frame = (
+            fr.header(fr.CHUNK, 9, seq, offset, flags, 3)
+            + fr.chunk_prefix(2400, position)
+            + _pattern(position, n)
+        )
+        got += b.on_message(Regular(A, (G,), frame, fr.FLOW_MSG_TYPE, 16), 0.0)
+        seq += 1
+        offset += len(frame)
+    msgs = [m for m in got if isinstance(m, FlowMsg)]
+    assert [m.message for m in msgs] == [_pattern(0, 2400)]
+    assert b.receiver.reassembly_bytes == 0
+
+
+def test_open_batch_size_is_exact_across_count_varint_boundaries() -> None:
+    # The accumulator keeps each batch's framed size as messages join; it
+    # must match the encoder's size exactly as the item count's uvarint
+    # grows (127 -> 128, 16383 -> 16384 items), or frames could pass max_frame.
+    a, b, ch = pair(
+        window=1,
+        window_bytes=1 << 30,
+        max_batch_items=1 << 20,
+        max_batch_bytes=fr.DEFAULT_MAX_FRAME,
+        max_pending_bytes=1 << 30,
+    )
+    ch.offer(b"first")  # the window's one frame: everything after waits
+    # Mostly empty messages (3 bytes each in a batch): 17,000 fit one frame.
+    items = [(b"" if i % 1000 else b"x" * 200, i % 5 - 2) for i in range(17_000)]
+    for n, (data, mt) in enumerate(items, 1):
+        assert ch.offer(data, mt)
+        if n in (127, 128, 129, 16383, 16384, 16385) or n % 4999 == 0:
+            assert ch._open.count == n and not ch._ready
+            assert ch._open.size == fr.batch_size(items[:n]), n
+    got = [m for m in wire(a, b) if isinstance(m, FlowMsg)]
+    while len(got) < len(items) + 1:
+        for m in got:
+            b.consumed(m, 0.0)
+        back(b, a)
+        more = [m for m in wire(a, b) if isinstance(m, FlowMsg)]
+        assert more, "no progress"
+        got += more
+    assert [(m.message, m.msg_type) for m in got[1:]] == items
+    assert ch.stats["frames"] == 2

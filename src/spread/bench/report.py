@@ -195,9 +195,12 @@ def _flow(cell: dict) -> list[Row]:
         for r in runs
     )
     bat = Row("flow: batching, send_many 16 B", "logical msg/s", 16, figures(batch), None, None)
+    unbatched = [rate(r, "unbatched") if "unbatched" in r else None for r in runs]
+    gain = _median_of(ratios(batch, unbatched))
     bat.notes = bat.brief = [
         f"{fmt(frames, 1)} msgs per daemon message; send() one by one "
-        f"{fmt(_median_of(single))} msg/s"
+        f"{fmt(_median_of(single))} msg/s; unbatched (a daemon message each) "
+        f"{fmt(_median_of(unbatched))} msg/s, batched {fmt(gain, 1)}x that"
     ]
     slow = [r["slow"] for r in runs]
     sender = [s["sender"].get("rate") for s in slow]
@@ -214,6 +217,7 @@ def _flow(cell: dict) -> list[Row]:
     cell["summary"] = {
         "flow_vs_raw": ratio,
         "batch_rate": figures(batch),
+        "batch_over_unbatched": gain,
         "slow_killed": killed,
         "slow_sender_over_consumer": track,
         "slow_peak_frames": peak_f,

@@ -192,13 +192,13 @@ def slow_reader(address: str, count: int, sleepy: int, threaded: bool) -> dict:
     return got
 
 
-def _flow_send(address, group, payloads, window, many):
+def _flow_send(address, group, payloads, window, many, options=None):
     """Sends through a spread.flow channel to a flow receiver worker already
     in the group; returns the sender's rate (accepted until consumed)."""
     from spread import flow
 
     with flow.connect(address) as s:
-        ch = s.channel(group, window=window)
+        ch = s.channel(group, window=window, **(options or {}))
         start = time.perf_counter()
         if many:
             for i in range(0, len(payloads), 1000):
@@ -213,12 +213,12 @@ def _flow_send(address, group, payloads, window, many):
     return {"rate": len(payloads) / seconds, "seconds": seconds, "frames": stats["frames"]}
 
 
-def _flow_pair(address, payloads, window=256, many=False, sleep=0.0):
+def _flow_pair(address, payloads, window=256, many=False, sleep=0.0, options=None):
     group = unique("fl")
     rx = worker("flowrecv", address=address, group=group, count=len(payloads), sleep=sleep)
     wait_ready(rx)
     try:
-        sent = _flow_send(address, group, payloads, window, many)
+        sent = _flow_send(address, group, payloads, window, many, options)
     except spread.SpreadError as e:
         sent = {"rate": None, "error": str(e)}
     got = worker_result(rx, 120)
@@ -231,7 +231,8 @@ def flow_runs(address: str, size: int, count: int, slow_count: int, sleep: float
     """spread.flow's rows: (1) flow control on with a fast flow receiver
     beside Python's raw multicast() rate in the same run; (2) batching:
     small messages by send_many, logical messages per second at the
-    receiver; (3) a consumer sleeping `sleep` s per message against an
+    receiver, beside the same messages unbatched (one daemon message each);
+    (3) a consumer sleeping `sleep` s per message against an
     unthrottled sender: both rates, kills, peak backlog."""
     out: dict = {}
     out["raw"] = multicast_rate(address, size, 0.3, "py")
@@ -240,6 +241,9 @@ def flow_runs(address: str, size: int, count: int, slow_count: int, sleep: float
     small = [b"b" * 16] * (count * 4)
     out["batch"] = _flow_pair(address, small, many=True)
     out["batch_single"] = _flow_pair(address, small[:count], many=False)
+    # Unbatched: every message its own daemon message (no coalescing, and
+    # credit never short with a fast receiver).
+    out["unbatched"] = _flow_pair(address, small[:count], options={"max_inflight": None})
     out["slow"] = _flow_pair(address, [data] * slow_count, window=32, sleep=sleep)
     return out
 

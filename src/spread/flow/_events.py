@@ -4,7 +4,7 @@ actions for the front end to perform, and the exceptions it raises."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import MessageTooLong, SpreadError
 
@@ -17,11 +17,10 @@ MESSAGE_TOO_LONG = -17
 # ---- actions ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Multicast:
-    """Send this: ``mbox.multicast(a.service_type, a.group, a.data, a.msg_type)``.
-    ``group`` is the data group or a member's private group (reports, HELLO
-    replies)."""
+class Multicast(NamedTuple):
+    """Send this: ``mbox.multicast(a.service_type, a.group, a.data, a.msg_type)``
+    (or ``mbox.multicast(*a)``). ``group`` is the data group or a member's
+    private group (reports, HELLO replies). A tuple: one is made per frame."""
 
     service_type: int
     group: str
@@ -37,32 +36,45 @@ class FlowMsg:
     attributes (``sender``, ``groups``, ``message``, ``msg_type``,
     ``service_type``, ``endian``) plus ``group``, ``stream``, ``seq`` (the
     wire frame's number in the stream) and ``index`` (its place in a batch).
-    Hand it back to ``FlowCore.consumed()`` once the application took it."""
+    Hand it back to ``FlowCore.consumed()`` once the application took it.
 
-    __slots__ = (
-        "sender",
-        "groups",
-        "message",
-        "msg_type",
-        "service_type",
-        "endian",
-        "group",
-        "stream",
-        "seq",
-        "index",
-        "_record",
-    )
-    sender: str
-    groups: tuple[str, ...]
+    Only what differs between the messages of one frame is stored here; the
+    rest is read from the frame's record (one per frame, shared)."""
+
+    __slots__ = ("message", "msg_type", "index", "_record", "_open")
     message: bytes
     msg_type: int
-    service_type: int
-    endian: int
-    group: str
-    stream: int
-    seq: int
     index: int
-    _record: Any
+    _record: Any  # the frame's _Record (sender, group, stream, seq, ...)
+    _open: bool  # not yet consumed
+
+    @property
+    def sender(self) -> str:
+        return self._record.stream.sender
+
+    @property
+    def group(self) -> str:
+        return self._record.stream.group
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return (self._record.stream.group,)
+
+    @property
+    def stream(self) -> int:
+        return self._record.stream.stream
+
+    @property
+    def seq(self) -> int:
+        return self._record.seq
+
+    @property
+    def service_type(self) -> int:
+        return self._record.service_type
+
+    @property
+    def endian(self) -> int:
+        return self._record.endian
 
     def __repr__(self) -> str:
         return (
@@ -80,7 +92,7 @@ class FlowEvent:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberStalled(FlowEvent):
     """A tethered member made no progress for stall_timeout while a sender
     waited for it (``on_stall="wait"`` keeps waiting; ``"raise"`` fails the send)."""
@@ -92,7 +104,7 @@ class MemberStalled(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberUntethered(FlowEvent):
     """The sender stopped waiting for a stalled member (``on_stall="untether"``);
     it keeps receiving and is re-tethered once it has caught up."""
@@ -104,13 +116,13 @@ class MemberUntethered(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberRetethered(FlowEvent):
     group: str
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class MemberForeign(FlowEvent):
     """A member that never spoke the protocol within join_grace: never waited for."""
 
@@ -118,7 +130,7 @@ class MemberForeign(FlowEvent):
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class StreamGap(FlowEvent):
     """Frames first..last of a stream never arrived (never silent)."""
 
@@ -129,7 +141,7 @@ class StreamGap(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class StreamEnded(FlowEvent):
     """The sender closed its channel (BYE) after frame last."""
 
@@ -139,7 +151,7 @@ class StreamEnded(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class ProtocolErrorEvent(FlowEvent):
     """A malformed frame (only with ``strict=True``; otherwise it is counted)."""
 
@@ -160,7 +172,7 @@ class FlowError(SpreadError):
     """Base of spread.flow's errors; ``args == (code, text)``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # (no slots=: Python 3.9)
 class Laggard:
     member: str
     lag_msgs: int

@@ -27,6 +27,7 @@ Decoding never raises anything but ``FrameError``; every length is checked.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -59,7 +60,7 @@ F_LAST = 0x0002  # CHUNK: the message's last piece
 F_REPLY = 0x0004  # HELLO: an answer to a joiner's HELLO (never answered)
 KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY
 
-_HEADER = struct.Struct("<2sBBHhQQQ")
+_HEADER = HEADER_STRUCT = struct.Struct("<2sBBHhQQQ")
 HEADER_SIZE = _HEADER.size  # 32
 _CHUNK = struct.Struct("<QQ")
 CHUNK_PREFIX = _CHUNK.size  # 16
@@ -125,11 +126,20 @@ def decode_header(data: bytes | bytearray | memoryview) -> Header:
 # ---- uvarints (batch tables) ----------------------------------------------
 
 
-def _uvarint(n: int, out: bytearray) -> None:
+def put_uvarint(n: int, out: bytearray) -> None:
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
+
+
+def table_entry(length: int, msg_type: int, out: bytearray) -> None:
+    """One batch table entry: uvarint length, i16 msg_type."""
+    if length < 0x80:
+        out.append(length)
+    else:
+        put_uvarint(length, out)
+    out += _ITEM_TYPE.pack(msg_type)
 
 
 def _read_uvarint(data: memoryview, pos: int) -> tuple[int, int]:
@@ -170,36 +180,75 @@ def batch_size(items: Sequence[tuple[bytes | bytearray | memoryview, int]]) -> i
 
 def encode_batch_body(items: Sequence[tuple[bytes | bytearray | memoryview, int]]) -> bytes:
     table = bytearray()
-    _uvarint(len(items), table)
+    put_uvarint(len(items), table)
     for data, msg_type in items:
-        _uvarint(len(data), table)
-        table += _ITEM_TYPE.pack(msg_type)
+        table_entry(len(data), msg_type, table)
     return bytes(table) + b"".join(bytes(d) for d, _ in items)
 
 
-def decode_batch_body(body: memoryview) -> list[Item]:
-    count, pos = _read_uvarint(body, 0)
-    # Each entry takes at least 3 bytes: a count the body cannot hold is refused
-    # before anything is allocated for it.
-    if count == 0 or count * 3 > len(body) - pos:
-        raise FrameError(f"batch of {count} items in {len(body)} bytes")
-    entries = []
-    for _ in range(count):
-        n, pos = _read_uvarint(body, pos)
-        if pos + 2 > len(body):
-            raise FrameError("truncated length table")
-        (msg_type,) = _ITEM_TYPE.unpack_from(body, pos)
-        pos += 2
-        entries.append((n, msg_type))
+def decode_batch_body(body: bytes | bytearray | memoryview) -> list[Item]:
+    """A BATCH body's items (data as memoryviews into it)."""
+    data = bytes(body)
+    pos, lengths, types = batch_table(data, 0)
+    view = memoryview(data)
     items = []
-    for n, msg_type in entries:
-        if pos + n > len(body):
-            raise FrameError("batch items longer than the frame")
-        items.append(Item(msg_type, body[pos : pos + n]))
+    for i, n in enumerate(lengths):
+        items.append(Item(types[i], view[pos : pos + n]))
         pos += n
-    if pos != len(body):
-        raise FrameError("bytes after the last batch item")
     return items
+
+
+@functools.lru_cache(maxsize=512)
+def _small_table(count: int) -> struct.Struct:
+    """A batch table of count entries with one-byte lengths, as one Struct."""
+    return struct.Struct("<" + "Bh" * count)
+
+
+def batch_table(frame: bytes, start: int = HEADER_SIZE) -> tuple[int, list[int], list[int]]:
+    """A BATCH frame's table (its body from start): (position of the first
+    payload, lengths, msg_types), every length checked against the frame.
+    One C call reads the table when every length is under 128 bytes (small
+    messages, the case batching is for); otherwise entry by entry."""
+    end = len(frame)
+    pos = start
+    if pos < end and frame[pos] < 0x80:
+        count = frame[pos]
+        pos += 1
+    else:
+        count, pos = _read_uvarint(memoryview(frame), pos)
+    if count == 0 or count * 3 > end - pos:
+        raise FrameError(f"batch of {count} items in {end - start} bytes")
+    table = _small_table(count) if count <= 4096 else None
+    if table is not None:
+        flat = table.unpack_from(frame, pos)
+        lengths = list(flat[0::2])
+        # A one-byte length is under 0x80; then the table is exactly 3 x count
+        # bytes and the payloads fill the rest.
+        if max(lengths) < 0x80 and sum(lengths) == end - pos - 3 * count:
+            return pos + 3 * count, lengths, list(flat[1::2])
+    unpack = _ITEM_TYPE.unpack_from
+    lengths, types = [], []
+    view = memoryview(frame)
+    for _ in range(count):
+        if pos < end and frame[pos] < 0x80:
+            n = frame[pos]
+            pos += 1
+        elif pos + 1 < end and frame[pos + 1] < 0x80:
+            n = (frame[pos] & 0x7F) | frame[pos + 1] << 7
+            pos += 2
+        else:
+            n, pos = _read_uvarint(view, pos)
+        if pos + 2 > end:
+            raise FrameError("truncated length table")
+        lengths.append(n)
+        types.append(unpack(frame, pos)[0])
+        pos += 2
+    total = sum(lengths)
+    if pos + total > end:
+        raise FrameError("batch items longer than the frame")
+    if pos + total != end:
+        raise FrameError("bytes after the last batch item")
+    return pos, lengths, types
 
 
 def chunk_prefix(total: int, position: int) -> bytes:

@@ -13,16 +13,28 @@ from ._events import FlowEvent, FlowMsg, Multicast, ProtocolErrorEvent, StreamEn
 
 
 class _Record:
-    """One received frame, until every logical message in it is consumed."""
+    """One received frame, until every logical message in it is consumed
+    (its messages read their sender, group, seq ... from here)."""
 
-    __slots__ = ("stream", "seq", "end", "remaining", "flags")
+    __slots__ = ("stream", "seq", "end", "remaining", "flags", "service_type", "endian")
 
-    def __init__(self, stream: Stream, seq: int, end: int, remaining: int, flags: int) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        seq: int,
+        end: int,
+        remaining: int,
+        flags: int,
+        service_type: int = 0,
+        endian: int = 0,
+    ) -> None:
         self.stream = stream
         self.seq = seq
         self.end = end  # the stream's byte position after this frame
         self.remaining = remaining  # logical messages not yet consumed
         self.flags = flags
+        self.service_type = service_type
+        self.endian = endian
 
 
 class Stream:
@@ -149,66 +161,49 @@ class Receiver:
         st.expected = hdr.seq + 1
         end = hdr.offset + len(frame)
         st.received_end = end
-        rec = _Record(st, hdr.seq, end, 0, hdr.flags)
+        rec = _Record(st, hdr.seq, end, 0, hdr.flags, service_type, endian)
         st.records.append(rec)
-        body = frame[fr.HEADER_SIZE :]
-        if hdr.kind == fr.DATA:
-            out.append(
-                self._msg(
-                    st, rec, sender, group, hdr.msg_type, bytes(body), 0, service_type, endian
-                )
-            )
-        elif hdr.kind == fr.BATCH:
+        kind = hdr.kind
+        if kind == fr.DATA:
+            out.append(self._msg(rec, hdr.msg_type, bytes(frame[fr.HEADER_SIZE :]), 0))
+        elif kind == fr.BATCH:
+            data = frame.obj if type(frame.obj) is bytes else bytes(frame)
             try:
-                items = fr.decode_batch_body(body)
+                pos, lengths, types = fr.batch_table(data)
             except fr.FrameError as e:
                 out.extend(self.malformed(group, sender, str(e)))
             else:
-                for i, item in enumerate(items):
-                    out.append(
-                        self._msg(
-                            st,
-                            rec,
-                            sender,
-                            group,
-                            item.msg_type,
-                            bytes(item.data),
-                            i,
-                            service_type,
-                            endian,
-                        )
-                    )
+                # The hot loop of the receive path: one FlowMsg per item, and
+                # only what differs between items is stored in it.
+                new = FlowMsg.__new__
+                append = out.append
+                i = 0
+                for n in lengths:
+                    m = new(FlowMsg)
+                    m.message = data[pos : pos + n]
+                    m.msg_type = types[i]
+                    m.index = i
+                    m._record = rec
+                    m._open = True
+                    append(m)
+                    pos += n
+                    i += 1
+                rec.remaining = i
+                self.stats["messages"] += i
         else:
-            msg = self._chunk(st, rec, hdr, body, out, service_type, endian)
+            msg = self._chunk(st, rec, hdr, frame[fr.HEADER_SIZE :], out)
             if msg is not None:
                 out.append(msg)
         self._advance(st, now)
         return out
 
-    def _msg(
-        self,
-        st: Stream,
-        rec: _Record,
-        sender: str,
-        group: str,
-        msg_type: int,
-        data: bytes,
-        index: int,
-        service_type: int,
-        endian: int,
-    ) -> FlowMsg:
-        m = FlowMsg()
-        m.sender = sender
-        m.groups = (group,)
-        m.group = group
+    def _msg(self, rec: _Record, msg_type: int, data: bytes, index: int) -> FlowMsg:
+        m = FlowMsg.__new__(FlowMsg)
         m.message = data
         m.msg_type = msg_type
-        m.service_type = service_type
-        m.endian = endian
-        m.stream = st.stream
-        m.seq = rec.seq
         m.index = index
         m._record = rec
+        m._open = True
         rec.remaining += 1
         self.stats["messages"] += 1
         return m
@@ -226,8 +221,6 @@ class Receiver:
         hdr: fr.Header,
         body: memoryview,
         out: list[FlowMsg | FlowEvent],
-        service_type: int,
-        endian: int,
     ) -> FlowMsg | None:
         """Take a CHUNK into the reassembly buffer. Its frame counts as
         consumed at once (so a message larger than the byte window cannot
@@ -262,9 +255,7 @@ class Receiver:
         _, msg_type, data = st.partial
         self.reassembly_bytes -= len(data)
         st.partial = None
-        return self._msg(
-            st, rec, st.sender, st.group, msg_type, bytes(data), 0, service_type, endian
-        )
+        return self._msg(rec, msg_type, bytes(data), 0)
 
     def _bad_chunk(self, st: Stream, out: list[FlowMsg | FlowEvent], reason: str) -> None:
         self._abandon(st)
@@ -274,13 +265,23 @@ class Receiver:
 
     def consumed(self, msg: FlowMsg, now: float) -> None:
         """The application took msg: the stream's position may advance."""
+        if not msg._open:
+            return  # taking twice counts once
+        msg._open = False
         rec = msg._record
-        if rec is None or rec.remaining <= 0:
-            return
-        msg._record = None  # taking twice counts once
         rec.remaining -= 1
         if rec.remaining == 0 and not rec.stream.dropped:
             self._advance(rec.stream, now)
+
+    def consume_many(self, msgs: list[FlowMsg], now: float) -> None:
+        """consumed() for each of msgs (FlowMsgs), in one call."""
+        for msg in msgs:
+            if msg._open:
+                msg._open = False
+                rec = msg._record
+                rec.remaining -= 1
+                if rec.remaining == 0 and not rec.stream.dropped:
+                    self._advance(rec.stream, now)
 
     def _advance(self, st: Stream, now: float) -> None:
         want = False

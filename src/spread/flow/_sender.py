@@ -27,6 +27,69 @@ ON_STALL = ("untether", "wait", "raise")
 
 MAX_MESSAGE_LIMIT = 1 << 40
 
+HEADER_SIZE, MAGIC, VERSION, FLOW_MSG_TYPE = fr.HEADER_SIZE, fr.MAGIC, fr.VERSION, fr.FLOW_MSG_TYPE
+DATA, BATCH, CHUNK = fr.DATA, fr.BATCH, fr.CHUNK
+_pack = fr.HEADER_STRUCT.pack
+
+
+_ENTRIES: dict[tuple[int, int], bytes] = {}  # (length, msg_type) -> table entry
+
+
+def _entry(length: int, msg_type: int) -> bytes:
+    e = _ENTRIES.get((length, msg_type))
+    if e is None:
+        out = bytearray()
+        fr.table_entry(length, msg_type, out)
+        e = bytes(out)
+        if len(_ENTRIES) < 65536:
+            _ENTRIES[(length, msg_type)] = e
+    return e
+
+
+class _Batch:
+    """The accumulator's unit: messages that leave as one frame, a BATCH
+    (or DATA when there is one). Its table entries and payloads are listed
+    as messages join, so its framed size is always known and its body is
+    one join."""
+
+    __slots__ = ("count", "first", "first_type", "entries", "payloads", "size", "payload")
+
+    def __init__(self, data: bytes, msg_type: int) -> None:
+        self.count = 1
+        self.first = data
+        self.first_type = msg_type
+        self.entries = [_entry(len(data), msg_type)]
+        self.payloads = [data]
+        n = len(data)
+        # Framed size as a BATCH: header, count, table entries, payloads.
+        self.size = HEADER_SIZE + 1 + len(self.entries[0]) + n
+        self.payload = n
+
+    def add(self, data: bytes, msg_type: int, cost: int) -> None:
+        self.entries.append(_entry(len(data), msg_type))
+        self.payloads.append(data)
+        count = self.count
+        self.size += cost + (
+            0 if count + 1 < 0x80 else fr.uvarint_size(count + 1) - fr.uvarint_size(count)
+        )
+        self.count = count + 1
+        self.payload += len(data)
+
+    def framed_size(self) -> int:
+        return HEADER_SIZE + len(self.first) if self.count == 1 else self.size
+
+    def body(self) -> bytes:
+        head = bytearray()
+        fr.put_uvarint(self.count, head)
+        return b"".join((head, b"".join(self.entries), b"".join(self.payloads)))
+
+
+def _check_msg_type(msg_type: object) -> None:
+    if isinstance(msg_type, bool) or not isinstance(msg_type, int):
+        raise TypeError(f"msg_type must be an int, not {type(msg_type).__name__}")
+    if not -32768 <= msg_type <= 32767:
+        raise ValueError(f"msg_type is 16 bits signed (-32768 to 32767), not {msg_type}")
+
 
 class Member:
     """What a sender knows of one member of its group."""
@@ -104,6 +167,7 @@ class SenderChannel:
         on_stall: str = "untether",
         join_grace: float = 1.0,
         self_delivery: bool = True,
+        max_inflight: int | None = None,
     ) -> None:
         self.group = check_group(group)
         self.stream = _int_option("stream", stream, 1, fr.U64)
@@ -141,6 +205,15 @@ class SenderChannel:
         self.on_stall = on_stall
         self.join_grace = _seconds("join_grace", join_grace, allow_zero=True)
         self.self_delivery = bool(self_delivery)
+        # Coalescing: with this many of our frames not yet delivered back to
+        # us, new messages wait in the accumulator (they leave as one batch
+        # when our own delivery returns): the daemon's turnaround, not the
+        # application's call rate, sets how many daemon messages go out.
+        self.max_inflight = (
+            None
+            if max_inflight is None or not self.self_delivery
+            else _int_option("max_inflight", max_inflight, 1, 1 << 20)
+        )
         self.me = me
         self._outbox = outbox
 
@@ -158,15 +231,27 @@ class SenderChannel:
         self.in_transition = False
         self.member = False  # sends only between our own join and our leave
         self.closed = False
-        self._queue: deque[tuple[Any, int]] = deque()
+        # The accumulator: closed units (batches, chunked messages) in order,
+        # then the open batch that new small messages join. Every size is
+        # kept as it grows, so nothing ever rescans it.
+        self._ready: deque[_Batch | tuple[memoryview, int]] = deque()
+        self._open: _Batch | None = None
+        self._items = 0  # logical messages accepted, not yet on the wire
         self._queued_bytes = 0
-        self._chunk: tuple[memoryview, int] | None = None  # (message, msg_type)
+        self._chunk: tuple[memoryview, int] | None = None  # (message, msg_type) being sent
         self._chunk_pos = 0
         self._linger_since = math.inf
-        # Blocked on credit at the last pump, nothing changed since: another
-        # queued message cannot unblock the next frame (it only grows), so
-        # offer() need not scan the queue again (it did, per message).
-        self._stuck = False
+        # The credit rule as two integer bounds (recomputed when a position,
+        # state or member changes): frame k of size L may go if k <= _lim_seq
+        # and sent_bytes + L <= _lim_bytes; past them, blockers() decides
+        # (it knows the exception for a member that consumed everything).
+        self._dirty = True
+        self._lim_seq = 0
+        self._lim_bytes = 0
+        self._min_seq = 0  # the slowest counted member's position (not ours) ...
+        self._min_bytes = 0  # ... for the report-request rule
+        self._has_members = False
+        self._stuck = False  # the last pump stopped for want of credit
         self.stats = {
             "offered": 0,
             "frames": 0,
@@ -193,7 +278,7 @@ class SenderChannel:
     def pending(self) -> int:
         """Logical messages accepted but not yet on the wire (a partly sent
         chunked message counts as one)."""
-        return len(self._queue) + (self._chunk is not None)
+        return self._items
 
     def counted(self) -> Iterable[Member]:
         """The members the sender waits for (its own deliveries included)."""
@@ -212,31 +297,104 @@ class SenderChannel:
         membership change or the next tick) and offer it again. An accepted
         message leaves at once while credit allows; otherwise it waits in
         the accumulator and leaves in a batch when credit returns."""
-        if self.closed:
+        if type(data) is not bytes:
+            if self.closed:
+                raise ValueError(f"the channel on {self.group!r} is closed")
+            data = bytes(memoryview(data).cast("B"))  # the caller may reuse its buffer
+        if type(msg_type) is not int or not -32768 <= msg_type <= 32767:
+            _check_msg_type(msg_type)
+        size = len(data)
+        if (
+            self._items == 0
+            and size <= self._data_room
+            and size <= self.max_message_bytes
+            and self.member
+            and not self.in_transition
+            and not self.linger
+        ):
+            # The fast path: nothing waits, so the message may go at once.
+            if self.closed:
+                raise ValueError(f"the channel on {self.group!r} is closed")
+            if self._dirty:
+                self._limits()
+            k = self.next_seq
+            end = self.sent_bytes + HEADER_SIZE + size
+            if (
+                k <= self._lim_seq
+                and end <= self._lim_bytes
+                and (self.max_inflight is None or k - 1 - self._self.seq < self.max_inflight)
+            ):
+                self.stats["offered"] += 1
+                self.stats["data"] += 1
+                self._emit_data(DATA, 0, msg_type, data)
+                return True
+        elif self.closed:
             raise ValueError(f"the channel on {self.group!r} is closed")
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        if isinstance(msg_type, bool) or not isinstance(msg_type, int):
-            raise TypeError(f"msg_type must be an int, not {type(msg_type).__name__}")
-        if not -32768 <= msg_type <= 32767:
-            raise ValueError(f"msg_type is 16 bits signed (-32768 to 32767), not {msg_type}")
-        size = len(view)
         if size > self.max_message_bytes:
             raise MessageTooLarge(size, self.max_message_bytes)
-        if self._queue and self._queued_bytes + size > self.max_pending_bytes:
+        if self._items and self._queued_bytes + size > self.max_pending_bytes:
             self.stats["blocked"] += 1
             self.pump(now)
-            if self._queue and self._queued_bytes + size > self.max_pending_bytes:
+            if self._items and self._queued_bytes + size > self.max_pending_bytes:
                 return False
-        if not isinstance(view, bytes):
-            view = bytes(view)  # the caller may reuse its buffer
-        if not self._queue:
-            self._linger_since = now
-        self._queue.append((view, msg_type))
+        b = self._open
+        if b is not None:
+            # Into the open batch (the common case while credit is short).
+            cost = (1 if size < 0x80 else fr.uvarint_size(size)) + 2 + size
+            if (
+                b.count != 0x7F  # nor 0x3FFF: the count's uvarint keeps its size
+                and b.count != 0x3FFF
+                and b.count < self.max_batch_items
+                and b.size + cost <= self._batch_bytes
+            ):
+                b.entries.append(_ENTRIES.get((size, msg_type)) or _entry(size, msg_type))
+                b.payloads.append(data)
+                b.size += cost
+                b.count += 1
+                b.payload += size
+            else:
+                self._add(data, msg_type)
+        else:
+            if not self._items:
+                self._linger_since = now
+            self._add(data, msg_type)
         self._queued_bytes += size
+        self._items += 1
         self.stats["offered"] += 1
-        if not (self._stuck and len(self._queue) > 1):
+        # Blocked at the last pump and nothing changed since (_dirty): a
+        # message added behind the next frame (or to it: it only grows)
+        # cannot unblock it.
+        if not self._stuck or self._dirty:
             self.pump(now)
         return True
+
+    def _add(self, data: bytes, msg_type: int) -> None:
+        """Put one message in the accumulator: in the open batch, or (too
+        large for a frame) as a chunked unit of its own."""
+        size = len(data)
+        b = self._open
+        if size > self._data_room:
+            if b is not None:
+                self._ready.append(b)
+                self._open = None
+            self._ready.append((memoryview(data), msg_type))
+            return
+        cost = (1 if size < 0x80 else fr.uvarint_size(size)) + 2 + size
+        if b is not None and (
+            b.count >= self.max_batch_items
+            or b.size + cost + (fr.uvarint_size(b.count + 1) - fr.uvarint_size(b.count))
+            > self._batch_bytes
+        ):
+            self._ready.append(b)
+            b = None
+        if b is None:
+            b = self._open = _Batch(data, msg_type)
+        else:
+            b.add(data, msg_type, cost)
+
+    @property
+    def _data_room(self) -> int:
+        return self.max_frame - HEADER_SIZE
 
     def flush(self, now: float) -> None:
         """Send what credit allows now, ignoring linger."""
@@ -267,42 +425,40 @@ class SenderChannel:
         """The size of the frame that would go next (0: none is ready)."""
         if self._chunk is not None:
             rest = len(self._chunk[0]) - self._chunk_pos
-            return fr.HEADER_SIZE + fr.CHUNK_PREFIX + min(rest, self._chunk_room)
-        if not self._queue:
+            return HEADER_SIZE + fr.CHUNK_PREFIX + min(rest, self._chunk_room)
+        if self._ready:
+            unit = self._ready[0]
+            if not isinstance(unit, _Batch):
+                return HEADER_SIZE + fr.CHUNK_PREFIX + min(len(unit[0]), self._chunk_room)
+            return unit.framed_size()
+        b = self._open
+        if b is None:
             return 0
-        first = len(self._queue[0][0])
-        if fr.HEADER_SIZE + first > self.max_frame:
-            return fr.HEADER_SIZE + fr.CHUNK_PREFIX + self._chunk_room
-        n, size = self._batch_extent()
-        if (
-            self.linger
-            and not force
-            and n == len(self._queue)
-            and now - self._linger_since < self.linger
-        ):
+        if self.linger and not force and now - self._linger_since < self.linger:
             return 0  # hold the open batch a little longer
-        return fr.HEADER_SIZE + first if n == 1 else size
+        return b.framed_size()
 
     @property
     def _chunk_room(self) -> int:
-        return self.max_frame - fr.HEADER_SIZE - fr.CHUNK_PREFIX
+        return self.max_frame - HEADER_SIZE - fr.CHUNK_PREFIX
 
-    def _batch_extent(self) -> tuple[int, int]:
-        """How many queued items the next batch takes, and its framed size."""
-        n = 0
-        table = 1
-        body = 0
-        for data, _ in self._queue:
-            cost = fr.batch_item_cost(len(data))
-            if fr.HEADER_SIZE + len(data) > self.max_frame:
-                break  # a chunked message: it goes on its own
-            new_size = fr.HEADER_SIZE + max(table, fr.uvarint_size(n + 1)) + body + cost
-            if n and (n >= self.max_batch_items or new_size > self._batch_bytes):
-                break
-            n += 1
-            body += cost
-            table = fr.uvarint_size(n)
-        return n, fr.HEADER_SIZE + table + body
+    def _limits(self) -> None:
+        """Recompute the credit rule's integer bounds from the counted members."""
+        lim_seq = lim_bytes = math.inf
+        min_seq = min_bytes = math.inf
+        for m in self.counted():
+            lim_seq = min(lim_seq, m.seq + self.window)
+            lim_bytes = min(lim_bytes, m.nbytes + self.window_bytes)
+            if m is not self._self:
+                min_seq = min(min_seq, m.seq)
+                min_bytes = min(min_bytes, m.nbytes)
+        big = 1 << 62
+        self._lim_seq = big if lim_seq == math.inf else int(lim_seq)
+        self._lim_bytes = big if lim_bytes == math.inf else int(lim_bytes)
+        self._has_members = min_seq != math.inf
+        self._min_seq = 0 if min_seq == math.inf else int(min_seq)
+        self._min_bytes = 0 if min_bytes == math.inf else int(min_bytes)
+        self._dirty = False
 
     def pump(self, now: float, force: bool = False) -> None:
         """Put frames on the wire while credit allows."""
@@ -311,39 +467,45 @@ class SenderChannel:
             size = self._next_frame_size(now, force)
             if not size:
                 break
-            blockers = self.blockers(size)
-            if blockers:
-                for m in blockers:
-                    if m.blocking_since is None:
-                        m.blocking_since = now
+            if self._dirty:
+                self._limits()
+            k = self.next_seq
+            if k > self._lim_seq or self.sent_bytes + size > self._lim_bytes:
+                blockers = self.blockers(size)
+                if blockers:
+                    for m in blockers:
+                        if m.blocking_since is None:
+                            m.blocking_since = now
+                    self._stuck = True
+                    return
+            if self.max_inflight is not None and k - 1 - self._self.seq >= self.max_inflight:
                 self._stuck = True
-                return
+                return  # our own delivery brings us back here
             self._send_next()
         for m in self.counted():
             m.blocking_since = None
 
     def _send_next(self) -> None:
         if self._chunk is None:
-            data, msg_type = self._queue[0]
-            if fr.HEADER_SIZE + len(data) > self.max_frame:
-                self._queue.popleft()
-                self._queued_bytes -= len(data)
-                self._chunk = (memoryview(data), msg_type)
+            unit = self._ready.popleft() if self._ready else self._open
+            if unit is self._open:
+                self._open = None
+            if not isinstance(unit, _Batch):
+                assert unit is not None
+                self._queued_bytes -= len(unit[0])
+                self._chunk = unit
                 self._chunk_pos = 0
             else:
-                n, _ = self._batch_extent()
-                if n == 1:
-                    self._queue.popleft()
-                    self._queued_bytes -= len(data)
+                self._queued_bytes -= unit.payload
+                self._items -= unit.count
+                if unit.count == 1:
                     self.stats["data"] += 1
-                    self._emit_data(fr.DATA, 0, msg_type, data)
+                    self._emit_data(DATA, 0, unit.first_type, unit.first)
                 else:
-                    items = [self._queue.popleft() for _ in range(n)]
-                    self._queued_bytes -= sum(len(d) for d, _ in items)
                     self.stats["batches"] += 1
-                    self.stats["batched_items"] += n
-                    self._emit_data(fr.BATCH, 0, 0, fr.encode_batch_body(items))
-                if self._queue:
+                    self.stats["batched_items"] += unit.count
+                    self._emit_data(BATCH, 0, 0, unit.body())
+                if self._items:
                     self._linger_since = -math.inf  # what is left waited already
                 return
         view, msg_type = self._chunk
@@ -354,33 +516,40 @@ class SenderChannel:
         self._chunk_pos += len(piece)
         if last:
             self._chunk = None
+            self._items -= 1
         self.stats["chunks"] += 1
-        self._emit_data(fr.CHUNK, fr.F_LAST if last else 0, msg_type, body)
+        self._emit_data(CHUNK, fr.F_LAST if last else 0, msg_type, body)
 
     def _emit_data(self, kind: int, flags: int, msg_type: int, body: bytes) -> None:
         k = self.next_seq
-        size = fr.HEADER_SIZE + len(body)
         offset = self.sent_bytes
-        end = offset + size
+        end = offset + HEADER_SIZE + len(body)
         # Ask for a report every quarter window (frames or bytes), and on
-        # every frame that leaves less than a quarter of the credit.
-        want = k % self._q == 0 or offset // self._qb != end // self._qb
-        if not want:
-            for m in self.members.values():
-                if m.state in COUNTED and (
-                    self.window - (k - m.seq) < self._q
-                    or self.window_bytes - (end - m.nbytes) < self._qb
-                ):
-                    want = True
-                    break
-        if want:
+        # every frame that leaves a member less than a quarter of its credit.
+        if (
+            k % self._q == 0
+            or offset // self._qb != end // self._qb
+            or (
+                self._has_members
+                and (
+                    self.window - (k - self._min_seq) < self._q
+                    or self.window_bytes - (end - self._min_bytes) < self._qb
+                )
+            )
+        ):
             flags |= fr.F_REPORT
-        frame = fr.header(kind, self.stream, k, offset, flags, msg_type) + body
         self.next_seq = k + 1
         self.sent_bytes = end
         self.stats["frames"] += 1
-        self.stats["bytes"] += size
-        self._emit(frame)
+        self.stats["bytes"] += end - offset
+        self._outbox.append(
+            Multicast(
+                self.service_type,
+                self.group,
+                _pack(MAGIC, VERSION, kind, flags, msg_type, self.stream, k, offset) + body,
+                FLOW_MSG_TYPE,
+            )
+        )
 
     def _emit(self, frame: bytes) -> None:
         self._outbox.append(Multicast(self.service_type, self.group, frame, fr.FLOW_MSG_TYPE))
@@ -389,6 +558,7 @@ class SenderChannel:
 
     def on_self(self, seq: int, end: int, now: float) -> None:
         """Our own frame seq (ending at byte end) was delivered back to us."""
+        self._dirty = True
         s = self._self
         if seq > s.seq and seq <= self.last_seq:
             s.seq, s.nbytes, s.progress = seq, end, now
@@ -409,6 +579,7 @@ class SenderChannel:
             self.stats["bad_reports"] += 1
             return []
         self.stats["reports"] += 1
+        self._dirty = True
         events: list[FlowEvent] = []
         if seq > m.seq:
             if nbytes < m.nbytes:
@@ -437,6 +608,7 @@ class SenderChannel:
     def on_speaker(self, member: str, now: float) -> None:
         """The member said HELLO: a joining member is a speaker."""
         m = self.members.get(member)
+        self._dirty = True
         if m is not None and m.state == JOINING:
             m.state = ACTIVE
             m.deadline = math.inf
@@ -460,6 +632,7 @@ class SenderChannel:
         Spread delivers right after it says who stays. Until then nothing is
         sent, and nobody is waited for (nobody can stall us)."""
         self.in_transition = True
+        self._dirty = True
         for m in self.counted():
             m.blocking_since = None
 
@@ -480,6 +653,7 @@ class SenderChannel:
         ``joined_at`` when we joined."""
         self.in_transition = False
         self.member = True
+        self._dirty = True
         for name in list(self.members):
             if name not in view or (continuing is not None and name not in continuing):
                 del self.members[name]
@@ -509,6 +683,7 @@ class SenderChannel:
         """We left the group (self-leave): nobody is a member any more, and
         nothing sent is still to come back to us."""
         self.members.clear()
+        self._dirty = True
         self.member = False
         self.in_transition = False
         s = self._self
@@ -518,6 +693,7 @@ class SenderChannel:
 
     def tick(self, now: float) -> list[FlowEvent]:
         events: list[FlowEvent] = []
+        self._dirty = True
         for m in list(self.members.values()):
             if m.state == JOINING and now >= m.deadline:
                 m.state = FOREIGN
@@ -546,7 +722,7 @@ class SenderChannel:
                 t = min(t, m.deadline)
             if m.state in COUNTED and m.blocking_since is not None and not m.told:
                 t = min(t, max(m.progress, m.blocking_since) + self.stall_timeout)
-        if self.linger and self._queue and self._chunk is None:
+        if self.linger and self._items and self._chunk is None:
             t = min(t, self._linger_since + self.linger)
         return t
 

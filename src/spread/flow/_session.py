@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
@@ -27,7 +28,13 @@ from ._sender import SenderChannel
 # The flow thread wakes at least this often (a report delayed by the
 # consumer's own call, a close) even when the core has no deadline.
 _IDLE_WAKE = 0.05
-_BATCH = 256  # raw messages the flow thread takes per wake-up
+_now = time.monotonic
+# Frames of ours not yet delivered back to us before new messages wait to
+# leave together (SenderChannel's max_inflight): a sender faster than the
+# daemon's turnaround sends fewer, fuller daemon messages.
+DEFAULT_MAX_INFLIGHT = 2
+_BATCH = 256  # raw messages taken from the receiver per call
+_MAX_BATCHES = 8  # per _take_input: the lock is not held for long
 
 _CORE_OPTIONS = (
     "max_message_bytes",
@@ -44,18 +51,17 @@ class SessionClosed(SpreadError):
     everything received before was taken)."""
 
 
-class Channel:
-    """One sending stream on one group (made by :meth:`Session.channel`).
+class ChannelView:
+    """What a channel shows of its core SenderChannel (the sync and the
+    asyncio channels' common part); ``_guard()`` is what reading it takes
+    (the session lock, or nothing on an event loop)."""
 
-    ``send()`` blocks while the slowest tethered member is ``window`` frames
-    or ``window_bytes`` bytes behind what its application consumed (and the
-    channel's accumulator, ``max_pending_bytes``, is full). One thread should
-    send on a channel at a time; several may (each send is atomic), but then
-    the order between them is whichever got the session lock first."""
-
-    def __init__(self, session: Session, core_channel: SenderChannel) -> None:
+    def __init__(self, session: Any, core_channel: SenderChannel) -> None:
         self._session = session
         self._ch = core_channel
+
+    def _guard(self) -> AbstractContextManager[Any]:
+        return self._session.lock
 
     @property
     def group(self) -> str:
@@ -75,30 +81,48 @@ class Channel:
 
     @property
     def core(self) -> SenderChannel:
-        """The core's SenderChannel (read its state under ``session.lock``)."""
+        """The core's SenderChannel (read its state under ``_guard()``)."""
         return self._ch
 
     @property
     def pending(self) -> int:
         """Messages accepted but not yet on the wire."""
-        with self._session.lock:
+        with self._guard():
             return self._ch.pending
 
     @property
     def stats(self) -> dict[str, int]:
-        with self._session.lock:
+        with self._guard():
             return dict(self._ch.stats)
 
     def members(self) -> dict[str, str]:
         """{member: state}: "active", "joining" (both waited for),
         "untethered", "foreign" (not waited for)."""
-        with self._session.lock:
+        with self._guard():
             return {m.name: m.state for m in self._ch.members.values()}
 
     def laggards(self) -> tuple[Laggard, ...]:
         """Who holds the next frame back now, with their lag."""
-        with self._session.lock:
+        with self._guard():
             return self._ch.laggards(time.monotonic())
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__module__}.{type(self).__name__} {self.group!r} "
+            f"stream={self.stream:#x} window={self.window}>"
+        )
+
+
+class Channel(ChannelView):
+    """One sending stream on one group (made by :meth:`Session.channel`).
+
+    ``send()`` blocks while the slowest tethered member is ``window`` frames
+    or ``window_bytes`` bytes behind what its application consumed (and the
+    channel's accumulator, ``max_pending_bytes``, is full). One thread should
+    send on a channel at a time; several may (each send is atomic), but then
+    the order between them is whichever got the session lock first."""
+
+    _session: Session
 
     def send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
         """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
@@ -106,17 +130,22 @@ class Channel:
         the laggards, and nothing of this message was accepted."""
         s = self._session
         ch = self._ch
-        deadline = _deadline(timeout)
         with s.lock:
-            start = now = time.monotonic()
-            while True:
+            if s._closed or s._error is not None:
                 s._check_usable()
-                if ch.offer(data, msg_type, now):
+            if ch.offer(data, msg_type, _now()):
+                if s.core._outbox:
                     s._perform()
-                    return
+                return
+            deadline = _deadline(timeout)
+            start = _now()
+            while True:
                 s._perform()
                 self._wait(start, deadline)
-                now = time.monotonic()
+                s._check_usable()
+                if ch.offer(data, msg_type, _now()):
+                    s._perform()
+                    return
 
     def send_many(
         self, items: Iterable[Any], msg_type: int = 0, timeout: float | None = None
@@ -127,27 +156,30 @@ class Channel:
         messages accepted is ``exc.sent``. Returns how many were sent."""
         s = self._session
         ch = self._ch
+        offer = ch.offer
         deadline = _deadline(timeout)
         sent = 0
         with s.lock:
-            start = now = time.monotonic()
+            s._check_usable()
+            start = now = _now()
             for item in items:
-                if isinstance(item, tuple):
+                if type(item) is tuple:
                     data, mt = item
                 else:
                     data, mt = item, msg_type
-                while True:
-                    s._check_usable()
-                    if ch.offer(data, mt, now):
-                        sent += 1
-                        break
-                    s._perform()
-                    try:
-                        self._wait(start, deadline)
-                    except SpreadError as e:
-                        e.sent = sent  # type: ignore[attr-defined]
-                        raise
-                    now = time.monotonic()
+                if not offer(data, mt, now):
+                    while True:
+                        s._perform()
+                        try:
+                            self._wait(start, deadline)
+                            s._check_usable()
+                        except SpreadError as e:
+                            e.sent = sent  # type: ignore[attr-defined]
+                            raise
+                        now = _now()
+                        if offer(data, mt, now):
+                            break
+                sent += 1
             s._perform()
         return sent
 
@@ -207,8 +239,32 @@ class Channel:
                 s.core.close_channel(self._ch, time.monotonic())
                 s._perform()
 
-    def __repr__(self) -> str:
-        return f"<spread.flow.Channel {self.group!r} stream={self.stream:#x} window={self.window}>"
+
+def take(ready: deque[Any], n: int, core: FlowCore, strict: bool) -> list[Any]:
+    """What a receive hands the application: up to n items off ready (not
+    empty), the FlowMsgs among them consumed (their credit goes back).
+    Under strict, a ProtocolErrorEvent ends the batch: what follows it
+    stays, and it is raised when it comes first, else by the next call.
+    Shared by the sync and the asyncio sessions."""
+    if len(ready) <= n:
+        items = list(ready)
+        ready.clear()
+    else:
+        items = [ready.popleft() for _ in range(n)]
+    error = None
+    if strict:
+        for i, item in enumerate(items):
+            if isinstance(item, ProtocolErrorEvent):
+                ready.extendleft(reversed(items[i:]))
+                del items[i:]
+                if i == 0:
+                    error = ready.popleft()
+                break
+    flow_msg = FlowMsg
+    core.receiver.consume_many([m for m in items if type(m) is flow_msg], _now())
+    if error is not None:
+        raise error.error()
+    return items
 
 
 def _deadline(timeout: float | None) -> float:
@@ -221,7 +277,27 @@ def _deadline(timeout: float | None) -> float:
     return time.monotonic() + timeout
 
 
-class Session:
+class SessionChecks:
+    """What every call checks first (the sync and asyncio sessions)."""
+
+    _closed: bool
+    _error: BaseException | None
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+        if self._error is not None:
+            raise self._error
+
+    def _check_readable(self) -> None:
+        # With nothing left to take: the failure, or the close.
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise SessionClosed(-11, "the flow session is closed")
+
+
+class Session(SessionChecks):
     """A flow-controlled session over one mailbox (``spread.connect(...,
     membership=1)``, str names): per-group sending channels, and a receive
     side that hands out FlowMsg, flow events, and the mailbox's other
@@ -311,13 +387,17 @@ class Session:
         (5 s; None: never), ``on_stall`` ("untether", "wait", "raise"),
         ``max_frame``, ``max_batch_items``, ``max_batch_bytes``, ``linger``,
         ``max_pending_bytes`` (the accumulator; default one batch, so send()
-        blocks as soon as one batch waits for credit), ``max_message_bytes``,
+        blocks as soon as one batch waits for credit), ``max_inflight`` (2
+        with the drain thread: frames of ours not yet back from the daemon
+        before messages wait to leave together; None: never), ``max_message_bytes``,
         ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
         if group not in self._joined:
             self.join(group)
         with self.lock:
             self._check_usable()
             now = time.monotonic()
+            if self._rx is not None:
+                options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
             ch = self.core.channel(group, now=now, **options)
             if options.get("max_pending_bytes") is None:
                 ch.max_pending_bytes = ch._batch_bytes
@@ -340,9 +420,10 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            item = self._take()
-            self._perform()
-            return item
+            try:
+                return take(self._ready, 1, self.core, self.strict)[0]
+            finally:
+                self._perform()
 
     def receive_batch(self, max_messages: int, timeout: float | None = None) -> list[Any]:
         """Up to max_messages at once (at least one, or spread.Empty after
@@ -358,25 +439,10 @@ class Session:
                 if time.monotonic() >= deadline:
                     raise Empty()
                 self._wait(deadline)
-            out: list[Any] = []
-            while self._ready and len(out) < max_messages:
-                out.append(self._take())
-                if self.strict and isinstance(out[-1], ProtocolErrorEvent):
-                    break
-            self._perform()
-            if self.strict and out and isinstance(out[-1], ProtocolErrorEvent):
-                if len(out) == 1:
-                    raise out[0].error()
-                self._ready.appendleft(out.pop())  # raised by the next call
-            return out
-
-    def _take(self) -> Any:
-        item = self._ready.popleft()
-        if type(item) is FlowMsg:
-            self.core.consumed(item, time.monotonic())
-        elif self.strict and isinstance(item, ProtocolErrorEvent):
-            raise item.error()
-        return item
+            try:
+                return take(self._ready, max_messages, self.core, self.strict)
+            finally:
+                self._perform()
 
     def __iter__(self) -> Iterator[Any]:
         """receive() until the session is closed (or its connection failed)."""
@@ -458,19 +524,6 @@ class Session:
 
     # ---- the engine (all under self.lock) ---------------------------------------
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise SessionClosed(-11, "the flow session is closed")
-        if self._error is not None:
-            raise self._error
-
-    def _check_readable(self) -> None:
-        # With nothing left to take: the failure, or the close.
-        if self._error is not None:
-            raise self._error
-        if self._closed:
-            raise SessionClosed(-11, "the flow session is closed")
-
     def _perform(self) -> None:
         actions = self.core.actions()
         if not actions:
@@ -507,6 +560,8 @@ class Session:
     def _wait(self, deadline: float) -> None:
         """Wait (lock held, released while waiting) until something may have
         changed: new input, a core deadline, or the caller's deadline."""
+        if self._take_input():
+            return  # something changed: the caller looks again
         now = time.monotonic()
         until = min(deadline, self.core.next_deadline())
         if self._rx is None and not self._reading:
@@ -544,34 +599,57 @@ class Session:
             self._error = err
             self._cond.notify_all()
 
+    def _take_input(self) -> int:
+        """Feeds the core what the drain thread has queued (lock held):
+        every take from the receiver happens under the lock, so whichever
+        thread holds it (the flow thread, a blocked sender, a receiver
+        finding nothing ready) does the work, in order, with no hand-off
+        to another thread. Returns how many messages were fed."""
+        rx = self._rx
+        if rx is None or self._error is not None or self._closed:
+            return 0
+        fed = 0
+        try:
+            for _ in range(_MAX_BATCHES):
+                batch = rx.get_batch(_BATCH, 0)
+                self._feed(batch)
+                fed += len(batch)
+                if len(batch) < _BATCH:
+                    break
+        except Empty:
+            pass
+        except ReceiverClosed:
+            if self._error is None and not self._closed:
+                self._error = SessionClosed(-11, "the session's receiver was closed")
+            self._cond.notify_all()
+        except SpreadError as e:  # the connection failed, BacklogOverflow
+            if self._error is None:
+                self._error = e
+            self._cond.notify_all()
+        return fed
+
     def _run(self) -> None:
-        """The flow thread (drain=True)."""
+        """The flow thread (drain=True): waits for the receiver's ready
+        descriptor (readable while messages are queued) outside the lock,
+        then takes and feeds under it."""
+        import select
+
         rx = self._rx
         assert rx is not None
+        fd = rx.fileno()
         while True:
             with self.lock:
-                if self._closed:
+                if self._closed or self._error is not None:
                     return
                 timeout = min(self.core.next_deadline() - time.monotonic(), _IDLE_WAKE)
             try:
-                batch = rx.get_batch(_BATCH, max(0.0, timeout))
-            except Empty:
-                batch = []
-            except ReceiverClosed:
-                with self.lock:
-                    if self._error is None and not self._closed:
-                        self._error = SessionClosed(-11, "the session's receiver was closed")
-                    self._cond.notify_all()
-                return
-            except SpreadError as e:  # the connection failed, BacklogOverflow
-                with self.lock:
-                    if self._error is None:
-                        self._error = e
-                    self._cond.notify_all()
-                return
+                select.select([fd], [], [], max(0.0, timeout))
+            except (OSError, ValueError):  # the receiver was closed under us
+                pass
             with self.lock:
                 try:
-                    self._feed(batch)
+                    if not self._take_input():
+                        self._tick()
                 except SpreadError:
                     return  # recorded by _perform
 
