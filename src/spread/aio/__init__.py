@@ -18,9 +18,9 @@ One module per concept:
     errors        WouldBlock, Closed
     threads       the threads blocking calls run in
 
-Flow-controlled channels (spread.flow, when it exists) plug in at
-Connection.channel(): a sans-IO core fed by the reader's inboxes and sending
-through the writer, with the same wait-for-space discipline.
+Flow-controlled channels over a connection are spread.flow.aio's
+(``AsyncSession(conn)``, or ``spread.flow.aio.connect()``): the flow core fed
+by this connection's receives and sending through it.
 """
 
 from __future__ import annotations

@@ -170,14 +170,6 @@ class Connection(Inbox):
         sub._open()
         return sub
 
-    def channel(self, *args: Any, **kwargs: Any) -> Any:
-        """Flow-controlled channels (issue 18, second part) come with the
-        flow-control layer (spread.flow): they will be written over its
-        sans-IO core with this connection's reader and writer (await
-        ch.send() waiting for credit like multicast() waits for queue
-        space). Not yet available."""
-        raise NotImplementedError("flow-controlled channels need spread.flow (not yet available)")
-
     # -- closing ---------------------------------------------------------------------
     async def aclose(self, *, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Closes the connection; idempotent, and safe from any task of the loop.
