@@ -175,6 +175,7 @@ def check_2006(daemon, r, n, sleep):
         assert r["rss_growth"] < 20 << 20, r["rss_growth"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_2006_slow_consumer_with_the_drain_thread(spread_daemon_factory):
     daemon = tight_daemon(spread_daemon_factory)
@@ -185,6 +186,7 @@ def test_2006_slow_consumer_with_the_drain_thread(spread_daemon_factory):
         assert daemon.session("rx")["peak_messages"] <= LIMIT
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_2006_slow_consumer_reading_the_daemon_directly(spread_daemon_factory):
     # No ThreadedReceiver in the consumer: the daemon's queue for it is the
@@ -412,7 +414,7 @@ def test_boundary_sizes_are_byte_exact_end_to_end(spread_daemon_factory):
         ch.flush(timeout=10)
         th.join(30)
         assert len(got) == len(sent)
-        for i, (a, b) in enumerate(zip(got, sent, strict=True)):
+        for i, (a, b) in enumerate(zip(got, sent)):
             assert a == b, (i, len(a[0]), len(b[0]))
         stats = ch.stats
         assert stats["chunks"] > 0 and stats["batches"] > 0
