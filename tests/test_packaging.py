@@ -132,6 +132,10 @@ def test_the_sdist_builds_the_wheel_and_both_carry_what_they_must(tmp_path):
     missing = tracked - members
     assert not missing, f"missing from the sdist: {sorted(missing)}"
     assert {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in"} <= members
+    # What the tests run beside the package, and the manual's source.
+    for folder in ("tools", "bench", "docs"):
+        wanted = {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob("*.py")}
+        assert wanted and wanted <= members, (folder, sorted(wanted - members))
 
     # The wheel: compiled modules, stubs and typing marker, the licence, no sources.
     with zipfile.ZipFile(wheel) as z:
@@ -271,6 +275,31 @@ def test_ci_finds_an_interpreter_for_every_declared_version_or_fails(tmp_path, m
     pyproject.write_text('classifiers = ["Programming Language :: Python :: 3.99"]\n')
     monkeypatch.setattr(tool, "declared_versions", lambda: ["3.99"])
     assert tool.main() == 1
+
+
+def test_the_interpreter_benchmark_rows_compare_with_the_first_interpreter():
+    tool = load_tool("bench_interpreters")
+
+    def report(backend, py, c):
+        median = lambda v: {"median": v}  # noqa: E731
+        result = {"kind": "mcast", "size": 100, "summary": {"py": median(py), "c": median(c)}}
+        return {"backend": backend, "results": {"mcast 100": result}}
+
+    lines = tool.table(
+        ["CPython", "PyPy"], [report("cython", 200.0, 400.0), report("cffi", 300.0, None)]
+    )
+    assert lines[0].split() == [
+        "workload",
+        "size",
+        "B",
+        "CPython",
+        "Python/C",
+        "PyPy",
+        "Python/C",
+        "/",
+        "CPython",
+    ]
+    assert lines[2].split() == ["mcast", "[msg/s]", "100", "200", "0.50", "300", "—", "1.50"]
 
 
 def spread_info(*args, **env) -> subprocess.CompletedProcess:
