@@ -13,6 +13,7 @@ bounded blocking call (receive/send with a timeout, a thread join)."""
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 
@@ -150,8 +151,12 @@ def check_2006(daemon, r, n, sleep):
         f"daemon rx {daemon.session('rx')}"
     )
     # The consumer is at least 100 times slower than the sender left alone
-    # (under ASan, cffi's sender measured 98 times: 25 is the scenario there).
-    slower = 25 if "libasan" in os.environ.get("LD_PRELOAD", "") else 100
+    # (under ASan, cffi's sender measured 98 times: 25 is the scenario there;
+    # on PyPy, whose JIT is still warming up in the short unthrottled run, 58).
+    slow_sender = (
+        "libasan" in os.environ.get("LD_PRELOAD", "") or platform.python_implementation() == "PyPy"
+    )
+    slower = 25 if slow_sender else 100
     assert r["unthrottled"] >= slower * consumer_rate, (r["unthrottled"], consumer_rate)
     # 0 loss, in order.
     assert r["got"] == [payload(i) for i in range(n)]
