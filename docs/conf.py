@@ -5,6 +5,11 @@ html docs docs/_build/html`. The API pages are autodoc of the *installed*
 package, so the text is the docstrings compiled into it (both backends'
 classes included), and the narrative pages include README.md's sections,
 so nothing is written twice. Offline: no intersphinx, no remote theme.
+
+Sphinx rather than MkDocs: autodoc imports the compiled extensions and reads
+the docstrings Cython and cffi put in them, which a static reader of the
+source (mkdocstrings' griffe) cannot see inside a .so; MyST lets README's
+Markdown sections be included as they are; both come from PyPI alone.
 """
 
 from __future__ import annotations
