@@ -13,6 +13,8 @@
 #   make format       ruff format and ruff's fixes, clang-format, the constants generated
 #   make bench        python -m spread.bench on the embedded daemon (BENCH_ARGS=--quick)
 #   make icount       instructions per message under callgrind (bench/instructions.py)
+#   make docs         the reference manual (docs/) with Sphinx, warnings as errors, from
+#                     the installed package's docstrings (the docs extra)
 # `make lint-all` lints the whole tree (see LINT_* below).
 
 PYTHON ?= python
@@ -35,7 +37,7 @@ FUZZ_SECONDS ?= 60
 # For now the files that are already formatted; the rest of the tree is
 # formatted in one change, after which these become ALL_PY, ALL_CYTHON and
 # NATIVE_SOURCES (`make lint-all` runs them over everything today).
-ALL_PY = src tests bench tools
+ALL_PY = src tests bench tools docs
 ALL_CYTHON = $(wildcard src/spread/*.pyx src/spread/*.pxi src/spread/*.pxd)
 ALL_MYPY =
 LINT_PY ?= setup.py $(ALL_PY)
@@ -47,7 +49,7 @@ LINT_MYPY ?= $(ALL_MYPY)
 MYPY_FLAGS ?= --follow-imports=silent
 
 .PHONY: build dev dev-tools test test-cython test-cffi test-extlib test-c san san-c san-daemon san-python \
-	fuzz lint lint-all format constants bench icount
+	fuzz lint lint-all format constants bench icount docs
 
 # build/ is removed first: setuptools reuses its objects by timestamp and has
 # installed stale native code into the cffi module after a C change.
@@ -155,3 +157,9 @@ bench:
 
 icount:
 	$(PYTHON) bench/instructions.py $(ICOUNT_ARGS)
+
+# ---- the reference manual --------------------------------------------------
+# -E: every page read again, so that -W sees every warning, not only new ones.
+DOCS_OUT ?= build/docs
+docs:
+	$(PYTHON) -m sphinx -E -W --keep-going -q -b html docs $(DOCS_OUT)

@@ -3,6 +3,7 @@ and the two extensions linked with it: the Cython module and the cffi one.
 `pip install .` is the whole install."""
 
 import os
+import platform
 import sys
 
 # SPREAD_SANITIZE=1: the native library and both extensions built with
@@ -32,7 +33,14 @@ from _cffi_build import (  # noqa: E402
 # rather than a compiler's traceback halfway through the build.
 require_build_tools()
 
-from Cython.Build import cythonize  # noqa: E402
+# requires-python admits 3.9 for PyPy's sake (Debian's pypy3 is a 3.9); the
+# CPythons tested and supported start at 3.10 (pyproject.toml's classifiers).
+if platform.python_implementation() == "CPython" and sys.version_info < (3, 10):
+    raise SystemExit(
+        f"error: spread-client supports CPython 3.10 or newer (or PyPy 3.9 or newer), "
+        f"not CPython {sys.version_info.major}.{sys.version_info.minor}"
+    )
+
 from setuptools import Extension, setup  # noqa: E402
 from setuptools.command.build_ext import build_ext  # noqa: E402
 
@@ -40,26 +48,42 @@ from setuptools.command.build_ext import build_ext  # noqa: E402
 class build_ext_after_clib(build_ext):
     """build_ext that builds the static native library first, also when it
     runs alone (setup.py build_ext, an editable install), not only as a step
-    of `build`, which runs build_clib before it anyway."""
+    of `build`, which runs build_clib before it anyway; and runs Cython here,
+    when a wheel is built, not whenever setup.py runs (making the sdist needs
+    no generated C)."""
 
     def run(self):
         self.run_command("build_clib")
+        if any(src.endswith(".pyx") for ext in self.extensions for src in ext.sources):
+            from Cython.Build import cythonize
+
+            # Cython's copies carry the generated C as their sources; the
+            # extensions keep everything else setuptools set on them.
+            generated = cythonize(self.extensions, compiler_directives={"language_level": "3"})
+            for ext, cythonized in zip(self.extensions, generated):
+                ext.sources = cythonized.sources
         super().run()
 
 
-core = Extension(
-    "spread._core",
-    sources=["src/spread/_core.pyx"],
-    include_dirs=INCLUDE_DIRS,
-    define_macros=NATIVE_MACROS,
-    libraries=EXTENSION_LIBRARIES,
-)
+def cython_extensions() -> list[Extension]:
+    """spread._core, the Cython backend, on CPython. PyPy gets the cffi
+    backend alone: a Cython module would run there through cpyext, its
+    C-API emulation, slower than cffi and without the CPython internals that
+    _core.pyx relies on (pyproject.toml asks for Cython on CPython only)."""
+    if platform.python_implementation() != "CPython":
+        return []
+    core = Extension(
+        "spread._core",
+        sources=["src/spread/_core.pyx"],
+        include_dirs=INCLUDE_DIRS,
+        define_macros=NATIVE_MACROS,
+        libraries=EXTENSION_LIBRARIES,
+    )
+    return [core]
+
 
 setup(
-    ext_modules=cythonize(
-        [core],
-        compiler_directives={"language_level": "3"},
-    ),
+    ext_modules=cython_extensions(),
     # The native sources, compiled once into a static library that build_ext
     # links into every extension (both below).
     libraries=[NATIVE_LIBRARY],

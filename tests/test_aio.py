@@ -503,6 +503,7 @@ FLOOD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a full-rate flood with a timing bound: run alone, once (CI)
 def test_loop_lag_while_receiving_at_full_rate(spread_daemon, loop_kind):
     """A timer probe (1 ms period) while another process floods 1 KB
     messages as fast as it can and `async for` takes them: the loop's lag

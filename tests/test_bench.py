@@ -8,6 +8,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow
 def test_bench_quick_run(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -105,6 +106,7 @@ def test_stalls_script_refuses_an_unknown_choice():
 LONGRUN = STALLS.parent / "longrun.py"
 
 
+@pytest.mark.slow
 def test_longrun_script_quick_run(tmp_path):
     # bench/longrun.py --quick end to end: every benchmark prints every row
     # (the figures are the machine's and are not checked).

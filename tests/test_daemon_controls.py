@@ -302,7 +302,7 @@ def test_malformed_requests_are_refused_and_the_channel_goes_on(form, tmp_path):
         request = b"".join(m for m, _ in MALFORMED) + b"ping\r\n"
         lines = raw_exchange(daemon.control_address, request).split(b"\n")
         assert lines[-1] == b""
-        for (sent, expected), got in zip(MALFORMED, lines, strict=False):
+        for (sent, expected), got in zip(MALFORMED, lines):
             assert got.startswith(expected), (sent, got)
         assert lines[len(MALFORMED)] == b"ok pong"
         # A line past the limit: answered once, skipped to its newline.

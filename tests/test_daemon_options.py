@@ -260,7 +260,7 @@ def test_the_daemon_defaults_are_written_once():
         backends.append(cffi_core)
     except ImportError:
         pass
-    levels = dict(zip(o.LOG_LEVEL_NAMES, range(4), strict=True))
+    levels = dict(zip(o.LOG_LEVEL_NAMES, range(4)))
     for backend in backends:
         try:
             params = inspect.signature(backend.NativeDaemon).parameters.values()

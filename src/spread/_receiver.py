@@ -101,7 +101,7 @@ class ThreadedReceiver(core.ReceiverBase):
         delivered, backlog and peak backlog (messages, bytes), and the drain
         rate so far (messages per second taken off the socket, first to
         latest)."""
-        st = dict(zip(STATS, self._state.stats(), strict=True))
+        st = dict(zip(STATS, self._state.stats()))
         first_at, last_at = st.pop("first_at"), st.pop("last_at")
         del st["state"], st["error"]
         span = last_at - first_at

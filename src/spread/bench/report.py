@@ -46,7 +46,7 @@ def figures(values: list, lost: str = "killed") -> dict:
 
 
 def ratios(py: list, c: list) -> list:
-    return [p / q if p is not None and q else None for p, q in zip(py, c, strict=False)]
+    return [p / q if p is not None and q else None for p, q in zip(py, c)]
 
 
 def _finished(result: dict, value):

@@ -3,6 +3,7 @@ actions for the front end to perform, and the exceptions it raises."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -12,6 +13,9 @@ from .._errors import MessageTooLong, SpreadError
 FLOW_SEND_TIMEOUT = -1101
 FLOW_PROTOCOL_ERROR = -1102
 MESSAGE_TOO_LONG = -17
+
+# Slotted dataclasses from 3.10 on; PyPy 3.9 (Debian's pypy3) gets plain ones.
+SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 
 # ---- actions ----------------------------------------------------------------
@@ -92,7 +96,7 @@ class FlowEvent:
     __slots__ = ()
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class MemberStalled(FlowEvent):
     """A tethered member made no progress for stall_timeout while a sender
     waited for it (``on_stall="wait"`` keeps waiting; ``"raise"`` fails the send)."""
@@ -104,7 +108,7 @@ class MemberStalled(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class MemberUntethered(FlowEvent):
     """The sender stopped waiting for a stalled member (``on_stall="untether"``);
     it keeps receiving and is re-tethered once it has caught up."""
@@ -116,13 +120,13 @@ class MemberUntethered(FlowEvent):
     idle: float
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class MemberRetethered(FlowEvent):
     group: str
     member: str
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class MemberForeign(FlowEvent):
     """A member that never spoke the protocol within join_grace: never waited for."""
 
@@ -130,7 +134,7 @@ class MemberForeign(FlowEvent):
     member: str
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class StreamGap(FlowEvent):
     """Frames first..last of a stream never arrived (never silent)."""
 
@@ -141,7 +145,7 @@ class StreamGap(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class StreamEnded(FlowEvent):
     """The sender closed its channel (BYE) after frame last."""
 
@@ -151,7 +155,7 @@ class StreamEnded(FlowEvent):
     last: int
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class ProtocolErrorEvent(FlowEvent):
     """A malformed frame (only with ``strict=True``; otherwise it is counted)."""
 
@@ -172,7 +176,7 @@ class FlowError(SpreadError):
     """Base of spread.flow's errors; ``args == (code, text)``."""
 
 
-@dataclass(frozen=True)  # (no slots=: Python 3.9)
+@dataclass(frozen=True, **SLOTS)
 class Laggard:
     member: str
     lag_msgs: int
