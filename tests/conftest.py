@@ -15,17 +15,3 @@ def pytest_configure(config):
         "slow: a stress scenario, a timing bound under full load, or a whole build; "
         "deselect with -m 'not slow' for a quick run",
     )
-
-
-if sys.implementation.name == "pypy":
-    import gc
-
-    import pytest
-
-    @pytest.fixture(autouse=True)
-    def _collect_after_each_test():
-        """PyPy frees what a test dropped (mailboxes, receivers, their
-        descriptors) only when it collects: without this, descriptors climb
-        past select()'s FD_SETSIZE (1024) halfway through the suite."""
-        yield
-        gc.collect()
