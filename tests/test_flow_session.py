@@ -289,6 +289,13 @@ def test_a_paused_member_is_untethered_then_catches_up(spread_daemon_factory):
                 if isinstance(m, flow.FlowMsg):
                     got.append(m.message)
 
+        # sleepy answers tx's HELLO from its flow thread: until tx has that
+        # (or a report), sleepy is "joining", and "foreign" after join_grace,
+        # never waited for. A consumed warm-up makes it "active" first.
+        ch.send(b"warm-up", timeout=5)
+        assert wait_for(sleepy, flow.FlowMsg).message == b"warm-up"
+        ch.wait_consumed(timeout=5)
+        assert ch.members()[sleepy.private_group] == flow.ACTIVE
         daemon.pause_session("sleepy", requests=True, deliveries=True)
         th = threading.Thread(target=consume)
         th.start()

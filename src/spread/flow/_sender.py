@@ -747,7 +747,11 @@ class SenderChannel:
 
     def stalled(self, now: float) -> SendTimeout | None:
         """With on_stall="raise": the exception to raise once a member that
-        holds us has made no progress for stall_timeout, else None."""
+        holds us has made no progress for stall_timeout, else None. The
+        other modes never fail a send: "untether" frees it at the tick that
+        finds the stall (a sender may wake just before it), "wait" waits."""
+        if self.on_stall != "raise":
+            return None
         size = self._next_frame_size(now, True)
         if not size:
             return None
