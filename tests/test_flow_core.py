@@ -22,6 +22,7 @@ from spread.flow import (
     FOREIGN,
     JOINING,
     UNTETHERED,
+    DataLoss,
     FlowCore,
     FlowMsg,
     MemberRetethered,
@@ -388,7 +389,7 @@ def test_malformed_frames_are_counted_or_strict_events(frame: bytes) -> None:
         assert b.stats["malformed"] + b.receiver.stats["malformed"] >= 1
 
 
-def test_duplicates_dropped_gaps_reported_and_skipped() -> None:
+def test_duplicates_dropped_and_a_hole_asked_for_then_filled_in_order() -> None:
     a, b, ch = pair(window=16)
     for i in range(3):
         ch.offer(b"%d" % i)
@@ -397,10 +398,35 @@ def test_duplicates_dropped_gaps_reported_and_skipped() -> None:
     got = b.on_message(msgs[0], 0.0)
     assert b.on_message(msgs[0], 0.0) == []
     assert b.receiver.stats["duplicates"] == 1
-    out = b.on_message(msgs[2], 0.0)
-    assert isinstance(out[0], StreamGap) and (out[0].first, out[0].last) == (2, 2)
-    b.consumed(got[0], 0.0)
-    b.consumed(out[1], 0.0)
+    assert b.on_message(msgs[2], 0.0) == []  # held: frame 2 is asked for
+    (nack,) = b.actions()
+    assert nack.group == A and fr.decode_header(nack.data)[:1] == (fr.NACK,)
+    assert fr.decode_header(nack.data)[4:] == (2, 2)
+    assert a.on_message(Regular(B, (A,), nack.data, nack.msg_type, nack.service_type), 0.0) == []
+    assert ch.stats["resent"] == 1
+    out = wire(a, b)  # frame 2 again, to b's private group
+    assert [m.message for m in got + out] == [b"0", b"1", b"2"]
+    assert b.on_message(msgs[1], 0.0) == []  # the live one, late: a duplicate
+    for m in got + out:
+        b.consumed(m, 0.0)
+    st = b.receiver.streams[(A, 7)]
+    assert st.pos_seq == 3 and st.pos_bytes == ch.sent_bytes
+    assert st.repair is None  # nothing missing: the repair is gone
+
+
+def test_without_retention_a_hole_is_data_loss_in_its_place() -> None:
+    a, b, ch = pair(window=16, retention=False)
+    for i in range(3):
+        ch.offer(b"%d" % i)
+    msgs = [Regular(A, (G,), x.data, x.msg_type, x.service_type) for x in a.actions()]
+    got = b.on_message(msgs[0], 0.0) + b.on_message(msgs[2], 0.0)
+    wire(b, a)  # the NACK
+    got += wire(a, b)  # the GAP
+    assert [type(m) for m in got] == [FlowMsg, DataLoss, FlowMsg]
+    assert got[1] == DataLoss(G, A, 7, 2, 2) and StreamGap is DataLoss
+    assert isinstance(got[1], spread.SpreadError) and "2..2" in str(got[1])
+    for m in (got[0], got[2]):
+        b.consumed(m, 0.0)
     st = b.receiver.streams[(A, 7)]
     assert st.pos_seq == 3 and st.pos_bytes == ch.sent_bytes
 
@@ -437,7 +463,20 @@ def test_sender_leaving_frees_partial_reassembly() -> None:
     ch.offer(b"x" * 1000)
     wire(a, b)
     assert b.receiver.reassembly_bytes > 0
+    # A disconnect orphans the stream (its sender may come back and resend):
+    # the partial message is kept until orphan_timeout, then freed.
     view(b, (B,), DISCONNECT, A)
+    assert b.receiver.reassembly_bytes > 0
+    assert b.next_deadline() == pytest.approx(30.0)
+    (ended,) = b.tick(30.0)
+    assert ended == StreamEnded(G, A, 7, ch.last_seq, False)
+    assert b.receiver.reassembly_bytes == 0 and b.receiver.streams == {}
+    # A leave without BYE frees it at once (and says the end was unclean).
+    a, b, ch = pair(max_frame=100, window=2, window_bytes=1 << 20)
+    ch.offer(b"x" * 1000)
+    wire(a, b)
+    out = view(b, (B,), LEAVE, A)
+    assert out[1:] == [StreamEnded(G, A, 7, ch.last_seq, False)]
     assert b.receiver.reassembly_bytes == 0 and b.receiver.streams == {}
 
 
@@ -527,8 +566,10 @@ def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) 
     b.join(G)
     view(b, (A, B), changed=B)
     seq, offset = 1, 0
+    high = 0
     out: list = []
     for total, position, n, last, step, off_err, junk in pieces:
+        high = max(high, seq)
         piece = _pattern(position, n)
         flags = fr.F_LAST if last else 0
         frame = (
@@ -548,11 +589,15 @@ def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) 
             b.consumed(m, 0.0)
         else:
             assert isinstance(m, (StreamGap, ProtocolErrorEvent)), m
-    # A well-formed chunked message still goes through on the same stream.
-    st_ = b.receiver.streams.get((A, 9))
-    seq = st_.expected if st_ is not None else 1
-    offset = st_.received_end if st_ is not None else 0
-    got = []
+    # A well-formed chunked message still goes through on the same stream,
+    # once the sender says (GAP) it holds nothing before it: the holes the
+    # repair waited for are lost, each in its place.
+    seq, offset = high + 1, offset + 1000
+    got = b.on_message(Regular(A, (B,), fr.header(fr.GAP, 9, seq), fr.FLOW_MSG_TYPE, 16), 0.0)
+    for m in got:
+        if isinstance(m, FlowMsg):
+            b.consumed(m, 0.0)
+    assert all(isinstance(m, (FlowMsg, DataLoss, ProtocolErrorEvent)) for m in got), got
     for position in (0, 1000, 2000):
         n = 1000 if position < 2000 else 400
         flags = fr.F_LAST if position == 2000 else 0
@@ -564,7 +609,7 @@ def test_fuzzed_fragment_sequences_never_crash_and_stay_bounded(pieces, strict) 
         got += b.on_message(Regular(A, (G,), frame, fr.FLOW_MSG_TYPE, 16), 0.0)
         seq += 1
         offset += len(frame)
-    msgs = [m for m in got if isinstance(m, FlowMsg)]
+    msgs = [m for m in got if isinstance(m, FlowMsg) and len(m.message) == 2400]
     assert [m.message for m in msgs] == [_pattern(0, 2400)]
     assert b.receiver.reassembly_bytes == 0
 

@@ -33,7 +33,10 @@ def test_random_schedules(config: int) -> None:
             totals[k] = max(totals.get(k, 0), v) if k.startswith("max") else totals.get(k, 0) + v
     assert totals["window_checks"] > 1000
     assert totals["foreign"] == 0  # every HELLO came within join_grace
-    assert totals["max_unconsumed_frames"] <= CONFIGS[config].get("window", 8)
+    # (a stream under repair may hold two windows as its hole closes: the
+    # live one sent before the NACK, and the resent one; flow_sim checks it)
+    assert totals["max_unconsumed_frames"] <= 2 * CONFIGS[config].get("window", 8)
+    assert totals["resent"] > 0  # partitions and kills were repaired
 
 
 @pytest.mark.timeout(60)

@@ -454,10 +454,13 @@ def test_what_the_ring_lost_is_named_first():
     rs = Resender(ring, window=5, window_bytes=10_000)
     rs.request("r", 60, 80, consumed=59)
     due = rs.due("r")
-    assert due.gone == 71 and seqs(due) == []  # 71 is beyond consumed + window
-    rs.consumed("r", 70)  # the receiver has taken the loss (its Lost range) and moved on
+    # The receiver skips 60..70 at the GAP: they count as consumed, so the
+    # window runs from 70.
+    assert due.gone == 71 and seqs(due) == [71, 72, 73, 74, 75]
+    assert seqs(rs.due("r")) == []
+    rs.consumed("r", 72)
     due = rs.due("r")
-    assert due.gone is None and seqs(due) == [71, 72, 73, 74, 75]
+    assert due.gone is None and seqs(due) == [76, 77]
 
 
 def test_a_newer_request_replaces_the_older_and_an_empty_one_withdraws():

@@ -7,8 +7,10 @@ actions out) and the sync front end that drives it over a mailbox
 
 from ._core import FlowCore
 from ._events import (
+    FLOW_DATA_LOSS,
     FLOW_PROTOCOL_ERROR,
     FLOW_SEND_TIMEOUT,
+    DataLoss,
     FlowError,
     FlowEvent,
     FlowMsg,
@@ -33,6 +35,8 @@ from ._session import Channel, Session, SessionClosed, connect
 __all__ = [
     "ACTIVE",
     "Channel",
+    "DataLoss",
+    "FLOW_DATA_LOSS",
     "FLOW_MSG_TYPE",
     "FLOW_PROTOCOL_ERROR",
     "FLOW_SEND_TIMEOUT",

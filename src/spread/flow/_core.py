@@ -14,13 +14,14 @@ from typing import Any
 
 from .._messages import (
     CAUSED_BY_JOIN,
+    CAUSED_BY_LEAVE,
     CAUSED_BY_NETWORK,
     REG_MEMB_MESS,
     TRANSITION_MESS,
     is_self_leave,
 )
 from . import _frame as fr
-from ._events import FlowEvent, FlowMsg, Multicast
+from ._events import FlowMsg, Multicast
 from ._receiver import Receiver
 from ._sender import SenderChannel, _int_option, _seconds, check_group
 
@@ -59,6 +60,9 @@ class FlowCore:
         hint_ttl: float = 10.0,
         max_hints: int = 4096,
         rng: random.Random | None = None,
+        reorder_window: int = 256,
+        repair_retry: float = 0.2,
+        orphan_timeout: float = 30.0,
     ) -> None:
         if not isinstance(me, str) or not me.startswith("#"):
             raise ValueError(f"me is our private group name ('#name#daemon'), not {me!r}")
@@ -77,6 +81,9 @@ class FlowCore:
             max_message_bytes=self.max_message_bytes,
             max_reassembly_bytes=max_reassembly_bytes,
             report_delay=_seconds("report_delay", report_delay, allow_zero=True),
+            reorder_window=_int_option("reorder_window", reorder_window, 1, 1 << 20),
+            repair_retry=_seconds("repair_retry", repair_retry, allow_zero=False),
+            orphan_timeout=_seconds("orphan_timeout", orphan_timeout, allow_zero=True),
         )
         self.groups: dict[str, _Group] = {}
         self.channels: dict[int, SenderChannel] = {}  # by stream id
@@ -98,9 +105,33 @@ class FlowCore:
         self.groups.setdefault(group, _Group(group))
         self._outbox.append(
             Multicast(
-                fr.AGREED_MESS, group, fr.header(fr.HELLO, 0, 0) + group.encode(), fr.FLOW_MSG_TYPE
+                fr.AGREED_MESS, group, fr.hello(group, self._streams(group)), fr.FLOW_MSG_TYPE
             )
         )
+
+    def _streams(self, group: str) -> list[tuple[int, int, int]]:
+        """Our streams on group, as a HELLO names them: (stream, last seq, bytes)."""
+        return [
+            (ch.stream, ch.last_seq, ch.sent_bytes)
+            for ch in self.channels.values()
+            if ch.group == group and not ch.closed
+        ]
+
+    def on_connection_lost(self, now: float = 0.0) -> None:
+        """Our connection was lost (the front end makes it again): what we
+        knew of every group's members goes (our own join will be seen
+        again), channels send nothing until then (they accept, and hold),
+        actions not yet performed are dropped (receivers ask again for the
+        frames). Streams received so far stay, with their positions: once
+        connected again, the front end join()s every group, and what we
+        miss is repaired."""
+        for g in self.groups.values():
+            g.view = None
+            g.speakers.clear()
+            g.hints.clear()
+        for ch in self.channels.values():
+            ch.on_disconnected(now)
+        self._outbox.clear()
 
     def leave(self, group: str, now: float = 0.0) -> None:
         """Before ``mbox.leave(group)``: our channels on it stop sending."""
@@ -114,6 +145,11 @@ class FlowCore:
         """A sending channel on group (SenderChannel's options; ValueError for
         a bad one). ``stream`` defaults to a random 64-bit id."""
         check_group(group)
+        store = options.get("retention")
+        if stream is None and store not in (None, True, False) and store.high() > 0:
+            raise ValueError(
+                "a retention store that holds frames resumes its stream: pass its stream= id"
+            )
         if stream is None:
             stream = self._rng.getrandbits(64) or 1
             while stream in self.channels:
@@ -171,6 +207,12 @@ class FlowCore:
                 if ch is not None and ch.group == group:
                     ch.on_self(hdr.seq, hdr.offset + len(frame), now)
                 return []
+            if group == self.me:  # resent to us: the stream says its group
+                return list(
+                    self.receiver.on_frame(
+                        sender, group, hdr, frame, st, getattr(msg, "endian", 0), now, True
+                    )
+                )
             g = self.groups.get(group)
             if g is not None and g.view is not None:
                 if sender not in g.view:
@@ -191,15 +233,30 @@ class FlowCore:
             return list(ch.on_report(sender, hdr.seq, hdr.offset, now))
         if kind == fr.HELLO:
             return self._on_hello(sender, group, hdr, frame, now)
+        if kind == fr.NACK:
+            ch = self.channels.get(hdr.stream)
+            if group != self.me or ch is None:
+                self.stats["reports_ignored"] += 1
+                return []
+            try:
+                consumed = fr.decode_nack_body(frame[fr.HEADER_SIZE :])
+            except fr.FrameError as e:
+                return self._malformed(group, sender, str(e))
+            ch.on_nack(sender, hdr.seq, hdr.offset, consumed, now)
+            return []
+        if kind == fr.GAP:
+            if group != self.me:
+                return self._malformed(group, sender, "a GAP goes to a private group")
+            return list(self.receiver.on_gap(sender, hdr, now))
         # BYE
         if sender == self.me:
             return []
-        return list(self.receiver.on_bye(sender, group, hdr))
+        return list(self.receiver.on_bye(sender, group, hdr, now))
 
-    @staticmethod
-    def _hello(to: str, group: str) -> Multicast:
-        """A HELLO that asks no answer: to a member, or to the group after a merge."""
-        data = fr.header(fr.HELLO, 0, 0, flags=fr.F_REPLY) + group.encode()
+    def _hello(self, to: str, group: str) -> Multicast:
+        """A HELLO that asks no answer (to a member, or to the group after a
+        merge), naming our streams on group as they stand."""
+        data = fr.hello(group, self._streams(group), fr.F_REPLY)
         return Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE)
 
     def _speaker(self, g: _Group, name: str, now: float) -> None:
@@ -215,9 +272,11 @@ class FlowCore:
         if sender == self.me:
             return []
         try:
-            named = bytes(frame[fr.HEADER_SIZE :]).decode()
+            named, streams = fr.decode_hello_body(frame[fr.HEADER_SIZE :])
             check_group(named)
-        except (UnicodeDecodeError, ValueError):
+        except fr.FrameError as e:
+            return self._malformed(group, sender, str(e))
+        except ValueError:
             return self._malformed(group, sender, "HELLO without a group name")
         if group not in (named, self.me):
             return self._malformed(group, sender, "HELLO for another group")
@@ -235,7 +294,9 @@ class FlowCore:
                 del g.hints[next(iter(g.hints))]
         if not hdr.flags & fr.F_REPLY and g.view is not None and self.me in g.view:
             self._outbox.append(self._hello(sender, named))
-        return []
+        if streams is None:
+            return []
+        return list(self.receiver.on_streams(sender, named, streams, now))
 
     def _on_membership(self, msg: Any, now: float) -> list[Any]:
         group = msg.group
@@ -265,8 +326,10 @@ class FlowCore:
                 g.joined_at = now
             else:
                 joiner = msg.changed_member
-                if joiner not in g.hints:
-                    # Its HELLO missed us (or it is foreign): tell it we speak.
+                if joiner not in g.hints or any(ch.last_seq for ch in chans):
+                    # Its HELLO missed us (or it is foreign): tell it we
+                    # speak. With streams: where they stood at its join (a
+                    # member back from a lost connection asks for the rest).
                     self._outbox.append(self._hello(joiner, group))
         if cause & CAUSED_BY_NETWORK:
             continuing = set(msg.extra) if msg.extra else None
@@ -288,8 +351,8 @@ class FlowCore:
                 speakers=g.speakers,
                 joined_at=g.joined_at,
             )
-        self.receiver.on_view(group, view, continuing)
-        return [msg]
+        left = msg.changed_member if cause & CAUSED_BY_LEAVE else None
+        return [msg, *self.receiver.on_view(group, view, now, left)]
 
     def consumed(self, msg: FlowMsg, now: float) -> None:
         """The application took msg (in any order; each counts once)."""
@@ -297,15 +360,16 @@ class FlowCore:
 
     # ---- time -----------------------------------------------------------------
 
-    def tick(self, now: float) -> list[FlowEvent]:
-        """Time passed: stalls, join grace, linger, delayed reports."""
-        events: list[FlowEvent] = []
+    def tick(self, now: float) -> list[Any]:
+        """Time passed: stalls, join grace, linger, delayed reports, repair
+        requests asked again, orphaned streams ended (with what they held)."""
+        events: list[Any] = []
         for g in self.groups.values():
             for name in [n for n, t in g.hints.items() if t <= now]:
                 del g.hints[name]
         for ch in list(self.channels.values()):
             events.extend(ch.tick(now))
-        self.receiver.tick(now)
+        events.extend(self.receiver.tick(now))
         return events
 
     def next_deadline(self) -> float:

@@ -12,6 +12,7 @@ from .._errors import MessageTooLong, SpreadError
 # Client-side codes, outside sp.h's range (as spx.h's -1003, -1004 are).
 FLOW_SEND_TIMEOUT = -1101
 FLOW_PROTOCOL_ERROR = -1102
+FLOW_DATA_LOSS = -1103
 MESSAGE_TOO_LONG = -17
 
 # Slotted dataclasses from 3.10 on; PyPy 3.9 (Debian's pypy3) gets plain ones.
@@ -135,24 +136,17 @@ class MemberForeign(FlowEvent):
 
 
 @dataclass(frozen=True, **SLOTS)
-class StreamGap(FlowEvent):
-    """Frames first..last of a stream never arrived (never silent)."""
-
-    group: str
-    sender: str
-    stream: int
-    first: int
-    last: int
-
-
-@dataclass(frozen=True, **SLOTS)
 class StreamEnded(FlowEvent):
-    """The sender closed its channel (BYE) after frame last."""
+    """The sender's stream ended after frame ``last``: ``clean`` when it
+    closed its channel (BYE); otherwise the sender left without closing it,
+    never came back from a disconnect or partition within
+    ``orphan_timeout``, or came back without it (a restarted process)."""
 
     group: str
     sender: str
     stream: int
     last: int
+    clean: bool = True
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -200,6 +194,47 @@ class SendTimeout(FlowError, TimeoutError):
         )
         self.group = group
         self.laggards = laggards
+
+
+class DataLoss(FlowError, FlowEvent):
+    """Frames ``first``..``last`` (inclusive) of ``sender``'s ``stream`` on
+    ``group`` can't be had: they were never received and the sender no
+    longer retains them (or is gone). In the stream's place of those frames;
+    never silent. An event (``receive()`` hands it out) or, with
+    ``on_loss="raise"``, raised by ``receive()`` in that place."""
+
+    def __init__(self, group: str, sender: str, stream: int, first: int, last: int) -> None:
+        super().__init__(
+            FLOW_DATA_LOSS,
+            f"frames {first}..{last} of {sender}'s stream {stream:#x} on {group!r} are lost",
+        )
+        self.group = group
+        self.sender = sender
+        self.stream = stream
+        self.first = first
+        self.last = last
+
+    def _key(self) -> tuple[str, str, int, int, int]:
+        return (self.group, self.sender, self.stream, self.first, self.last)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoss(group={self.group!r}, sender={self.sender!r}, stream={self.stream:#x}, "
+            f"first={self.first}, last={self.last})"
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), self._key())
+
+
+#: The name of the loss event before recovery (a gap was all a receiver could tell).
+StreamGap = DataLoss
 
 
 class ProtocolError(FlowError):

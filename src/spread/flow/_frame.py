@@ -20,7 +20,14 @@ header::
 Bodies: DATA the payload; BATCH ``uvarint count`` then ``count`` x
 (``uvarint length``, ``i16 msg_type``) then the payloads one after another;
 CHUNK ``u64 total, u64 position`` then the piece; REPORT and BYE nothing;
-HELLO the group's name.
+HELLO the group's name, then (recovery) a NUL and ``count`` x ``(u64
+stream, u64 last seq, u64 bytes sent)``: the sender's streams on the group.
+
+Recovery (issue 17): NACK, to a sender's private group, asks frames seq..
+offset of a stream again, its body the asker's consumed ``(u64 seq, u64
+bytes)``; GAP, to the asker's private group, says the stream's frames
+before seq are no longer retained. A resent frame is the original frame,
+byte for byte, sent to the asker's private group.
 
 Decoding never raises anything but ``FrameError``; every length is checked.
 """
@@ -43,8 +50,7 @@ FLOW_MSG_TYPE = -31415
 MAGIC = b"\xf5\xc5"
 VERSION = 1
 
-DATA, BATCH, CHUNK, REPORT, HELLO, BYE = 1, 2, 3, 9, 8, 13
-KINDS = frozenset((DATA, BATCH, CHUNK, REPORT, HELLO, BYE))
+DATA, BATCH, CHUNK, REPORT, HELLO, BYE, NACK, GAP = 1, 2, 3, 9, 8, 13, 10, 11
 KIND_NAMES = {
     DATA: "DATA",
     BATCH: "BATCH",
@@ -52,7 +58,10 @@ KIND_NAMES = {
     REPORT: "REPORT",
     HELLO: "HELLO",
     BYE: "BYE",
+    NACK: "NACK",
+    GAP: "GAP",
 }
+KINDS = frozenset(KIND_NAMES)
 
 # Flags.
 F_REPORT = 0x0001  # DATA/BATCH/CHUNK: report once this frame is consumed
@@ -65,6 +74,9 @@ HEADER_SIZE = _HEADER.size  # 32
 _CHUNK = struct.Struct("<QQ")
 CHUNK_PREFIX = _CHUNK.size  # 16
 _ITEM_TYPE = struct.Struct("<h")
+_POSITION = struct.Struct("<QQ")  # NACK body: consumed (seq, bytes)
+_STREAM_ENTRY = struct.Struct("<QQQ")  # HELLO: (stream, last seq, bytes sent)
+MAX_HELLO_STREAMS = 1024
 
 U64 = (1 << 64) - 1
 
@@ -270,3 +282,46 @@ def chunk_pieces(total: int, max_frame: int) -> int:
     """How many CHUNK frames a message of total bytes takes."""
     room = max_frame - HEADER_SIZE - CHUNK_PREFIX
     return max(1, -(-total // room))
+
+
+# ---- recovery ------------------------------------------------------------------
+
+
+def nack(stream: int, first: int, last: int, consumed: tuple[int, int]) -> bytes:
+    """Ask frames first..last of stream again; consumed is the asker's position."""
+    return header(NACK, stream, first, last) + _POSITION.pack(*consumed)
+
+
+def decode_nack_body(body: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """The asker's consumed (seq, bytes) of a NACK."""
+    if len(body) != _POSITION.size:
+        raise FrameError(f"NACK body of {len(body)} bytes, not {_POSITION.size}")
+    seq, nbytes = _POSITION.unpack_from(body)
+    return seq, nbytes
+
+
+def hello(group: str, streams: Sequence[tuple[int, int, int]] = (), flags: int = 0) -> bytes:
+    """A HELLO for group, naming our streams on it: (stream, last seq, bytes sent)."""
+    data = header(HELLO, 0, 0, flags=flags) + group.encode()
+    if streams:
+        data += b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams[:MAX_HELLO_STREAMS])
+    return data
+
+
+def decode_hello_body(
+    body: bytes | bytearray | memoryview,
+) -> tuple[str, list[tuple[int, int, int]] | None]:
+    """(group name, streams) of a HELLO body; streams is None when the
+    HELLO names none (an older peer: nothing is known of its streams)."""
+    raw = bytes(body)
+    name, sep, table = raw.partition(b"\0")
+    try:
+        group = name.decode()
+    except UnicodeDecodeError:
+        raise FrameError("HELLO's group name is not UTF-8") from None
+    if not sep:
+        return group, None
+    size = _STREAM_ENTRY.size
+    if len(table) % size or len(table) // size > MAX_HELLO_STREAMS:
+        raise FrameError(f"HELLO stream table of {len(table)} bytes")
+    return group, [_STREAM_ENTRY.unpack_from(table, i) for i in range(0, len(table), size)]

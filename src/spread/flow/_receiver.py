@@ -1,7 +1,15 @@
 """The receiving side: per (sender, stream) sequence checks, absolute
 consumed positions and when to report them, unbatching, and reassembly of
 chunks in a bounded buffer. Pure state: time is an argument, reports go to
-an outbox. A malformed frame never raises out of here."""
+an outbox. A malformed frame never raises out of here.
+
+Recovery (issue 17): a frame out of line (a hole: frames lost to a
+reconnect, a partition, a sender's lost socket buffer) puts the stream under
+a StreamRepair, which holds what came early, asks the sender for the hole
+(NACK) and hands frames on in order, with a DataLoss in place of what the
+sender no longer has. A sender that leaves the view by a disconnect or a
+partition is waited for ``orphan_timeout``: when it comes back, its HELLO
+names its streams' last frames and what we miss is asked for."""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ import math
 from collections import deque
 
 from . import _frame as fr
-from ._events import FlowEvent, FlowMsg, Multicast, ProtocolErrorEvent, StreamEnded, StreamGap
+from ._events import DataLoss, FlowEvent, FlowMsg, Multicast, ProtocolErrorEvent, StreamEnded
+from ._repair import Lost, StreamRepair
 
 
 class _Record:
@@ -54,6 +63,10 @@ class Stream:
         "report_due",
         "partial",
         "dropped",
+        "repair",
+        "repaired",
+        "orphaned",
+        "after_loss",
     )
 
     def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
@@ -72,6 +85,10 @@ class Stream:
         self.report_due = math.inf
         self.partial: tuple[int, int, bytearray] | None = None  # (total, msg_type, data)
         self.dropped = False
+        self.repair: StreamRepair | None = None  # while a hole is being repaired
+        self.repaired = False  # ever under repair (a catch-up may hold two windows)
+        self.orphaned = math.inf  # when the sender left the view (not by a leave)
+        self.after_loss = False  # the next frame follows lost ones: its offset is new
 
     @property
     def unconsumed_frames(self) -> int:
@@ -93,8 +110,16 @@ class Receiver:
         max_message_bytes: int = 64 << 20,
         max_reassembly_bytes: int | None = None,
         report_delay: float = 0.002,
+        reorder_window: int = 256,
+        repair_retry: float = 0.2,
+        orphan_timeout: float = 30.0,
     ) -> None:
         self._outbox = outbox
+        self.reorder_window = reorder_window
+        self.repair_retry = repair_retry
+        self.orphan_timeout = orphan_timeout
+        self._repairing: dict[Stream, None] = {}
+        self._orphans: dict[Stream, None] = {}
         self.strict = strict
         self.max_message_bytes = max_message_bytes
         self.max_reassembly_bytes = (
@@ -110,6 +135,9 @@ class Receiver:
             "messages": 0,
             "duplicates": 0,
             "gaps": 0,
+            "requests": 0,
+            "lost": 0,
+            "stray_resends": 0,
             "malformed": 0,
             "abandoned_chunks": 0,
             "reports": 0,
@@ -130,33 +158,164 @@ class Receiver:
         service_type: int,
         endian: int,
         now: float,
+        resent: bool = False,
     ) -> list[FlowMsg | FlowEvent]:
         """A DATA, BATCH or CHUNK frame (header decoded): the logical
-        messages it completes, and any events, in order."""
+        messages it completes, and any events, in order. ``resent``: sent
+        again to our private group (``group`` is then ours, not the stream's)."""
         key = (sender, hdr.stream)
         st = self.streams.get(key)
         if st is None:
+            if resent:
+                self.stats["stray_resends"] += 1  # a stream we never had (or ended)
+                return []
             if hdr.seq < 1:
                 return list(self.malformed(group, sender, "frame seq 0"))
             st = Stream(sender, group, hdr.stream, hdr.seq, hdr.offset)
             self.streams[key] = st
             self._by_group.setdefault(group, set()).add(key)
-        elif st.group != group:
+        elif st.group != group and not resent:
             return list(self.malformed(group, sender, "stream moved to another group"))
-        if hdr.seq < st.expected:
+        repair = st.repair
+        if repair is None:
+            if hdr.seq == st.expected:
+                return self._take(st, hdr, frame, service_type, endian, now)
+            if hdr.seq < st.expected:
+                self.stats["duplicates"] += 1
+                return []
+            self.stats["gaps"] += 1
+            repair = self._repair_of(st)
+        elif hdr.seq < repair.expected:
             self.stats["duplicates"] += 1
             return []
+        items = repair.arrive(hdr.seq, (hdr, frame, service_type, endian), now)
+        out = self._deliver(st, items, now)
+        self._repaired(st)
+        return out
+
+    # ---- repair -------------------------------------------------------------------
+
+    def _repair_of(self, st: Stream) -> StreamRepair:
+        if st.repair is None:
+            st.repair = StreamRepair(
+                st.expected, reorder_window=self.reorder_window, retry=self.repair_retry
+            )
+            self._repairing[st] = None
+            st.repaired = True
+        return st.repair
+
+    def _deliver(self, st: Stream, items: list, now: float) -> list[FlowMsg | FlowEvent]:
+        """What a repair hands on, in order: frames taken as live ones, and
+        a DataLoss for each run of lost frames."""
         out: list[FlowMsg | FlowEvent] = []
-        if hdr.seq > st.expected or hdr.offset != st.received_end:
-            if hdr.seq > st.expected:
-                self.stats["gaps"] += 1
-                out.append(StreamGap(group, sender, hdr.stream, st.expected, hdr.seq - 1))
+        for item in items:
+            if type(item) is Lost:
+                out.append(DataLoss(st.group, st.sender, st.stream, item.first, item.last))
+                self.stats["lost"] += item.last - item.first + 1
+                st.expected = item.last + 1
+                st.after_loss = True
+                self._abandon(st)  # a chunked message across the loss can't be whole
+                # What can't be had counts as consumed (the sender is not held
+                # for it); its bytes are known once the next frame comes.
+                st.records.append(_Record(st, item.last, st.received_end, 0, 0))
+                self._advance(st, now)
             else:
+                hdr, frame, service_type, endian = item
+                out.extend(self._take(st, hdr, frame, service_type, endian, now))
+        return out
+
+    def _repaired(self, st: Stream) -> None:
+        """Sends what the stream's repair asks for; forgets the repair once
+        nothing is missing."""
+        repair = st.repair
+        if repair is None:
+            return
+        for r in repair.actions:
+            self.stats["requests"] += 1
+            self._outbox.append(
+                Multicast(
+                    fr.AGREED_MESS,
+                    st.sender,
+                    fr.nack(st.stream, r.first, r.last, (st.pos_seq, st.pos_bytes)),
+                    fr.FLOW_MSG_TYPE,
+                )
+            )
+        repair.actions.clear()
+        if repair.complete and not repair.waiting:
+            st.repair = None
+            self._repairing.pop(st, None)
+
+    def on_gap(self, sender: str, hdr: fr.Header, now: float) -> list[FlowMsg | FlowEvent]:
+        """The sender's GAP: it no longer holds the stream's frames before hdr.seq."""
+        st = self.streams.get((sender, hdr.stream))
+        if st is None or st.repair is None:
+            return []
+        out = self._deliver(st, st.repair.gone(hdr.seq, now), now)
+        self._repaired(st)
+        return out
+
+    def on_streams(
+        self, sender: str, group: str, streams: list[tuple[int, int, int]], now: float
+    ) -> list[FlowMsg | FlowEvent]:
+        """A HELLO of sender on group names its streams there and their last
+        frames: what we miss of them is asked for; a stream of its we hold
+        that it does not name is over (a restarted sender: unclean)."""
+        listed = {stream: last for stream, last, _ in streams}
+        out: list[FlowMsg | FlowEvent] = []
+        for key in sorted(self._by_group.get(group, ())):
+            if key[0] != sender:
+                continue
+            st = self.streams[key]
+            last = listed.get(key[1])
+            if last is None:
+                out.extend(self._end(st, now, clean=False))
+                continue
+            self._adopt(st)
+            if last >= (st.repair.expected if st.repair is not None else st.expected):
+                self._repair_of(st).announce(last, now)
+                self._repaired(st)
+        return out
+
+    def _adopt(self, st: Stream) -> None:
+        """The stream's sender is back (in the view, or says HELLO)."""
+        if st.orphaned != math.inf:
+            st.orphaned = math.inf
+            self._orphans.pop(st, None)
+
+    def _end(self, st: Stream, now: float, *, clean: bool) -> list[FlowMsg | FlowEvent]:
+        """The stream is over: what its repair still holds, a DataLoss for
+        what is known to exist and never came, then StreamEnded."""
+        out: list[FlowMsg | FlowEvent] = []
+        if st.repair is not None:
+            out = self._deliver(st, st.repair.ended(), now)
+            st.repair = None
+            self._repairing.pop(st, None)
+        self._drop((st.sender, st.stream))
+        out.append(StreamEnded(st.group, st.sender, st.stream, st.expected - 1, clean))
+        return out
+
+    # ---- frames in order ------------------------------------------------------------
+
+    def _take(
+        self,
+        st: Stream,
+        hdr: fr.Header,
+        frame: memoryview,
+        service_type: int,
+        endian: int,
+        now: float,
+    ) -> list[FlowMsg | FlowEvent]:
+        """The stream's next frame (hdr.seq == st.expected)."""
+        group, sender = st.group, st.sender
+        out: list[FlowMsg | FlowEvent] = []
+        if hdr.offset != st.received_end:
+            if not st.after_loss:
                 out.extend(self.malformed(group, sender, "frame offset out of line"))
             # What never came counts as consumed, so the sender is not held
             # for it; a partial message across the hole is abandoned.
             st.records.append(_Record(st, hdr.seq - 1, hdr.offset, 0, 0))
             self._abandon(st)
+        st.after_loss = False
         self.stats["frames"] += 1
         st.expected = hdr.seq + 1
         end = hdr.offset + len(frame)
@@ -318,16 +477,34 @@ class Receiver:
             )
         )
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> list[FlowMsg | FlowEvent]:
+        """Delayed reports, repair requests asked again, orphaned streams
+        whose sender did not come back (what they end is returned)."""
         for st in list(self._due):
             if now >= st.report_due:
                 st.report_due = math.inf
                 self._due.pop(st, None)
                 if not st.dropped and (st.pos_seq, st.pos_bytes) != st.reported:
                     self._report(st, now)
+        for st in list(self._repairing):
+            repair = st.repair
+            if repair is not None and now >= repair.next_deadline():
+                repair.tick(now)
+                self._repaired(st)
+        out: list[FlowMsg | FlowEvent] = []
+        for st in list(self._orphans):
+            if now >= st.orphaned + self.orphan_timeout:
+                out.extend(self._end(st, now, clean=False))
+        return out
 
     def next_deadline(self) -> float:
-        return min((st.report_due for st in self._due), default=math.inf)
+        t = min((st.report_due for st in self._due), default=math.inf)
+        for st in self._repairing:
+            if st.repair is not None:
+                t = min(t, st.repair.next_deadline())
+        for st in self._orphans:
+            t = min(t, st.orphaned + self.orphan_timeout)
+        return t
 
     # ---- membership ---------------------------------------------------------------
 
@@ -337,6 +514,9 @@ class Receiver:
             st.dropped = True
             self._abandon(st)
             self._due.pop(st, None)
+            self._repairing.pop(st, None)
+            self._orphans.pop(st, None)
+            st.repair = None
             keys = self._by_group.get(st.group)
             if keys is not None:
                 keys.discard(key)
@@ -344,21 +524,44 @@ class Receiver:
                     del self._by_group[st.group]
         return st
 
-    def on_bye(self, sender: str, group: str, hdr: fr.Header) -> list[FlowMsg | FlowEvent]:
+    def on_bye(
+        self, sender: str, group: str, hdr: fr.Header, now: float = 0.0
+    ) -> list[FlowMsg | FlowEvent]:
+        """The sender closed the stream after frame hdr.seq: what never came
+        of it is lost (the closed channel answers no request)."""
         st = self.streams.get((sender, hdr.stream))
         if st is None or st.group != group:
             return []
-        self._drop((sender, hdr.stream))
-        return [StreamEnded(group, sender, hdr.stream, hdr.seq)]
+        if hdr.seq >= (st.repair.expected if st.repair is not None else st.expected):
+            self._repair_of(st).announce(hdr.seq, now)
+            st.repair.actions.clear()  # type: ignore[union-attr]
+        return self._end(st, now, clean=True)
 
-    def on_view(self, group: str, view: set[str], continuing: set[str] | None) -> None:
-        """A regular membership: streams of senders that left are dropped;
-        after a network change, so are those of senders that come from
-        another component (they start again from their next frame)."""
-        for key in list(self._by_group.get(group, ())):
+    def on_view(
+        self,
+        group: str,
+        view: set[str],
+        now: float = 0.0,
+        left: str | None = None,
+    ) -> list[FlowMsg | FlowEvent]:
+        """A regular membership: the stream of a sender that left (``left``,
+        CAUSED_BY_LEAVE) without closing it ends unclean; those of senders
+        gone by a disconnect or a partition are orphaned, waited for
+        ``orphan_timeout``, and adopted again if they come back (their HELLO
+        then says what we miss); senders in the view are here."""
+        out: list[FlowMsg | FlowEvent] = []
+        for key in sorted(self._by_group.get(group, ())):
+            st = self.streams[key]
             sender = key[0]
-            if sender not in view or (continuing is not None and sender not in continuing):
-                self._drop(key)
+            if sender in view:
+                # (back from another component too: its HELLO follows)
+                self._adopt(st)
+            elif sender == left:
+                out.extend(self._end(st, now, clean=False))
+            elif st.orphaned == math.inf:
+                st.orphaned = now
+                self._orphans[st] = None
+        return out
 
     def on_left(self, group: str) -> None:
         for key in list(self._by_group.get(group, ())):

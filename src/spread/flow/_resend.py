@@ -74,6 +74,23 @@ class Resender:
                 while frames and frames[0][0] <= seq:
                     sent[1] -= frames.popleft()[1]
 
+    def wants(self, member: Any) -> bool:
+        """Whether member has frames still to be resent."""
+        return member in self._wants
+
+    def keep(self, members: Any) -> None:
+        """Only these are members now: the others' requests go."""
+        for member in [m for m in self._consumed if m not in members]:
+            self.drop(member)
+        for member in [m for m in self._wants if m not in members]:
+            self.drop(member)
+
+    def clear(self) -> None:
+        """Our connection was lost: every request goes (they are asked again)."""
+        self._wants.clear()
+        self._consumed.clear()
+        self._sent.clear()
+
     def drop(self, member: Any) -> None:
         """The member left: nothing more for it."""
         self._wants.pop(member, None)
@@ -90,11 +107,16 @@ class Resender:
         store = self.store
         gone = None
         low = store.low()
-        if want[0] < low:
+        first = want[0]
+        if first < low:
             gone = low
             want[0] = low
             self.stats["gone"] += 1
         consumed = self._consumed.get(member, 0)
+        if gone is not None:
+            # The frames it asked for that are gone count as consumed (it
+            # skips them at the GAP), not as frames it still holds.
+            consumed += gone - first
         stop = min(want[1], consumed + self.window)
         frames: list[tuple[int, bytes]] = []
         if want[0] <= stop:

@@ -20,6 +20,8 @@ from ._events import (
     Multicast,
     SendTimeout,
 )
+from ._resend import Resender
+from ._retention import RetentionRing, RetentionStore
 
 JOINING, ACTIVE, UNTETHERED, FOREIGN = "joining", "active", "untethered", "foreign"
 COUNTED = (JOINING, ACTIVE)  # the states a sender waits for
@@ -168,6 +170,9 @@ class SenderChannel:
         join_grace: float = 1.0,
         self_delivery: bool = True,
         max_inflight: int | None = None,
+        retention: RetentionStore | bool = True,
+        retention_frames: int | None = None,
+        retention_bytes: int | None = None,
     ) -> None:
         self.group = check_group(group)
         self.stream = _int_option("stream", stream, 1, fr.U64)
@@ -216,6 +221,10 @@ class SenderChannel:
         )
         self.me = me
         self._outbox = outbox
+        self.store = self._retention(retention, retention_frames, retention_bytes)
+        self._resender = (
+            None if self.store is None else Resender(self.store, self.window, self.window_bytes)
+        )
 
         # Batches never take more than a quarter of the byte window, so
         # credit for one returns before the window is used up.
@@ -225,6 +234,22 @@ class SenderChannel:
 
         self.next_seq = 1
         self.sent_bytes = 0
+        if self.store is not None and self.store.high() > 0:
+            # A store that holds frames: the stream resumes after its newest.
+            high = self.store.high()
+            last = [f for seq, f in self.store.read(high, high)]
+            if not last:
+                raise ValueError(
+                    f"the retention store says {high} is its newest frame, but has none"
+                )
+            hdr = fr.decode_header(last[0])
+            if hdr.stream != self.stream or hdr.seq != high:
+                raise ValueError(
+                    f"the retention store holds frame {hdr.seq} of stream {hdr.stream:#x}, "
+                    f"not {high} of {self.stream:#x}"
+                )
+            self.next_seq = high + 1
+            self.sent_bytes = hdr.offset + len(last[0])
         self.members: dict[str, Member] = {}
         self._self = Member(me, ACTIVE, 0, 0, now)  # own deliveries: the in-flight bound
         self._floor = (0, 0)  # the highest position any member ever reported
@@ -266,7 +291,36 @@ class SenderChannel:
             "bad_reports": 0,
             "untethered": 0,
             "retethered": 0,
+            "nacks": 0,
+            "resent": 0,
+            "gaps_sent": 0,
         }
+        self._self.seq, self._self.nbytes = self.last_seq, self.sent_bytes
+
+    def _retention(
+        self, retention: object, frames: int | None, nbytes: int | None
+    ) -> RetentionStore | None:
+        """The channel's retention: a ring sized from the window by default
+        (four windows of frames, two of bytes), an application's store, or none."""
+        if retention is True:
+            return RetentionRing(
+                _int_option("retention_frames", frames, 1, 1 << 30)
+                if frames is not None
+                else max(64, 4 * self.window),
+                _int_option("retention_bytes", nbytes, 1, 1 << 42)
+                if nbytes is not None
+                else 2 * self.window_bytes,
+            )
+        if frames is not None or nbytes is not None:
+            raise ValueError("retention_frames and retention_bytes size the default ring")
+        if retention is False or retention is None:
+            return None
+        if not isinstance(retention, RetentionStore):
+            raise TypeError(
+                "retention is True (a ring), False (none) or a RetentionStore "
+                f"(append/read/low/high/trim), not {type(retention).__name__}"
+            )
+        return retention
 
     # ---- what the front end asks ------------------------------------------
 
@@ -542,14 +596,10 @@ class SenderChannel:
         self.sent_bytes = end
         self.stats["frames"] += 1
         self.stats["bytes"] += end - offset
-        self._outbox.append(
-            Multicast(
-                self.service_type,
-                self.group,
-                _pack(MAGIC, VERSION, kind, flags, msg_type, self.stream, k, offset) + body,
-                FLOW_MSG_TYPE,
-            )
-        )
+        frame = _pack(MAGIC, VERSION, kind, flags, msg_type, self.stream, k, offset) + body
+        if self.store is not None:
+            self.store.append(k, frame)
+        self._outbox.append(Multicast(self.service_type, self.group, frame, FLOW_MSG_TYPE))
 
     def _emit(self, frame: bytes) -> None:
         self._outbox.append(Multicast(self.service_type, self.group, frame, fr.FLOW_MSG_TYPE))
@@ -567,6 +617,11 @@ class SenderChannel:
     def on_report(self, member: str, seq: int, nbytes: int, now: float) -> list[FlowEvent]:
         """A member's absolute consumed position: the highest position wins,
         so a lost, repeated or late report can neither mint nor leak credit."""
+        resender = self._resender
+        if resender is not None and seq <= self.last_seq:
+            resender.consumed(member, seq)
+            if resender.wants(member):
+                self._serve(member)
         m = self.members.get(member)
         if m is None:
             self.stats["stale_reports"] += 1
@@ -598,6 +653,60 @@ class SenderChannel:
             events.append(MemberRetethered(self.group, member))
         self.pump(now)
         return events
+
+    def on_nack(
+        self, member: str, first: int, last: int, consumed: tuple[int, int], now: float
+    ) -> None:
+        """``member`` asks for frames first..last again, having consumed up to
+        ``consumed`` (seq, bytes): it is answered from the retention, within
+        its window. A counted member is charged from that position from now
+        on (lower than a rejoined member's base): live frames and resent
+        ones together stay within one window of what it consumed."""
+        self.stats["nacks"] += 1
+        cseq, cbytes = consumed
+        if cseq > self.last_seq or cbytes > self.sent_bytes or first < 1:
+            self.stats["bad_reports"] += 1
+            return
+        m = self.members.get(member)
+        if m is not None and m.state in COUNTED and cseq < m.seq:
+            m.seq, m.nbytes, m.progress = cseq, cbytes, now
+            self._dirty = True
+        if self._resender is None:
+            # No retention: all of it is gone.
+            self._gap(member, min(last, self.last_seq) + 1)
+            return
+        self._resender.request(member, first, last, cseq)
+        self._serve(member)
+
+    def _serve(self, member: str) -> None:
+        """Resend to member what its window allows of what it asked for."""
+        assert self._resender is not None
+        due = self._resender.due(member)
+        if due.gone is not None:
+            self._gap(member, due.gone)
+        if due.frames:
+            self.stats["resent"] += len(due.frames)
+            out = self._outbox
+            st = self.service_type
+            for _seq, frame in due.frames:
+                out.append(Multicast(st, member, frame, FLOW_MSG_TYPE))
+
+    def _gap(self, member: str, first_held: int) -> None:
+        self.stats["gaps_sent"] += 1
+        self._outbox.append(
+            Multicast(
+                fr.AGREED_MESS, member, fr.header(fr.GAP, self.stream, first_held), FLOW_MSG_TYPE
+            )
+        )
+
+    def on_disconnected(self, now: float) -> None:
+        """Our connection was lost (it is being made again): nobody is a
+        member until our own join is seen again, and nothing we sent is
+        still to come back to us (receivers ask again for what they miss).
+        What waits in the accumulator stays."""
+        self.on_left(now)
+        if self._resender is not None:
+            self._resender.clear()
 
     def _caught_up(self, m: Member) -> bool:
         return (
@@ -657,6 +766,8 @@ class SenderChannel:
         for name in list(self.members):
             if name not in view or (continuing is not None and name not in continuing):
                 del self.members[name]
+        if self._resender is not None:
+            self._resender.keep(view)
         base_seq, base_bytes = self._base()
         for name in sorted(view):
             if name == self.me or name in self.members:

@@ -43,6 +43,9 @@ _CORE_OPTIONS = (
     "hint_ttl",
     "max_hints",
     "rng",
+    "reorder_window",
+    "repair_retry",
+    "orphan_timeout",
 )
 
 
