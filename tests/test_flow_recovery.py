@@ -302,7 +302,8 @@ def test_hello_and_nack_bodies_round_trip_and_bad_ones_are_refused() -> None:
     hdr = fr.decode_header(data)
     assert hdr.kind == fr.HELLO and hdr.flags == fr.F_REPLY
     assert fr.decode_hello_body(data[32:]) == (G, [(5, 10, 999), (7, 0, 0)])
-    assert fr.decode_hello_body(fr.hello(G)[32:]) == (G, None)
+    assert fr.decode_hello_body(fr.hello(G)[32:]) == (G, [])
+    assert fr.decode_hello_body(G.encode()) == (G, None)  # names no streams: nothing known
     with pytest.raises(fr.FrameError):
         fr.decode_hello_body(G.encode() + b"\0" + b"x" * 23)
     with pytest.raises(fr.FrameError):

@@ -466,12 +466,13 @@ def test_session_api_edges(spread_daemon):
             s.channel("ge", service_type=spread.AGREED_MESS | spread.SELF_DISCARD)
         with pytest.raises(ValueError):
             s.channel("ge", window=0)
+        assert "ge" not in s._joined  # a bad channel joins nothing
+        ch = s.channel("ge", window=4)
         with pytest.raises(spread.Empty):
             wait = time.monotonic()
             while True:  # the join notice, then nothing
                 s.receive(timeout=0.1)
                 assert time.monotonic() - wait < 5
-        ch = s.channel("ge", window=4)
         ch.send_many([b"a", (b"b", 3)])
         ch.flush(timeout=5)
         ch.wait_consumed(timeout=5)  # only our own delivery counts

@@ -29,11 +29,14 @@ from ._events import (
 )
 from ._frame import FLOW_MSG_TYPE, FrameError
 from ._receiver import Receiver, Stream
+from ._reconnect import Backoff, Reconnected, ReconnectFailed
+from ._retention import RetentionRing, RetentionStore
 from ._sender import ACTIVE, FOREIGN, JOINING, UNTETHERED, Member, SenderChannel
 from ._session import Channel, Session, SessionClosed, connect
 
 __all__ = [
     "ACTIVE",
+    "Backoff",
     "Channel",
     "DataLoss",
     "FLOW_DATA_LOSS",
@@ -59,6 +62,10 @@ __all__ = [
     "ProtocolError",
     "ProtocolErrorEvent",
     "Receiver",
+    "ReconnectFailed",
+    "Reconnected",
+    "RetentionRing",
+    "RetentionStore",
     "SendTimeout",
     "Session",
     "SessionClosed",

@@ -303,9 +303,8 @@ def decode_nack_body(body: bytes | bytearray | memoryview) -> tuple[int, int]:
 def hello(group: str, streams: Sequence[tuple[int, int, int]] = (), flags: int = 0) -> bytes:
     """A HELLO for group, naming our streams on it: (stream, last seq, bytes sent)."""
     data = header(HELLO, 0, 0, flags=flags) + group.encode()
-    if streams:
-        data += b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams[:MAX_HELLO_STREAMS])
-    return data
+    # (the NUL even for none: "no streams" ends the ones receivers hold of ours)
+    return data + b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams[:MAX_HELLO_STREAMS])
 
 
 def decode_hello_body(

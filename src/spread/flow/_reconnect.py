@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from .._constants import (
     REJECT_AUTH,
@@ -34,6 +33,7 @@ from .._errors import (
     NetErrorOnSession,
     SpreadError,
 )
+from ._events import SLOTS, FlowEvent
 
 __all__ = ["Backoff", "ReconnectFailed", "Reconnected", "Reconnecting", "retryable"]
 
@@ -59,12 +59,15 @@ class ReconnectFailed(SpreadError):
         self.last_error = last_error
 
 
-class Reconnected(NamedTuple):
-    """The session is connected again: after ``attempts`` attempts and
-    ``downtime`` seconds without a daemon."""
+@dataclass(frozen=True, **SLOTS)
+class Reconnected(FlowEvent):
+    """The session is connected again (and joins its groups again): after
+    ``attempts`` attempts and ``downtime`` seconds without a daemon;
+    ``error`` is what ended the connection."""
 
     attempts: int
     downtime: float
+    error: str = ""
 
 
 @dataclass(frozen=True)  # (no slots=: Python 3.9, PyPy's, has none)
@@ -125,6 +128,6 @@ class Reconnecting:
             raise ReconnectFailed(self.attempts, error) from error
         return now + self.backoff.wait(self.attempts + 1, self._rnd)
 
-    def succeeded(self, now: float) -> Reconnected:
+    def succeeded(self, now: float, error: str = "") -> Reconnected:
         self.attempts += 1
-        return Reconnected(self.attempts, now - self.since)
+        return Reconnected(self.attempts, now - self.since, error)

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
@@ -22,7 +22,8 @@ from typing import Any, Literal
 from .._errors import Empty, ReceiverClosed, SpreadError
 from .._receiver import ThreadedReceiver
 from ._core import FlowCore
-from ._events import FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
+from ._events import DataLoss, FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
+from ._reconnect import Backoff, ReconnectFailed, Reconnecting
 from ._sender import SenderChannel
 
 # The flow thread wakes at least this often (a report delayed by the
@@ -34,6 +35,12 @@ _now = time.monotonic
 # daemon's turnaround sends fewer, fuller daemon messages.
 DEFAULT_MAX_INFLIGHT = 2
 _BATCH = 256  # raw messages taken from the receiver per call
+# reconnect=True: the Backoff's attempts (0.1 s doubling to 5 s: about two
+# minutes without a daemon before ReconnectFailed).
+DEFAULT_ATTEMPTS = 30
+# A loss seen by a send: the old receiver may still hold what arrived
+# before it; it is read until it fails, or for this long at most.
+_DRAIN_OLD = 1.0
 _MAX_BATCHES = 8  # per _take_input: the lock is not held for long
 
 _CORE_OPTIONS = (
@@ -243,30 +250,36 @@ class Channel(ChannelView):
                 s._perform()
 
 
-def take(ready: deque[Any], n: int, core: FlowCore, strict: bool) -> list[Any]:
+def take(
+    ready: deque[Any], n: int, core: FlowCore, strict: bool, raise_loss: bool = False
+) -> list[Any]:
     """What a receive hands the application: up to n items off ready (not
     empty), the FlowMsgs among them consumed (their credit goes back).
-    Under strict, a ProtocolErrorEvent ends the batch: what follows it
-    stays, and it is raised when it comes first, else by the next call.
-    Shared by the sync and the asyncio sessions."""
+    Under strict, a ProtocolErrorEvent ends the batch, and with raise_loss
+    (``on_loss="raise"``) a DataLoss does: what follows it stays, and it is
+    raised when it comes first, else by the next call. Shared by the sync
+    and the asyncio sessions."""
     if len(ready) <= n:
         items = list(ready)
         ready.clear()
     else:
         items = [ready.popleft() for _ in range(n)]
-    error = None
-    if strict:
+    error: BaseException | None = None
+    if strict or raise_loss:
         for i, item in enumerate(items):
-            if isinstance(item, ProtocolErrorEvent):
+            if (strict and isinstance(item, ProtocolErrorEvent)) or (
+                raise_loss and type(item) is DataLoss
+            ):
                 ready.extendleft(reversed(items[i:]))
                 del items[i:]
                 if i == 0:
-                    error = ready.popleft()
+                    first = ready.popleft()
+                    error = first if type(first) is DataLoss else first.error()
                 break
     flow_msg = FlowMsg
     core.receiver.consume_many([m for m in items if type(m) is flow_msg], _now())
     if error is not None:
-        raise error.error()
+        raise error
     return items
 
 
@@ -332,17 +345,43 @@ class Session(SessionChecks):
         max_backlog_bytes: int | None = None,
         strict: bool = False,
         owns_mailbox: bool = False,
+        reconnect: Backoff | bool | None = None,
+        connect: Callable[[], Any] | None = None,
+        on_loss: str = "event",
         **core_options: Any,
     ) -> None:
         unknown = set(core_options) - set(_CORE_OPTIONS)
         if unknown:
             raise TypeError(f"Session() got unknown option(s): {', '.join(sorted(unknown))}")
+        if on_loss not in ("event", "raise"):
+            raise ValueError(f'on_loss is "event" or "raise", not {on_loss!r}')
+        if reconnect is True:
+            reconnect = Backoff(attempts=DEFAULT_ATTEMPTS)
+        elif reconnect is False:
+            reconnect = None
+        elif reconnect is not None and not isinstance(reconnect, Backoff):
+            raise TypeError(f"reconnect is a bool or a Backoff, not {type(reconnect).__name__}")
+        if reconnect is not None and connect is None:
+            raise ValueError(
+                "reconnect needs connect= (a function that makes the mailbox again, with the "
+                "same private name); spread.flow.connect() gives one"
+            )
         me = mailbox.private_group
         if not isinstance(me, str):
             raise TypeError("spread.flow needs a mailbox with str names (bytes_names=False)")
         self.mailbox = mailbox
         self.core = FlowCore(me, strict=strict, **core_options)
         self.strict = bool(strict)
+        self.on_loss = on_loss
+        self.backoff: Backoff | None = reconnect
+        self._connector = connect
+        self._backlog_limit = max_backlog_bytes
+        self._drain = drain
+        self._outage: Reconnecting | None = None  # while the connection is being made again
+        self._lost_error = ""
+        self._next_attempt = math.inf
+        self._lost_at = math.inf  # when the loss was seen (the old receiver drains until it raises)
+        self._old_drained = True
         self.lock = threading.Lock()
         self._cond = threading.Condition(self.lock)
         self._ready: deque[Any] = deque()
@@ -371,20 +410,22 @@ class Session(SessionChecks):
             self._check_usable()
             now = time.monotonic()
             self.core.join(group, now)
-            self._perform()
-            self.mailbox.join(group)
             self._joined.add(group)
+            if self._outage is None:  # (else the reconnect joins it)
+                self._perform()
+                self._mailbox_call(self.mailbox.join, group)
 
     def leave(self, group: str) -> None:
         with self.lock:
             self._check_usable()
             self.core.leave(group, time.monotonic())
-            self._perform()
-            self.mailbox.leave(group)
             self._joined.discard(group)
+            if self._outage is None:
+                self._perform()
+                self._mailbox_call(self.mailbox.leave, group)
 
     def channel(self, group: str, **options: Any) -> Channel:
-        """A sending channel on group (joined first if need be). Options are
+        """A sending channel on group (joined if need be). Options are
         SenderChannel's: ``window`` (frames, 256), ``window_bytes`` (8 MiB),
         ``service_type`` (AGREED_MESS; FIFO, CAUSAL, SAFE), ``stall_timeout``
         (5 s; None: never), ``on_stall`` ("untether", "wait", "raise"),
@@ -394,8 +435,6 @@ class Session(SessionChecks):
         with the drain thread: frames of ours not yet back from the daemon
         before messages wait to leave together; None: never), ``max_message_bytes``,
         ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
-        if group not in self._joined:
-            self.join(group)
         with self.lock:
             self._check_usable()
             now = time.monotonic()
@@ -407,7 +446,11 @@ class Session(SessionChecks):
             self._perform()
             out = Channel(self, ch)
             self._channels.append(out)
-            return out
+        if group not in self._joined:
+            # (after the channel: our HELLO names its stream, so members that
+            # hold a stream of ours it resumes ask for what they miss)
+            self.join(group)
+        return out
 
     # ---- receiving ----------------------------------------------------------------
 
@@ -424,7 +467,7 @@ class Session(SessionChecks):
                     raise Empty()
                 self._wait(deadline)
             try:
-                return take(self._ready, 1, self.core, self.strict)[0]
+                return take(self._ready, 1, self.core, self.strict, self.on_loss == "raise")[0]
             finally:
                 self._perform()
 
@@ -443,7 +486,9 @@ class Session(SessionChecks):
                     raise Empty()
                 self._wait(deadline)
             try:
-                return take(self._ready, max_messages, self.core, self.strict)
+                return take(
+                    self._ready, max_messages, self.core, self.strict, self.on_loss == "raise"
+                )
             finally:
                 self._perform()
 
@@ -507,7 +552,10 @@ class Session(SessionChecks):
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5.0)
         if self._owns:
-            self.mailbox.disconnect()
+            try:
+                self.mailbox.disconnect()
+            except SpreadError:
+                pass  # (a connection already lost)
 
     def __enter__(self) -> Session:
         return self
@@ -528,6 +576,9 @@ class Session(SessionChecks):
     # ---- the engine (all under self.lock) ---------------------------------------
 
     def _perform(self) -> None:
+        if self._outage is not None:
+            self.core.actions()  # nowhere to send them: receivers ask again
+            return
         actions = self.core.actions()
         if not actions:
             return
@@ -536,10 +587,108 @@ class Session(SessionChecks):
             try:
                 mc(a.service_type, a.group, a.data, a.msg_type)
             except SpreadError as e:
+                if self._lost(e, drained=False):
+                    return
                 if self._error is None:
                     self._error = e
                 self._cond.notify_all()
                 raise
+
+    def _mailbox_call(self, call: Callable[..., Any], *args: Any) -> None:
+        """A mailbox request (join, leave) whose failure may be a lost connection."""
+        try:
+            call(*args)
+        except SpreadError as e:
+            if not self._lost(e, drained=False):
+                raise
+
+    # ---- reconnecting (all under self.lock) -------------------------------------
+
+    def _lost(self, error: BaseException, *, drained: bool) -> bool:
+        """The connection failed with error: True if the session reconnects
+        (an outage begins, or one is under way), False if the error is the
+        session's. ``drained``: the receiver has handed out everything it
+        read before the failure (its take raised it)."""
+        if self._outage is not None:
+            self._old_drained = self._old_drained or drained
+            return True
+        if self.backoff is None or self._closed:
+            return False
+        now = _now()
+        outage = Reconnecting(self.backoff, now)
+        try:
+            self._next_attempt = outage.first_attempt(error)
+        except ReconnectFailed as e:
+            self._error = e
+            self._cond.notify_all()
+            return True
+        self._outage = outage
+        self._lost_error = str(error)
+        self._lost_at = now
+        self._old_drained = drained or self._rx is None
+        self.core.on_connection_lost(now)
+        self._cond.notify_all()
+        return True
+
+    def _attempt_due(self, now: float) -> bool:
+        """An outage's next attempt may be made now."""
+        return (
+            self._outage is not None
+            and now >= self._next_attempt
+            and (self._old_drained or now >= self._lost_at + _DRAIN_OLD)
+        )
+
+    def _attempt(self) -> None:
+        """One attempt to connect again (the lock released while connecting).
+        Success: the new mailbox (and receiver) replace the old, every group
+        is joined again (HELLO first, naming our streams: members ask for
+        what they miss of them), and a Reconnected event is received."""
+        assert self._outage is not None and self._connector is not None
+        old_rx, old_mbox = self._rx, self.mailbox
+        self._rx = None
+        self._next_attempt = math.inf  # (nobody else attempts meanwhile)
+        mbox = None
+        err: BaseException | None = None
+        self.lock.release()
+        try:
+            if old_rx is not None:
+                old_rx.close()
+            try:
+                old_mbox.disconnect()
+            except SpreadError:
+                pass
+            mbox = self._connector()
+        except SpreadError as e:
+            err = e
+        finally:
+            self.lock.acquire()
+        now = _now()
+        outage = self._outage
+        if self._closed:
+            if mbox is not None:
+                mbox.disconnect()
+            return
+        self.mailbox = mbox if mbox is not None else old_mbox
+        if err is not None or mbox is None:
+            try:
+                self._next_attempt = outage.failed(err or SpreadError(0, "no mailbox"), now)
+            except ReconnectFailed as e:
+                self._outage = None
+                self._error = e
+            self._cond.notify_all()
+            return
+        if self._drain:
+            self._rx = ThreadedReceiver(mbox, max_backlog_bytes=self._backlog_limit)
+        self._outage = None
+        self._old_drained = True
+        self._ready.append(outage.succeeded(now, self._lost_error))
+        for group in sorted(self._joined):
+            self.core.join(group, now)
+            self._perform()
+            self._mailbox_call(mbox.join, group)
+            if self._outage is not None:
+                break  # lost again at once
+        self._cond.notify_all()
 
     def _feed(self, batch: list[Any]) -> None:
         now = time.monotonic()
@@ -567,7 +716,13 @@ class Session(SessionChecks):
             return  # something changed: the caller looks again
         now = time.monotonic()
         until = min(deadline, self.core.next_deadline())
-        if self._rx is None and not self._reading:
+        if self._outage is not None:
+            if self._rx is None and self._attempt_due(now):
+                self._attempt()  # drain=False: the waiting caller reconnects
+            else:
+                wake = self._next_attempt if self._rx is None else now + _IDLE_WAKE
+                self._cond.wait(max(0.0, min(until, wake) - now))
+        elif self._rx is None and not self._reading:
             self._read_direct(until - now)
         else:
             self._cond.wait(max(0.0, min(until - now, _IDLE_WAKE * 4)))
@@ -598,7 +753,7 @@ class Session(SessionChecks):
             self.lock.acquire()
             self._reading = False
         self._feed(batch)
-        if err is not None and self._error is None:
+        if err is not None and not self._lost(err, drained=True) and self._error is None:
             self._error = err
             self._cond.notify_all()
 
@@ -622,11 +777,11 @@ class Session(SessionChecks):
         except Empty:
             pass
         except ReceiverClosed:
-            if self._error is None and not self._closed:
+            if self._error is None and not self._closed and self._outage is None:
                 self._error = SessionClosed(-11, "the session's receiver was closed")
             self._cond.notify_all()
         except SpreadError as e:  # the connection failed, BacklogOverflow
-            if self._error is None:
+            if not self._lost(e, drained=True) and self._error is None:
                 self._error = e
             self._cond.notify_all()
         return fed
@@ -637,14 +792,20 @@ class Session(SessionChecks):
         then takes and feeds under it."""
         import select
 
-        rx = self._rx
-        assert rx is not None
-        fd = rx.fileno()
         while True:
             with self.lock:
                 if self._closed or self._error is not None:
                     return
-                timeout = min(self.core.next_deadline() - time.monotonic(), _IDLE_WAKE)
+                now = time.monotonic()
+                if self._attempt_due(now):
+                    self._attempt()
+                    continue
+                rx = self._rx
+                if rx is None:  # an outage: wait for its next attempt
+                    self._cond.wait(max(0.0, min(self._next_attempt - now, _IDLE_WAKE)))
+                    continue
+                fd = rx.fileno()
+                timeout = min(self.core.next_deadline() - now, _IDLE_WAKE)
             try:
                 select.select([fd], [], [], max(0.0, timeout))
             except (OSError, ValueError):  # the receiver was closed under us
@@ -669,13 +830,26 @@ def connect(
 ) -> Session:
     """spread.connect() (membership notices on, str names), then a Session
     over it that owns the mailbox (close() disconnects), joined to groups.
-    Options: Session's (drain, max_backlog_bytes, strict, and the core's
-    max_message_bytes, max_reassembly_bytes, report_delay, ...)."""
+    Options: Session's (drain, max_backlog_bytes, strict, ``reconnect``
+    (True: the default Backoff; a Backoff; False: a lost connection is the
+    session's error), ``on_loss``, and the core's max_message_bytes,
+    max_reassembly_bytes, report_delay, reorder_window, repair_retry,
+    orphan_timeout, ...)."""
     import spread
 
     mbox = spread.connect(daemon, name, priority, 1, timeout=timeout, socket_buffer=socket_buffer)
+    # Reconnecting keeps the private name (the daemon's pick, if name was ""):
+    # members know our streams by it.
+    short = mbox.private_group.split("#")[1]
+
+    def again() -> Any:
+        return spread.connect(
+            daemon, short, priority, 1, timeout=timeout, socket_buffer=socket_buffer
+        )
+
+    options.setdefault("reconnect", True)
     try:
-        session = Session(mbox, owns_mailbox=True, **options)
+        session = Session(mbox, owns_mailbox=True, connect=again, **options)
     except BaseException:
         mbox.disconnect()
         raise

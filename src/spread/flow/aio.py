@@ -241,10 +241,8 @@ class AsyncSession(SessionChecks):
         self._joined.discard(group)
 
     async def channel(self, group: str, **options: Any) -> AsyncChannel:
-        """A sending channel on group (joined first if need be); the options
+        """A sending channel on group (joined if need be); the options
         are Session.channel()'s."""
-        if group not in self._joined:
-            await self.join(group)
         self._check_usable()
         options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
         ch = self.core.channel(group, now=_now(), **options)
@@ -253,6 +251,8 @@ class AsyncSession(SessionChecks):
         self._perform()
         out = AsyncChannel(self, ch)
         self._channels.append(out)
+        if group not in self._joined:
+            await self.join(group)  # (after the channel: our HELLO names its stream)
         return out
 
     # ---- receiving ----------------------------------------------------------------
