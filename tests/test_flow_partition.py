@@ -94,7 +94,8 @@ class Relay:
 
 
 def take(rx, n: int, timeout: float = 10.0) -> tuple[list[bytes], list]:
-    got, events = [], []
+    got: list[bytes] = []
+    events: list = []
     deadline = time.monotonic() + timeout
     while len(got) < n:
         left = deadline - time.monotonic()
