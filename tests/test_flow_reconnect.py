@@ -7,7 +7,10 @@ timeouts, joins); nothing sleeps to synchronise."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -377,3 +380,18 @@ def test_reconnect_options_are_checked(spread_daemon):
     finally:
         mbox.disconnect()
     assert fr.NACK in fr.KINDS and fr.GAP in fr.KINDS
+
+
+@pytest.mark.timeout(120)
+def test_the_recovery_benchmark_runs_and_loses_nothing():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, os.path.join(root, "bench", "recovery.py"), "--messages", "500"]
+        + ["--repeat", "1", "--hold", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert out.returncode == 0, out.stderr
+    head, row = out.stdout.strip().splitlines()[-2:]
+    assert head.split()[-1] == "lost" and row.split()[-1] == "0"
