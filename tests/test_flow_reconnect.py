@@ -7,6 +7,7 @@ timeouts, joins); nothing sleeps to synchronise."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import subprocess
@@ -18,6 +19,8 @@ import pytest
 
 import spread
 import spread.flow as flow
+import spread.flow.aio as flow_aio
+from aio_helpers import LOOPS, run
 from spread.flow import _frame as fr
 from spread.testing import EmbeddedDaemon
 
@@ -395,3 +398,76 @@ def test_the_recovery_benchmark_runs_and_loses_nothing():
     assert out.returncode == 0, out.stderr
     head, row = out.stdout.strip().splitlines()[-2:]
     assert head.split()[-1] == "lost" and row.split()[-1] == "0"
+
+
+# ---- the asyncio session ---------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_an_asyncio_receiver_killed_five_times_gets_everything_once(
+    spread_daemon_factory, loop_kind
+):
+    daemon = spread_daemon_factory(slow_reader_budget=0, max_session_messages=2 * WINDOW + 24)
+    n = 1000
+    points = [100, 250, 400, 600, 800]
+
+    async def main():
+        async with (
+            flow_aio.connect(daemon.address, "atx") as tx,
+            flow_aio.connect(daemon.address, "arx", reconnect=FAST, groups=["ga"]) as rx,
+        ):
+            ch = await tx.channel("ga", window=WINDOW, retention_frames=n, retention_bytes=64 << 20)
+            while rx.private_group not in ch.members():  # rx's join reaches the channel
+                await tx.receive(timeout=10)
+            got: list[int] = []
+            back = 0
+            changed = asyncio.Condition()
+
+            async def consume():
+                nonlocal back
+                while len(got) < n:
+                    m = await rx.receive(timeout=20)
+                    if isinstance(m, flow.FlowMsg):
+                        got.append(number(m))
+                    elif isinstance(m, flow.Reconnected):
+                        async with changed:
+                            back += 1
+                            changed.notify_all()
+                    assert not isinstance(m, flow.DataLoss), m
+
+            task = asyncio.get_running_loop().create_task(consume())
+            kills = 0
+            for i in range(n):
+                if kills < len(points) and i == points[kills]:
+                    async with changed:  # once the last kill's session is back
+                        await asyncio.wait_for(changed.wait_for(lambda k=kills: back >= k), 20)
+                    daemon.kill_session("arx")
+                    kills += 1
+                await ch.send(payload(i), timeout=20)
+            await ch.flush(timeout=20)
+            await asyncio.wait_for(task, 60)
+            assert got == list(range(n)) and kills == 5
+
+    run(loop_kind, main())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("error")
+def test_an_asyncio_session_gives_up_after_its_attempts(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    few = flow.Backoff(first=0.01, most=0.02, attempts=3)
+
+    async def main():
+        rx = await flow_aio.connect(daemon.address, "arx", reconnect=few, groups=["gg"])
+        try:
+            daemon.stop()
+            with pytest.raises(flow.ReconnectFailed) as e:
+                while True:
+                    await rx.receive(timeout=20)
+            assert e.value.attempts == 3
+        finally:
+            await rx.aclose()
+
+    run("asyncio", main())

@@ -37,6 +37,9 @@ from ._events import SLOTS, FlowEvent
 
 __all__ = ["Backoff", "ReconnectFailed", "Reconnected", "Reconnecting", "retryable"]
 
+# reconnect=True: 0.1 s doubling to 5 s, 30 attempts (about two minutes
+# without a daemon before ReconnectFailed).
+DEFAULT_ATTEMPTS = 30
 _LOSS = (ConnectionClosed, NetErrorOnSession, BacklogOverflow, IllegalSession, CouldNotConnect)
 _FINAL_REJECTIONS = frozenset((REJECT_NO_NAME, REJECT_ILLEGAL_NAME, REJECT_VERSION, REJECT_AUTH))
 
@@ -68,6 +71,24 @@ class Reconnected(FlowEvent):
     attempts: int
     downtime: float
     error: str = ""
+
+
+def policy(reconnect: object, connect: object) -> Backoff | None:
+    """A session's ``reconnect=`` option as a Backoff (True: the default
+    one), or None (False, None: a lost connection is the session's error).
+    Reconnecting needs ``connect``, which makes the connection again."""
+    if reconnect is True:
+        reconnect = Backoff(attempts=DEFAULT_ATTEMPTS)
+    elif reconnect is False:
+        reconnect = None
+    elif reconnect is not None and not isinstance(reconnect, Backoff):
+        raise TypeError(f"reconnect is a bool or a Backoff, not {type(reconnect).__name__}")
+    if reconnect is not None and connect is None:
+        raise ValueError(
+            "reconnect needs connect= (what makes the connection again, with the same "
+            "private name); spread.flow.connect() gives one"
+        )
+    return reconnect
 
 
 @dataclass(frozen=True)  # (no slots=: Python 3.9, PyPy's, has none)

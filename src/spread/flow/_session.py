@@ -23,7 +23,7 @@ from .._errors import Empty, ReceiverClosed, SpreadError
 from .._receiver import ThreadedReceiver
 from ._core import FlowCore
 from ._events import DataLoss, FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
-from ._reconnect import Backoff, ReconnectFailed, Reconnecting
+from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
 from ._sender import SenderChannel
 
 # The flow thread wakes at least this often (a report delayed by the
@@ -35,9 +35,6 @@ _now = time.monotonic
 # daemon's turnaround sends fewer, fuller daemon messages.
 DEFAULT_MAX_INFLIGHT = 2
 _BATCH = 256  # raw messages taken from the receiver per call
-# reconnect=True: the Backoff's attempts (0.1 s doubling to 5 s: about two
-# minutes without a daemon before ReconnectFailed).
-DEFAULT_ATTEMPTS = 30
 # A loss seen by a send: the old receiver may still hold what arrived
 # before it; it is read until it fails, or for this long at most.
 _DRAIN_OLD = 1.0
@@ -283,6 +280,17 @@ def take(
     return items
 
 
+def check_on_loss(on_loss: object) -> None:
+    if on_loss not in ("event", "raise"):
+        raise ValueError(f'on_loss is "event" or "raise", not {on_loss!r}')
+
+
+def short_name(private_group: str) -> str:
+    """The name a session connects again with: members know its streams by
+    its private group (the daemon's pick, when it connected with "")."""
+    return private_group.split("#")[1]
+
+
 def _deadline(timeout: float | None) -> float:
     if timeout is None:
         return math.inf
@@ -353,19 +361,8 @@ class Session(SessionChecks):
         unknown = set(core_options) - set(_CORE_OPTIONS)
         if unknown:
             raise TypeError(f"Session() got unknown option(s): {', '.join(sorted(unknown))}")
-        if on_loss not in ("event", "raise"):
-            raise ValueError(f'on_loss is "event" or "raise", not {on_loss!r}')
-        if reconnect is True:
-            reconnect = Backoff(attempts=DEFAULT_ATTEMPTS)
-        elif reconnect is False:
-            reconnect = None
-        elif reconnect is not None and not isinstance(reconnect, Backoff):
-            raise TypeError(f"reconnect is a bool or a Backoff, not {type(reconnect).__name__}")
-        if reconnect is not None and connect is None:
-            raise ValueError(
-                "reconnect needs connect= (a function that makes the mailbox again, with the "
-                "same private name); spread.flow.connect() gives one"
-            )
+        check_on_loss(on_loss)
+        backoff = policy(reconnect, connect)
         me = mailbox.private_group
         if not isinstance(me, str):
             raise TypeError("spread.flow needs a mailbox with str names (bytes_names=False)")
@@ -373,7 +370,7 @@ class Session(SessionChecks):
         self.core = FlowCore(me, strict=strict, **core_options)
         self.strict = bool(strict)
         self.on_loss = on_loss
-        self.backoff: Backoff | None = reconnect
+        self.backoff = backoff
         self._connector = connect
         self._backlog_limit = max_backlog_bytes
         self._drain = drain
@@ -838,9 +835,7 @@ def connect(
     import spread
 
     mbox = spread.connect(daemon, name, priority, 1, timeout=timeout, socket_buffer=socket_buffer)
-    # Reconnecting keeps the private name (the daemon's pick, if name was ""):
-    # members know our streams by it.
-    short = mbox.private_group.split("#")[1]
+    short = short_name(mbox.private_group)
 
     def again() -> Any:
         return spread.connect(

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..aio import connect as aio_connect
 from ..aio.connection import Connection
 from ..aio.waiters import Waiters
 from ._core import FlowCore
+from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
 from ._session import (
     _CORE_OPTIONS,
     DEFAULT_MAX_INFLIGHT,
@@ -46,6 +47,8 @@ from ._session import (
     SessionChecks,
     SessionClosed,
     _deadline,
+    check_on_loss,
+    short_name,
     take,
 )
 
@@ -187,8 +190,18 @@ class AsyncSession(SessionChecks):
     too). It must be made, and used, on the connection's loop."""
 
     def __init__(
-        self, conn: Connection, *, strict: bool = False, owns: bool = False, **core_options: Any
+        self,
+        conn: Connection,
+        *,
+        strict: bool = False,
+        owns: bool = False,
+        reconnect: Backoff | bool | None = None,
+        connect: Callable[[], Awaitable[Connection]] | None = None,
+        on_loss: str = "event",
+        **core_options: Any,
     ) -> None:
+        check_on_loss(on_loss)
+        self.backoff = policy(reconnect, connect)
         unknown = set(core_options) - set(_CORE_OPTIONS)
         if unknown:
             raise TypeError(f"AsyncSession() got unknown option(s): {', '.join(sorted(unknown))}")
@@ -202,6 +215,11 @@ class AsyncSession(SessionChecks):
         self.conn = conn
         self.core = FlowCore(me, strict=strict, **core_options)
         self.strict = bool(strict)
+        self.on_loss = on_loss
+        self._connector = connect
+        self._outage: Reconnecting | None = None  # while the connection is made again
+        self._next_attempt = 0.0
+        self._lost_error = ""
         self._loop = asyncio.get_running_loop()
         self._owns = owns
         self._ready: deque[Any] = deque()
@@ -229,16 +247,18 @@ class AsyncSession(SessionChecks):
         """Join a flow group: our HELLO goes first, so members count us at once."""
         self._check_usable()
         self.core.join(group, _now())
-        self._perform()
-        self._request("j", group)
         self._joined.add(group)
+        if self._outage is None:  # (else the reconnect joins it)
+            self._perform()
+            self._request("j", group)
 
     async def leave(self, group: str) -> None:
         self._check_usable()
         self.core.leave(group, _now())
-        self._perform()
-        self._request("l", group)
         self._joined.discard(group)
+        if self._outage is None:
+            self._perform()
+            self._request("l", group)
 
     async def channel(self, group: str, **options: Any) -> AsyncChannel:
         """A sending channel on group (joined if need be); the options
@@ -275,7 +295,7 @@ class AsyncSession(SessionChecks):
             if not await self._readers.wait(self._loop, deadline):
                 raise TimeoutError("no message arrived within the time-out")
         try:
-            return take(self._ready, max_messages, self.core, self.strict)
+            return take(self._ready, max_messages, self.core, self.strict, self.on_loss == "raise")
         finally:
             self._perform()
 
@@ -354,8 +374,8 @@ class AsyncSession(SessionChecks):
         """The core's actions to the writer, in order; what it has no room
         for waits in the backlog (and everything after it, behind it)."""
         actions = self.core.actions()
-        if not actions:
-            return
+        if not actions or self._outage is not None:
+            return  # (in an outage: nowhere to send them; receivers ask again)
         backlog = self._backlog
         conn = self.conn
         for a in actions:
@@ -366,6 +386,8 @@ class AsyncSession(SessionChecks):
                 except WouldBlock:
                     pass
                 except (SpreadError, Closed) as e:
+                    if self._lost(e):
+                        return
                     self._fail(e)
                     raise
             backlog.append(("m", a))
@@ -401,7 +423,8 @@ class AsyncSession(SessionChecks):
                 backlog.popleft()  # committed (a cancelled call sent nothing)
                 self._changed.wake_all()
         except (SpreadError, Closed) as e:
-            self._fail(e)
+            if not self._lost(e):
+                self._fail(e)
 
     def _tick(self) -> None:
         now = _now()
@@ -415,18 +438,85 @@ class AsyncSession(SessionChecks):
             self._readers.wake(len(self._ready))
         self._changed.wake_all()
 
+    # ---- reconnecting ------------------------------------------------------------
+
+    def _lost(self, error: BaseException) -> bool:
+        """The connection failed: True if the session reconnects (an outage
+        begins, or is under way; the feed task makes the attempts), False if
+        the error is the session's."""
+        if self._outage is not None:
+            return True
+        if self.backoff is None or self._closed or not isinstance(error, SpreadError):
+            return False
+        now = _now()
+        outage = Reconnecting(self.backoff, now)
+        try:
+            self._next_attempt = outage.first_attempt(error)
+        except ReconnectFailed as e:
+            self._fail(e)
+            return True
+        self._outage = outage
+        self._lost_error = str(error)
+        self._backlog.clear()
+        self.core.on_connection_lost(now)
+        self._changed.wake_all()
+        return True
+
+    async def _reconnect(self) -> None:
+        """Attempts until connected again (the groups joined again, HELLO
+        first, and a Reconnected event handed out) or ReconnectFailed."""
+        outage = self._outage
+        assert outage is not None and self._connector is not None
+        with contextlib.suppress(Exception):
+            await self.conn.aclose()
+        while not self._closed:
+            delay = self._next_attempt - _now()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the backoff's wait
+            try:
+                conn = await self._connector()
+            except SpreadError as e:
+                try:
+                    self._next_attempt = outage.failed(e, _now())
+                except ReconnectFailed as rf:
+                    self._outage = None
+                    self._fail(rf)
+                    return
+                continue
+            if self._closed:
+                await conn.aclose()
+                return
+            self.conn = conn
+            self._outage = None
+            now = _now()
+            self._ready.append(outage.succeeded(now, self._lost_error))
+            for group in sorted(self._joined):
+                self.core.join(group, now)
+                self._perform()
+                self._request("j", group)
+            self._wake()
+            return
+
     async def _run(self) -> None:
-        """The feed task: the connection's messages into the core."""
-        conn = self.conn
+        """The feed task: the connection's messages into the core (and, in
+        an outage, the attempts to connect again)."""
         core = self.core
         ready = self._ready
         try:
             while not self._closed:
+                if self._outage is not None:
+                    await self._reconnect()
+                    continue
+                conn = self.conn
                 wait = min(core.next_deadline() - _now(), _IDLE_WAKE)
                 try:
                     batch = await conn.receive_batch(_BATCH, timeout=max(0.0, wait))
                 except TimeoutError:
                     batch = []
+                except (SpreadError, Closed) as e:
+                    if isinstance(e, SpreadError) and self._lost(e):
+                        continue
+                    raise
                 now = _now()
                 for msg in batch:
                     ready.extend(core.on_message(msg, now))
@@ -451,8 +541,14 @@ class _Connecting:
     async def _open(self) -> AsyncSession:
         args, kwargs, options, groups = self._call
         conn = await aio_connect(*args, **kwargs)
+        again_args = (args[0], short_name(conn.private_group), *args[2:])
+
+        def again() -> Awaitable[Connection]:
+            return aio_connect(*again_args, **kwargs)
+
+        options = {"reconnect": True, **options}
         try:
-            session = AsyncSession(conn, owns=True, **options)
+            session = AsyncSession(conn, owns=True, connect=again, **options)
             for g in groups:
                 await session.join(g)
         except BaseException:
@@ -486,7 +582,9 @@ def connect(
     """spread.aio.connect() (membership notices on, str names), then an
     AsyncSession over it that owns the connection, joined to groups:
     ``s = await connect(...)`` or ``async with connect(...) as s``. Options:
-    AsyncSession's (strict, and the core's max_message_bytes, ...)."""
+    AsyncSession's (strict, ``reconnect`` (True by default, as
+    spread.flow.connect's), ``on_loss``, and the core's max_message_bytes,
+    ...)."""
     kwargs: dict[str, Any] = {"timeout": timeout, "socket_buffer": socket_buffer}
     if max_send_bytes is not None:
         kwargs["max_send_bytes"] = max_send_bytes
