@@ -471,3 +471,23 @@ def test_an_asyncio_session_gives_up_after_its_attempts(spread_daemon_factory):
             await rx.aclose()
 
     run("asyncio", main())
+
+
+@pytest.mark.timeout(60)
+def test_a_restarted_receiver_process_resumes_from_its_checkpoint(spread_daemon_factory):
+    daemon = spread_daemon_factory()
+    with flow.connect(daemon.address, "tx") as tx:
+        ch = tx.channel("gc", window=WINDOW, max_inflight=None)
+        rx1 = flow.connect(daemon.address, "rx", groups=["gc"])
+        joined(tx, "gc", rx1.private_group)
+        send_all(ch, 0, 30)
+        assert [number(wait_for(rx1, flow.FlowMsg)) for _ in range(30)] == list(range(30))
+        checkpoint = rx1.positions()
+        rx1.close()  # the process ends
+        gone(tx, "gc", rx1.private_group)
+        send_all(ch, 30, 40)  # while nobody receives
+        with flow.connect(daemon.address, "rx", positions=checkpoint, groups=["gc"]) as rx2:
+            got = [number(wait_for(rx2, flow.FlowMsg)) for _ in range(40)]
+            assert got == list(range(30, 70))
+            send_all(ch, 70, 2)
+            assert [number(wait_for(rx2, flow.FlowMsg)) for _ in range(2)] == [70, 71]

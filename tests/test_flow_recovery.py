@@ -334,3 +334,36 @@ def test_malformed_recovery_frames_never_raise() -> None:
     net.settle()
     send(net, ch, 2, 2)
     assert payloads(net.got[B]) == expect(0, 4)
+
+
+def test_a_restarted_receiver_given_its_checkpoint_is_repaired_from_there() -> None:
+    net, a, b, ch = setup(retention_frames=200)
+    send(net, ch, 0, 20)
+    checkpoint = b.positions()
+    assert checkpoint == [(G, A, 5, 20, ch.sent_bytes)]
+    net.lose(B)  # the process dies
+    send(net, ch, 20, 30)
+    b2 = FlowCore(B)
+    b2.restore(checkpoint)
+    net.cores[B] = b2
+    net.got[B] = []
+    net.up.add(B)
+    net.join(B)
+    net.settle()
+    assert payloads(net.got[B]) == expect(20, 30)
+    assert not events(net.got[B], (DataLoss, StreamEnded))
+
+
+@pytest.mark.parametrize(
+    "bad", [[("g", A, 5, 1)], [("g", A, -1, 1, 0)], [(1, A, 5, 1, 0)], [("g", A, 5, True, 0)]]
+)
+def test_a_bad_checkpoint_is_refused(bad) -> None:
+    with pytest.raises(ValueError, match="position"):
+        FlowCore(B).restore(bad)
+
+
+def test_a_checkpointed_stream_whose_sender_never_comes_ends_after_orphan_timeout() -> None:
+    b = FlowCore(B, orphan_timeout=5.0)
+    b.restore([(G, A, 9, 3, 100)])
+    assert b.next_deadline() == 5.0
+    assert b.tick(5.0) == [StreamEnded(G, A, 9, 3, False)]

@@ -354,6 +354,16 @@ class FlowCore:
         left = msg.changed_member if cause & CAUSED_BY_LEAVE else None
         return [msg, *self.receiver.on_view(group, view, now, left)]
 
+    def positions(self) -> list[tuple[str, str, int, int, int]]:
+        """A checkpoint of what we consumed: (group, sender, stream, seq,
+        bytes) per stream. A receiver process that restarts passes it to
+        restore() before it joins, and is repaired from there."""
+        return self.receiver.positions()
+
+    def restore(self, positions: Any, now: float = 0.0) -> None:
+        """Take streams up at a checkpoint's positions (before join())."""
+        self.receiver.restore(list(positions), now)
+
     def consumed(self, msg: FlowMsg, now: float) -> None:
         """The application took msg (in any order; each counts once)."""
         self.receiver.consumed(msg, now)

@@ -506,6 +506,41 @@ class Receiver:
             t = min(t, st.orphaned + self.orphan_timeout)
         return t
 
+    # ---- checkpoints --------------------------------------------------------------
+
+    def positions(self) -> list[tuple[str, str, int, int, int]]:
+        """Every stream's consumed position, (group, sender, stream, seq,
+        bytes): what a receiver that restarts passes to restore()."""
+        return sorted(
+            (st.group, st.sender, st.stream, st.pos_seq, st.pos_bytes)
+            for st in self.streams.values()
+        )
+
+    def restore(self, positions: list[tuple[str, str, int, int, int]], now: float) -> None:
+        """Streams taken up at checkpointed positions (before joining): the
+        senders' HELLOs then say what we miss of them, and it is asked for.
+        A stream whose sender never says it exists ends after orphan_timeout."""
+        for entry in positions:
+            try:
+                group, sender, stream, seq, nbytes = entry
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"a position is (group, sender, stream, seq, bytes): {entry!r}"
+                ) from None
+            for name, value in (("stream", stream), ("seq", seq), ("bytes", nbytes)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"a position's {name} is an int >= 0: {entry!r}")
+            if not isinstance(group, str) or not isinstance(sender, str):
+                raise ValueError(f"a position's group and sender are str: {entry!r}")
+            key = (sender, stream)
+            if key in self.streams:
+                continue
+            st = Stream(sender, group, stream, seq + 1, nbytes)
+            self.streams[key] = st
+            self._by_group.setdefault(group, set()).add(key)
+            st.orphaned = now  # until its sender is seen
+            self._orphans[st] = None
+
     # ---- membership ---------------------------------------------------------------
 
     def _drop(self, key: tuple[str, int]) -> Stream | None:

@@ -356,6 +356,7 @@ class Session(SessionChecks):
         reconnect: Backoff | bool | None = None,
         connect: Callable[[], Any] | None = None,
         on_loss: str = "event",
+        positions: Iterable[tuple[str, str, int, int, int]] = (),
         **core_options: Any,
     ) -> None:
         unknown = set(core_options) - set(_CORE_OPTIONS)
@@ -368,6 +369,7 @@ class Session(SessionChecks):
             raise TypeError("spread.flow needs a mailbox with str names (bytes_names=False)")
         self.mailbox = mailbox
         self.core = FlowCore(me, strict=strict, **core_options)
+        self.core.restore(positions, time.monotonic())
         self.strict = bool(strict)
         self.on_loss = on_loss
         self.backoff = backoff
@@ -496,6 +498,13 @@ class Session(SessionChecks):
                 yield self.receive()
             except SessionClosed:
                 return
+
+    def positions(self) -> list[tuple[str, str, int, int, int]]:
+        """A checkpoint of what the application has taken: (group, sender,
+        stream, seq, bytes) per stream. Pass it back in (``positions=``) to
+        a session of a restarted process: it is repaired from there."""
+        with self.lock:
+            return self.core.positions()
 
     def backlog(self) -> dict[str, int]:
         """What this process holds for the application: ``raw`` messages the

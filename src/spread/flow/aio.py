@@ -198,6 +198,7 @@ class AsyncSession(SessionChecks):
         reconnect: Backoff | bool | None = None,
         connect: Callable[[], Awaitable[Connection]] | None = None,
         on_loss: str = "event",
+        positions: Iterable[tuple[str, str, int, int, int]] = (),
         **core_options: Any,
     ) -> None:
         check_on_loss(on_loss)
@@ -214,6 +215,7 @@ class AsyncSession(SessionChecks):
             raise TypeError("spread.flow needs a connection with str names (bytes_names=False)")
         self.conn = conn
         self.core = FlowCore(me, strict=strict, **core_options)
+        self.core.restore(positions, _now())
         self.strict = bool(strict)
         self.on_loss = on_loss
         self._connector = connect
@@ -307,6 +309,10 @@ class AsyncSession(SessionChecks):
             return await self.receive()
         except SessionClosed:
             raise StopAsyncIteration from None
+
+    def positions(self) -> list[tuple[str, str, int, int, int]]:
+        """A checkpoint of what was taken (as Session.positions())."""
+        return self.core.positions()
 
     def backlog(self) -> dict[str, int]:
         """``ready`` items not yet taken, the connection's ``pending``
