@@ -117,7 +117,7 @@ def expect(first: int, n: int) -> list[bytes]:
 
 @pytest.mark.timeout(60)
 def test_a_stream_from_a_partitioned_daemon_is_repaired_after_the_merge(spread_daemon_factory):
-    daemon = spread_daemon_factory()
+    daemon = spread_daemon_factory(slow_reader_budget=0)
     east = daemon.add_remote_daemon("east")
     mbox = spread.connect(daemon.address, "rx", membership=1)
     rtx = RemoteSender(daemon, east, "rtx", window=8, retention_frames=64, max_batch_items=1)
