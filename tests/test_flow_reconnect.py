@@ -477,7 +477,7 @@ def test_an_asyncio_session_gives_up_after_its_attempts(spread_daemon_factory):
 def test_a_restarted_receiver_process_resumes_from_its_checkpoint(spread_daemon):
     daemon = spread_daemon  # (a real daemon too: nothing here needs a control)
     with flow.connect(daemon.address, "ckt") as tx:
-        ch = tx.channel("gck", window=WINDOW, max_inflight=None)
+        ch = tx.channel("gck", window=256, max_inflight=None)  # (30 fit: rx reads after)
         rx1 = flow.connect(daemon.address, "ckr", groups=["gck"])
         joined(tx, "gck", rx1.private_group)
         send_all(ch, 0, 30)
