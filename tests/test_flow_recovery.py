@@ -367,3 +367,13 @@ def test_a_checkpointed_stream_whose_sender_never_comes_ends_after_orphan_timeou
     b.restore([(G, A, 9, 3, 100)])
     assert b.next_deadline() == 5.0
     assert b.tick(5.0) == [StreamEnded(G, A, 9, 3, False)]
+
+
+def test_a_session_has_at_most_as_many_channels_on_a_group_as_a_hello_names() -> None:
+    core = FlowCore(A)
+    for _ in range(fr.MAX_HELLO_STREAMS):
+        core.channel(G)
+    with pytest.raises(ValueError, match="channels"):
+        core.channel(G)
+    core.channel("other")  # another group: its own count
+    assert len(fr.hello(G, core._streams(G))) == 32 + 2 + 24 * fr.MAX_HELLO_STREAMS

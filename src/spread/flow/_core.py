@@ -150,6 +150,9 @@ class FlowCore:
             raise ValueError(
                 "a retention store that holds frames resumes its stream: pass its stream= id"
             )
+        if sum(ch.group == group for ch in self.channels.values()) >= fr.MAX_HELLO_STREAMS:
+            # (a HELLO names them all: members end a stream it does not name)
+            raise ValueError(f"at most {fr.MAX_HELLO_STREAMS} channels of one session per group")
         if stream is None:
             stream = self._rng.getrandbits(64) or 1
             while stream in self.channels:

@@ -304,7 +304,9 @@ def hello(group: str, streams: Sequence[tuple[int, int, int]] = (), flags: int =
     """A HELLO for group, naming our streams on it: (stream, last seq, bytes sent)."""
     data = header(HELLO, 0, 0, flags=flags) + group.encode()
     # (the NUL even for none: "no streams" ends the ones receivers hold of ours)
-    return data + b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams[:MAX_HELLO_STREAMS])
+    if len(streams) > MAX_HELLO_STREAMS:
+        raise ValueError(f"a HELLO names at most {MAX_HELLO_STREAMS} streams")
+    return data + b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams)
 
 
 def decode_hello_body(
