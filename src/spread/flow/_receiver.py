@@ -25,7 +25,17 @@ class _Record:
     """One received frame, until every logical message in it is consumed
     (its messages read their sender, group, seq ... from here)."""
 
-    __slots__ = ("stream", "seq", "end", "remaining", "flags", "service_type", "endian")
+    __slots__ = (
+        "stream",
+        "seq",
+        "end",
+        "remaining",
+        "flags",
+        "service_type",
+        "endian",
+        "lost_frames",
+        "lost_bytes",
+    )
 
     def __init__(
         self,
@@ -44,6 +54,8 @@ class _Record:
         self.flags = flags
         self.service_type = service_type
         self.endian = endian
+        self.lost_frames = 0  # frames (bytes) lost before this record: held by nobody
+        self.lost_bytes = 0
 
 
 class Stream:
@@ -67,6 +79,8 @@ class Stream:
         "repaired",
         "orphaned",
         "after_loss",
+        "lost_frames",
+        "lost_bytes",
     )
 
     def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
@@ -86,17 +100,23 @@ class Stream:
         self.partial: tuple[int, int, bytearray] | None = None  # (total, msg_type, data)
         self.dropped = False
         self.repair: StreamRepair | None = None  # while a hole is being repaired
-        self.repaired = False  # ever under repair (a catch-up may hold two windows)
+        # Under repair once, or adopted again after its sender was away: a
+        # catch-up (or the unconsumed rest of before) may hold two windows.
+        self.repaired = False
         self.orphaned = math.inf  # when the sender left the view (not by a leave)
         self.after_loss = False  # the next frame follows lost ones: its offset is new
+        # Lost frames (and bytes) behind unconsumed ones: they count as
+        # consumed once those are, and are held by nobody meanwhile.
+        self.lost_frames = 0
+        self.lost_bytes = 0
 
     @property
     def unconsumed_frames(self) -> int:
-        return self.expected - 1 - self.pos_seq
+        return self.expected - 1 - self.pos_seq - self.lost_frames
 
     @property
     def unconsumed_bytes(self) -> int:
-        return self.received_end - self.pos_bytes
+        return self.received_end - self.pos_bytes - self.lost_bytes
 
 
 class Receiver:
@@ -217,7 +237,10 @@ class Receiver:
                 self._abandon(st)  # a chunked message across the loss can't be whole
                 # What can't be had counts as consumed (the sender is not held
                 # for it); its bytes are known once the next frame comes.
-                st.records.append(_Record(st, item.last, st.received_end, 0, 0))
+                rec = _Record(st, item.last, st.received_end, 0, 0)
+                rec.lost_frames = item.last - item.first + 1
+                st.lost_frames += rec.lost_frames
+                st.records.append(rec)
                 self._advance(st, now)
             else:
                 hdr, frame, service_type, endian = item
@@ -277,10 +300,24 @@ class Receiver:
         return out
 
     def _adopt(self, st: Stream) -> None:
-        """The stream's sender is back (in the view, or says HELLO)."""
+        """The stream's sender is back (in the view, or says HELLO). It
+        charges us afresh (from its own position at the merge or our
+        rejoin): what we had not consumed of it before is beyond that."""
         if st.orphaned != math.inf:
             st.orphaned = math.inf
+            st.repaired = True
             self._orphans.pop(st, None)
+            # Our position, as an empty NACK: the sender charges us from what
+            # we consumed, not from its own position at the merge (what we
+            # had not consumed of it would then be beyond the window).
+            self._outbox.append(
+                Multicast(
+                    fr.AGREED_MESS,
+                    st.sender,
+                    fr.nack(st.stream, st.expected, st.expected - 1, (st.pos_seq, st.pos_bytes)),
+                    fr.FLOW_MSG_TYPE,
+                )
+            )
 
     def _end(self, st: Stream, now: float, *, clean: bool) -> list[FlowMsg | FlowEvent]:
         """The stream is over: what its repair still holds, a DataLoss for
@@ -313,7 +350,11 @@ class Receiver:
                 out.extend(self.malformed(group, sender, "frame offset out of line"))
             # What never came counts as consumed, so the sender is not held
             # for it; a partial message across the hole is abandoned.
-            st.records.append(_Record(st, hdr.seq - 1, hdr.offset, 0, 0))
+            rec = _Record(st, hdr.seq - 1, hdr.offset, 0, 0)
+            if st.after_loss and hdr.offset > st.received_end:
+                rec.lost_bytes = hdr.offset - st.received_end
+                st.lost_bytes += rec.lost_bytes
+            st.records.append(rec)
             self._abandon(st)
         st.after_loss = False
         self.stats["frames"] += 1
@@ -448,6 +489,9 @@ class Receiver:
         while records and records[0].remaining == 0:
             rec = records.popleft()
             st.pos_seq, st.pos_bytes = rec.seq, rec.end
+            if rec.lost_frames or rec.lost_bytes:
+                st.lost_frames -= rec.lost_frames
+                st.lost_bytes -= rec.lost_bytes
             want = want or bool(rec.flags & fr.F_REPORT)
         if (st.pos_seq, st.pos_bytes) == st.reported:
             return

@@ -671,6 +671,8 @@ class SenderChannel:
         if m is not None and m.state in COUNTED and cseq < m.seq:
             m.seq, m.nbytes, m.progress = cseq, cbytes, now
             self._dirty = True
+        if first > last:
+            return  # only its position (after a merge): nothing asked
         if self._resender is None:
             # No retention: all of it is gone.
             self._gap(member, min(last, self.last_seq) + 1)
