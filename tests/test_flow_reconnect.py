@@ -498,3 +498,79 @@ def test_a_restarted_receiver_process_resumes_from_its_checkpoint(spread_daemon)
             assert got == list(range(30, 70))
             send_all(ch, 70, 2)
             assert [number(wait_for(rx2, flow.FlowMsg)) for _ in range(2)] == [70, 71]
+
+
+class SenderProcess:
+    """tests/dir_store.py's sender, a process of its own with a disk store."""
+
+    def __init__(self, address: str, path: str) -> None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(here, "dir_store.py"),
+                address,
+                "psx",
+                "gq",
+                "0xD15C",
+                path,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.last_seq = int(self.expect("ready"))
+
+    def expect(self, word: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # (the process answers each command, or dies)
+        assert line.startswith(word), f"{line!r} (exit {self.proc.poll()})"
+        return line.split()[1] if len(line.split()) > 1 else ""
+
+    def command(self, text: str, answer: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return self.expect(answer)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.mark.timeout(60)
+def test_a_sender_process_killed_resumes_its_stream_from_a_disk_store(
+    spread_daemon_factory, tmp_path
+):
+    daemon = spread_daemon_factory(slow_reader_budget=0)
+    store = str(tmp_path / "store")
+    with flow.connect(daemon.address, "rx", groups=["gq"]) as rx:
+        p1 = SenderProcess(daemon.address, store)
+        try:
+            assert p1.last_seq == 0
+            joined(rx, "gq", "#psx#localhost")
+            p1.command("send 0 30", "sent")
+            assert [number(wait_for(rx, flow.FlowMsg)) for _ in range(30)] == list(range(30))
+            daemon.pause_session("psx", requests=True)
+            last = int(p1.command("send 30 10", "sent"))  # in its socket, never read
+            daemon.kill_session("psx")
+        finally:
+            p1.kill()  # the process dies with them
+        p2 = SenderProcess(daemon.address, store)
+        try:
+            assert p2.last_seq == last  # resumed from the store
+            p2.command("send 40 5", "sent")
+            got, events = [], []
+            while len(got) < 15:
+                m = rx.receive(timeout=10)
+                if isinstance(m, flow.FlowMsg):
+                    got.append(number(m))
+                elif isinstance(m, flow.FlowEvent):
+                    events.append(m)
+            assert got == list(range(30, 45))
+            assert not [e for e in events if isinstance(e, (flow.DataLoss, flow.StreamEnded))]
+            p2.command("end", "ended")
+            ended = wait_for(rx, flow.StreamEnded)
+            assert (ended.stream, ended.clean) == (0xD15C, True)
+        finally:
+            p2.kill()

@@ -92,6 +92,13 @@ class ChannelView:
         return self._ch
 
     @property
+    def last_seq(self) -> int:
+        """The stream's last frame put on the wire (a resumed stream: its
+        retention store's newest at the start)."""
+        with self._guard():
+            return self._ch.last_seq
+
+    @property
     def pending(self) -> int:
         """Messages accepted but not yet on the wire."""
         with self._guard():
