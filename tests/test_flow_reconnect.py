@@ -131,7 +131,11 @@ def send_all(ch, first: int, n: int, timeout: float = 20) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("drain", [True, False], ids=["drain", "direct"])
+@pytest.mark.parametrize(
+    "drain",
+    [True, pytest.param(False, marks=pytest.mark.slow)],  # (CI's other interpreters: one)
+    ids=["drain", "direct"],
+)
 def test_a_receiver_killed_at_50_points_reconnects_and_gets_everything_once(
     spread_daemon_factory, drain
 ):
