@@ -7,10 +7,12 @@ Worth another try: the connection's loss (CONNECTION_CLOSED,
 NET_ERROR_ON_SESSION, the receiver's BacklogOverflow, ILLEGAL_SESSION) and,
 while reconnecting, no daemon there yet (COULD_NOT_CONNECT, a connect
 timeout: a daemon restarting), the name still held (REJECT_NOT_UNIQUE: the
-daemon has not yet seen the old session go) and the daemon full
-(REJECT_QUOTA: killed sessions free their places). Not: what another try
-can't change (a bad name, version or authentication, a bad address), nor
-anything that is not a Spread error.
+daemon has not yet seen the old session go), the daemon full
+(REJECT_QUOTA: killed sessions free their places) and REJECT_AUTH (a
+daemon answers it to a client whose authentication choice took more than
+its handshake wait, 1 s, as a loaded machine's may: our NULL method was
+accepted before). Not: what another try can't change (a bad name or
+version, a bad address), nor anything that is not a Spread error.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import random
 from dataclasses import dataclass
 
 from .._constants import (
-    REJECT_AUTH,
     REJECT_ILLEGAL_NAME,
     REJECT_NO_NAME,
     REJECT_VERSION,
@@ -41,7 +42,7 @@ __all__ = ["Backoff", "ReconnectFailed", "Reconnected", "Reconnecting", "retryab
 # without a daemon before ReconnectFailed).
 DEFAULT_ATTEMPTS = 30
 _LOSS = (ConnectionClosed, NetErrorOnSession, BacklogOverflow, IllegalSession, CouldNotConnect)
-_FINAL_REJECTIONS = frozenset((REJECT_NO_NAME, REJECT_ILLEGAL_NAME, REJECT_VERSION, REJECT_AUTH))
+_FINAL_REJECTIONS = frozenset((REJECT_NO_NAME, REJECT_ILLEGAL_NAME, REJECT_VERSION))
 
 
 def retryable(error: BaseException) -> bool:
