@@ -365,14 +365,23 @@ def test_reconnect_gives_up_after_its_attempts_naming_the_last_error(spread_daem
     daemon = spread_daemon_factory(slow_reader_budget=0)
     few = flow.Backoff(first=0.01, most=0.02, attempts=3)
     rx = flow.connect(daemon.address, "rx", reconnect=few, groups=["gg"])
+    tx = flow.connect(daemon.address, "tx", reconnect=flow.Backoff(first=5.0, most=5.0))
     try:
+        ch = tx.channel("gt", window=1, max_inflight=None)
+        joined(tx, "gt", tx.private_group)
+        ch.send(b"a", timeout=5)
+        ch.wait_consumed(timeout=5)
         daemon.stop()
+        with pytest.raises(flow.SendTimeout, match="reconnecting"):
+            for _ in range(100_000):  # accepted and held until the accumulator is full
+                ch.send(b"c" * 1000, timeout=0.2)
         with pytest.raises(flow.ReconnectFailed) as e:
             wait_for(rx, flow.Reconnected, timeout=20)
         assert e.value.attempts == 3
         assert isinstance(e.value.last_error, spread.SpreadError)
     finally:
         rx.close()
+        tx.close()
 
 
 def test_reconnect_options_are_checked(spread_daemon):

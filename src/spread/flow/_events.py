@@ -181,7 +181,9 @@ class Laggard:
 class SendTimeout(FlowError, TimeoutError):
     """A send waited too long for credit; ``laggards`` names who held it."""
 
-    def __init__(self, group: str, laggards: tuple[Laggard, ...], waited: float) -> None:
+    def __init__(
+        self, group: str, laggards: tuple[Laggard, ...], waited: float, why: str = ""
+    ) -> None:
         names = ", ".join(
             f"{lg.member} ({lg.lag_msgs} msgs / {lg.lag_bytes} bytes behind, "
             f"no progress for {lg.idle:.3g} s)"
@@ -189,8 +191,12 @@ class SendTimeout(FlowError, TimeoutError):
         )
         super().__init__(
             FLOW_SEND_TIMEOUT,
-            f"send on {group!r} got no credit for {waited:.3g} s; waiting for "
-            + (names or "nobody (the daemon has not delivered our own frames)"),
+            f"send on {group!r} got no credit for {waited:.3g} s; "
+            + (
+                why
+                or "waiting for "
+                + (names or "nobody (the daemon has not delivered our own frames)")
+            ),
         )
         self.group = group
         self.laggards = laggards

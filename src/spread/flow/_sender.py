@@ -854,8 +854,13 @@ class SenderChannel:
             for m in self.blockers(size)
         )
 
-    def send_timeout(self, now: float, waited: float) -> SendTimeout:
-        """The exception for a send that waited ``waited`` seconds in vain."""
+    def send_timeout(self, now: float, waited: float, outage: float | None = None) -> SendTimeout:
+        """The exception for a send that waited ``waited`` seconds in vain
+        (``outage``: for how long the session has been reconnecting)."""
+        if outage is not None:
+            return SendTimeout(
+                self.group, (), waited, f"the session is reconnecting ({outage:.3g} s)"
+            )
         return SendTimeout(self.group, self.laggards(now), waited)
 
     def stalled(self, now: float) -> SendTimeout | None:

@@ -235,7 +235,8 @@ class Channel(ChannelView):
         ch = self._ch
         now = time.monotonic()
         if now >= deadline:
-            raise ch.send_timeout(now, now - start)
+            outage = s._outage
+            raise ch.send_timeout(now, now - start, None if outage is None else now - outage.since)
         err = ch.stalled(now)
         if err is not None:
             raise err

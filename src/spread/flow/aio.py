@@ -161,7 +161,8 @@ class AsyncChannel(ChannelView):
         ch = self._ch
         now = _now()
         if now >= deadline:
-            raise ch.send_timeout(now, now - start)
+            outage = s._outage
+            raise ch.send_timeout(now, now - start, None if outage is None else now - outage.since)
         err = ch.stalled(now)
         if err is not None:
             raise err
