@@ -191,7 +191,14 @@ def main(argv=None):
     shown = address if args.daemon else f"the embedded daemon ({address})"
     print(
         "\n".join(
-            report.title(shown, cfg["repeats"], elapsed, args.wide) + report.table(rows, args.wide)
+            report.title(
+                shown,
+                cfg["repeats"],
+                elapsed,
+                args.wide,
+                cfg["survive_repeats"] if "survive" in args.only else None,
+            )
+            + report.table(rows, args.wide)
         )
     )
     if args.json:

@@ -352,10 +352,15 @@ def table(rows: list[Row], wide: bool) -> list[str]:
     return out
 
 
-def title(address: str, repeats: int, elapsed: float, wide: bool) -> list[str]:
+def title(
+    address: str, repeats: int, elapsed: float, wide: bool, no_kill_runs: int | None = None
+) -> list[str]:
     how = "median [min–max]" if wide else "median ±largest deviation"
+    runs = f"{repeats} run(s)"
+    if no_kill_runs is not None:
+        runs += f" ({no_kill_runs} for the no-kill row)" if no_kill_runs != repeats else ""
     text = (
         f"spread {spread.__version__} ({spread.backend}) against {address}; "
-        f"{how} of {repeats} run(s); {elapsed:.0f} s"
+        f"{how} of {runs}; {elapsed:.0f} s"
     )
     return [text] if wide else textwrap.wrap(text, WIDTH)
