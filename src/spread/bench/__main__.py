@@ -59,7 +59,7 @@ def plan(args):
         "flow_sleep": 0.001,
         # The no-kill row: runs per size of the two-process pair
         # (ThreadedReceiver and C receiver), each counted killed or not.
-        "survive_repeats": args.repeats or (2 if quick else 10),
+        "survive_repeats": args.repeats or (1 if quick else 10),
     }
     steps = []
     for rep in range(int(cfg["repeats"])):
