@@ -527,11 +527,12 @@ def test_queued_messages_keep_their_own_sender_and_groups(spread_mailbox_factory
     # Consumers build a message like the last one's from cached names: runs
     # of one sender and group broken by another sender, a second group and a
     # message to two groups must each come out with their own.
-    m = spread_mailbox_factory(membership=False)
+    m = spread_mailbox_factory()
     a = spread_mailbox_factory(membership=False)
     b = spread_mailbox_factory(membership=False)
-    m.join("qa")
-    m.join("qb")
+    for group in ("qa", "qb"):  # joined before anyone sends: each join's notice
+        m.join(group)
+        assert isinstance(m.receive(), spread.MembershipMsg)
     rx = m.start_receiver()
     plan = [(a, ["qa"])] * 3 + [(b, ["qa"]), (a, ["qa"]), (a, ["qb"]), (a, ["qa", "qb"])]
     plan += [(a, ["qa"])] * 2 + [(b, ["qb"])] * 2 + [(a, ["qa"])]
