@@ -20,7 +20,7 @@ def test_bench_quick_run(tmp_path):
             "--sizes",
             "100",
             "--only",
-            "mcast,self,2proc,rtt,slow",
+            "mcast,self,2proc,rtt,slow,survive",
             "--json",
             str(out),
         ],
@@ -32,7 +32,7 @@ def test_bench_quick_run(tmp_path):
     assert "Python/C" in proc.stdout and "multicast only" in proc.stdout
     data = json.loads(out.read_text())
     kinds = {cell["kind"] for cell in data["results"].values()}
-    assert kinds == {"mcast", "self", "2proc", "rtt", "slow"}
+    assert kinds == {"mcast", "self", "2proc", "rtt", "slow", "survive"}
     # The slow-reader row: each run either lost nothing or was killed (then
     # it is reported as killed). Whether the drain thread keeps up with an
     # unthrottled C sender is a benchmark figure, not this test's: on a
@@ -43,6 +43,68 @@ def test_bench_quick_run(tmp_path):
             got = run[impl]
             assert got["lost"] == 0 or got["killed"], (impl, got)
             assert 0 <= got["lost"] <= got["sent"], (impl, got)
+
+    # The no-kill row: one run per receiver in --quick, either killed or
+    # with every message received, and its figures in the table.
+    survive = data["results"]["survive 100"]
+    assert len(survive["runs"]) == 1
+    for run in survive["runs"]:
+        for impl in ("threaded", "c"):
+            got = run[impl]
+            assert got["sent"] == 19999, (impl, got)
+            assert got["lost"] == 0 or got["killed"], (impl, got)
+    assert survive["summary"]["threaded"]["runs"] == 1
+    assert "no kill: ThreadedReceiver get_batch" in proc.stdout
+
+
+def _survival(rate, messages=99, killed=False, failed=False):
+    got = {"rate": rate, "messages": messages, "sent": 99, "lost": 99 - messages}
+    if killed:
+        got["killed"] = True
+    if failed:
+        got.update(failed=True, error="timeout")
+    return got
+
+
+def test_the_no_kill_row_counts_kills_and_losses_per_run():
+    from spread.bench import report
+
+    runs = [
+        {"threaded": _survival(1000.0), "c": _survival(2000.0)},
+        {"threaded": _survival(0.0, 40, killed=True), "c": _survival(2000.0)},
+        # Not killed, yet a message short: a loss the row must show.
+        {"threaded": _survival(3000.0, 98), "c": _survival(0.0, 10, killed=True, failed=True)},
+    ]
+    raw = {"survive 1024": {"kind": "survive", "size": 1024, "runs": runs}}
+    (row,) = report.summarize(raw)
+    assert row.label == "no kill: ThreadedReceiver get_batch"
+    assert row.py and row.c and row.ratio
+    assert (row.py["median"], row.py["lost"]) == (2000.0, 1)  # the killed run has no rate
+    assert (row.c["median"], row.c["lost_as"]) == (2000.0, "failed")
+    assert row.ratio["median"] == 0.5
+    summary = raw["survive 1024"]["summary"]
+    assert summary["threaded"] == {
+        "runs": 3,
+        "killed": 1,
+        "failed": 0,
+        "lost_unkilled": 1,
+        "killed_after": [40],
+    }
+    assert summary["c_kills"]["killed"] == 0 and summary["c_kills"]["failed"] == 1
+    assert row.brief == ["killed 1/3, lost 1 unkilled (C killed 0/3, failed 1, lost 0 unkilled)"]
+    assert "killed after 40 of 99" in row.notes
+
+
+def test_the_no_kill_row_runs_ten_times_per_size_unless_told():
+    from spread.bench.__main__ import plan
+    from spread.bench.options import parse_args
+
+    _, steps = plan(parse_args(["--only", "survive", "--sizes", "100,10240"]))
+    assert steps == [("survive", 100, r) for r in range(10)] + [
+        ("survive", 10240, r) for r in range(10)
+    ]
+    _, steps = plan(parse_args(["--only", "survive", "--sizes", "100", "--repeats", "3"]))
+    assert len(steps) == 3
 
 
 STALLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "stalls.py"

@@ -520,3 +520,40 @@ def test_a_dropped_mailbox_with_a_running_receiver_is_freed_at_once(spread_daemo
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
     )
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("take", ["get_batch", "receive"])
+def test_queued_messages_keep_their_own_sender_and_groups(spread_mailbox_factory, take):
+    # Consumers build a message like the last one's from cached names: runs
+    # of one sender and group broken by another sender, a second group and a
+    # message to two groups must each come out with their own.
+    m = spread_mailbox_factory()
+    a = spread_mailbox_factory(membership=False)
+    b = spread_mailbox_factory(membership=False)
+    for group in ("qa", "qb"):  # joined before anyone sends: each join's notice
+        m.join(group)
+        assert isinstance(m.receive(), spread.MembershipMsg)
+    rx = m.start_receiver()
+    plan = [(a, ["qa"])] * 3 + [(b, ["qa"]), (a, ["qa"]), (a, ["qb"]), (a, ["qa", "qb"])]
+    plan += [(a, ["qa"])] * 2 + [(b, ["qb"])] * 2 + [(a, ["qa"])]
+    for i, (who, groups) in enumerate(plan):
+        if len(groups) == 1:
+            who.multicast(spread.FIFO_MESS, groups[0], b"%d" % i, i)
+        else:
+            who.multigroup_multicast(spread.FIFO_MESS, groups, b"%d" % i, i)
+    want = [(who.private_group, tuple(groups), i) for i, (who, groups) in enumerate(plan)]
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(plan) and time.monotonic() < deadline:
+        batch = rx.get_batch(4, timeout=5) if take == "get_batch" else [m.receive()]
+        got += [
+            (msg.sender, msg.groups, msg.msg_type)
+            for msg in batch
+            if isinstance(msg, spread.RegularMsg)
+        ]
+    # From two senders the order is per sender (FIFO): compare each sender's.
+    for who in (a, b):
+        mine = [g for g in got if g[0] == who.private_group]
+        assert mine == [w for w in want if w[0] == who.private_group]
+    assert len(got) == len(plan)
+    rx.close()

@@ -217,7 +217,8 @@ static int produce(spr_receiver *r, int who)
     r->st.last_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     if (r->st.received == 0)
         r->st.first_at = r->st.last_at;
-    cur->used += (size_t)used;
+    /* Release: a consumer peeking without the lock sees the records first. */
+    atomic_store_explicit(&cur->used, cur->used + (size_t)used, memory_order_release);
     r->st.received += (unsigned long long)count;
     if (who != BY_DRAIN)
         r->st.received_by_consumers += (unsigned long long)count;
@@ -300,8 +301,11 @@ void *spr_drain(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->lock);
         while (r->on_overflow == SPR_OVERFLOW_BLOCK && r->max_backlog &&
-               r->st.backlog_bytes >= r->max_backlog && !r->closing)
+               r->st.backlog_bytes >= r->max_backlog && !r->closing) {
+            r->space_waiting = 1;
             pthread_cond_wait(&r->space, &r->lock);
+        }
+        r->space_waiting = 0;
         int closing = r->closing, running = r->st.state == SPR_RUNNING;
         pthread_mutex_unlock(&r->lock);
         if (!running)

@@ -69,7 +69,11 @@
 
 typedef struct spr_block {
     struct spr_block *next;
-    size_t size, used;       /* used: committed bytes, under the lock */
+    size_t size;
+    /* Committed bytes: written by the producer under the lock, with release
+     * order (the records before it are then visible), so that a consumer can
+     * peek into its head block without the lock (spr_peek). */
+    _Atomic size_t used;
     unsigned long long last_seq; /* raw blocks: records up to this count (received)
                                     may point into it; ULLONG_MAX while lent */
     char data[];
@@ -107,6 +111,8 @@ struct spr_receiver {
     int detached, thread_done, freed;
     pthread_mutex_t lock;
     pthread_cond_t space;    /* the backlog shrank, or closing */
+    int space_waiting;       /* the drain thread waits on space (lock): only
+                                then does a consume signal it */
     /* Producing (taking messages off the socket into the tail block) is done
      * by the drain thread, or by a consumer that finds data waiting while the
      * drain thread waits for a CPU; produce_lock makes them take turns. */

@@ -33,10 +33,22 @@ spr_block *spr_block_new(spr_receiver *r, size_t need)
 
 int spr_peek(spr_receiver *r, const spr_msg **out, int max)
 {
+    /* The head block's committed records need no lock: only the consumer
+     * (one at a time) moves head and read_off, and the producer commits
+     * records with a release store of used. Past them, the lock: the next
+     * block's link and its records. */
     int n = 0;
-    pthread_mutex_lock(&r->lock);
     spr_block *b = r->head;
     size_t off = r->read_off;
+    size_t used = atomic_load_explicit(&b->used, memory_order_acquire);
+    while (n < max && off < used) {
+        const spr_msg *m = (const spr_msg *)(b->data + off);
+        out[n++] = m;
+        off += m->size;
+    }
+    if (n == max)
+        return n;
+    pthread_mutex_lock(&r->lock);
     while (n < max && b) {
         if (off < b->used) {
             const spr_msg *m = (const spr_msg *)(b->data + off);
@@ -103,7 +115,8 @@ void spr_consume(spr_receiver *r, int n)
     }
     if (r->fileno_exported)
         ready_changed(r); /* only ever clears it here */
-    pthread_cond_signal(&r->space);
+    if (r->space_waiting)
+        pthread_cond_signal(&r->space);
     pthread_mutex_unlock(&r->lock);
     free_chain(to_free);
 }

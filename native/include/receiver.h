@@ -12,8 +12,9 @@
  * as read-ahead memory, and records point at payloads where they were read
  * (the kernel's copy is the only one); through SP_receive each payload is
  * written into its record.
- * Consumers (spr_peek, spr_consume, spr_stats) must not run concurrently
- * with each other; the producer thread runs alongside them.
+ * Consumers (spr_peek, spr_consume) must not run concurrently with each
+ * other; the producer thread runs alongside them. spr_peek reads the
+ * consumer's own position without a lock: only a consumer may call it.
  */
 #ifndef SPREAD_CLIENT_RECEIVER_H
 #define SPREAD_CLIENT_RECEIVER_H

@@ -99,8 +99,9 @@ class _RxState:
     def drained_and_closed(self):
         if not self.closed:  # (SPR_CLOSED comes from close() only; receive() asks every time)
             return False
-        ms = ffi.new("const spx_record *[]", 1)
-        return self._stats().state == lib.SPR_CLOSED and lib.spr_peek(self._r, ms, 1) == 0
+        # (From stats, not spr_peek: this is no consumer and may run beside one.)
+        st = self._stats()
+        return st.state == lib.SPR_CLOSED and st.backlog_messages == 0
 
     def pending_bytes(self):
         return lib.spr_pending_bytes(self._r)

@@ -57,6 +57,9 @@ def plan(args):
         "flow_count": 20000 if quick else 100000,
         "flow_slow_count": 300 if quick else 1000,
         "flow_sleep": 0.001,
+        # The no-kill row: runs per size of the two-process pair
+        # (ThreadedReceiver and C receiver), each counted killed or not.
+        "survive_repeats": args.repeats or (1 if quick else 10),
     }
     steps = []
     for rep in range(int(cfg["repeats"])):
@@ -68,7 +71,15 @@ def plan(args):
             steps.append(("slow", 1024, rep))
         if "flow" in args.only:
             steps.append(("flow", 1024, rep))
+    if "survive" in args.only:
+        for size in args.sizes:
+            steps += [("survive", size, rep) for rep in range(int(cfg["survive_repeats"]))]
     return cfg, steps
+
+
+def two_process_count(cfg, size):
+    """Messages per two-process run: fewer above 4 KiB."""
+    return int(cfg["count_2proc"] * min(1.0, 4096 / size))
 
 
 def run_step(address, kind, size, rep, cfg, raw):
@@ -84,9 +95,12 @@ def run_step(address, kind, size, rep, cfg, raw):
         for impl in order:
             run[impl] = w.self_rate(address, size, cfg["seconds"], impl)
     elif kind == "2proc":
-        count = int(cfg["count_2proc"] * min(1.0, 4096 / size))
+        count = two_process_count(cfg, size)
         for impl in ("plain", "threaded", "threaded_busy", "c", "c_busy"):
             run[impl] = w.two_process(address, size, count, impl)
+    elif kind == "survive":
+        for impl in ("threaded", "c") if rep % 2 == 0 else ("c", "threaded"):
+            run[impl] = w.survival(address, size, two_process_count(cfg, size), impl)
     elif kind == "rtt":
         for impl in order:
             rtts = sorted(w.ping_pong(address, size, cfg["warmup"], cfg["rounds"], impl))
@@ -177,7 +191,14 @@ def main(argv=None):
     shown = address if args.daemon else f"the embedded daemon ({address})"
     print(
         "\n".join(
-            report.title(shown, cfg["repeats"], elapsed, args.wide) + report.table(rows, args.wide)
+            report.title(
+                shown,
+                cfg["repeats"],
+                elapsed,
+                args.wide,
+                cfg["survive_repeats"] if "survive" in args.only else None,
+            )
+            + report.table(rows, args.wide)
         )
     )
     if args.json:

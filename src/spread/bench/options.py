@@ -7,7 +7,7 @@ import argparse
 
 from spread._cli import daemon_address, payload_size, port_number, positive_int
 
-WORKLOADS = ("mcast", "self", "2proc", "rtt", "slow", "flow")
+WORKLOADS = ("mcast", "self", "2proc", "rtt", "slow", "flow", "survive")
 DEFAULT_SIZES = (100, 1024, 10240)
 
 

@@ -167,6 +167,54 @@ def _slow_reader(cell: dict) -> list[Row]:
     return rows
 
 
+def _kills(results: list[dict]) -> dict:
+    """How the runs of one receiver ended: killed by the daemon, failed (the
+    worker itself), and the messages lost by runs that were not killed,
+    which must be none."""
+    killed = [r for r in results if r.get("killed") and not r.get("failed")]
+    return {
+        "runs": len(results),
+        "killed": len(killed),
+        "failed": sum(bool(r.get("failed")) for r in results),
+        "lost_unkilled": sum(r.get("lost", 0) for r in results if not r.get("killed")),
+        "killed_after": [r.get("messages") or 0 for r in killed],
+    }
+
+
+def _ended(k: dict) -> str:
+    failed = f", failed {k['failed']}" if k["failed"] else ""
+    return f"killed {k['killed']}/{k['runs']}{failed}, lost {k['lost_unkilled']} unkilled"
+
+
+def _survive(cell: dict) -> list[Row]:
+    """The no-kill row: the ThreadedReceiver under a C sender at full speed,
+    every run counted killed or not, beside the C receiver in the same runs
+    (its rate in the C column, its kills in the notes)."""
+    size, runs = cell["size"], cell["runs"]
+    mine = [r["threaded"] for r in runs]
+    theirs = [r["c"] for r in runs]
+    py = [_finished(r, r.get("rate")) for r in mine]
+    c = [_finished(r, r.get("rate")) for r in theirs]
+    row = Row(
+        "no kill: ThreadedReceiver get_batch",
+        "msg/s",
+        size,
+        figures(py, _lost_as(mine)),
+        figures(c, _lost_as(theirs)),
+        figures(ratios(py, c), "—"),
+    )
+    k, ck = _kills(mine), _kills(theirs)
+    row.brief = [f"{_ended(k)} (C {_ended(ck)})"]
+    row.notes = list(row.brief)
+    sent = max((r.get("sent", 0) for r in mine), default=0)
+    for who, got in (("", k), ("C ", ck)):
+        if got["killed_after"]:
+            after = ", ".join(fmt(n) for n in got["killed_after"])
+            row.notes.append(f"{who}killed after {after} of {fmt(sent)}")
+    cell["summary"] = {"py": row.py, "c": row.c, "ratio": row.ratio, "threaded": k, "c_kills": ck}
+    return [row]
+
+
 def _flow(cell: dict) -> list[Row]:
     """spread.flow's rows: Python only (the C column is empty); the notes
     set each rate beside what it is compared with in the same run."""
@@ -232,6 +280,7 @@ SUMMARIES = {
     "rtt": _round_trip,
     "slow": _slow_reader,
     "flow": _flow,
+    "survive": _survive,
 }
 
 
@@ -303,10 +352,15 @@ def table(rows: list[Row], wide: bool) -> list[str]:
     return out
 
 
-def title(address: str, repeats: int, elapsed: float, wide: bool) -> list[str]:
+def title(
+    address: str, repeats: int, elapsed: float, wide: bool, no_kill_runs: int | None = None
+) -> list[str]:
     how = "median [min–max]" if wide else "median ±largest deviation"
+    runs = f"{repeats} run(s)"
+    if no_kill_runs is not None:
+        runs += f" ({no_kill_runs} for the no-kill row)" if no_kill_runs != repeats else ""
     text = (
         f"spread {spread.__version__} ({spread.backend}) against {address}; "
-        f"{how} of {repeats} run(s); {elapsed:.0f} s"
+        f"{how} of {runs}; {elapsed:.0f} s"
     )
     return [text] if wide else textwrap.wrap(text, WIDTH)

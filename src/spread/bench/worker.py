@@ -30,21 +30,26 @@ def send(address, group, size, count):
 # measured Python side, and any helper call per message would be measured too.
 # Like the C loop (native/bench/bench.c), they read the clock at the first message
 # and at the end message only.
+# A kill ends them with the count so far and the error's code (the try
+# costs nothing per message).
 def _plain(m):
     recv = m.receive
     regular = spread.RegularMsg
     n = 0
     first = 0.0
     clock = time.perf_counter
-    while True:
-        msg = recv()
-        if type(msg) is not regular:
-            continue
-        if n == 0:
-            first = clock()
-        if msg.msg_type == END:
-            return n, clock() - first
-        n += 1
+    try:
+        while True:
+            msg = recv()
+            if type(msg) is not regular:
+                continue
+            if n == 0:
+                first = clock()
+            if msg.msg_type == END:
+                return n, clock() - first, 0
+            n += 1
+    except spread.SpreadError as e:
+        return n, clock() - first, e.args[0]
 
 
 def _threaded(rx):
@@ -53,15 +58,18 @@ def _threaded(rx):
     first = 0.0
     clock = time.perf_counter
     regular = spread.RegularMsg
-    while True:
-        for msg in get_batch(1000):
-            if type(msg) is not regular:
-                continue
-            if n == 0:
-                first = clock()
-            if msg.msg_type == END:
-                return n, clock() - first
-            n += 1
+    try:
+        while True:
+            for msg in get_batch(1000):
+                if type(msg) is not regular:
+                    continue
+                if n == 0:
+                    first = clock()
+                if msg.msg_type == END:
+                    return n, clock() - first, 0
+                n += 1
+    except spread.SpreadError as e:
+        return n, clock() - first, e.args[0]
 
 
 def _spin(stop):
@@ -80,23 +88,17 @@ def receive(address, group, kind):
     if kind.endswith("_busy"):  # another Python thread spinning in this process
         threading.Thread(target=_spin, args=(stop,), daemon=True).start()
     ready()
-    killed = False
-    error = 0
     before = resource.getrusage(resource.RUSAGE_SELF)
-    try:
-        if kind.startswith("c"):
-            n, seconds, error = _core.c_receive(m, END)
-            killed = error != 0
-        elif threaded:
-            n, seconds = _threaded(rx)
-        else:
-            n, seconds = _plain(m)
-    except spread.SpreadError as e:
-        n, seconds, killed, error = 0, 0.0, True, e.args[0]
+    if kind.startswith("c"):
+        n, seconds, error = _core.c_receive(m, END)
+    elif threaded:
+        n, seconds, error = _threaded(rx)
+    else:
+        n, seconds, error = _plain(m)
+    killed = error != 0
     stop.set()
     after = resource.getrusage(resource.RUSAGE_SELF)
-    drain = rx.stats["drain_rate"] if threaded else None
-    peak = rx.stats["peak_backlog_messages"] if threaded else 0
+    st = rx.stats if threaded else None
     m.disconnect()
     # The receiving process's CPU time and context switches, spinner included.
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -105,12 +107,13 @@ def receive(address, group, kind):
         "messages": n,
         "seconds": seconds,
         "rate": n / seconds if seconds else 0.0,
-        "drain_rate": drain,
+        "drain_rate": st["drain_rate"] if st else None,
         "killed": killed,
         "error": error,
         "cpu_us_per_message": cpu * 1e6 / n if n else None,
         "switches_per_message": switches / n if n else None,
-        "peak": peak,
+        "peak": st["peak_backlog_messages"] if st else 0,
+        "drained": st["received"] if st else None,
         "faults_per_message": (after.ru_minflt - before.ru_minflt) / n if n else None,
     }
 

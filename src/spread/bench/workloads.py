@@ -144,6 +144,15 @@ def two_process(address: str, size: int, count: int, receiver: str) -> dict:
     return got
 
 
+def survival(address: str, size: int, count: int, receiver: str) -> dict:
+    """One run of the no-kill row: `count` messages from a C sender at full
+    speed to a receiver of kind `receiver`, as in two_process, with what the
+    receiver lost (sent but never received: with no kill this must be 0)."""
+    got = two_process(address, size, count, receiver)
+    got["lost"] = max(0, got["sent"] - (got.get("messages") or 0))
+    return got
+
+
 def ping_pong(address: str, size: int, warmup: int, rounds: int, impl: str) -> list[float]:
     """Round-trip times in microseconds; the echo side is of the same kind."""
     ping_group, pong_group = unique("pi"), unique("po")
