@@ -57,6 +57,9 @@ class Resender:
         withdraws the member's earlier request."""
         self.stats["requests"] += 1
         self.consumed(member, consumed)
+        # (frames it says it consumed are never asked for again: without
+        # this, REPORT and NACK pairs had the retention resent for each)
+        first = max(first, self._consumed[member] + 1)
         last = min(last, self.store.high())
         if first > last:
             self._wants.pop(member, None)
