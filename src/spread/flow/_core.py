@@ -143,6 +143,11 @@ class FlowCore:
         for ch in self.channels.values():
             if ch.group == group:
                 ch.on_leave_request(now)
+        g = self.groups.get(group)
+        if g is not None and g.lost:
+            # Left in an outage: the connection that joined it is gone, so
+            # no self-leave will come to drop its streams.
+            self.receiver.on_left(group)
 
     def channel(
         self, group: str, *, stream: int | None = None, now: float = 0.0, **options: Any

@@ -664,7 +664,7 @@ class Session(SessionChecks):
             except SpreadError:
                 pass
             mbox = self._connector()
-        except SpreadError as e:
+        except Exception as e:  # (not retryable unless a SpreadError says so)
             err = e
         finally:
             self.lock.acquire()

@@ -481,7 +481,7 @@ class AsyncSession(SessionChecks):
                 await asyncio.sleep(delay)  # the backoff's wait
             try:
                 conn = await self._connector()
-            except SpreadError as e:
+            except Exception as e:  # (not retryable unless a SpreadError says so)
                 try:
                     self._next_attempt = outage.failed(e, _now())
                 except ReconnectFailed as rf:
