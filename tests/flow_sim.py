@@ -257,12 +257,10 @@ class Sim:
         out = node.core.on_message(msg, self.now)
         self._flush(node)
         for item in out:
-            if isinstance(item, FlowMsg):
-                node.app.append(item)
-            elif isinstance(item, Membership):
+            if isinstance(item, Membership):
                 self.figures["memberships"] += 1
             else:
-                self._event(node, item)
+                self._out(node, item)
         if isinstance(msg, Membership):
             if msg.service_type & REG_MEMB_MESS or not msg.service_type & TRANSITION_MESS:
                 self._check_tables(node)
@@ -273,6 +271,14 @@ class Sim:
         ):
             self._check_window(node, msg)
         return True
+
+    def _out(self, node: Node, item: Any) -> None:
+        """What the core handed out: messages, and a DataLoss in its place
+        among them, wait for the application; other events are seen now."""
+        if isinstance(item, (FlowMsg, DataLoss)):
+            node.app.append(item)
+        else:
+            self._event(node, item)
 
     def _event(self, node: Node, ev: Any) -> None:
         self.events.append((node.name, ev))
@@ -344,6 +350,9 @@ class Sim:
         done = 0
         while node.app and done < n:
             msg = node.app.popleft()
+            if isinstance(msg, DataLoss):
+                self._event(node, msg)  # (in its place: after the messages before it)
+                continue
             self._take(node, msg)
             node.core.consumed(msg, self.now)
             done += 1
@@ -398,7 +407,7 @@ class Sim:
         for node in self.nodes:
             if node.alive:
                 for ev in node.core.tick(self.now):
-                    self._event(node, ev)
+                    self._out(node, ev)  # (an orphan's end hands out what it held)
                 if node.ch is not None:
                     self._offer(node)
                 self._flush(node)
