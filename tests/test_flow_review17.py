@@ -90,7 +90,8 @@ def test_skip_to_hands_out_held_frames_between_lost_runs() -> None:
 # not in the group, that alternates REPORT(last) and NACK(1..last) makes
 # the sender resend its whole retention (up to window_bytes) per pair of
 # 48-byte messages, without bound. A request now starts after the asker's
-# consumed position.
+# consumed position. (A stranger's NACKs are still answered: see the
+# repeated-NACK test below.)
 
 
 def test_report_nack_pairs_do_not_make_the_sender_resend_without_bound() -> None:
@@ -98,9 +99,9 @@ def test_report_nack_pairs_do_not_make_the_sender_resend_without_bound() -> None
     send(net, ch, 0, 200)
     last = ch.last_seq
     before = ch.stats["resent"]
-    for _ in range(50):
-        _private(net, X, A, fr.header(fr.REPORT, 5, last, ch.sent_bytes))
-        _private(net, X, A, fr.nack(5, 1, last, (0, 0)))
+    for _ in range(50):  # (b, a member: a stranger's REPORTs are not recorded)
+        _private(net, B, A, fr.header(fr.REPORT, 5, last, ch.sent_bytes))
+        _private(net, B, A, fr.nack(5, 1, last, (0, 0)))
     net.settle()
     assert ch.stats["resent"] - before <= 64  # at most the first answer's window
 
@@ -711,3 +712,30 @@ def test_a_direct_session_that_only_sends_notices_its_lost_connection(
             assert got == [b"%05d" % i for i in range(300)]
         finally:
             tx.close()
+
+
+# BUG (fixed here): Backoff.wait() raised OverflowError once factor **
+# (attempt - 1) passed a float's range (a factor over about 63,000, after
+# up to 64 attempts); raised inside an attempt it killed the flow thread
+# (see above: the session then waited for ever). It is capped at most.
+
+
+def test_a_steep_backoff_waits_at_most_most() -> None:
+    b = flow.Backoff(first=0.1, most=5.0, factor=1e6, jitter=0.0)
+    assert b.wait(60, random.Random(1)) == 5.0
+
+
+# BUG (fixed here): SenderChannel.on_report gave every REPORT with a
+# plausible seq to the Resender before looking the reporter up, so each
+# stranger (any connection can send to our private group) that sent one
+# got an entry in the Resender's tables, kept until the group's next view
+# change: unbounded memory in a quiet group. Only members, and askers the
+# Resender knows (a NACK made them), are recorded now.
+
+
+def test_strangers_reports_do_not_grow_the_resenders_tables() -> None:
+    net, a, b, ch = setup()
+    send(net, ch, 0, 5)
+    for i in range(500):
+        _private(net, f"#s{i}#d", A, fr.header(fr.REPORT, 5, 3, 100))
+    assert len(ch._resender._consumed) <= 1  # (b's, if it asked)

@@ -77,6 +77,10 @@ class Resender:
                 while frames and frames[0][0] <= seq:
                     sent[1] -= frames.popleft()[1]
 
+    def knows(self, member: Any) -> bool:
+        """Whether member has asked for frames (since it was last dropped)."""
+        return member in self._consumed
+
     def wants(self, member: Any) -> bool:
         """Whether member has frames still to be resent."""
         return member in self._wants
