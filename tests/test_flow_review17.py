@@ -6,6 +6,7 @@ the front ends' threads or tasks are the point."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -739,3 +740,104 @@ def test_strangers_reports_do_not_grow_the_resenders_tables() -> None:
     for i in range(500):
         _private(net, f"#s{i}#d", A, fr.header(fr.REPORT, 5, 3, 100))
     assert len(ch._resender._consumed) <= 1  # (b's, if it asked)
+
+
+# Not bugs (checked): an asyncio session's outage with a receive and a send
+# cancelled while it lasts (nothing taken, nothing accepted, nothing lost
+# once it is back), and aclose() while an attempt's connect waits.
+
+
+@pytest.mark.timeout(60)
+def test_asyncio_cancellations_during_an_outage_lose_nothing(spread_daemon_factory) -> None:
+    daemon = spread_daemon_factory()
+
+    async def main() -> None:
+        entered, gate = asyncio.Event(), asyncio.Event()
+
+        async def gated():
+            entered.set()
+            await gate.wait()
+            return await spread.aio.connect(daemon.address, "rz", 0, 1)
+
+        tx = flow.connect(daemon.address, "tz")
+        conn = await spread.aio.connect(daemon.address, "rz", 0, 1)
+        rx = flow_aio.AsyncSession(
+            conn, owns=True, reconnect=flow.Backoff(first=0.01, attempts=50), connect=gated
+        )
+        try:
+            await rx.join("gz")
+            ch = tx.channel("gz", window=16, retention_frames=1000)
+            out = await rx.channel("gz", window=4, max_pending_bytes=64)
+            got: list[int] = []
+            while len(got) < 20:
+                if len(got) == 0 and not ch.pending:
+                    for i in range(40):
+                        ch.send(b"%05d" % i, timeout=10)
+                m = await rx.receive(timeout=10)
+                if isinstance(m, flow.FlowMsg):
+                    got.append(int(m.message))
+            daemon.kill_session("rz")
+            await asyncio.wait_for(entered.wait(), 10)
+            # In the outage: a receive and a blocked send, both cancelled.
+            r = asyncio.ensure_future(rx.receive())
+            accepted = 0
+            while True:
+                try:
+                    out.send_nowait(b"y" * 30)
+                    accepted += 1
+                except spread.aio.WouldBlock:
+                    break
+            s = asyncio.ensure_future(out.send(b"cancelled"))
+            await asyncio.sleep(0)  # (both are waiting now)
+            r.cancel()
+            s.cancel()
+            await asyncio.wait([r, s])
+            if not r.cancelled():  # (it had something to take before the loss)
+                m = r.result()
+                if isinstance(m, flow.FlowMsg) and m.sender == tx.private_group:
+                    got.append(int(m.message))
+            if not s.cancelled():
+                accepted += 1
+            gate.set()
+            while len(got) < 40:
+                m = await rx.receive(timeout=10)
+                if isinstance(m, flow.FlowMsg) and m.sender == tx.private_group:
+                    got.append(int(m.message))
+                assert not isinstance(m, flow.DataLoss), m
+            assert got == list(range(40))
+            await out.flush(timeout=10)
+            assert out.stats["offered"] == accepted
+        finally:
+            await rx.aclose()
+            tx.close()
+
+    run("asyncio", main())
+
+
+@pytest.mark.timeout(30)
+def test_asyncio_aclose_while_an_attempt_connects(spread_daemon_factory) -> None:
+    daemon = spread_daemon_factory()
+
+    async def main() -> None:
+        entered = asyncio.Event()
+
+        async def hangs():
+            entered.set()
+            await asyncio.Event().wait()  # never
+
+        conn = await spread.aio.connect(daemon.address, "rw", 0, 1)
+        rx = flow_aio.AsyncSession(
+            conn, owns=True, reconnect=flow.Backoff(first=0.01, attempts=5), connect=hangs
+        )
+        await rx.join("gw")
+        daemon.kill_session("rw")
+        waiter = asyncio.ensure_future(rx.receive())
+        await asyncio.wait_for(entered.wait(), 10)
+        await asyncio.wait_for(rx.aclose(), 5)
+        assert rx.closed and rx._task.done()
+        with pytest.raises((flow.SessionClosed, spread.SpreadError)):
+            while True:
+                await asyncio.wait_for(waiter, 5)
+                waiter = asyncio.ensure_future(rx.receive())
+
+    run("asyncio", main())
