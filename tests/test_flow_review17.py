@@ -296,19 +296,20 @@ def _broken_connect():
     raise OSError("connect= failed")
 
 
+def _session(daemon, name: str, drain: bool, backoff, connect) -> flow.Session:
+    """A flow Session over a fresh mailbox named name, reconnecting with connect."""
+    mbox = spread.connect(daemon.address, name, 0, 1)
+    return flow.Session(mbox, owns_mailbox=True, drain=drain, reconnect=backoff, connect=connect)
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("drain", [True, False], ids=["drain", "direct"])
 def test_a_connect_that_raises_a_non_spread_error_fails_the_session(
     spread_daemon_factory, drain
 ) -> None:
     daemon = spread_daemon_factory()
-    mbox = spread.connect(daemon.address, "rb", 0, 1)
-    s = flow.Session(
-        mbox,
-        owns_mailbox=True,
-        drain=drain,
-        reconnect=flow.Backoff(first=0.01, most=0.01, attempts=3),
-        connect=_broken_connect,
+    s = _session(
+        daemon, "rb", drain, flow.Backoff(first=0.01, most=0.01, attempts=3), _broken_connect
     )
     try:
         s.join("gb")
@@ -855,13 +856,12 @@ def test_asyncio_aclose_while_an_attempt_connects(spread_daemon_factory) -> None
 @pytest.mark.timeout(30)
 def test_a_join_during_an_outage_does_not_let_stale_memberships_in(spread_daemon_factory) -> None:
     daemon = spread_daemon_factory()
-    mbox = spread.connect(daemon.address, "rj", 0, 1)
-    s = flow.Session(
-        mbox,
-        owns_mailbox=True,
-        drain=False,
-        reconnect=flow.Backoff(first=20.0, most=20.0, jitter=0.0, attempts=1),
-        connect=lambda: spread.connect(daemon.address, "rj", 0, 1),
+    s = _session(
+        daemon,
+        "rj",
+        False,
+        flow.Backoff(first=20.0, most=20.0, jitter=0.0, attempts=1),
+        lambda: spread.connect(daemon.address, "rj", 0, 1),
     )
     try:
         ch = s.channel("gj", window=8)
