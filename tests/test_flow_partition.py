@@ -125,6 +125,11 @@ def test_a_stream_from_a_partitioned_daemon_is_repaired_after_the_merge(spread_d
     try:
         rx.join(G)
         me = rx.private_group
+        deadline = time.monotonic() + 10
+        while True:  # (our join first: a frame ordered before it is not ours)
+            m = rx.receive(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(m, spread.MembershipMsg) and me in m.members:
+                break
         rtx.view((rtx.me, me), JOIN, (me,))  # the remote side sees rx join
         rtx.send(0, 20)
         got, _ = take(rx, 20)

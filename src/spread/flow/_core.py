@@ -29,7 +29,7 @@ from ._sender import SenderChannel, _int_option, _seconds, check_group
 class _Group:
     """What the session knows of one flow group."""
 
-    __slots__ = ("name", "view", "speakers", "hints", "joined_at")
+    __slots__ = ("name", "view", "speakers", "hints", "joined_at", "lost")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -37,6 +37,10 @@ class _Group:
         self.speakers: set[str] = set()  # members known to speak the protocol
         self.hints: dict[str, float] = {}  # HELLOs of joiners not yet in view: expiry
         self.joined_at = -math.inf  # when our own join was seen
+        # Our connection was lost and the group not join()ed again: its
+        # memberships are the old connection's, and no longer say who we
+        # send to (one would make our channels members in the outage).
+        self.lost = False
 
 
 class FlowCore:
@@ -102,7 +106,7 @@ class FlowCore:
         first on the same connection, it reaches every member before our
         join does, so they count us at once."""
         check_group(group)
-        self.groups.setdefault(group, _Group(group))
+        self.groups.setdefault(group, _Group(group)).lost = False
         self._outbox.append(
             Multicast(
                 fr.AGREED_MESS, group, fr.hello(group, self._streams(group)), fr.FLOW_MSG_TYPE
@@ -129,6 +133,7 @@ class FlowCore:
             g.view = None
             g.speakers.clear()
             g.hints.clear()
+            g.lost = True
         for ch in self.channels.values():
             ch.on_disconnected(now)
         self._outbox.clear()
@@ -138,6 +143,11 @@ class FlowCore:
         for ch in self.channels.values():
             if ch.group == group:
                 ch.on_leave_request(now)
+        g = self.groups.get(group)
+        if g is not None and g.lost:
+            # Left in an outage: the connection that joined it is gone, so
+            # no self-leave will come to drop its streams.
+            self.receiver.on_left(group)
 
     def channel(
         self, group: str, *, stream: int | None = None, now: float = 0.0, **options: Any
@@ -305,7 +315,7 @@ class FlowCore:
         group = msg.group
         g = self.groups.get(group)
         st = msg.service_type
-        if g is None:
+        if g is None or g.lost:
             return [msg]
         chans = [ch for ch in self.channels.values() if ch.group == group]
         if is_self_leave(st):

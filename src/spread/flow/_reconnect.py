@@ -117,7 +117,10 @@ class Backoff:
 
     def wait(self, attempt: int, rnd: random.Random) -> float:
         """The wait before attempt number ``attempt`` (1, 2, ...)."""
-        wait = min(self.most, self.first * self.factor ** min(attempt - 1, 64))
+        try:
+            wait = min(self.most, self.first * self.factor ** min(attempt - 1, 64))
+        except OverflowError:  # (a float factor past 1e4.8: 64 doublings overflow)
+            wait = self.most
         return wait * (1 - self.jitter * rnd.random())
 
 

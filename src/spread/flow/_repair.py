@@ -175,16 +175,17 @@ class StreamRepair:
         each run of frames that is not."""
         ahead = self._ahead
         seq = self.expected
-        while seq < stop:
-            if seq in ahead:
-                out.append(ahead.pop(seq))
-                seq += 1
-                continue
-            first = seq
-            while seq < stop and seq not in ahead:
-                seq += 1
-            out.append(Lost(first, seq - 1))
-            self.stats["lost"] += seq - first
+        # (from held frame to held frame: a lost run is one step, however
+        # long: a GAP or an announcement may name any u64)
+        for held in sorted(k for k in ahead if k < stop):
+            if held > seq:
+                out.append(Lost(seq, held - 1))
+                self.stats["lost"] += held - seq
+            out.append(ahead.pop(held))
+            seq = held + 1
+        if seq < stop:
+            out.append(Lost(seq, stop - 1))
+            self.stats["lost"] += stop - seq
         if stop - 1 > self._high:
             self._high = stop - 1
         self.expected = max(self.expected, stop)

@@ -57,6 +57,9 @@ class Resender:
         withdraws the member's earlier request."""
         self.stats["requests"] += 1
         self.consumed(member, consumed)
+        # (frames it says it consumed are never asked for again: without
+        # this, REPORT and NACK pairs had the retention resent for each)
+        first = max(first, self._consumed[member] + 1)
         last = min(last, self.store.high())
         if first > last:
             self._wants.pop(member, None)
@@ -73,6 +76,10 @@ class Resender:
                 frames = sent[0]
                 while frames and frames[0][0] <= seq:
                     sent[1] -= frames.popleft()[1]
+
+    def knows(self, member: Any) -> bool:
+        """Whether member has asked for frames (since it was last dropped)."""
+        return member in self._consumed
 
     def wants(self, member: Any) -> bool:
         """Whether member has frames still to be resent."""

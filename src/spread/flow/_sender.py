@@ -618,7 +618,13 @@ class SenderChannel:
         """A member's absolute consumed position: the highest position wins,
         so a lost, repeated or late report can neither mint nor leak credit."""
         resender = self._resender
-        if resender is not None and seq <= self.last_seq:
+        # (a member's position, or an asker's the Resender knows: a stranger's
+        # REPORTs must not grow its tables until the next view)
+        if (
+            resender is not None
+            and seq <= self.last_seq
+            and (member in self.members or resender.knows(member))
+        ):
             resender.consumed(member, seq)
             if resender.wants(member):
                 self._serve(member)

@@ -24,7 +24,7 @@ from .._receiver import ThreadedReceiver
 from ._core import FlowCore
 from ._events import DataLoss, FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
 from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
-from ._sender import SenderChannel
+from ._sender import SenderChannel, check_group
 
 # The flow thread wakes at least this often (a report delayed by the
 # consumer's own call, a close) even when the core has no deadline.
@@ -415,10 +415,10 @@ class Session(SessionChecks):
         """Join a flow group: our HELLO goes first, so members count us at once."""
         with self.lock:
             self._check_usable()
-            now = time.monotonic()
-            self.core.join(group, now)
+            check_group(group)
             self._joined.add(group)
-            if self._outage is None:  # (else the reconnect joins it)
+            if self._outage is None:  # (else the reconnect joins it, HELLO first)
+                self.core.join(group, time.monotonic())
                 self._perform()
                 self._mailbox_call(self.mailbox.join, group)
 
@@ -672,7 +672,7 @@ class Session(SessionChecks):
             except SpreadError:
                 pass
             mbox = self._connector()
-        except SpreadError as e:
+        except Exception as e:  # (not retryable unless a SpreadError says so)
             err = e
         finally:
             self.lock.acquire()

@@ -40,6 +40,7 @@ from ..aio.connection import Connection
 from ..aio.waiters import Waiters
 from ._core import FlowCore
 from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
+from ._sender import check_group
 from ._session import (
     _CORE_OPTIONS,
     DEFAULT_MAX_INFLIGHT,
@@ -249,9 +250,10 @@ class AsyncSession(SessionChecks):
     async def join(self, group: str) -> None:
         """Join a flow group: our HELLO goes first, so members count us at once."""
         self._check_usable()
-        self.core.join(group, _now())
+        check_group(group)
         self._joined.add(group)
-        if self._outage is None:  # (else the reconnect joins it)
+        if self._outage is None:  # (else the reconnect joins it, HELLO first)
+            self.core.join(group, _now())
             self._perform()
             self._request("j", group)
 
@@ -482,7 +484,7 @@ class AsyncSession(SessionChecks):
                 await asyncio.sleep(delay)  # the backoff's wait
             try:
                 conn = await self._connector()
-            except SpreadError as e:
+            except Exception as e:  # (not retryable unless a SpreadError says so)
                 try:
                     self._next_attempt = outage.failed(e, _now())
                 except ReconnectFailed as rf:
