@@ -543,10 +543,21 @@ class Session(SessionChecks):
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Channels say BYE, the flow thread and the receiver stop; a
-        session made by spread.flow.connect() also disconnects its mailbox.
-        Safe to call twice. Blocked calls in other threads raise SessionClosed."""
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Channels send what they accepted (for at most ``timeout`` seconds
+        in all: what credit does not let go by then is dropped) and say BYE,
+        the flow thread and the receiver stop; a session made by
+        spread.flow.connect() also disconnects its mailbox. Safe to call
+        twice. Blocked calls in other threads raise SessionClosed."""
+        deadline = _deadline(timeout)
+        for ch in list(self._channels):
+            if self._closed or self._error is not None or self._outage is not None:
+                break
+            if not ch._ch.closed and ch._ch.pending:
+                try:
+                    ch.flush(max(0.0, deadline - _now()))
+                except SpreadError:
+                    break  # (a timeout, or the connection failed: BYE what went)
         with self.lock:
             if self._closed:
                 return

@@ -331,11 +331,21 @@ class AsyncSession(SessionChecks):
     # ---- closing ----------------------------------------------------------------
 
     async def aclose(self, timeout: float | None = 5.0) -> None:
-        """Channels say BYE, the backlog is handed to the writer (for at most
-        timeout seconds), the feed task stops; with owns=True the
-        connection is closed too. Idempotent; waiters raise SessionClosed."""
+        """Channels send what they accepted and say BYE, the backlog is
+        handed to the writer (for at most timeout seconds in all), the feed
+        task stops; with owns=True the connection is closed too. Idempotent;
+        waiters raise SessionClosed."""
         if self._closed:
             return
+        deadline = _deadline(timeout)
+        for ach in list(self._channels):
+            if self._closed or self._error is not None or self._outage is not None:
+                break
+            if not ach._ch.closed and ach._ch.pending:
+                try:
+                    await ach.flush(max(0.0, deadline - _now()))
+                except SpreadError:
+                    break  # (a timeout, or the connection failed: BYE what went)
         if self._error is None:
             for ch in self._channels:
                 if not ch._ch.closed:
