@@ -104,7 +104,9 @@ class Connection(Inbox, fast.ConnectionBase):
             return w.after_multicast(r, service_type, group, data, msg_type)
         return w.multicast(service_type, group, data, msg_type)
 
-    # (await multicast(): ConnectionBase's, in C where the backend has it)
+    # await multicast(...): fast.py's, in C where the backend has it (here
+    # too, so that it is documented with the rest)
+    multicast = fast.ConnectionBase.multicast
 
     def multigroup_multicast_nowait(
         self, service_type: Any, groups: Any, data: Any, msg_type: Any = 0
