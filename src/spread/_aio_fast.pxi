@@ -11,7 +11,8 @@
 # the step that needs no wait (a message already in the inbox's deque; a
 # write the socket takes at once) and returns its result through am_send,
 # with no StopIteration made (Python 3.10 and 3.11; later versions' SEND
-# asks tp_iternext, which sets one). Otherwise it makes the Python
+# asks tp_iternext: a StopIteration kept for it, see aio_stop). Otherwise
+# it makes the Python
 # coroutine that does the rest (spread/aio's, which waits, takes from C at
 # most once per turn of the loop, and handles every cancellation) and from
 # then on only passes sends, throws and close through to it.
@@ -192,7 +193,38 @@ cdef extern from *:
         return r;
     }
 
-    /* A returned value as a StopIteration (steals value). */
+    /* A returned value as a StopIteration (steals value). Python 3.12's
+     * SEND asks tp_iternext, not am_send, and an exception set is then
+     * made at once (~500 instructions): there one StopIteration is kept
+     * and raised again while nobody else holds it, its value replaced and
+     * nothing else left on it (its args stay empty: value is what
+     * awaiting reads). Before 3.12 an exception is
+     * set unmade, and a plain value costs nothing. */
+    #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+    static PyObject *aio_stop_kept;
+
+    static void aio_stop(PyObject *value) {
+        PyBaseExceptionObject *e = (PyBaseExceptionObject *)aio_stop_kept;
+        if (e == NULL || Py_REFCNT(e) != 1) {
+            Py_XDECREF(e);
+            aio_stop_kept = NULL;
+            e = (PyBaseExceptionObject *)PyObject_CallNoArgs(PyExc_StopIteration);
+            if (e == NULL) {
+                Py_DECREF(value);
+                return;
+            }
+            aio_stop_kept = (PyObject *)e;
+        }
+        Py_XSETREF(((PyStopIterationObject *)e)->value, value);
+        Py_CLEAR(e->notes);
+        Py_CLEAR(e->traceback);
+        Py_CLEAR(e->context);
+        Py_CLEAR(e->cause);
+        e->suppress_context = 0;
+        Py_INCREF(e);
+        PyErr_SetRaisedException((PyObject *)e);
+    }
+    #else
     static void aio_stop(PyObject *value) {
         if (PyTuple_Check(value) || PyExceptionInstance_Check(value)) {
             PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
@@ -205,6 +237,7 @@ cdef extern from *:
         }
         Py_DECREF(value);
     }
+    #endif
 
     static PyObject *aio_send_method(PyObject *self, PyObject *value) {
         PyObject *result;
