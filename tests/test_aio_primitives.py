@@ -239,3 +239,24 @@ def test_an_iterator_survives_cancelled_anext(base):
         assert await it.__anext__() == "nothing"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_each_result_is_its_own_when_driven_by_hand(base):
+    """send(None) by hand: each call's StopIteration carries its own value,
+    tuples and exceptions included, and one a caller keeps is never reused
+    (Python 3.12+ raises one kept for the purpose while nobody holds it)."""
+    err = ValueError("a value, not raised")
+    b = box(base, 1, (2, 3), err, 4)
+    kept = []
+    for _ in range(3):
+        call = b.receive()
+        with pytest.raises(StopIteration) as e:
+            call.send(None)
+        kept.append(e.value)
+    assert [e.value for e in kept] == [1, (2, 3), err]
+    assert len({id(e) for e in kept}) == 3
+    call = b.receive()
+    with pytest.raises(StopIteration) as e:
+        next(call.__await__())
+    assert e.value.value == 4
