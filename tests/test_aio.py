@@ -209,6 +209,42 @@ needs_nonblocking_sends = pytest.mark.skipif(
 
 
 @needs_nonblocking_sends
+def test_calls_never_awaited_take_and_send_nothing(spread_daemon, loop_kind):
+    """A receive(), __anext__() or multicast() closed before it starts, or
+    in a task cancelled before its first step, takes and sends nothing (on
+    Cython they finish without a coroutine: spread/_aio_fast.pxi)."""
+
+    async def main():
+        conn = await joined(spread_daemon.address, "lazy")
+        for call in (
+            conn.receive(),
+            conn.__aiter__().__anext__(),
+            conn.multicast(spread.FIFO_MESS, "lazy", b"never", 1),
+        ):
+            call.close()
+        tasks = [
+            asyncio.ensure_future(conn.multicast(spread.FIFO_MESS, "lazy", b"never", 2)),
+            asyncio.ensure_future(conn.receive()),
+        ]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(t.cancelled() for t in tasks)
+        for i in range(3):
+            assert await conn.multicast(spread.FIFO_MESS, "lazy", b"sent", 10 + i) == 4
+        got = [await conn.receive(timeout=10)]
+        async for msg in conn:
+            got.append(msg)
+            if len(got) == 3:
+                break
+        assert [(m.message, m.msg_type) for m in got] == [(b"sent", 10 + i) for i in range(3)]
+        with pytest.raises(TimeoutError):
+            await conn.receive(timeout=0.05)
+        await conn.aclose()
+
+    run(loop_kind, main())
+
+
 def test_awaited_sends_wait_for_the_socket_with_nothing_queued(spread_daemon, loop_kind):
     """While the daemon reads none of the sender's requests, an awaited
     multicast (or multigroup_multicast) that finds the socket full waits,

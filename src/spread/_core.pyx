@@ -800,4 +800,5 @@ def version():
 
 
 include "_receiver.pxi"
+include "_aio_fast.pxi"
 include "_bench.pxi"

@@ -89,9 +89,9 @@ def _multicast_method(nowait: bool):
         inflight.pop()
         if self._closed and not inflight:
             self._release()
-        if nowait:
-            return MailboxBase._nowait_result(r, "multicast()", svc)
-        if r < 0:
+        if r is None or r < 0:  # (None: nowait over an external library)
+            if nowait:
+                return MailboxBase._nowait_result(r, "multicast()", svc)
             raise_error(r, "multicast()")
         return r
 

@@ -8,6 +8,7 @@ from typing import Any
 from .. import _args
 from .._mailbox import Mailbox
 from .._receiver import ThreadedReceiver
+from . import fast
 from .errors import Closed
 from .inbox import Inbox
 from .reader import Reader
@@ -20,7 +21,7 @@ DEFAULT_PREFETCH = 1024
 DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
-class Connection(Inbox):
+class Connection(Inbox, fast.ConnectionBase):
     """A Spread connection for asyncio code: made by spread.aio.connect(),
     or over an existing Mailbox with Connection.from_mailbox().
 
@@ -103,20 +104,9 @@ class Connection(Inbox):
             return w.after_multicast(r, service_type, group, data, msg_type)
         return w.multicast(service_type, group, data, msg_type)
 
-    async def multicast(self, service_type: Any, group: Any, data: Any, msg_type: Any = 0) -> int:
-        """Sends data to a group; returns its length once the message is
-        committed: written to the socket (or its unsent rest held by the
-        library), or queued behind what the *_nowait forms queued. While
-        the socket is full it waits for room, with nothing queued: a
-        cancelled call has sent nothing."""
-        w = self._writer
-        if w.direct:  # the hot path: one non-blocking write, no future, no task
-            r = w.nowait_multicast(service_type, group, data, msg_type)
-            if r >= 0:
-                return r
-            if r == _PARTIAL:
-                return w.after_multicast(r, service_type, group, data, msg_type)
-        return await w.send("m", (service_type, group, data, msg_type))
+    # await multicast(...): fast.py's, in C where the backend has it (here
+    # too, so that it is documented with the rest)
+    multicast = fast.ConnectionBase.multicast
 
     def multigroup_multicast_nowait(
         self, service_type: Any, groups: Any, data: Any, msg_type: Any = 0

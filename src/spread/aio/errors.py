@@ -5,6 +5,9 @@ from __future__ import annotations
 from .._errors import IllegalSession
 
 ILLEGAL_SESSION = -11  # sp.h (the code a call on a closed mailbox gets)
+# spx.h: what a send that never waits returns besides its length
+SPX_WOULD_BLOCK = -1001  # nothing was sent
+SPX_PARTIAL = -1002  # part of it was; the library holds the rest
 
 __all__ = ["Closed", "WouldBlock"]
 

@@ -9,10 +9,10 @@ duplicates a message.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import Closed, WouldBlock
+from .fast import InboxBase
 from .waiters import Waiters
 
 __all__ = ["Failure", "Inbox"]
@@ -31,22 +31,19 @@ class Failure:
         self.exc = exc
 
 
-class Inbox:
+class Inbox(InboxBase):
     """A bounded (soft: by one batch) deque of messages and its waiters."""
 
     _what = "connection"
 
     def __init__(self, reader: Reader, limit: int) -> None:
-        self._buf: deque[Any] = deque()
+        super().__init__()  # (_buf, _plain, _limit, _failures: the base's)
         self._waiters = Waiters()
         self._limit = max(1, limit)
         self._reader = reader
         self._closed = False
         self._failures = 0  # Failure entries in _buf
         self._in = 0  # entries ever put in _buf, less those dropped at close
-        # plain: a take has nothing more to do (the reader is registered and
-        # no Failure waits here); kept by the reader and by _put/_took.
-        self._plain = False
 
     @property
     def pending(self) -> int:
@@ -59,9 +56,12 @@ class Inbox:
         return self._in - len(self._buf)
 
     # -- taking ------------------------------------------------------------------
-    # The hot paths (receive, __anext__) pop themselves and call _took only
-    # when there is more to do (not _plain): the reader to resume, a Failure
-    # to raise.
+    # The hot paths (the base's receive() and __anext__: fast.py) take a
+    # message themselves when _took would have nothing to do: _plain (the
+    # reader is registered and no Failure waits here), or no Failure and the
+    # inbox still full after the take (resume() would not register the
+    # reader). Otherwise, or when none is here, they go on in
+    # _receive_slow() and _anext_slow().
     def _took(self, msg: Any) -> Any:
         if not self._reader.reading:
             self._reader.resume()
@@ -117,15 +117,8 @@ class Inbox:
         finally:
             reader.demand(False)
 
-    async def receive(self, timeout: float | None = None) -> Any:
-        """The next message (RegularMsg or MembershipMsg); TimeoutError after
-        timeout seconds (None: no limit). Cancelling it never loses one."""
-        buf = self._buf
-        if buf:
-            msg = buf.popleft()
-            if self._plain:
-                return msg
-            return self._took(msg)
+    async def _receive_slow(self, timeout: float | None) -> Any:
+        """receive() past its hot path: waits like it, for at most timeout seconds."""
         deadline = None if timeout is None else self._reader.loop.time() + timeout
         while True:
             if self._buf:
@@ -172,18 +165,10 @@ class Inbox:
             raise WouldBlock("no message has arrived")
         return self._pop_many(max_messages)
 
-    def __aiter__(self) -> Inbox:
-        return self
-
-    async def __anext__(self) -> Any:
-        buf = self._buf
-        if buf:  # (receive()'s hot path, written out: this is once per message)
-            msg = buf.popleft()
-            if self._plain:
-                return msg
-            return self._took(msg)
+    async def _anext_slow(self) -> Any:
+        """__anext__() past its hot path."""
         try:
-            return await self.receive()
+            return await self._receive_slow(None)
         except Closed:
             raise StopAsyncIteration from None
 

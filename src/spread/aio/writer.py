@@ -25,11 +25,10 @@ from typing import Any
 
 from .. import _args
 from .._args import MAX_BODY
-from .errors import Closed, WouldBlock
+from .errors import SPX_PARTIAL, SPX_WOULD_BLOCK, Closed, WouldBlock
+from .fast import WriterBase
 from .waiters import Waiters
 
-SPX_WOULD_BLOCK = -1001  # spx.h
-SPX_PARTIAL = -1002
 SLOT = 32
 _TOO_LONG = -17  # sp.h's MESSAGE_TOO_LONG
 MAX_SENDS = 256  # per callback
@@ -47,7 +46,7 @@ def payload(data: object) -> bytes:
     return bytes(data)  # type: ignore[call-overload]
 
 
-class Writer:
+class Writer(WriterBase):
     """The send side of a Connection."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, mbox: Any, max_bytes: int) -> None:
