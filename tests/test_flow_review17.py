@@ -570,31 +570,11 @@ def test_a_member_back_from_a_partition_stays_within_its_window() -> None:
 
 # ---- docs the code does not do -------------------------------------------------------
 #
-# BUG (open, docs): RetentionStore.trim(below) "forgets every frame before
-# below (all receivers have them)", and README lists it among what a store
-# implements, but nothing ever calls it: an application's store grows
-# without bound unless it bounds itself. Fix: SenderChannel trims the store
-# below the lowest position its counted members reported (and its own
-# delivery), or the docs say the store bounds itself and trim is unused.
-
-
-class _CountingStore(RetentionRing):
-    def __init__(self) -> None:
-        super().__init__(1 << 20, 1 << 30)
-        self.trims: list[int] = []
-
-    def trim(self, below: int) -> None:
-        self.trims.append(below)
-        super().trim(below)
-
-
-@pytest.mark.xfail(strict=True, reason="RetentionStore.trim is never called")
-def test_a_retention_store_is_trimmed_once_every_member_has_consumed() -> None:
-    store = _CountingStore()
-    net, a, b, ch = setup(retention=store)
-    send(net, ch, 0, 50)
-    net.tick(1.0)
-    assert store.trims and store.low() > 1
+# (RetentionStore.trim() was documented as if the channel called it; it
+# does not: the store bounds itself, trim is the application's to call, and
+# the docs now say so. A channel that trimmed at its members' positions
+# would throw away what a member that is away, and so not in the view,
+# comes back for.)
 
 
 # BUG (open, docs): README says a restarted sender process with a

@@ -37,7 +37,10 @@ class RetentionStore(Protocol):
         ...
 
     def trim(self, below: int) -> None:
-        """Forgets every frame before ``below`` (all receivers have them)."""
+        """Forgets every frame before ``below``. The channel never calls it
+        (a member that is away, not in the view, may come back for older
+        frames): the store bounds itself, and trim is for the application
+        (after it checkpointed that every receiver it cares for has them)."""
         ...
 
 
