@@ -479,6 +479,7 @@ def test_payloads_kept_by_the_caller_never_change(spread_mailbox_factory):
     rx_thread = spread_mailbox_factory()
     receiver = rx_thread.start_receiver()
     kept, hashed = [], {}
+    got_thread = []
     count = 5000
     for i in range(count):
         data = bytes([i % 251]) * 1000
@@ -492,7 +493,10 @@ def test_payloads_kept_by_the_caller_never_change(spread_mailbox_factory):
                     kept.append(msg.message)
                 if k % 11 == 0:
                     hashed[msg.message] = k
-    got_thread = []
+            # So must the drain thread, however long it waits for a CPU: the
+            # daemon kills a reader 1,000 behind (past 100 ms of back-pressure).
+            while receiver.qsize() + len(got_thread) < i + 1 - 400:
+                got_thread.extend(receiver.get_batch(700, timeout=10))
     while len(got_thread) < count:
         got_thread.extend(receiver.get_batch(700, timeout=10))
     for j, payload in enumerate(kept):
@@ -508,7 +512,10 @@ def test_disconnect_delivers_everything_sent_before_it(spread_daemon_factory):
     """A sender with unread messages of its own disconnects right after a
     burst: all of the burst still reaches the reader (closing a TCP socket
     with unread input resets it and drops what is unsent)."""
-    daemon = spread_daemon_factory()
+    # A limit above the burst: a drain thread that waits for a CPU past the
+    # daemon's 100 ms of back-pressure must not get the reader killed 1,000
+    # behind (loaded runs saw that in two other tests).
+    daemon = spread_daemon_factory(max_session_messages=10_000)
     reader = spread.connect(daemon.address, "reader", membership=0)
     reader.join("burst")
     rx = reader.start_receiver()

@@ -13,6 +13,7 @@ import pytest
 
 import spread
 from spread import _backend
+from test_threads import fill
 
 native = pytest.importorskip("spread._cffi_native")
 lib = native.lib
@@ -34,16 +35,6 @@ def test_cff_calls_keep_the_lock_and_the_others_give_it_up():
     assert lib.cff_lock_releases() == before
     assert lib.cffw_probe_lock() == 0  # any other name: cffi's own behaviour
     assert lib.cff_lock_releases() == before + 1
-
-
-def fill(sender, group: str, count: int, rx) -> None:
-    """count messages of 800 bytes to group, all queued in rx when it returns."""
-    for i in range(count):
-        sender.multicast(spread.FIFO_MESS, group, bytes([65 + i % 5]) * 800, i % 30000)
-    deadline = time.monotonic() + 30
-    while rx.qsize() < count:  # polls for the state, with a limit
-        assert time.monotonic() < deadline, rx.stats
-        time.sleep(0.005)
 
 
 def releases(fn):

@@ -29,6 +29,13 @@ def loop_kind(request):
     return request.param
 
 
+@pytest.fixture
+def daemon(spread_daemon_factory):
+    """A daemon whose session limit (1000 messages) is far past any window
+    here: for the tests that prove no bound on the daemon's queues."""
+    return tight_daemon(spread_daemon_factory, max_session_messages=1000)
+
+
 async def wait_for(session, kind, timeout=10.0, where=lambda m: True):
     """receive() until a message of kind (that satisfies where) comes."""
     loop = asyncio.get_running_loop()
@@ -78,6 +85,18 @@ async def fill(ch, size=512, timeout=0.3):
     return sent, e.value
 
 
+@contextlib.asynccontextmanager
+async def full_window(daemon, group, rx_name, window=4, window_bytes=16 << 10, size=512):
+    """A pair whose channel waits for rx_name however long (no
+    stall_timeout), its window filled with messages of size bytes (rx_name
+    takes nothing): yields tx, rx, ch, how many sends went and the
+    SendTimeout of the one that found no credit."""
+    options = {"window": window, "window_bytes": window_bytes, "stall_timeout": None}
+    async with pair(daemon, group, rx_name, **options) as (tx, rx, ch):
+        sent, err = await fill(ch, size)
+        yield tx, rx, ch, sent, err
+
+
 class Ticker:
     """A task that counts loop turns of 1 ms and the longest gap between
     them: what a blocked loop would show."""
@@ -104,9 +123,7 @@ class Ticker:
             pass
 
 
-def test_round_trip_and_message_attributes(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
-
+def test_round_trip_and_message_attributes(daemon, loop_kind):
     async def main():
         async with (
             fa.connect(daemon.address, "tx") as tx,
@@ -147,14 +164,9 @@ def test_round_trip_and_message_attributes(spread_daemon_factory, loop_kind):
     run(loop_kind, main())
 
 
-def test_send_waits_for_credit_without_blocking_the_loop(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
-
+def test_send_waits_for_credit_without_blocking_the_loop(daemon, loop_kind):
     async def main():
-        async with pair(
-            daemon, "gw", "rx", window=4, window_bytes=16 << 10, stall_timeout=None
-        ) as (tx, rx, ch):
-            sent, err = await fill(ch)  # rx takes nothing: the window fills
+        async with full_window(daemon, "gw", "rx") as (tx, rx, ch, sent, err):
             assert [lg.member for lg in err.laggards] == [rx.private_group]
             assert rx.private_group in str(err)
             ticker = Ticker()
@@ -175,16 +187,9 @@ def test_send_waits_for_credit_without_blocking_the_loop(spread_daemon_factory, 
     run(loop_kind, main())
 
 
-def test_a_cancelled_send_accepted_nothing(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
-
+def test_a_cancelled_send_accepted_nothing(daemon, loop_kind):
     async def main():
-        async with pair(daemon, "gx", "rx", window=2, window_bytes=4 << 10, stall_timeout=None) as (
-            tx,
-            rx,
-            ch,
-        ):
-            accepted, _ = await fill(ch, 1000)  # rx takes nothing: no credit
+        async with full_window(daemon, "gx", "rx", 2, 4 << 10, 1000) as (tx, rx, ch, accepted, _):
             with pytest.raises(spread.aio.WouldBlock):
                 ch.send_nowait(payload(accepted, 1000))
             offered = ch.stats["offered"]
@@ -241,8 +246,7 @@ def test_slow_async_consumer_bounds_the_backlog(spread_daemon_factory, loop_kind
     run(loop_kind, main())
 
 
-def test_async_and_sync_sessions_speak_the_same_protocol(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
+def test_async_and_sync_sessions_speak_the_same_protocol(daemon, loop_kind):
     n = 300
 
     async def main():
@@ -286,14 +290,9 @@ def test_async_and_sync_sessions_speak_the_same_protocol(spread_daemon_factory, 
     run(loop_kind, main())
 
 
-def test_a_killed_member_frees_an_async_sender(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
-
+def test_a_killed_member_frees_an_async_sender(daemon, loop_kind):
     async def main():
-        async with pair(
-            daemon, "gk", "victim", window=4, window_bytes=16 << 10, stall_timeout=None
-        ) as (tx, victim, ch):
-            await fill(ch)
+        async with full_window(daemon, "gk", "victim") as (tx, victim, ch, *_):
             loop = asyncio.get_running_loop()
             killed_at = []
             loop.call_later(
@@ -372,8 +371,7 @@ def test_bad_arguments(spread_daemon, loop_kind):
     run(loop_kind, main())
 
 
-def test_cancelled_receives_never_lose_or_reorder(spread_daemon_factory, loop_kind):
-    daemon = tight_daemon(spread_daemon_factory, max_session_messages=1000)
+def test_cancelled_receives_never_lose_or_reorder(daemon, loop_kind):
     n = 3000
 
     async def main():

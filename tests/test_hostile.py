@@ -307,7 +307,10 @@ def test_interpreter_exit_inside_a_stalled_message_is_prompt(hostile):
         assert proc.stdout.readline().strip() == "exiting"
         start = time.monotonic()
         proc.wait(10)
-        assert time.monotonic() - start < 1.0
+        # A drain thread that held the exit would hold it for good (the rest
+        # never comes); the close's wait for it (0.2 s) and the interpreter's
+        # own exit took up to 1.5 s in loaded runs (machine load 8, 2 cores).
+        assert time.monotonic() - start < 5.0
     finally:
         proc.kill()
 

@@ -132,6 +132,23 @@ def spin(stop):
         x += 1
 
 
+def fill(sender, group: str, count: int, rx) -> None:
+    """count messages of 800 bytes (msg_type i) to group, all queued in rx
+    when it returns. In slices that rx has taken before the next is sent:
+    the daemon never queues 1,000 for the reader (its slow-reader limit,
+    past 100 ms of back-pressure), however long the drain thread waits for
+    a CPU (loaded runs saw readers killed so, their receivers stuck at 716
+    and 1,507)."""
+    deadline = time.monotonic() + 60
+    for first in range(0, count, 400):
+        last = min(first + 400, count)
+        for i in range(first, last):
+            sender.multicast(spread.FIFO_MESS, group, bytes([65 + i % 5]) * 800, i % 30000)
+        while rx.qsize() < last:  # polls for the state, with a limit
+            assert time.monotonic() < deadline, f"{rx.stats}"
+            time.sleep(0.005)
+
+
 def timed_receives(m, count):
     """count receive() calls: (their total time, the 90th percentile of one)."""
     calls = []
@@ -163,12 +180,7 @@ def test_busy_threads_leave_receive_through_a_receiver_at_full_speed(spread_mail
     rx = m.start_receiver()
     results = {}
     for spinners in (0, 3):
-        for i in range(count):
-            sender.multicast(spread.FIFO_MESS, m.private_group, bytes([65 + i % 5]) * 800, i)
-        deadline = time.monotonic() + 60
-        while rx.qsize() < count:  # polls for the state, with a limit
-            assert time.monotonic() < deadline, rx.stats
-            time.sleep(0.005)
+        fill(sender, m.private_group, count, rx)
         stop = threading.Event()
         threads = [
             threading.Thread(target=spin, args=(stop,), daemon=True) for _ in range(spinners)
