@@ -208,7 +208,6 @@ needs_nonblocking_sends = pytest.mark.skipif(
 )
 
 
-@needs_nonblocking_sends
 def test_calls_never_awaited_take_and_send_nothing(spread_daemon, loop_kind):
     """A receive(), __anext__() or multicast() closed before it starts, or
     in a task cancelled before its first step, takes and sends nothing (on
@@ -245,6 +244,7 @@ def test_calls_never_awaited_take_and_send_nothing(spread_daemon, loop_kind):
     run(loop_kind, main())
 
 
+@needs_nonblocking_sends
 def test_awaited_sends_wait_for_the_socket_with_nothing_queued(spread_daemon, loop_kind):
     """While the daemon reads none of the sender's requests, an awaited
     multicast (or multigroup_multicast) that finds the socket full waits,
