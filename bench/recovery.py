@@ -76,6 +76,18 @@ class _Consumer:
             raise TimeoutError(f"the receiver took {self.got} of {self.n}")
 
 
+def _until(session: Any, done: Any, what: str, timeout: float = 30.0) -> None:
+    """Receives on session (memberships reach its channels so) until done()."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        try:
+            session.receive(timeout=0.05)
+        except spread.Empty:
+            pass
+
+
 def one_run(
     address: str, kill: Any, *, messages: int, size: int, window: int, hold: float, tag: str
 ) -> dict[str, Any]:
@@ -93,14 +105,7 @@ def one_run(
             retention_frames=4 * messages,
             retention_bytes=8 * messages * (size + 64),
         )
-        deadline = time.monotonic() + 30
-        while rx.private_group not in ch.members():  # its join reaches the channel
-            if time.monotonic() > deadline:
-                raise TimeoutError("the receiver never joined")
-            try:
-                tx.receive(timeout=0.05)
-            except spread.Empty:
-                pass
+        _until(tx, lambda: rx.private_group in ch.members(), "the receiver never joined")
         live = _Consumer(rx, messages, 120)
         start = time.monotonic()
         ch.send_many(_payload(i, size) for i in range(messages))
@@ -108,14 +113,8 @@ def one_run(
         live_s = live.done_at - start
         catch = _Consumer(rx, messages, 120)
         kill(rx)
-        deadline = time.monotonic() + 30
-        while rx.private_group in ch.members():  # tx sees it go: not held for it
-            if time.monotonic() > deadline:
-                raise TimeoutError("the kill never reached the sender")
-            try:
-                tx.receive(timeout=0.05)
-            except spread.Empty:
-                pass
+        # tx sees it go: not held for it
+        _until(tx, lambda: rx.private_group not in ch.members(), "the kill never reached tx")
         sent_at = time.monotonic()
         ch.send_many(_payload(messages + i, size) for i in range(messages))
         ch.flush(timeout=60)

@@ -23,6 +23,7 @@ import spread.flow.aio as flow_aio
 from aio_helpers import LOOPS, run
 from spread.flow import _frame as fr
 from spread.testing import EmbeddedDaemon
+from test_flow_session import joined, wait_for
 
 FAST = flow.Backoff(first=0.02, most=0.2, attempts=200)
 WINDOW = 16
@@ -35,31 +36,6 @@ def payload(i: int, size: int = 200) -> bytes:
 
 def number(m: flow.FlowMsg) -> int:
     return int(bytes(m.message[:8]))
-
-
-def wait_for(session, kind, timeout: float = 10.0, where=lambda m: True):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {kind.__name__} within {timeout} s; saw {seen[-5:]}")
-        try:
-            m = session.receive(timeout=left)
-        except spread.Empty:
-            continue
-        if isinstance(m, kind) and where(m):
-            return m
-        seen.append(m)
-
-
-def joined(session, group, member, timeout=10.0):
-    return wait_for(
-        session,
-        spread.MembershipMsg,
-        timeout,
-        lambda m: m.group == group and member in m.members,
-    )
 
 
 def gone(session, group, member, timeout=10.0):

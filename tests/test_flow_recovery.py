@@ -86,6 +86,12 @@ class Net:
             self.members.remove(name)
             self._view(cause, name)
 
+    def restart(self, name: str) -> FlowCore:
+        """name's process starts again: a new core (not yet joined)."""
+        core = self.cores[name] = FlowCore(name)
+        self.up.add(name)
+        return core
+
     def back(self, name: str) -> None:
         """name reconnects (same session object) and joins again."""
         self.up.add(name)
@@ -125,6 +131,13 @@ def send(net: Net, ch, first: int, n: int, sender: str = A) -> None:
         while not ch.offer(b"m%05d" % i, 0, net.now):
             net.settle()
         net.settle()
+
+
+def held(ch, core: FlowCore, first: int, n: int, now: float) -> list:
+    """Messages first.. offered, and the frames they made: not delivered."""
+    for i in range(first, first + n):
+        assert ch.offer(b"m%05d" % i, 0, now)
+    return core.actions()
 
 
 def expect(first: int, n: int) -> list[bytes]:
@@ -191,11 +204,7 @@ def test_sends_during_the_outage_wait_then_go() -> None:
 def test_overlapping_and_repeated_resends_are_never_delivered_twice() -> None:
     net, a, b, ch = setup()
     send(net, ch, 0, 3)
-    frames = []
-    for i in range(3, 10):
-        ch.offer(b"m%05d" % i, 0, net.now)
-    for act in a.actions():
-        frames.append(act)
+    frames = held(ch, a, 3, 7, net.now)
     # b gets 4, 6, 9 live (the others lost), then every frame twice, resent
     # in two overlapping answers, and the live ones again.
     for k in (1, 3, 6):
@@ -226,9 +235,7 @@ def test_a_restarted_sender_ends_its_old_stream_unclean_then_starts_a_new_one() 
     net, a, b, ch = setup()
     send(net, ch, 0, 5)
     net.lose(A)
-    a2 = FlowCore(A)  # a new process: a new stream
-    net.cores[A] = a2
-    net.up.add(A)
+    a2 = net.restart(A)  # a new process: a new stream
     ch2 = a2.channel(G, stream=6, window=8)
     net.join(A)
     net.settle()
@@ -250,9 +257,7 @@ def test_a_restarted_sender_with_a_retention_store_loses_nothing() -> None:
         ch.offer(b"m%05d" % i, 0, net.now)
     net.flush(A, drop=4)  # the process died with them unsent
     net.lose(A)
-    a2 = FlowCore(A)
-    net.cores[A] = a2
-    net.up.add(A)
+    a2 = net.restart(A)
     with pytest.raises(ValueError, match="stream="):
         a2.channel(G, retention=store)
     ch2 = a2.channel(G, stream=5, window=8, retention=store)
@@ -267,10 +272,7 @@ def test_a_restarted_sender_with_a_retention_store_loses_nothing() -> None:
 def test_an_orphaned_stream_whose_sender_never_returns_ends_with_its_holes_lost() -> None:
     net, a, b, ch = setup()
     send(net, ch, 0, 3)
-    msgs = []
-    for i in range(3, 6):
-        ch.offer(b"m%05d" % i, 0, net.now)
-    msgs = a.actions()
+    msgs = held(ch, a, 3, 3, net.now)
     net._to(B, Regular(A, (G,), msgs[2].data, msgs[2].msg_type, 16))  # 6 without 4, 5
     net.lose(A)
     net.settle()

@@ -137,6 +137,13 @@ class Reconnecting:
         self.attempts = 0
         self._rnd = rnd if rnd is not None else random.Random()
 
+    @classmethod
+    def begin(cls, backoff: Backoff, lost: BaseException, now: float) -> tuple[Reconnecting, float]:
+        """An outage that begins now with ``lost``, and its first attempt's
+        time; raises ``ReconnectFailed`` if no attempt can help."""
+        outage = cls(backoff, now)
+        return outage, outage.first_attempt(lost)
+
     def first_attempt(self, lost: BaseException) -> float:
         """When to make the first attempt after the connection failed with
         ``lost``; raises ``ReconnectFailed`` if no attempt can help."""

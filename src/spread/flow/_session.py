@@ -314,12 +314,21 @@ class SessionChecks:
 
     _closed: bool
     _error: BaseException | None
+    _outage: Any
+    _channels: list[Any]
 
     def _check_usable(self) -> None:
         if self._closed:
             raise SessionClosed(-11, "the flow session is closed")
         if self._error is not None:
             raise self._error
+
+    def _to_flush(self) -> list[Any]:
+        """At a close: the channels with accepted messages still to send
+        (none if the connection failed or is being made again)."""
+        if self._closed or self._error is not None or self._outage is not None:
+            return []
+        return [ch for ch in self._channels if not ch._ch.closed and ch._ch.pending]
 
     def _check_readable(self) -> None:
         # With nothing left to take: the failure, or the close.
@@ -550,14 +559,11 @@ class Session(SessionChecks):
         spread.flow.connect() also disconnects its mailbox. Safe to call
         twice. Blocked calls in other threads raise SessionClosed."""
         deadline = _deadline(timeout)
-        for ch in list(self._channels):
-            if self._closed or self._error is not None or self._outage is not None:
-                break
-            if not ch._ch.closed and ch._ch.pending:
-                try:
-                    ch.flush(max(0.0, deadline - _now()))
-                except SpreadError:
-                    break  # (a timeout, or the connection failed: BYE what went)
+        for ch in self._to_flush():
+            try:
+                ch.flush(max(0.0, deadline - _now()))
+            except SpreadError:
+                break  # (a timeout, or the connection failed: BYE what went)
         with self.lock:
             if self._closed:
                 return
@@ -640,14 +646,12 @@ class Session(SessionChecks):
         if self.backoff is None or self._closed:
             return False
         now = _now()
-        outage = Reconnecting(self.backoff, now)
         try:
-            self._next_attempt = outage.first_attempt(error)
+            self._outage, self._next_attempt = Reconnecting.begin(self.backoff, error, now)
         except ReconnectFailed as e:
             self._error = e
             self._cond.notify_all()
             return True
-        self._outage = outage
         self._lost_error = str(error)
         self._lost_at = now
         self._old_drained = drained or self._rx is None

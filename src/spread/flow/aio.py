@@ -338,14 +338,11 @@ class AsyncSession(SessionChecks):
         if self._closed:
             return
         deadline = _deadline(timeout)
-        for ach in list(self._channels):
-            if self._closed or self._error is not None or self._outage is not None:
-                break
-            if not ach._ch.closed and ach._ch.pending:
-                try:
-                    await ach.flush(max(0.0, deadline - _now()))
-                except SpreadError:
-                    break  # (a timeout, or the connection failed: BYE what went)
+        for ach in self._to_flush():
+            try:
+                await ach.flush(max(0.0, deadline - _now()))
+            except SpreadError:
+                break  # (a timeout, or the connection failed: BYE what went)
         if self._error is None:
             for ch in self._channels:
                 if not ch._ch.closed:
@@ -468,13 +465,11 @@ class AsyncSession(SessionChecks):
         if self.backoff is None or self._closed or not isinstance(error, SpreadError):
             return False
         now = _now()
-        outage = Reconnecting(self.backoff, now)
         try:
-            self._next_attempt = outage.first_attempt(error)
+            self._outage, self._next_attempt = Reconnecting.begin(self.backoff, error, now)
         except ReconnectFailed as e:
             self._fail(e)
             return True
-        self._outage = outage
         self._lost_error = str(error)
         self._backlog.clear()
         self.core.on_connection_lost(now)
