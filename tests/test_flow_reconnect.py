@@ -563,3 +563,24 @@ def test_a_sender_process_killed_resumes_its_stream_from_a_disk_store(
             assert (ended.stream, ended.clean) == (0xD15C, True)
         finally:
             p2.kill()
+
+
+@pytest.mark.timeout(60)
+def test_a_direct_session_that_only_sends_sees_its_lost_connection_at_a_flush(
+    spread_daemon_factory,
+):
+    daemon = spread_daemon_factory(slow_reader_budget=0)
+    with flow.connect(daemon.address, "rx", groups=["gf"]) as rx:
+        tx = flow.connect(daemon.address, "tx", drain=False, reconnect=FAST)
+        try:
+            ch = tx.channel("gf", window=64, retention_frames=1000)
+            send_all(ch, 0, 20)
+            assert [number(wait_for(rx, flow.FlowMsg)) for _ in range(20)] == list(range(20))
+            daemon.kill_session("tx")
+            ch.flush(timeout=10)  # reads the loss, and waits for the reconnect
+            assert wait_for(tx, flow.Reconnected).attempts >= 1
+            send_all(ch, 20, 20)
+            got = [number(wait_for(rx, flow.FlowMsg)) for _ in range(20)]
+            assert got == list(range(20, 40))
+        finally:
+            tx.close()

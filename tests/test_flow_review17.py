@@ -667,8 +667,12 @@ def test_session_close_sends_what_its_channels_accepted(spread_daemon_factory) -
 # waits for our own deliveries of what it flushed (which reads it).
 
 
+# (Half fixed: with drain=False, flush() reads what has come first and
+# waits while the session reconnects, so the loss is seen and repaired
+# after; but here the kill comes before the stream's first frame reached
+# anyone, so the receiver never learns of the stream: gap (c) above.)
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="a direct session that only sends never sees its loss")
+@pytest.mark.xfail(strict=True, reason="a stream whose first frames died in the socket: gap (c)")
 def test_a_direct_session_that_only_sends_notices_its_lost_connection(
     spread_daemon_factory,
 ) -> None:

@@ -198,7 +198,10 @@ class Channel(ChannelView):
         return sent
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every accepted message is on the wire (linger ignored)."""
+        """Wait until every accepted message is on the wire (linger ignored),
+        and, while the session reconnects, until it is connected again. With
+        ``drain=False`` it first reads what has come (reports, repair
+        requests, a lost connection): a thread that only sends sees them."""
         s = self._session
         ch = self._ch
         deadline = _deadline(timeout)
@@ -206,9 +209,12 @@ class Channel(ChannelView):
             start = time.monotonic()
             while True:
                 s._check_usable()
+                if s._rx is None and not s._reading and s._outage is None:
+                    s._read_direct(0.0)
+                    s._check_usable()
                 ch.flush(time.monotonic())
                 s._perform()
-                if not ch.pending:
+                if not ch.pending and s._outage is None:
                     return
                 self._wait(start, deadline)
 
