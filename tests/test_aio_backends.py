@@ -314,7 +314,7 @@ def test_the_outcomes_are_the_right_ones(outcomes):
     assert during == [WOULD_BLOCK] * 3  # nothing starts while the library holds a rest
     assert still == PARTIAL  # the daemon still reads nothing
     assert (done, after, intact) == (len(BIG), 5, True)
-    assert tail == [(tail[0][0], len(BIG)), (-2, 5)]  # the finished one, then the next
+    assert tail == [(True, len(BIG)), (-2, b"after")]  # the finished one, then the next
     status, abort = got["partial then abort"]
     assert status == "returned" and abort[:3] == [PARTIAL, None, None], abort
     # the connection is failed: every later send says so (a request: its code)
