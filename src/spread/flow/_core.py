@@ -29,7 +29,16 @@ from ._sender import SenderChannel, _int_option, _seconds, check_group
 class _Group:
     """What the session knows of one flow group."""
 
-    __slots__ = ("name", "view", "speakers", "hints", "joined_at", "lost")
+    __slots__ = (
+        "name",
+        "view",
+        "speakers",
+        "hints",
+        "joined_at",
+        "lost",
+        "departed",
+        "member_before",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -41,6 +50,15 @@ class _Group:
         # memberships are the old connection's, and no longer say who we
         # send to (one would make our channels members in the outage).
         self.lost = False
+        # Members that lost touch with us (a disconnect, a partition, our own
+        # lost connection), waited for orphan_timeout: name -> (expiry, the
+        # position each of our streams had charged it, None where it was
+        # not counted). When one comes back, a HELLO with bases tells it
+        # where it stood, so it asks even for frames of a stream it never saw.
+        self.departed: dict[str, tuple[float, dict[int, tuple[int, int] | None]]] = {}
+        # We were a member in an earlier connection (or restored a
+        # checkpoint of it): an answer to our join may give us bases.
+        self.member_before = False
 
 
 class FlowCore:
@@ -91,6 +109,7 @@ class FlowCore:
         )
         self.groups: dict[str, _Group] = {}
         self.channels: dict[int, SenderChannel] = {}  # by stream id
+        self._origins: dict[int, tuple[int, int]] = {}  # where each channel began
         self.stats = {
             "plain": 0,
             "malformed": 0,
@@ -130,6 +149,9 @@ class FlowCore:
         connected again, the front end join()s every group, and what we
         miss is repaired."""
         for g in self.groups.values():
+            if g.view is not None:
+                self._depart(g, g.view, now)
+                g.member_before = True
             g.view = None
             g.speakers.clear()
             g.hints.clear()
@@ -146,8 +168,11 @@ class FlowCore:
         g = self.groups.get(group)
         if g is not None and g.lost:
             # Left in an outage: the connection that joined it is gone, so
-            # no self-leave will come to drop its streams.
+            # no self-leave will come to drop its streams (or end the leave).
             self.receiver.on_left(group)
+            for ch in self.channels.values():
+                if ch.group == group:
+                    ch.on_left(now)
 
     def channel(
         self, group: str, *, stream: int | None = None, now: float = 0.0, **options: Any
@@ -171,6 +196,7 @@ class FlowCore:
             raise ValueError(f"stream {stream:#x} is in use")
         ch = SenderChannel(group, stream, self.me, self._outbox, now=now, **options)
         self.channels[stream] = ch
+        self._origins[stream] = (ch.last_seq, ch.sent_bytes)
         g = self.groups.setdefault(group, _Group(group))
         if g.view is not None:
             ch.on_view(g.view, now, speakers=g.speakers, joined_at=g.joined_at)
@@ -179,6 +205,7 @@ class FlowCore:
     def close_channel(self, ch: SenderChannel, now: float = 0.0) -> None:
         ch.close(now)
         self.channels.pop(ch.stream, None)
+        self._origins.pop(ch.stream, None)
 
     def actions(self) -> list[Multicast]:
         """What to send, in order (and forget)."""
@@ -272,6 +299,58 @@ class FlowCore:
         data = fr.hello(group, self._streams(group), fr.F_REPLY)
         return Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE)
 
+    # ---- members that lost touch and came back --------------------------------------
+
+    def _depart(self, g: _Group, names: set[str], now: float) -> None:
+        """names lost touch with us (not by a leave): remember where each of
+        our streams had it, for orphan_timeout."""
+        ttl = self.receiver.orphan_timeout
+        if ttl <= 0:
+            return
+        chans = [ch for ch in self.channels.values() if ch.group == g.name and not ch.closed]
+        for name in sorted(names):
+            if name == self.me:
+                continue
+            at = {ch.stream: ch.departed_at(name) for ch in chans}
+            g.departed.pop(name, None)
+            g.departed[name] = (now + ttl, at)
+        while len(g.departed) > self.max_hints:
+            del g.departed[next(iter(g.departed))]
+
+    def _welcome_back(
+        self, g: _Group, name: str, now: float, rejoin: bool, always: bool = False
+    ) -> dict[int, tuple[int, int]] | None:
+        """Queues the HELLO with bases for a departed member back in our view
+        and returns them (None: it is not one, or too late): each stream named
+        with the position it had been charged from, so what it never got
+        (even a stream's first frames, or a stream begun meanwhile) is asked
+        for. ``rejoin``: the answer to its join (a receiver that is a new
+        process under the old name ignores the bases); else we came back, or
+        the network merged. ``always``: a joiner that is not one is answered
+        too, with nothing before now (that answer ends a returning
+        receiver's wait for what it never saw of us)."""
+        entry = g.departed.pop(name, None)
+        at = None if entry is None or entry[0] <= now else entry[1]
+        if at is None and not always:
+            return None
+        table = []
+        bases: dict[int, tuple[int, int]] = {}
+        for ch in self.channels.values():
+            if ch.group != g.name or ch.closed:
+                continue
+            last, nbytes = ch.last_seq, ch.sent_bytes
+            # (a channel begun while it was away: all of it; one that did
+            # not count it: nothing before now)
+            base = (last, nbytes)
+            if at is not None:
+                base = at.get(ch.stream, self._origins.get(ch.stream, (0, 0))) or base
+            bases[ch.stream] = base = (min(base[0], last), min(base[1], nbytes))
+            table.append((ch.stream, last, nbytes, *base))
+        flags = fr.F_REPLY | fr.F_BASES | (fr.F_REJOIN if rejoin else 0)
+        data = fr.hello(g.name, table, flags)
+        self._outbox.append(Multicast(fr.AGREED_MESS, name, data, fr.FLOW_MSG_TYPE))
+        return None if at is None else bases
+
     def _speaker(self, g: _Group, name: str, now: float) -> None:
         if name not in g.speakers:
             g.speakers.add(name)
@@ -284,8 +363,9 @@ class FlowCore:
     ) -> list[Any]:
         if sender == self.me:
             return []
+        flags = hdr.flags
         try:
-            named, streams = fr.decode_hello_body(frame[fr.HEADER_SIZE :])
+            named, streams = fr.decode_hello_body(frame[fr.HEADER_SIZE :], flags)
             check_group(named)
         except fr.FrameError as e:
             return self._malformed(group, sender, str(e))
@@ -309,7 +389,14 @@ class FlowCore:
             self._outbox.append(self._hello(sender, named))
         if streams is None:
             return []
-        return list(self.receiver.on_streams(sender, named, streams, now))
+        # Bases for us: taken unless they answer our own join and this is
+        # our first membership (a new process under an old name starts live).
+        based = bool(flags & fr.F_BASES) and (not flags & fr.F_REJOIN or g.member_before)
+        return list(
+            self.receiver.on_streams(
+                sender, named, streams, now, answer=bool(flags & fr.F_BASES), based=based
+            )
+        )
 
     def _on_membership(self, msg: Any, now: float) -> list[Any]:
         group = msg.group
@@ -334,21 +421,49 @@ class FlowCore:
         cause = msg.reason
         joiner = None
         continuing = None
+        ours = msg.changed_member == self.me or g.view is None
+        welcomed: dict[str, dict[int, tuple[int, int]]] = {}
+        if g.view is not None:
+            gone = g.view - view
+            if cause & CAUSED_BY_LEAVE:
+                for name in gone:
+                    g.departed.pop(name, None)  # left: not waited for
+            elif gone:
+                self._depart(g, gone, now)  # a disconnect, a partition
         if cause & CAUSED_BY_JOIN:
-            if msg.changed_member == self.me or g.view is None:
+            if ours:
                 g.joined_at = now
             else:
                 joiner = msg.changed_member
-                if joiner not in g.hints or any(ch.last_seq for ch in chans):
+                if (
+                    joiner not in g.hints
+                    or joiner in g.departed
+                    or any(ch.last_seq for ch in chans)
+                ):
                     # Its HELLO missed us (or it is foreign): tell it we
-                    # speak. With streams: where they stood at its join (a
-                    # member back from a lost connection asks for the rest).
-                    self._outbox.append(self._hello(joiner, group))
+                    # speak. With streams: where they stood at its join, and
+                    # where it stood if it is back (it asks for the rest; it
+                    # waits for this answer before it begins a stream of
+                    # ours it never saw past frame 1).
+                    back = self._welcome_back(g, joiner, now, rejoin=True, always=True)
+                    if back is not None:
+                        welcomed[joiner] = back
         if cause & CAUSED_BY_NETWORK:
             continuing = set(msg.extra) if msg.extra else None
             # Everyone from another component must hear of us again.
             if continuing is not None and view - continuing:
                 self._outbox.append(self._hello(group, group))
+        if (ours or continuing is not None) and g.departed:
+            # Back with us (we reconnected, or the network merged): each
+            # departed member hears where it stood.
+            for name in sorted(view - (continuing or set())):
+                back = self._welcome_back(g, name, now, rejoin=False)
+                if back is not None:
+                    welcomed[name] = back
+        if ours and g.member_before:
+            # Our join after a lost connection: a stream we never saw may
+            # have frames we missed; its sender's answer says.
+            self.receiver.await_answers(group, view - {self.me}, now)
         # Speakers: HELLOs of members now present become knowledge; members
         # from another component are unknown again until they speak.
         hinted = {name for name in view if g.hints.pop(name, None) is not None}
@@ -364,6 +479,12 @@ class FlowCore:
                 speakers=g.speakers,
                 joined_at=g.joined_at,
             )
+            # (a member back keeps its base until it reports or asks: lost
+            # again before that, it is still where it stood)
+            for name, bases in welcomed.items():
+                m = ch.members.get(name)
+                if m is not None and ch.stream in bases:
+                    m.base = bases[ch.stream]
         left = msg.changed_member if cause & CAUSED_BY_LEAVE else None
         return [msg, *self.receiver.on_view(group, view, now, left)]
 
@@ -375,7 +496,10 @@ class FlowCore:
 
     def restore(self, positions: Any, now: float = 0.0) -> None:
         """Take streams up at a checkpoint's positions (before join())."""
-        self.receiver.restore(list(positions), now)
+        positions = list(positions)
+        self.receiver.restore(positions, now)
+        for entry in positions:
+            self.groups.setdefault(entry[0], _Group(entry[0])).member_before = True
 
     def consumed(self, msg: FlowMsg, now: float) -> None:
         """The application took msg (in any order; each counts once)."""
@@ -390,6 +514,8 @@ class FlowCore:
         for g in self.groups.values():
             for name in [n for n, t in g.hints.items() if t <= now]:
                 del g.hints[name]
+            for name in [n for n, (t, _) in g.departed.items() if t <= now]:
+                del g.departed[name]
         for ch in list(self.channels.values()):
             events.extend(ch.tick(now))
         events.extend(self.receiver.tick(now))

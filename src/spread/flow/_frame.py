@@ -21,7 +21,10 @@ Bodies: DATA the payload; BATCH ``uvarint count`` then ``count`` x
 (``uvarint length``, ``i16 msg_type``) then the payloads one after another;
 CHUNK ``u64 total, u64 position`` then the piece; REPORT and BYE nothing;
 HELLO the group's name, then (recovery) a NUL and ``count`` x ``(u64
-stream, u64 last seq, u64 bytes sent)``: the sender's streams on the group.
+stream, u64 last seq, u64 bytes sent)``: the sender's streams on the group;
+with F_BASES each entry also carries ``(u64 base seq, u64 base bytes)``:
+the position of the stream from which the addressee was a member before it
+(or we) lost touch (equal to the last frame: nothing of it before).
 
 Recovery (issue 17): NACK, to a sender's private group, asks frames seq..
 offset of a stream again, its body the asker's consumed ``(u64 seq, u64
@@ -67,7 +70,9 @@ KINDS = frozenset(KIND_NAMES)
 F_REPORT = 0x0001  # DATA/BATCH/CHUNK: report once this frame is consumed
 F_LAST = 0x0002  # CHUNK: the message's last piece
 F_REPLY = 0x0004  # HELLO: an answer to a joiner's HELLO (never answered)
-KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY
+F_BASES = 0x0008  # HELLO: its entries carry the addressee's base (a member back)
+F_REJOIN = 0x0010  # HELLO with bases: an answer to the addressee's own join
+KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY | F_BASES | F_REJOIN
 
 _HEADER = HEADER_STRUCT = struct.Struct("<2sBBHhQQQ")
 HEADER_SIZE = _HEADER.size  # 32
@@ -76,6 +81,7 @@ CHUNK_PREFIX = _CHUNK.size  # 16
 _ITEM_TYPE = struct.Struct("<h")
 _POSITION = struct.Struct("<QQ")  # NACK body: consumed (seq, bytes)
 _STREAM_ENTRY = struct.Struct("<QQQ")  # HELLO: (stream, last seq, bytes sent)
+_BASED_ENTRY = struct.Struct("<QQQQQ")  # F_BASES: ... and (base seq, base bytes)
 MAX_HELLO_STREAMS = 1024
 
 U64 = (1 << 64) - 1
@@ -300,20 +306,23 @@ def decode_nack_body(body: bytes | bytearray | memoryview) -> tuple[int, int]:
     return seq, nbytes
 
 
-def hello(group: str, streams: Sequence[tuple[int, int, int]] = (), flags: int = 0) -> bytes:
-    """A HELLO for group, naming our streams on it: (stream, last seq, bytes sent)."""
+def hello(group: str, streams: Sequence[tuple[int, ...]] = (), flags: int = 0) -> bytes:
+    """A HELLO for group, naming our streams on it: (stream, last seq, bytes
+    sent), or with F_BASES (stream, last seq, bytes sent, base seq, base bytes)."""
     data = header(HELLO, 0, 0, flags=flags) + group.encode()
     # (the NUL even for none: "no streams" ends the ones receivers hold of ours)
     if len(streams) > MAX_HELLO_STREAMS:
         raise ValueError(f"a HELLO names at most {MAX_HELLO_STREAMS} streams")
-    return data + b"\0" + b"".join(_STREAM_ENTRY.pack(*e) for e in streams)
+    entry = _BASED_ENTRY if flags & F_BASES else _STREAM_ENTRY
+    return data + b"\0" + b"".join(entry.pack(*e) for e in streams)
 
 
 def decode_hello_body(
-    body: bytes | bytearray | memoryview,
-) -> tuple[str, list[tuple[int, int, int]] | None]:
+    body: bytes | bytearray | memoryview, flags: int = 0
+) -> tuple[str, list[tuple[int, ...]] | None]:
     """(group name, streams) of a HELLO body; streams is None when the
-    HELLO names none (an older peer: nothing is known of its streams)."""
+    HELLO names none (an older peer: nothing is known of its streams).
+    Entries are (stream, last, bytes), with F_BASES (..., base seq, base bytes)."""
     raw = bytes(body)
     name, sep, table = raw.partition(b"\0")
     try:
@@ -322,7 +331,8 @@ def decode_hello_body(
         raise FrameError("HELLO's group name is not UTF-8") from None
     if not sep:
         return group, None
-    size = _STREAM_ENTRY.size
+    entry = _BASED_ENTRY if flags & F_BASES else _STREAM_ENTRY
+    size = entry.size
     if len(table) % size or len(table) // size > MAX_HELLO_STREAMS:
         raise FrameError(f"HELLO stream table of {len(table)} bytes")
-    return group, [_STREAM_ENTRY.unpack_from(table, i) for i in range(0, len(table), size)]
+    return group, [entry.unpack_from(table, i) for i in range(0, len(table), size)]

@@ -81,6 +81,7 @@ class Stream:
         "after_loss",
         "lost_frames",
         "lost_bytes",
+        "held",
     )
 
     def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
@@ -109,6 +110,10 @@ class Stream:
         # consumed once those are, and are held by nobody meanwhile.
         self.lost_frames = 0
         self.lost_bytes = 0
+        # First seen after our own join following a lost connection, before
+        # its sender's answer: frames held until that answer says where we
+        # stood in it (we may have missed its first frames).
+        self.held: list | None = None
 
     @property
     def unconsumed_frames(self) -> int:
@@ -133,8 +138,14 @@ class Receiver:
         reorder_window: int = 256,
         repair_retry: float = 0.2,
         orphan_timeout: float = 30.0,
+        answer_wait: float = 1.0,
     ) -> None:
         self._outbox = outbox
+        self.answer_wait = answer_wait
+        # (sender, group) -> until when a stream of it we never saw is held:
+        # after our join following a lost connection, until its answer.
+        self._awaiting: dict[tuple[str, str], float] = {}
+        self._ended: dict[tuple[str, int], None] = {}  # recently ended streams (bounded)
         self.reorder_window = reorder_window
         self.repair_retry = repair_retry
         self.orphan_timeout = orphan_timeout
@@ -191,11 +202,16 @@ class Receiver:
                 return []
             if hdr.seq < 1:
                 return list(self.malformed(group, sender, "frame seq 0"))
-            st = Stream(sender, group, hdr.stream, hdr.seq, hdr.offset)
-            self.streams[key] = st
-            self._by_group.setdefault(group, set()).add(key)
+            st = self._new_stream(sender, group, hdr.stream, hdr.seq, hdr.offset)
+            if hdr.seq > 1 and (sender, group) in self._awaiting:
+                st.held = []  # (from frame 1 on, nothing before can be missed)
+                st.repaired = True  # (held, then maybe caught up: two windows)
         elif st.group != group and not resent:
             return list(self.malformed(group, sender, "stream moved to another group"))
+        if st.held is not None:
+            if len(st.held) < self.reorder_window:  # (beyond: asked for once released)
+                st.held.append((hdr, frame, service_type, endian, resent))
+            return []
         repair = st.repair
         if repair is None:
             if hdr.seq == st.expected:
@@ -277,18 +293,87 @@ class Receiver:
         self._repaired(st)
         return out
 
+    def _new_stream(self, sender: str, group: str, stream: int, seq: int, offset: int) -> Stream:
+        st = Stream(sender, group, stream, seq, offset)
+        key = (sender, stream)
+        self.streams[key] = st
+        self._by_group.setdefault(group, set()).add(key)
+        self._ended.pop(key, None)
+        return st
+
+    def await_answers(self, group: str, senders: set[str], now: float) -> None:
+        """Our join after a lost connection: until each sender's answer (or
+        answer_wait), a stream of it we never saw is held, not begun at the
+        first frame that came (the answer may say we missed its first ones)."""
+        for sender in senders:
+            self._awaiting[(sender, group)] = now + self.answer_wait
+
+    def _release(
+        self, sender: str, group: str, bases: dict[int, tuple[int, int]], now: float
+    ) -> list[FlowMsg | FlowEvent]:
+        """Its answer came (or the wait ended): held streams begin at their
+        base when it is earlier than the first frame held, and take what
+        they hold as any frame."""
+        self._awaiting.pop((sender, group), None)
+        out: list[FlowMsg | FlowEvent] = []
+        for key in sorted(self._by_group.get(group, ())):
+            st = self.streams.get(key)
+            if key[0] != sender or st is None or st.held is None:
+                continue
+            held, st.held = st.held, None
+            base = bases.get(key[1])
+            if base is not None and base[0] + 1 < st.expected:
+                self._rebase(st, base)
+            for hdr, frame, service_type, endian, resent in held:
+                out.extend(
+                    self.on_frame(sender, group, hdr, frame, service_type, endian, now, resent)
+                )
+        return out
+
+    @staticmethod
+    def _rebase(st: Stream, base: tuple[int, int]) -> None:
+        """Nothing of st taken yet: it begins after base instead."""
+        st.expected = base[0] + 1
+        st.received_end = base[1]
+        st.pos_seq, st.pos_bytes = base
+        st.reported = base
+
     def on_streams(
-        self, sender: str, group: str, streams: list[tuple[int, int, int]], now: float
+        self,
+        sender: str,
+        group: str,
+        streams: list[tuple[int, ...]],
+        now: float,
+        *,
+        answer: bool = False,
+        based: bool = False,
     ) -> list[FlowMsg | FlowEvent]:
         """A HELLO of sender on group names its streams there and their last
         frames: what we miss of them is asked for; a stream of its we hold
-        that it does not name is over (a restarted sender: unclean)."""
-        listed = {stream: last for stream, last, _ in streams}
+        that it does not name is over (a restarted sender: unclean).
+        ``answer``: it answers our HELLO; ``based``: its entries carry the
+        position we had in each stream before we (or it) lost touch, and a
+        stream we never saw is taken up there."""
+        listed = {e[0]: e[1] for e in streams}
+        bases: dict[int, tuple[int, int]] = {}
+        if based:
+            for e in streams:
+                if len(e) == 5 and e[3] <= e[1] and e[4] <= e[2]:
+                    bases[e[0]] = (e[3], e[4])
         out: list[FlowMsg | FlowEvent] = []
+        if answer and (sender, group) in self._awaiting:
+            out.extend(self._release(sender, group, bases, now))
+        for stream, base in sorted(bases.items()):
+            key = (sender, stream)
+            if base[0] < listed[stream] and key not in self.streams and key not in self._ended:
+                # (caught up from there: it may hold two windows meanwhile)
+                self._new_stream(sender, group, stream, base[0] + 1, base[1]).repaired = True
         for key in sorted(self._by_group.get(group, ())):
             if key[0] != sender:
                 continue
             st = self.streams[key]
+            if st.held is not None:
+                continue  # (until its answer)
             last = listed.get(key[1])
             if last is None:
                 out.extend(self._end(st, now, clean=False))
@@ -539,6 +624,9 @@ class Receiver:
         for st in list(self._orphans):
             if now >= st.orphaned + self.orphan_timeout:
                 out.extend(self._end(st, now, clean=False))
+        for (sender, group), until in list(self._awaiting.items()):
+            if now >= until:  # no answer: held streams begin where they began
+                out.extend(self._release(sender, group, {}, now))
         return out
 
     def next_deadline(self) -> float:
@@ -548,6 +636,8 @@ class Receiver:
                 t = min(t, st.repair.next_deadline())
         for st in self._orphans:
             t = min(t, st.orphaned + self.orphan_timeout)
+        if self._awaiting:
+            t = min(t, min(self._awaiting.values()))
         return t
 
     # ---- checkpoints --------------------------------------------------------------
@@ -579,9 +669,7 @@ class Receiver:
             key = (sender, stream)
             if key in self.streams:
                 continue
-            st = Stream(sender, group, stream, seq + 1, nbytes)
-            self.streams[key] = st
-            self._by_group.setdefault(group, set()).add(key)
+            st = self._new_stream(sender, group, stream, seq + 1, nbytes)
             st.orphaned = now  # until its sender is seen
             self._orphans[st] = None
 
@@ -590,6 +678,9 @@ class Receiver:
     def _drop(self, key: tuple[str, int]) -> Stream | None:
         st = self.streams.pop(key, None)
         if st is not None:
+            self._ended[key] = None  # (a late HELLO with bases must not begin it again)
+            while len(self._ended) > 4096:
+                del self._ended[next(iter(self._ended))]
             st.dropped = True
             self._abandon(st)
             self._due.pop(st, None)
@@ -611,10 +702,13 @@ class Receiver:
         st = self.streams.get((sender, hdr.stream))
         if st is None or st.group != group:
             return []
+        out: list[FlowMsg | FlowEvent] = []
+        if st.held is not None:  # (no answer before its end: it began where it began)
+            out = self._release(sender, group, {}, now)
         if hdr.seq >= (st.repair.expected if st.repair is not None else st.expected):
             self._repair_of(st).announce(hdr.seq, now)
             st.repair.actions.clear()  # type: ignore[union-attr]
-        return self._end(st, now, clean=True)
+        return out + self._end(st, now, clean=True)
 
     def on_view(
         self,
@@ -629,6 +723,8 @@ class Receiver:
         ``orphan_timeout``, and adopted again if they come back (their HELLO
         then says what we miss); senders in the view are here."""
         out: list[FlowMsg | FlowEvent] = []
+        for sender, g in [k for k in self._awaiting if k[1] == group and k[0] not in view]:
+            out.extend(self._release(sender, g, {}, now))  # it left: no answer comes
         for key in sorted(self._by_group.get(group, ())):
             st = self.streams[key]
             sender = key[0]
@@ -643,6 +739,8 @@ class Receiver:
         return out
 
     def on_left(self, group: str) -> None:
+        for waited in [k for k in self._awaiting if k[1] == group]:
+            del self._awaiting[waited]
         for key in list(self._by_group.get(group, ())):
             self._drop(key)
 

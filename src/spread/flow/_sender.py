@@ -96,7 +96,17 @@ def _check_msg_type(msg_type: object) -> None:
 class Member:
     """What a sender knows of one member of its group."""
 
-    __slots__ = ("name", "state", "seq", "nbytes", "progress", "blocking_since", "deadline", "told")
+    __slots__ = (
+        "name",
+        "state",
+        "seq",
+        "nbytes",
+        "progress",
+        "blocking_since",
+        "deadline",
+        "told",
+        "base",
+    )
 
     def __init__(self, name: str, state: str, seq: int, nbytes: int, now: float) -> None:
         self.name = name
@@ -107,6 +117,9 @@ class Member:
         self.blocking_since: float | None = None  # when it began to hold the sender
         self.deadline = math.inf  # JOINING: when it becomes FOREIGN
         self.told = False  # MemberStalled reported (wait/raise)
+        # Back after losing touch: the position its HELLO gave it, until it
+        # reports or asks (lost again before that, it is its base again).
+        self.base: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Member {self.name} {self.state} at {self.seq}/{self.nbytes}>"
@@ -255,6 +268,10 @@ class SenderChannel:
         self._floor = (0, 0)  # the highest position any member ever reported
         self.in_transition = False
         self.member = False  # sends only between our own join and our leave
+        # Our leave was asked for, its self-leave not seen yet: views still
+        # delivered before it do not make us a member again (what we sent
+        # then would be ordered after the leave, uncounted by anyone).
+        self._leaving = False
         self.closed = False
         # The accumulator: closed units (batches, chunked messages) in order,
         # then the open batch that new small messages join. Every size is
@@ -640,6 +657,8 @@ class SenderChannel:
             self.stats["bad_reports"] += 1
             return []
         self.stats["reports"] += 1
+        if m.base is not None:  # (back, catching up: it stands there now)
+            m.base = (seq, nbytes) if seq < m.seq else None
         self._dirty = True
         events: list[FlowEvent] = []
         if seq > m.seq:
@@ -673,10 +692,7 @@ class SenderChannel:
         if cseq > self.last_seq or cbytes > self.sent_bytes or first < 1:
             self.stats["bad_reports"] += 1
             return
-        m = self.members.get(member)
-        if m is not None and m.state in COUNTED and cseq < m.seq:
-            m.seq, m.nbytes, m.progress = cseq, cbytes, now
-            self._dirty = True
+        self.charge_from(member, cseq, cbytes, now)
         if first > last:
             return  # only its position (after a merge): nothing asked
         if self._resender is None:
@@ -685,6 +701,28 @@ class SenderChannel:
             return
         self._resender.request(member, first, last, cseq)
         self._serve(member)
+
+    def charge_from(self, member: str, seq: int, nbytes: int, now: float) -> None:
+        """A counted member is charged from (seq, nbytes), its NACK's consumed
+        position, when that is below its position: live frames and resent
+        ones together stay within a window of what it consumed."""
+        m = self.members.get(member)
+        if m is None:
+            return
+        m.base = None
+        if m.state in COUNTED and seq < m.seq:
+            m.seq, m.nbytes, m.progress = seq, nbytes, now
+            self._dirty = True
+
+    def departed_at(self, member: str) -> tuple[int, int] | None:
+        """Where a member that lost touch stood: its position, or the base it
+        was told on its return if it has said nothing since."""
+        m = self.members.get(member)
+        if m is None:
+            return None
+        if m.base is not None and m.base < (m.seq, m.nbytes):
+            return m.base
+        return m.seq, m.nbytes
 
     def _serve(self, member: str) -> None:
         """Resend to member what its window allows of what it asked for."""
@@ -769,7 +807,7 @@ class SenderChannel:
         come from our previous view: the others are new to us);
         ``joined_at`` when we joined."""
         self.in_transition = False
-        self.member = True
+        self.member = not self._leaving
         self._dirty = True
         for name in list(self.members):
             if name not in view or (continuing is not None and name not in continuing):
@@ -797,6 +835,7 @@ class SenderChannel:
         """We are about to leave: nothing more is sent (what went before our
         leave request is delivered back to us before our self-leave)."""
         self.member = False
+        self._leaving = True
 
     def on_left(self, now: float) -> None:
         """We left the group (self-leave): nobody is a member any more, and
@@ -804,6 +843,7 @@ class SenderChannel:
         self.members.clear()
         self._dirty = True
         self.member = False
+        self._leaving = False
         self.in_transition = False
         s = self._self
         s.seq, s.nbytes, s.progress = self.last_seq, self.sent_bytes, now
