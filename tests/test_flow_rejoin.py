@@ -12,7 +12,7 @@ import pytest
 from flow_sim import NETWORK, REG_MEMB_MESS, Membership, Regular
 from spread.flow import DataLoss, FlowCore, StreamEnded
 from spread.flow import _frame as fr
-from test_flow_recovery import A, B, G, events, expect, held, payloads, send, setup
+from test_flow_recovery import A, B, G, Net, events, expect, held, payloads, send, setup
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -155,3 +155,92 @@ def test_a_leave_then_a_join_before_the_self_leave_sends_nothing_in_between() ->
     a.on_message(Membership(0x200, G), 0.0)  # the self-leave
     a.on_message(Membership(REG_MEMB_MESS | 0x100, G, (A, B), A, (A,)), 0.0)
     assert [fr.decode_header(x.data).seq for x in a.actions() if x.group == G][-1] == 1
+
+
+# ---- closed channels kept while a member may still ask ----------------------------
+
+
+def test_a_closed_channel_is_let_go_once_every_member_has_it_all() -> None:
+    # (kept while B's last report may be behind; B's answer to the BYE, a
+    # REPORT of what it received, frees the retention at the next tick)
+    net, a, b, ch = setup(retention_frames=200)
+    send(net, ch, 0, 5)
+    a.close_channel(ch, net.now)
+    net.settle()
+    net.tick(0.01)
+    assert a.closed == {}
+    ended = events(net.got[B], StreamEnded)
+    assert [(e.last, e.clean) for e in ended] == [(5, True)]
+
+
+def test_a_closed_channel_without_retention_is_not_kept() -> None:
+    net, a, b, ch = setup(retention=False)
+    send(net, ch, 0, 5)
+    net.lose(B)
+    a.close_channel(ch, net.now)
+    assert a.closed == {}
+
+
+def test_a_kept_channel_goes_once_the_member_has_caught_up() -> None:
+    net, a, b, ch = setup(window=4, retention_frames=200)
+    send(net, ch, 0, 4)
+    net.lose(B)
+    send(net, ch, 4, 10)
+    a.close_channel(ch, net.now)
+    assert ch.stream in a.closed  # (B is away)
+    net.back(B)
+    net.settle()
+    assert payloads(net.got[B]) == expect(0, 14)
+    net.tick(0.01)
+    assert a.closed == {}
+
+
+def test_a_kept_channel_is_answered_for_orphan_timeout_then_the_rest_is_lost() -> None:
+    net = Net()
+    a = net.add(FlowCore(A, orphan_timeout=5.0))
+    net.add(FlowCore(B, orphan_timeout=5.0))
+    net.join(A)
+    ch = a.channel(G, stream=5, window=4, window_bytes=1 << 20, retention_frames=200)
+    net.join(B)
+    net.settle()
+    send(net, ch, 0, 2)
+    net.lose(B)
+    send(net, ch, 2, 3)
+    a.close_channel(ch, net.now)
+    net.tick(5.0)  # B stays away past orphan_timeout
+    assert a.closed == {}
+    net.back(B)
+    net.settle()
+    got = net.got[B]
+    # (the sender no longer names the stream: B ends it at what it had)
+    assert payloads(got) == expect(0, 2)
+    assert [(e.last, e.clean) for e in events(got, StreamEnded)] == [(2, False)]
+
+
+def test_closing_drops_what_was_accepted_and_not_sent() -> None:
+    a = FlowCore(A)
+    a.join(G)
+    a.on_message(Membership(REG_MEMB_MESS | 0x100, G, (A,), A, (A,)), 0.0)
+    ch = a.channel(G, window=8, linger=1.0)
+    assert ch.offer(b"x", 0, 0.0) and ch.pending == 1  # (waits for its linger)
+    a.actions()
+    a.close_channel(ch, 0.0)
+    (bye,) = a.actions()
+    hdr = fr.decode_header(bye.data)
+    assert (hdr.kind, hdr.seq, ch.pending) == (fr.BYE, 0, 0)
+    with pytest.raises(ValueError, match="closed"):
+        ch.offer(b"y", 0, 0.0)
+
+
+def test_a_new_channel_at_the_hello_limit_evicts_the_oldest_kept_one() -> None:
+    a = FlowCore(A)
+    a.join(G)
+    a.on_message(Membership(REG_MEMB_MESS | 0x100, G, (A,), A, (A,)), 0.0)
+    a.on_connection_lost(0.0)  # (away: closed channels are kept)
+    chans = [a.channel(G) for _ in range(fr.MAX_HELLO_STREAMS)]
+    a.close_channel(chans[0], 0.0)
+    a.close_channel(chans[1], 0.0)
+    assert list(a.closed) == [chans[0].stream, chans[1].stream]
+    a.channel(G)
+    assert list(a.closed) == [chans[1].stream]
+    assert len(fr.hello(G, a._streams(G))) == 32 + 2 + 24 * fr.MAX_HELLO_STREAMS

@@ -172,23 +172,16 @@ def test_a_repeated_nack_is_not_answered_again_in_full() -> None:
 
 # ---- streams that end while a receiver is away ------------------------------------
 #
-# BUG (open): a channel closed (BYE) while a receiver is away is gone from
-# its sender's HELLO (FlowCore._streams skips closed channels, and
-# close_channel forgets the channel and its retention), so the receiver
-# back from its outage ends the stream at what it had seen:
-# StreamEnded(clean=False, last=5) and no DataLoss for frames 6..15, which
-# the sender sent and still held when the receiver came back. That is a
-# silent loss of ten messages, against README's "every message delivered
-# exactly once ... within the sender's retention; otherwise a DataLoss".
-# Fix: FlowCore keeps a closed channel (its retention and its last frame)
-# for orphan_timeout after close, answers NACKs for it, and names it in
-# HELLOs as closed (a table entry flag, or a BYE resent to the joiner's
-# private group that Receiver.on_bye takes for the stream's group): the
-# receiver repairs up to the last frame, then ends the stream clean.
+# BUG (fixed): a channel closed (BYE) while a receiver was away was gone
+# from its sender's HELLO and its retention forgotten, so the receiver back
+# from its outage ended the stream at what it had seen, with no DataLoss
+# for the frames the sender had held (a silent loss). Now FlowCore keeps a
+# closed channel a member may still ask of (one that lags, one away) for
+# orphan_timeout: it answers NACKs, HELLOs name it, each followed by its
+# BYE, and the receiver repairs, then ends the stream clean.
 
 
-@pytest.mark.xfail(strict=True, reason="a stream closed during a receiver's outage loses its tail")
-def test_a_stream_closed_while_a_receiver_is_away_is_repaired_or_named_lost() -> None:
+def test_a_stream_closed_while_a_receiver_is_away_is_repaired_then_ends_clean() -> None:
     net, a, b, ch = setup(retention_frames=200)
     send(net, ch, 0, 5)
     net.lose(B)
@@ -199,18 +192,18 @@ def test_a_stream_closed_while_a_receiver_is_away_is_repaired_or_named_lost() ->
     net.settle()
     got = net.got[B]
     lost = {(d.first, d.last) for d in events(got, DataLoss)}
-    assert payloads(got) == expect(0, 15) or lost == {(6, 15)}, (payloads(got), lost)
+    assert payloads(got) == expect(0, 15) and not lost, (payloads(got), lost)
+    ended = events(got, StreamEnded)
+    assert [(e.stream, e.last, e.clean) for e in ended] == [(ch.stream, 15, True)]
 
 
-# BUG (open, same cause): a receiver being repaired when the sender closes
-# its channel (Channel.close() flushes the live stream, not the repairs)
-# gets a DataLoss for frames the sender held when the NACK arrived: the
-# BYE ends the repair, and the closed channel answers no NACK. Fix: as
-# above (or close() waits for the Resender's outstanding requests, within
-# its timeout, before the BYE).
+# BUG (fixed, same cause): a receiver being repaired when the sender closed
+# its channel got a DataLoss for frames the sender held when the NACK
+# arrived: the BYE ended the repair, and the closed channel answered no
+# NACK. Now the kept channel's BYE says so (F_KEPT), and the receiver ends
+# the stream once repaired.
 
 
-@pytest.mark.xfail(strict=True, reason="close() during a repair turns retained frames into a loss")
 def test_closing_a_channel_during_a_receivers_repair_loses_nothing_retained() -> None:
     net, a, b, ch = setup(window=4, retention_frames=200)
     send(net, ch, 0, 4)

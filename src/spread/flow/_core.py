@@ -110,6 +110,10 @@ class FlowCore:
         self.groups: dict[str, _Group] = {}
         self.channels: dict[int, SenderChannel] = {}  # by stream id
         self._origins: dict[int, tuple[int, int]] = {}  # where each channel began
+        # Closed channels kept while a member may still ask for their frames
+        # (one that lags, one away): stream -> (until when, channel). They
+        # answer NACKs and are named in HELLOs, each followed by its BYE.
+        self.closed: dict[int, tuple[float, SenderChannel]] = {}
         self.stats = {
             "plain": 0,
             "malformed": 0,
@@ -126,19 +130,45 @@ class FlowCore:
         join does, so they count us at once."""
         check_group(group)
         self.groups.setdefault(group, _Group(group)).lost = False
-        self._outbox.append(
-            Multicast(
-                fr.AGREED_MESS, group, fr.hello(group, self._streams(group)), fr.FLOW_MSG_TYPE
-            )
-        )
+        self._hello_to(group, group, fr.hello(group, self._streams(group)))
 
     def _streams(self, group: str) -> list[tuple[int, int, int]]:
         """Our streams on group, as a HELLO names them: (stream, last seq, bytes)."""
-        return [
-            (ch.stream, ch.last_seq, ch.sent_bytes)
-            for ch in self.channels.values()
-            if ch.group == group and not ch.closed
-        ]
+        return [(ch.stream, ch.last_seq, ch.sent_bytes) for ch in self._on(group)]
+
+    def _on(self, group: str) -> list[SenderChannel]:
+        """Our channels on group: the open ones, then the closed ones kept."""
+        out = [ch for ch in self.channels.values() if ch.group == group and not ch.closed]
+        out.extend(ch for _, ch in self.closed.values() if ch.group == group)
+        return out
+
+    def _channel_of(self, stream: int) -> SenderChannel | None:
+        ch = self.channels.get(stream)
+        if ch is None and stream in self.closed:
+            ch = self.closed[stream][1]
+        return ch
+
+    def _hello_to(self, to: str, group: str, data: bytes) -> None:
+        """Queues a HELLO to ``to``, then the BYE of each closed stream it
+        names: a member that missed a BYE repairs the stream, then ends it
+        clean (one that had it ignores it)."""
+        self._outbox.append(Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE))
+        for _, ch in self.closed.values():
+            if ch.group == group:
+                self._outbox.append(
+                    Multicast(fr.AGREED_MESS, to, ch.bye(kept=True), fr.FLOW_MSG_TYPE)
+                )
+
+    def _needed(self, ch: SenderChannel) -> bool:
+        """Whether a closed channel may still be asked for frames: it
+        retains, and a member has not consumed all of it, or is away (or
+        we are)."""
+        if ch.store is None or self.receiver.orphan_timeout <= 0:
+            return False
+        g = self.groups.get(ch.group)
+        if g is None or g.departed or g.view is None:
+            return g is not None
+        return any(m.seq < ch.last_seq for m in ch.members.values())
 
     def on_connection_lost(self, now: float = 0.0) -> None:
         """Our connection was lost (the front end makes it again): what we
@@ -157,6 +187,8 @@ class FlowCore:
             g.hints.clear()
             g.lost = True
         for ch in self.channels.values():
+            ch.on_disconnected(now)
+        for _, ch in self.closed.values():
             ch.on_disconnected(now)
         self._outbox.clear()
 
@@ -188,12 +220,16 @@ class FlowCore:
         if sum(ch.group == group for ch in self.channels.values()) >= fr.MAX_HELLO_STREAMS:
             # (a HELLO names them all: members end a stream it does not name)
             raise ValueError(f"at most {fr.MAX_HELLO_STREAMS} channels of one session per group")
+        kept = [k for k, (_, ch) in self.closed.items() if ch.group == group]
+        if kept and len(self._on(group)) >= fr.MAX_HELLO_STREAMS:
+            del self.closed[kept[0]]  # (the oldest closed one gives way)
         if stream is None:
             stream = self._rng.getrandbits(64) or 1
-            while stream in self.channels:
+            while stream in self.channels or stream in self.closed:
                 stream = self._rng.getrandbits(64) or 1
         elif stream in self.channels:
             raise ValueError(f"stream {stream:#x} is in use")
+        self.closed.pop(stream, None)  # (a stream resumed after its close)
         ch = SenderChannel(group, stream, self.me, self._outbox, now=now, **options)
         self.channels[stream] = ch
         self._origins[stream] = (ch.last_seq, ch.sent_bytes)
@@ -203,9 +239,20 @@ class FlowCore:
         return ch
 
     def close_channel(self, ch: SenderChannel, now: float = 0.0) -> None:
-        ch.close(now)
-        self.channels.pop(ch.stream, None)
-        self._origins.pop(ch.stream, None)
+        """Says BYE. A channel a member may still ask frames of (it lags, or
+        is away) is kept for orphan_timeout: it answers NACKs, HELLOs name
+        it (each followed by its BYE), and its BYE says so (F_KEPT: a
+        receiver being repaired finishes first)."""
+        if ch.closed:
+            return
+        kept = self._needed(ch)
+        ch.close(now, kept=kept)
+        if self.channels.get(ch.stream) is ch:
+            del self.channels[ch.stream]
+            if kept:
+                self.closed[ch.stream] = (now + self.receiver.orphan_timeout, ch)
+            else:
+                self._origins.pop(ch.stream, None)
 
     def actions(self) -> list[Multicast]:
         """What to send, in order (and forget)."""
@@ -243,7 +290,7 @@ class FlowCore:
         kind = hdr.kind
         if kind in (fr.DATA, fr.BATCH, fr.CHUNK):
             if sender == self.me:
-                ch = self.channels.get(hdr.stream)
+                ch = self._channel_of(hdr.stream)
                 if ch is not None and ch.group == group:
                     ch.on_self(hdr.seq, hdr.offset + len(frame), now)
                 return []
@@ -266,7 +313,7 @@ class FlowCore:
                 )
             )
         if kind == fr.REPORT:
-            ch = self.channels.get(hdr.stream)
+            ch = self._channel_of(hdr.stream)
             if group != self.me or ch is None:
                 self.stats["reports_ignored"] += 1
                 return []
@@ -274,7 +321,7 @@ class FlowCore:
         if kind == fr.HELLO:
             return self._on_hello(sender, group, hdr, frame, now)
         if kind == fr.NACK:
-            ch = self.channels.get(hdr.stream)
+            ch = self._channel_of(hdr.stream)
             if group != self.me or ch is None:
                 self.stats["reports_ignored"] += 1
                 return []
@@ -288,16 +335,16 @@ class FlowCore:
             if group != self.me:
                 return self._malformed(group, sender, "a GAP goes to a private group")
             return list(self.receiver.on_gap(sender, hdr, now))
-        # BYE
+        # BYE (to the group, or after a HELLO to us: any group)
         if sender == self.me:
             return []
-        return list(self.receiver.on_bye(sender, group, hdr, now))
+        return list(self.receiver.on_bye(sender, None if group == self.me else group, hdr, now))
 
-    def _hello(self, to: str, group: str) -> Multicast:
+    def _hello(self, to: str, group: str) -> None:
         """A HELLO that asks no answer (to a member, or to the group after a
         merge), naming our streams on group as they stand."""
         data = fr.hello(group, self._streams(group), fr.F_REPLY)
-        return Multicast(fr.AGREED_MESS, to, data, fr.FLOW_MSG_TYPE)
+        self._hello_to(to, group, data)
 
     # ---- members that lost touch and came back --------------------------------------
 
@@ -307,7 +354,7 @@ class FlowCore:
         ttl = self.receiver.orphan_timeout
         if ttl <= 0:
             return
-        chans = [ch for ch in self.channels.values() if ch.group == g.name and not ch.closed]
+        chans = self._on(g.name)
         for name in sorted(names):
             if name == self.me:
                 continue
@@ -335,9 +382,7 @@ class FlowCore:
             return None
         table = []
         bases: dict[int, tuple[int, int]] = {}
-        for ch in self.channels.values():
-            if ch.group != g.name or ch.closed:
-                continue
+        for ch in self._on(g.name):
             last, nbytes = ch.last_seq, ch.sent_bytes
             # (a channel begun while it was away: all of it; one that did
             # not count it: nothing before now)
@@ -347,8 +392,7 @@ class FlowCore:
             bases[ch.stream] = base = (min(base[0], last), min(base[1], nbytes))
             table.append((ch.stream, last, nbytes, *base))
         flags = fr.F_REPLY | fr.F_BASES | (fr.F_REJOIN if rejoin else 0)
-        data = fr.hello(g.name, table, flags)
-        self._outbox.append(Multicast(fr.AGREED_MESS, name, data, fr.FLOW_MSG_TYPE))
+        self._hello_to(name, g.name, fr.hello(g.name, table, flags))
         return None if at is None else bases
 
     def _speaker(self, g: _Group, name: str, now: float) -> None:
@@ -386,7 +430,7 @@ class FlowCore:
             while len(g.hints) > self.max_hints:
                 del g.hints[next(iter(g.hints))]
         if not hdr.flags & fr.F_REPLY and g.view is not None and self.me in g.view:
-            self._outbox.append(self._hello(sender, named))
+            self._hello(sender, named)
         if streams is None:
             return []
         # Bases for us: taken unless they answer our own join and this is
@@ -404,7 +448,7 @@ class FlowCore:
         st = msg.service_type
         if g is None or g.lost:
             return [msg]
-        chans = [ch for ch in self.channels.values() if ch.group == group]
+        chans = self._on(group)
         if is_self_leave(st):
             g.view = None
             g.speakers.clear()
@@ -452,7 +496,7 @@ class FlowCore:
             continuing = set(msg.extra) if msg.extra else None
             # Everyone from another component must hear of us again.
             if continuing is not None and view - continuing:
-                self._outbox.append(self._hello(group, group))
+                self._hello(group, group)
         if (ours or continuing is not None) and g.departed:
             # Back with us (we reconnected, or the network merged): each
             # departed member hears where it stood.
@@ -518,6 +562,10 @@ class FlowCore:
                 del g.departed[name]
         for ch in list(self.channels.values()):
             events.extend(ch.tick(now))
+        for stream, (until, ch) in list(self.closed.items()):
+            if now >= until or not self._needed(ch):
+                del self.closed[stream]
+                self._origins.pop(stream, None)
         events.extend(self.receiver.tick(now))
         return events
 
@@ -526,6 +574,8 @@ class FlowCore:
         t = self.receiver.next_deadline()
         for ch in self.channels.values():
             t = min(t, ch.next_deadline())
+        for until, _ in self.closed.values():
+            t = min(t, until)
         for g in self.groups.values():
             if g.hints:
                 t = min(t, min(g.hints.values()))

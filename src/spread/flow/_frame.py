@@ -72,7 +72,8 @@ F_LAST = 0x0002  # CHUNK: the message's last piece
 F_REPLY = 0x0004  # HELLO: an answer to a joiner's HELLO (never answered)
 F_BASES = 0x0008  # HELLO: its entries carry the addressee's base (a member back)
 F_REJOIN = 0x0010  # HELLO with bases: an answer to the addressee's own join
-KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY | F_BASES | F_REJOIN
+F_KEPT = 0x0020  # BYE: the closed stream still answers NACKs for a while
+KNOWN_FLAGS = F_REPORT | F_LAST | F_REPLY | F_BASES | F_REJOIN | F_KEPT
 
 _HEADER = HEADER_STRUCT = struct.Struct("<2sBBHhQQQ")
 HEADER_SIZE = _HEADER.size  # 32

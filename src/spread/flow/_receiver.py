@@ -82,6 +82,7 @@ class Stream:
         "lost_frames",
         "lost_bytes",
         "held",
+        "closing",
     )
 
     def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
@@ -114,6 +115,9 @@ class Stream:
         # its sender's answer: frames held until that answer says where we
         # stood in it (we may have missed its first frames).
         self.held: list | None = None
+        # Its sender closed it while it was being repaired, and still answers
+        # (a BYE with F_KEPT): ended clean once repaired, or at this time.
+        self.closing = math.inf
 
     @property
     def unconsumed_frames(self) -> int:
@@ -146,6 +150,7 @@ class Receiver:
         # after our join following a lost connection, until its answer.
         self._awaiting: dict[tuple[str, str], float] = {}
         self._ended: dict[tuple[str, int], None] = {}  # recently ended streams (bounded)
+        self._closing: dict[Stream, None] = {}  # streams to end once repaired
         self.reorder_window = reorder_window
         self.repair_retry = repair_retry
         self.orphan_timeout = orphan_timeout
@@ -227,6 +232,8 @@ class Receiver:
         items = repair.arrive(hdr.seq, (hdr, frame, service_type, endian), now)
         out = self._deliver(st, items, now)
         self._repaired(st)
+        if st.closing != math.inf and st.repair is None:
+            out.extend(self._end_kept(st, now))
         return out
 
     # ---- repair -------------------------------------------------------------------
@@ -291,6 +298,8 @@ class Receiver:
             return []
         out = self._deliver(st, st.repair.gone(hdr.seq, now), now)
         self._repaired(st)
+        if st.closing != math.inf and st.repair is None:
+            out.extend(self._end_kept(st, now))
         return out
 
     def _new_stream(self, sender: str, group: str, stream: int, seq: int, offset: int) -> Stream:
@@ -624,6 +633,9 @@ class Receiver:
         for st in list(self._orphans):
             if now >= st.orphaned + self.orphan_timeout:
                 out.extend(self._end(st, now, clean=False))
+        for st in list(self._closing):
+            if now >= st.closing:  # (no longer answered: the rest is lost)
+                out.extend(self._end(st, now, clean=True))
         for (sender, group), until in list(self._awaiting.items()):
             if now >= until:  # no answer: held streams begin where they began
                 out.extend(self._release(sender, group, {}, now))
@@ -638,6 +650,8 @@ class Receiver:
             t = min(t, st.orphaned + self.orphan_timeout)
         if self._awaiting:
             t = min(t, min(self._awaiting.values()))
+        for st in self._closing:
+            t = min(t, st.closing)
         return t
 
     # ---- checkpoints --------------------------------------------------------------
@@ -686,6 +700,7 @@ class Receiver:
             self._due.pop(st, None)
             self._repairing.pop(st, None)
             self._orphans.pop(st, None)
+            self._closing.pop(st, None)
             st.repair = None
             keys = self._by_group.get(st.group)
             if keys is not None:
@@ -695,20 +710,46 @@ class Receiver:
         return st
 
     def on_bye(
-        self, sender: str, group: str, hdr: fr.Header, now: float = 0.0
+        self, sender: str, group: str | None, hdr: fr.Header, now: float = 0.0
     ) -> list[FlowMsg | FlowEvent]:
-        """The sender closed the stream after frame hdr.seq: what never came
-        of it is lost (the closed channel answers no request)."""
+        """The sender closed the stream after frame hdr.seq (``group`` None:
+        a BYE after a HELLO to us). A closed channel that is kept (F_KEPT)
+        still answers: what we miss is asked for and the stream ends clean
+        once repaired (or after orphan_timeout). Else what never came is lost."""
         st = self.streams.get((sender, hdr.stream))
-        if st is None or st.group != group:
+        if st is None or (group is not None and st.group != group):
             return []
         out: list[FlowMsg | FlowEvent] = []
         if st.held is not None:  # (no answer before its end: it began where it began)
-            out = self._release(sender, group, {}, now)
+            out = self._release(sender, st.group, {}, now)
+        kept = bool(hdr.flags & fr.F_KEPT)
         if hdr.seq >= (st.repair.expected if st.repair is not None else st.expected):
             self._repair_of(st).announce(hdr.seq, now)
-            st.repair.actions.clear()  # type: ignore[union-attr]
-        return out + self._end(st, now, clean=True)
+            if not kept:
+                st.repair.actions.clear()  # type: ignore[union-attr]
+            self._repaired(st)
+        if not kept:
+            return out + self._end(st, now, clean=True)
+        if st.repair is None:
+            return out + self._end_kept(st, now)
+        if st.closing == math.inf:
+            st.closing = now + self.orphan_timeout
+            self._closing[st] = None
+        return out
+
+    def _end_kept(self, st: Stream, now: float) -> list[FlowMsg | FlowEvent]:
+        """A kept closed stream we now have all of: its sender hears so (a
+        REPORT of what we received: a closed stream's credit no longer
+        matters), and lets its retention go; then it ends clean."""
+        self._outbox.append(
+            Multicast(
+                fr.AGREED_MESS,
+                st.sender,
+                fr.header(fr.REPORT, st.stream, st.expected - 1, st.received_end),
+                fr.FLOW_MSG_TYPE,
+            )
+        )
+        return self._end(st, now, clean=True)
 
     def on_view(
         self,

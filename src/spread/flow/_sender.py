@@ -471,11 +471,24 @@ class SenderChannel:
         """Send what credit allows now, ignoring linger."""
         self.pump(now, force=True)
 
-    def close(self, now: float) -> None:
-        """Say BYE (receivers free the stream); later offers raise ValueError."""
+    def close(self, now: float, kept: bool = False) -> None:
+        """Say BYE (receivers free the stream); later offers raise ValueError.
+        What was accepted and not sent is dropped (the BYE names the last
+        frame sent). ``kept``: it still answers NACKs for a while (FlowCore
+        keeps it), so a receiver being repaired finishes first."""
         if not self.closed:
             self.closed = True
-            self._emit(fr.header(fr.BYE, self.stream, self.last_seq, self.sent_bytes))
+            self._ready.clear()
+            self._open = None
+            self._chunk, self._chunk_pos = None, 0
+            self._items = self._queued_bytes = 0
+            self._linger_since = math.inf
+            self._emit(self.bye(kept))
+
+    def bye(self, kept: bool = False) -> bytes:
+        """The BYE frame: the stream's last frame and bytes."""
+        flags = fr.F_KEPT if kept else 0
+        return fr.header(fr.BYE, self.stream, self.last_seq, self.sent_bytes, flags)
 
     # ---- the credit rule ----------------------------------------------------
 
