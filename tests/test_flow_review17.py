@@ -148,8 +148,9 @@ def test_a_stale_membership_after_the_loss_does_not_block_the_sender_for_ever() 
     assert not events(net.got[B], DataLoss)
 
 
-# BUG (open): a member's NACK repeated without progress is answered again
-# in full each time: Resender.due() bounds a member's resends by
+# BUG (fixed: a frame resent less than Resender.repeat_after ago is not
+# resent on a repeated request): a member's NACK repeated without progress
+# was answered again in full each time: Resender.due() bounds a member's resends by
 # consumed + window frames and window_bytes of unconsumed resent bytes, but
 # counts a frame resent twice twice, so the same window of small frames
 # goes again on every NACK until window_bytes of copies are out (8 MiB by
@@ -159,7 +160,6 @@ def test_a_stale_membership_after_the_loss_does_not_block_the_sender_for_ever() 
 # most once per member per view.
 
 
-@pytest.mark.xfail(strict=True, reason="Resender resends the same frames on every repeated NACK")
 def test_a_repeated_nack_is_not_answered_again_in_full() -> None:
     net, a, b, ch = setup(window=16, retention_frames=256)
     send(net, ch, 0, 100)
@@ -350,20 +350,17 @@ def test_an_asyncio_connect_that_raises_a_non_spread_error_fails_the_session(
     run("asyncio", main())
 
 
-# BUG (open, minor): close() from another thread while the flow thread is
-# inside an attempt's connect() (lock released) waits 5 s for the thread
-# and returns with it still alive, for as long as the connect takes (10 s
+# BUG (fixed, minor): close() from another thread while the flow thread was
+# inside an attempt's connect() (lock released) waited 5 s for the thread
+# and returned with it still alive, for as long as the connect took (10 s
 # by default to a daemon that accepts and does not answer): a closed
-# session with a live thread. (The attempt then sees _closed and
-# disconnects what it made: no mailbox is left open.) Fix: close() waits
-# for the thread without the 5 s cap while an attempt is under way (or the
-# attempt's connect gets the time left, and the docs say close() may wait
-# for one connect).
+# session with a live thread. Now close() waits for the attempt's connect
+# to return (past the 5 s it gives the thread otherwise); the attempt then
+# sees the close and disconnects what it made.
 
 
-@pytest.mark.slow  # (5 s, an xfail)
+@pytest.mark.slow  # (6 s: a connect that outlasts close()'s 5 s for the thread)
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(strict=True, reason="close() returns while an attempt's connect runs on")
 def test_close_during_a_reconnect_attempt_leaves_no_live_thread(spread_daemon_factory) -> None:
     daemon = spread_daemon_factory()
     entered, release = threading.Event(), threading.Event()
@@ -389,9 +386,11 @@ def test_close_during_a_reconnect_attempt_leaves_no_live_thread(spread_daemon_fa
         assert entered.wait(10)
         closer = threading.Thread(target=s.close)
         closer.start()
+        threading.Timer(6.0, release.set).start()  # the connect returns after 6 s
         closer.join(15)
         assert not closer.is_alive()
-        alive = s._thread.is_alive()
+        alive = s._thread.is_alive()  # (close() returned after the attempt)
+        assert release.is_set()
     finally:
         release.set()
         s._thread.join(15)

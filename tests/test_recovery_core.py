@@ -436,6 +436,21 @@ def test_a_request_is_resent_within_the_receivers_window():
     assert rs.stats["resent"] == 50 and rs.waiting == 0
 
 
+def test_a_repeated_request_gets_only_what_is_not_on_its_way():
+    rs = Resender(filled_ring(100), window=8, window_bytes=10_000, repeat_after=0.1)
+    rs.request("r", 1, 20, consumed=0, now=1.0)
+    assert seqs(rs.due("r", 1.0)) == list(range(1, 9))
+    for _ in range(5):  # asked again at once: 1..8 are on their way
+        rs.request("r", 1, 20, consumed=0, now=1.05)
+        assert seqs(rs.due("r", 1.05)) == []
+    rs.consumed("r", 4)
+    assert seqs(rs.due("r", 1.06)) == [9, 10, 11, 12]
+    rs.request("r", 5, 20, consumed=4, now=1.5)  # later: no progress, so again
+    assert seqs(rs.due("r", 1.5)) == list(range(5, 13))
+    rs.request("r", 5, 20, consumed=4)  # (without a time: as asked)
+    assert seqs(rs.due("r")) == list(range(5, 13))
+
+
 def test_the_byte_window_counts_resent_frames_not_yet_consumed():
     rs = Resender(filled_ring(50, size=100), window=1000, window_bytes=350)
     rs.request("r", 1, 50, consumed=0)

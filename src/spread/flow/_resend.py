@@ -30,9 +30,21 @@ class Due(NamedTuple):
 class Resender:
     """The outstanding repair requests of one stream's receivers."""
 
-    __slots__ = ("store", "window", "window_bytes", "_wants", "_consumed", "_sent", "stats")
+    __slots__ = (
+        "store",
+        "window",
+        "window_bytes",
+        "repeat_after",
+        "_wants",
+        "_consumed",
+        "_sent",
+        "_recent",
+        "stats",
+    )
 
-    def __init__(self, store: RetentionStore, window: int, window_bytes: int) -> None:
+    def __init__(
+        self, store: RetentionStore, window: int, window_bytes: int, repeat_after: float = 0.1
+    ) -> None:
         if type(window) is not int or window < 1:
             raise ValueError(f"window must be an int >= 1, not {window!r}")
         if type(window_bytes) is not int or window_bytes < 1:
@@ -40,6 +52,11 @@ class Resender:
         self.store = store
         self.window = window
         self.window_bytes = window_bytes
+        # A frame resent to a member is not resent again on a request that
+        # comes within this time: it is on its way (a resend to a member's
+        # private group is not lost while it stays in the view).
+        self.repeat_after = repeat_after
+        self._recent: dict[Any, tuple[int, float]] = {}  # member -> (highest resent, when)
         self._wants: dict[Any, list[int]] = {}  # member -> [next, last] still to send
         self._consumed: dict[Any, int] = {}  # member -> consumed seq (absolute)
         # member -> [(seq, bytes) resent and not yet consumed, their bytes]
@@ -51,15 +68,21 @@ class Resender:
         """Members with frames still to be resent."""
         return len(self._wants)
 
-    def request(self, member: Any, first: int, last: int, consumed: int) -> None:
+    def request(
+        self, member: Any, first: int, last: int, consumed: int, now: float | None = None
+    ) -> None:
         """``member`` asks for frames first..last, having consumed up to
         ``consumed``. A range past what was sent is cut; an empty one only
-        withdraws the member's earlier request."""
+        withdraws the member's earlier request. With ``now``, frames resent
+        to it less than ``repeat_after`` ago are not sent again."""
         self.stats["requests"] += 1
         self.consumed(member, consumed)
         # (frames it says it consumed are never asked for again: without
         # this, REPORT and NACK pairs had the retention resent for each)
         first = max(first, self._consumed[member] + 1)
+        recent = self._recent.get(member)
+        if now is not None and recent is not None and now - recent[1] < self.repeat_after:
+            first = max(first, recent[0] + 1)  # (a repeated request: those are on their way)
         last = min(last, self.store.high())
         if first > last:
             self._wants.pop(member, None)
@@ -91,20 +114,24 @@ class Resender:
             self.drop(member)
         for member in [m for m in self._wants if m not in members]:
             self.drop(member)
+        for member in [m for m in self._recent if m not in members]:
+            self.drop(member)
 
     def clear(self) -> None:
         """Our connection was lost: every request goes (they are asked again)."""
         self._wants.clear()
         self._consumed.clear()
         self._sent.clear()
+        self._recent.clear()
 
     def drop(self, member: Any) -> None:
         """The member left: nothing more for it."""
         self._wants.pop(member, None)
         self._consumed.pop(member, None)
         self._sent.pop(member, None)
+        self._recent.pop(member, None)
 
-    def due(self, member: Any) -> Due:
+    def due(self, member: Any, now: float = 0.0) -> Due:
         """The frames that may go to ``member`` now: in order, from its
         request, while it holds at most ``window`` frames and (but for one
         frame) ``window_bytes`` bytes of resent frames it has not consumed."""
@@ -138,6 +165,7 @@ class Resender:
                 budget -= len(frame)
             if frames:
                 want[0] = frames[-1][0] + 1
+                self._recent[member] = (frames[-1][0], now)
                 self.stats["resent"] += len(frames)
         if want[0] > want[1]:
             del self._wants[member]

@@ -657,7 +657,7 @@ class SenderChannel:
         ):
             resender.consumed(member, seq)
             if resender.wants(member):
-                self._serve(member)
+                self._serve(member, now)
         m = self.members.get(member)
         if m is None:
             self.stats["stale_reports"] += 1
@@ -712,8 +712,8 @@ class SenderChannel:
             # No retention: all of it is gone.
             self._gap(member, min(last, self.last_seq) + 1)
             return
-        self._resender.request(member, first, last, cseq)
-        self._serve(member)
+        self._resender.request(member, first, last, cseq, now)
+        self._serve(member, now)
 
     def charge_from(self, member: str, seq: int, nbytes: int, now: float) -> None:
         """A counted member is charged from (seq, nbytes), its NACK's consumed
@@ -737,10 +737,10 @@ class SenderChannel:
             return m.base
         return m.seq, m.nbytes
 
-    def _serve(self, member: str) -> None:
+    def _serve(self, member: str, now: float) -> None:
         """Resend to member what its window allows of what it asked for."""
         assert self._resender is not None
-        due = self._resender.due(member)
+        due = self._resender.due(member, now)
         if due.gone is not None:
             self._gap(member, due.gone)
         if due.frames:

@@ -402,6 +402,7 @@ class Session(SessionChecks):
         self._outage: Reconnecting | None = None  # while the connection is being made again
         self._lost_error = ""
         self._next_attempt = math.inf
+        self._attempting = False  # the flow thread is inside an attempt's connect
         self._lost_at = math.inf  # when the loss was seen (the old receiver drains until it raises)
         self._old_drained = True
         self.lock = threading.Lock()
@@ -563,7 +564,9 @@ class Session(SessionChecks):
         in all: what credit does not let go by then is dropped) and say BYE,
         the flow thread and the receiver stop; a session made by
         spread.flow.connect() also disconnects its mailbox. Safe to call
-        twice. Blocked calls in other threads raise SessionClosed."""
+        twice. Blocked calls in other threads raise SessionClosed. During a
+        reconnect attempt it also waits for that attempt's connect to
+        return (spread.connect's own time-out bounds it)."""
         deadline = _deadline(timeout)
         for ch in self._to_flush():
             try:
@@ -588,6 +591,10 @@ class Session(SessionChecks):
             self._rx.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5.0)
+            while self._attempting and self._thread.is_alive():
+                # Inside an attempt's connect (it has its own time-out): it
+                # sees the close when it returns and disconnects what it made.
+                self._thread.join(0.05)
         if self._owns:
             try:
                 self.mailbox.disconnect()
@@ -684,6 +691,7 @@ class Session(SessionChecks):
         self._next_attempt = math.inf  # (nobody else attempts meanwhile)
         mbox = None
         err: BaseException | None = None
+        self._attempting = True
         self.lock.release()
         try:
             if old_rx is not None:
@@ -697,6 +705,7 @@ class Session(SessionChecks):
             err = e
         finally:
             self.lock.acquire()
+            self._attempting = False
         now = _now()
         outage = self._outage
         if self._closed:
