@@ -445,3 +445,24 @@ def test_a_stream_that_breaks_gives_its_messages_then_an_error(bad, via_receiver
         returns_promptly(mbox.disconnect)
     finally:
         d.close()
+
+
+@pytest.mark.timeout(30)
+def test_closing_a_receiver_inside_a_message_whose_rest_never_comes(hostile):
+    # The drain thread reads the rest of a message to leave the socket at a
+    # message boundary; a close gives that read its 200 ms and no more (the
+    # thread finishes the close itself once the rest comes).
+    second = data(b"y" * 1000)
+    d = hostile(data(b"first") + second[:60])
+    with spread.connect(d.address, "me", timeout=10) as mbox:
+        rx = mbox.start_receiver()
+        assert rx.get(timeout=10).message == b"first"
+        start = time.monotonic()
+        rx.close()
+        assert time.monotonic() - start < 5.0
+        d.send(second[60:])  # the rest: the message is whole, nothing was read past it
+        try:
+            got = rx.get(timeout=10)  # (queued by the thread that was inside it)
+        except spread.ReceiverClosed:
+            got = mbox.receive()  # (or left whole to the mailbox)
+        assert got.message == b"y" * 1000

@@ -97,8 +97,21 @@ void spr_finish_close(spr_receiver *r)
     }
 }
 
-/* How long a close waits for a drain thread that is inside a message. */
-#define CLOSE_WAIT_NS 200000000LL
+/* How long a close waits for a drain thread that is inside a message (its
+ * rest may never come), in slices that also see a thread that was merely
+ * not scheduled: that one is waited for, however long the machine takes. */
+#define CLOSE_WAIT_NS  200000000LL
+#define CLOSE_SLICE_NS 10000000LL
+
+static int join_within(pthread_t t, long long ns)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    ns += until.tv_nsec;
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    return pthread_timedjoin_np(t, NULL, &until) == 0;
+}
 
 void spr_close(spr_receiver *r)
 {
@@ -112,12 +125,15 @@ void spr_close(spr_receiver *r)
     uint64_t one = 1;
     ssize_t w = write(r->wake_fd, &one, sizeof one);
     (void)w;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    long long ns = until.tv_nsec + CLOSE_WAIT_NS;
-    until.tv_sec += (time_t)(ns / 1000000000LL);
-    until.tv_nsec = (long)(ns % 1000000000LL);
-    if (pthread_timedjoin_np(r->thread, NULL, &until) != 0) {
+    long long stuck = 0; /* time seen inside one read, in slices */
+    while (!join_within(r->thread, CLOSE_SLICE_NS)) {
+        if (!atomic_load_explicit(&r->in_read, memory_order_relaxed)) {
+            stuck = 0; /* waiting for a CPU, a lock, or to see the wake-up */
+            continue;
+        }
+        stuck += CLOSE_SLICE_NS;
+        if (stuck < CLOSE_WAIT_NS)
+            continue;
         /* Still reading a message whose rest has not come: leave it the close. */
         pthread_mutex_lock(&r->lock);
         int done = r->thread_done;
@@ -129,6 +145,7 @@ void spr_close(spr_receiver *r)
             return;
         }
         pthread_join(r->thread, NULL); /* it ended just now, without taking over */
+        break;
     }
     spr_finish_close(r);
 }

@@ -251,7 +251,11 @@ int spr_take_arrived(spr_receiver *r, int who)
 {
     if (!r->lib.records && !data_waiting(r))
         return 0;
+    /* (whoever reads holds produce_lock: a close that finds the drain
+     * thread waiting for it is held up by this read as much) */
+    atomic_store_explicit(&r->in_read, 1, memory_order_relaxed);
     int res = produce(r, who);
+    atomic_store_explicit(&r->in_read, 0, memory_order_relaxed);
     return res == NOTHING_YET ? 0 : res;
 }
 

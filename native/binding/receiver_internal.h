@@ -109,6 +109,9 @@ struct spr_receiver {
      * connection goes), and frees the receiver if spr_free came first. All
      * three under the lock. */
     int detached, thread_done, freed;
+    /* The drain thread is taking messages off the socket (it may wait there
+     * for the rest of one): only that wait makes a close give up on it. */
+    atomic_int in_read;
     pthread_mutex_t lock;
     pthread_cond_t space;    /* the backlog shrank, or closing */
     int space_waiting;       /* the drain thread waits on space (lock): only
