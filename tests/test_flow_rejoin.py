@@ -244,3 +244,30 @@ def test_a_new_channel_at_the_hello_limit_evicts_the_oldest_kept_one() -> None:
     a.channel(G)
     assert list(a.closed) == [chans[1].stream]
     assert len(fr.hello(G, a._streams(G))) == 32 + 2 + 24 * fr.MAX_HELLO_STREAMS
+
+
+def test_an_answer_later_than_answer_wait_names_what_came_before_as_lost() -> None:
+    # The held frames went on at answer_wait; when the answer comes at last,
+    # the frames before the first one held can't be handed out in their
+    # place any more: a DataLoss names them (never a silent gap).
+    net, a, b, ch = setup(retention_frames=200)
+    net.lose(B)
+    send(net, ch, 0, 4)  # B misses these
+    net.up.add(B)
+    b.join(G, net.now)
+    net.flush(B)
+    net.members.append(B)
+    net.members.sort()
+    net._view(0x100, B)  # both see the join: A's answer and frames are queued
+    answer = a.actions()
+    early = held(ch, a, 4, 2, net.now)
+    _deliver(net, early)
+    net.now += b.receiver.answer_wait
+    net.got[B].extend(b.tick(net.now))
+    assert payloads(net.got[B]) == expect(4, 2)  # (begun at the first held)
+    for x in answer:  # the answer, at last
+        net._to(x.group, Regular(A, (x.group,), x.data, x.msg_type, x.service_type))
+    net.settle()
+    assert [(d.first, d.last) for d in events(net.got[B], DataLoss)] == [(1, 4)]
+    send(net, ch, 6, 2)
+    assert payloads(net.got[B]) == expect(4, 4)

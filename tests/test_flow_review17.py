@@ -461,15 +461,19 @@ class _Recording(RetentionRing):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_random_losses_and_returns_lose_nothing_silently(seed: int) -> None:
+@pytest.mark.parametrize("first_seen", [True, False], ids=["held", "never-seen"])
+@pytest.mark.parametrize("close", [False, True], ids=["open", "closed"])
+def test_random_losses_and_returns_lose_nothing_silently(
+    seed: int, first_seen: bool, close: bool
+) -> None:
     rnd = random.Random(seed)
     store = _Recording(rnd.choice((8, 32, 1000)))
     net, a, b, ch = setup(window=8, retention=store)
-    # (b holds the stream before any loss: see the test above for a stream
-    # whose first frames b never saw)
-    assert ch.offer(b"m00000", 0, net.now)
-    net.settle()
-    sent = 1
+    sent = 0
+    if first_seen:  # (else b may never see the stream's first frames)
+        assert ch.offer(b"m00000", 0, net.now)
+        net.settle()
+        sent = 1
     for _ in range(60):
         r = rnd.random()
         if r < 0.5:
@@ -491,6 +495,11 @@ def test_random_losses_and_returns_lose_nothing_silently(seed: int) -> None:
                     net.back(name)
         else:
             net.tick(rnd.choice((0.05, 0.3, 2.0)))
+    if close and A in net.up:  # the channel closes, perhaps while b is away
+        sent -= ch.pending  # (what was accepted and not sent is dropped)
+        a.close_channel(ch, net.now)
+        if rnd.random() < 0.5 and B in net.up:
+            net.lose(B)
     for name in (A, B):
         if name not in net.up:
             net.back(name)

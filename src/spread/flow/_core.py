@@ -168,7 +168,13 @@ class FlowCore:
         g = self.groups.get(ch.group)
         if g is None or g.departed or g.view is None:
             return g is not None
-        return any(m.seq < ch.last_seq for m in ch.members.values())
+        # (a member back is charged from our position until it speaks: where
+        # it stood is its base, departed_at)
+        for name in ch.members:
+            at = ch.departed_at(name)
+            if at is not None and at[0] < ch.last_seq:
+                return True
+        return False
 
     def on_connection_lost(self, now: float = 0.0) -> None:
         """Our connection was lost (the front end makes it again): what we

@@ -83,6 +83,7 @@ class Stream:
         "lost_bytes",
         "held",
         "closing",
+        "began",
     )
 
     def __init__(self, sender: str, group: str, stream: int, seq: int, offset: int) -> None:
@@ -118,6 +119,7 @@ class Stream:
         # Its sender closed it while it was being repaired, and still answers
         # (a BYE with F_KEPT): ended clean once repaired, or at this time.
         self.closing = math.inf
+        self.began = seq  # its first frame we know of (ours or lost)
 
     @property
     def unconsumed_frames(self) -> int:
@@ -342,7 +344,7 @@ class Receiver:
     @staticmethod
     def _rebase(st: Stream, base: tuple[int, int]) -> None:
         """Nothing of st taken yet: it begins after base instead."""
-        st.expected = base[0] + 1
+        st.expected = st.began = base[0] + 1
         st.received_end = base[1]
         st.pos_seq, st.pos_bytes = base
         st.reported = base
@@ -374,6 +376,14 @@ class Receiver:
             out.extend(self._release(sender, group, bases, now))
         for stream, base in sorted(bases.items()):
             key = (sender, stream)
+            st = self.streams.get(key)
+            if st is not None and st.held is None and base[0] + 1 < st.began:
+                # Begun at a frame that came before this answer, later than
+                # answer_wait: what came before it is out of reach now (it
+                # would come after what we handed out). Not silently.
+                out.append(DataLoss(group, sender, stream, base[0] + 1, st.began - 1))
+                self.stats["lost"] += st.began - 1 - base[0]
+                st.began = base[0] + 1
             if base[0] < listed[stream] and key not in self.streams and key not in self._ended:
                 # (caught up from there: it may hold two windows meanwhile)
                 self._new_stream(sender, group, stream, base[0] + 1, base[1]).repaired = True
