@@ -163,11 +163,11 @@ class FlowCore:
         """Whether a closed channel may still be asked for frames: it
         retains, and a member has not consumed all of it, or is away (or
         we are)."""
-        if ch.store is None or self.receiver.orphan_timeout <= 0:
-            return False
         g = self.groups.get(ch.group)
-        if g is None or g.departed or g.view is None:
-            return g is not None
+        if ch.store is None or self.receiver.orphan_timeout <= 0 or g is None:
+            return False
+        if g.departed or g.view is None:
+            return True  # (someone is away, or we are)
         # (a member back is charged from our position until it speaks: where
         # it stood is its base, departed_at)
         for name in ch.members:

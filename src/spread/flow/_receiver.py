@@ -233,9 +233,7 @@ class Receiver:
             return []
         items = repair.arrive(hdr.seq, (hdr, frame, service_type, endian), now)
         out = self._deliver(st, items, now)
-        self._repaired(st)
-        if st.closing != math.inf and st.repair is None:
-            out.extend(self._end_kept(st, now))
+        self._repaired(st, now, out)
         return out
 
     # ---- repair -------------------------------------------------------------------
@@ -272,9 +270,10 @@ class Receiver:
                 out.extend(self._take(st, hdr, frame, service_type, endian, now))
         return out
 
-    def _repaired(self, st: Stream) -> None:
+    def _repaired(self, st: Stream, now: float = 0.0, out: list | None = None) -> None:
         """Sends what the stream's repair asks for; forgets the repair once
-        nothing is missing."""
+        nothing is missing (and, given ``out``, ends a stream closed while
+        it was repaired, once it is)."""
         repair = st.repair
         if repair is None:
             return
@@ -292,6 +291,8 @@ class Receiver:
         if repair.complete and not repair.waiting:
             st.repair = None
             self._repairing.pop(st, None)
+            if out is not None and st.closing != math.inf:
+                out.extend(self._end_kept(st, now))
 
     def on_gap(self, sender: str, hdr: fr.Header, now: float) -> list[FlowMsg | FlowEvent]:
         """The sender's GAP: it no longer holds the stream's frames before hdr.seq."""
@@ -299,9 +300,7 @@ class Receiver:
         if st is None or st.repair is None:
             return []
         out = self._deliver(st, st.repair.gone(hdr.seq, now), now)
-        self._repaired(st)
-        if st.closing != math.inf and st.repair is None:
-            out.extend(self._end_kept(st, now))
+        self._repaired(st, now, out)
         return out
 
     def _new_stream(self, sender: str, group: str, stream: int, seq: int, offset: int) -> Stream:

@@ -131,7 +131,7 @@ class Resender:
         self._sent.pop(member, None)
         self._recent.pop(member, None)
 
-    def due(self, member: Any, now: float = 0.0) -> Due:
+    def due(self, member: Any, now: float | None = None) -> Due:
         """The frames that may go to ``member`` now: in order, from its
         request, while it holds at most ``window`` frames and (but for one
         frame) ``window_bytes`` bytes of resent frames it has not consumed."""
@@ -165,7 +165,8 @@ class Resender:
                 budget -= len(frame)
             if frames:
                 want[0] = frames[-1][0] + 1
-                self._recent[member] = (frames[-1][0], now)
+                if now is not None:  # (without a time, as request(): nothing held back)
+                    self._recent[member] = (frames[-1][0], now)
                 self.stats["resent"] += len(frames)
         if want[0] > want[1]:
             del self._wants[member]
