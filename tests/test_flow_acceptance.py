@@ -165,8 +165,11 @@ def test_a_sigstopped_member_process_frees_the_sender_then_catches_up(spread_dae
             ch.flush(timeout=10)
             freed = time.monotonic() - stopped_at
             # One send waited for the stopped member: stall_timeout, then it
-            # was untethered and nothing waited for it any more.
-            assert stall <= longest < stall + SLACK, longest
+            # was untethered and nothing waited for it any more. The stall is
+            # counted from when the window first held the sender, which can be
+            # inside the send before the one that waits (it was accepted, the
+            # next is not): that send waits a hair less than stall_timeout.
+            assert 0.8 * stall <= longest < stall + SLACK, longest
             assert freed < stall + SLACK + 5.0, freed  # the rest at full speed
             ev = wait_for(tx, flow.MemberUntethered)
             assert ev.member == name and ev.idle >= stall
