@@ -643,3 +643,18 @@ def test_open_batch_size_is_exact_across_count_varint_boundaries() -> None:
         got += more
     assert [(m.message, m.msg_type) for m in got[1:]] == items
     assert ch.stats["frames"] == 2
+
+
+def test_report_requests_every_quarter_then_every_sixteenth_of_the_window() -> None:
+    # A receiver a quarter window behind was asked for a report on every
+    # frame, so it reported every frame (a multicast each) and lagged more.
+    a, b, ch = pair(window=64, window_bytes=1 << 30, max_batch_items=1)
+    for i in range(64):
+        assert ch.offer(b"m%d" % i)
+    flagged = [
+        fr.decode_header(x.data).seq
+        for x in a.actions()
+        if fr.decode_header(x.data).flags & fr.F_REPORT
+    ]
+    # Quarters (16, 32, 48, 64), then every fourth frame in the last quarter.
+    assert flagged == [16, 32, 48, 52, 56, 60, 64]

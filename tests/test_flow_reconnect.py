@@ -588,3 +588,41 @@ def test_a_direct_session_that_only_sends_sees_its_lost_connection_at_a_flush(
             assert got == list(range(20, 40))
         finally:
             tx.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_receive_without_timeout_waits_out_an_attempt_under_way(spread_daemon_factory):
+    # While the flow thread is inside an attempt's connect (the lock let go),
+    # no next attempt is due (its time is inf): a receive with no timeout
+    # waited for inf seconds there, an OverflowError out of Condition.wait.
+    daemon = spread_daemon_factory(slow_reader_budget=0)
+    entered, release = threading.Event(), threading.Event()
+
+    def connector():
+        entered.set()
+        assert release.wait(20)
+        return spread.connect(daemon.address, "ov", 0, 1)
+
+    mbox = spread.connect(daemon.address, "ov", 0, 1)
+    s = flow.Session(mbox, connect=connector, reconnect=FAST, owns_mailbox=True)
+    try:
+        daemon.kill_session("ov")
+        assert entered.wait(10)  # the attempt is under way: the flow thread connects
+        got: list = []
+        th = threading.Thread(target=lambda: got.append(_receive_or_error(s)))
+        th.start()
+        th.join(0.5)  # (an error would come at once; a correct wait is still waiting)
+        assert not got, got
+        release.set()
+        th.join(10)
+        assert len(got) == 1 and isinstance(got[0], flow.Reconnected), got
+    finally:
+        release.set()
+        s.close()
+
+
+def _receive_or_error(s):
+    try:
+        return s.receive()
+    except Exception as e:  # (what the test reports)
+        return e

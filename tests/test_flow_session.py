@@ -512,3 +512,32 @@ def test_iteration_ends_at_close_and_bye_ends_the_stream(spread_daemon):
         got.append(m)
     closer.join(5)
     assert rx.closed
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("max_batch_items", [1, None])
+def test_with_batching_off_messages_do_not_wait_for_our_own_deliveries(
+    spread_daemon_factory, max_batch_items
+):
+    # The drain thread's default in-flight bound (two frames of ours not
+    # back yet) makes messages wait to leave together as a batch; with
+    # max_batch_items=1 nothing can join a batch, and each message waited a
+    # daemon round trip for nothing (9,600 msg/s unbatched).
+    daemon = spread_daemon_factory(slow_reader_budget=0)
+    with flow.connect(daemon.address, "tx") as tx:
+        options = {} if max_batch_items is None else {"max_batch_items": max_batch_items}
+        ch = tx.channel("gi", window=64, **options)
+        ch.send(b"warm-up", timeout=5)
+        ch.wait_consumed(timeout=5)  # (our own delivery is back: joined, counted)
+        daemon.pause_session("tx", requests=False, deliveries=True)
+        try:
+            for i in range(10):
+                ch.send(payload(i, 100), timeout=5)
+            if max_batch_items == 1:
+                assert ch.pending == 0 and ch.stats["frames"] == 1 + 10
+            else:  # two in flight, the rest held to leave as one batch
+                assert ch.pending == 8 and ch.stats["frames"] == 1 + 2
+        finally:
+            daemon.resume_session("tx")
+        ch.wait_consumed(timeout=10)
+        assert ch.pending == 0

@@ -250,9 +250,10 @@ def flow_runs(address: str, size: int, count: int, slow_count: int, sleep: float
     small = [b"b" * 16] * (count * 4)
     out["batch"] = _flow_pair(address, small, many=True)
     out["batch_single"] = _flow_pair(address, small[:count], many=False)
-    # Unbatched: every message its own daemon message (no coalescing, and
-    # credit never short with a fast receiver).
-    out["unbatched"] = _flow_pair(address, small[:count], options={"max_inflight": None})
+    # Unbatched: every message its own daemon message (max_batch_items=1: a
+    # message that finds credit short waits alone, where by default it would
+    # join the next batch; the frame count shows it), paced by the window only.
+    out["unbatched"] = _flow_pair(address, small[:count], options={"max_batch_items": 1})
     out["slow"] = _flow_pair(address, [data] * slow_count, window=32, sleep=sleep)
     return out
 

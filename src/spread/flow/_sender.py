@@ -244,6 +244,8 @@ class SenderChannel:
         self._batch_bytes = max(fr.HEADER_SIZE + 4, min(self.max_batch_bytes, window_bytes // 4))
         self._q = max(1, window // 4)
         self._qb = max(1, window_bytes // 4)
+        self._q16 = max(1, window // 16)  # report requests in the last quarter
+        self._qb16 = max(1, window_bytes // 16)
 
         self.next_seq = 1
         self.sent_bytes = 0
@@ -608,8 +610,10 @@ class SenderChannel:
         k = self.next_seq
         offset = self.sent_bytes
         end = offset + HEADER_SIZE + len(body)
-        # Ask for a report every quarter window (frames or bytes), and on
-        # every frame that leaves a member less than a quarter of its credit.
+        # Ask for a report every quarter window (frames or bytes), and every
+        # sixteenth once a frame leaves a member less than a quarter of its
+        # credit. (Not every frame there: a receiver that lags by that much
+        # would then report each frame, and fall further behind doing so.)
         if (
             k % self._q == 0
             or offset // self._qb != end // self._qb
@@ -619,6 +623,7 @@ class SenderChannel:
                     self.window - (k - self._min_seq) < self._q
                     or self.window_bytes - (end - self._min_bytes) < self._qb
                 )
+                and (k % self._q16 == 0 or offset // self._qb16 != end // self._qb16)
             )
         ):
             flags |= fr.F_REPORT

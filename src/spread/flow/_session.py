@@ -455,13 +455,16 @@ class Session(SessionChecks):
         ``max_frame``, ``max_batch_items``, ``max_batch_bytes``, ``linger``,
         ``max_pending_bytes`` (the accumulator; default one batch, so send()
         blocks as soon as one batch waits for credit), ``max_inflight`` (2
-        with the drain thread: frames of ours not yet back from the daemon
-        before messages wait to leave together; None: never), ``max_message_bytes``,
+        with the drain thread, unless max_batch_items is 1: frames of ours
+        not yet back from the daemon before messages wait to leave together;
+        None: never), ``max_message_bytes``,
         ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
         with self.lock:
             self._check_usable()
             now = time.monotonic()
-            if self._rx is not None:
+            if self._rx is not None and options.get("max_batch_items") != 1:
+                # (coalescing needs batches: with max_batch_items=1 the bound
+                # would only hold each message back a daemon round trip)
                 options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
             ch = self.core.channel(group, now=now, **options)
             if options.get("max_pending_bytes") is None:
@@ -764,8 +767,10 @@ class Session(SessionChecks):
             if self._rx is None and self._attempt_due(now):
                 self._attempt()  # drain=False: the waiting caller reconnects
             else:
+                # (_next_attempt is inf while another thread attempts: its
+                # end notifies; a wait is bounded either way, as below.)
                 wake = self._next_attempt if self._rx is None else now + _IDLE_WAKE
-                self._cond.wait(max(0.0, min(until, wake) - now))
+                self._cond.wait(max(0.0, min(until - now, wake - now, _IDLE_WAKE * 4)))
         elif self._rx is None and not self._reading:
             self._read_direct(until - now)
         else:
