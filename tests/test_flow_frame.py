@@ -106,3 +106,50 @@ def test_chunk_prefix() -> None:
 def test_limits_follow_spec_3_5() -> None:
     assert fr.MAX_WIRE_DATA + 32 == 143_952
     assert fr.DEFAULT_MAX_FRAME <= fr.PORTABLE_WIRE_DATA
+
+
+def _by_entry(body: bytes):
+    """batch_table's general case on the same body (count read the same way)."""
+    count, pos = fr._read_uvarint(memoryview(body), 0)
+    if count == 0 or count * 3 > len(body) - pos:
+        raise fr.FrameError("count")
+    return fr._table_by_entry(body, pos, count)
+
+
+def _outcome(f, body: bytes):
+    try:
+        return f(body)
+    except fr.FrameError as e:
+        return type(e)
+
+
+# Tables whose lengths all take one byte, all two (1 KB messages), or mixed;
+# then bodies with a byte changed: the one-call readers must agree with the
+# entry-by-entry one, on the answer or the refusal.
+_table_items = st.lists(
+    st.tuples(
+        st.one_of(st.binary(max_size=127), st.binary(min_size=128, max_size=1100)),
+        st.integers(-32768, 32767),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_table_items, st.integers(0, 10_000), st.integers(0, 255))
+def test_batch_table_in_one_call_agrees_with_entry_by_entry(items, where, value) -> None:
+    body = fr.encode_batch_body(items)
+    pos, lengths, types = fr.batch_table(body, 0)
+    assert (pos, lengths, types) == _by_entry(body)
+    assert lengths == [len(d) for d, _ in items] and types == [t for _, t in items]
+    bad = bytearray(body)
+    bad[where % len(bad)] = value
+    assert _outcome(lambda b: fr.batch_table(b, 0), bytes(bad)) == _outcome(_by_entry, bytes(bad))
+
+
+def test_two_byte_lengths_written_long_are_read_as_the_general_reader_reads_them() -> None:
+    # 0x80 0x00 is a two-byte zero (not minimal): the one-call path reads it as
+    # the entry-by-entry one does.
+    body = bytes([2, 0x80, 0x00, 1, 0, 0x81, 0x00, 2, 0]) + b"x"
+    assert fr.batch_table(body, 0) == _by_entry(body) == (9, [0, 1], [1, 2])

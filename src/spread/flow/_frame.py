@@ -223,11 +223,19 @@ def _small_table(count: int) -> struct.Struct:
     return struct.Struct("<" + "Bh" * count)
 
 
+@functools.lru_cache(maxsize=512)
+def _two_byte_table(count: int) -> struct.Struct:
+    """A batch table of count entries with two-byte lengths, as one Struct."""
+    return struct.Struct("<" + "BBh" * count)
+
+
 def batch_table(frame: bytes, start: int = HEADER_SIZE) -> tuple[int, list[int], list[int]]:
     """A BATCH frame's table (its body from start): (position of the first
     payload, lengths, msg_types), every length checked against the frame.
-    One C call reads the table when every length is under 128 bytes (small
-    messages, the case batching is for); otherwise entry by entry."""
+    One C call reads the table when every length takes one byte (under 128
+    bytes: small messages, the case batching is for) or every one takes two
+    (128 bytes to 16 KiB); otherwise entry by entry (_table_by_entry, which
+    gives the same answer for those two kinds too)."""
     end = len(frame)
     pos = start
     if pos < end and frame[pos] < 0x80:
@@ -237,14 +245,29 @@ def batch_table(frame: bytes, start: int = HEADER_SIZE) -> tuple[int, list[int],
         count, pos = _read_uvarint(memoryview(frame), pos)
     if count == 0 or count * 3 > end - pos:
         raise FrameError(f"batch of {count} items in {end - start} bytes")
-    table = _small_table(count) if count <= 4096 else None
-    if table is not None:
-        flat = table.unpack_from(frame, pos)
-        lengths = list(flat[0::2])
-        # A one-byte length is under 0x80; then the table is exactly 3 x count
-        # bytes and the payloads fill the rest.
-        if max(lengths) < 0x80 and sum(lengths) == end - pos - 3 * count:
-            return pos + 3 * count, lengths, list(flat[1::2])
+    if count <= 4096:
+        if frame[pos] < 0x80:
+            flat = _small_table(count).unpack_from(frame, pos)
+            lengths = list(flat[0::2])
+            # Every length under 0x80: the table is exactly 3 x count bytes
+            # and the payloads fill the rest.
+            if max(lengths) < 0x80 and sum(lengths) == end - pos - 3 * count:
+                return pos + 3 * count, lengths, list(flat[1::2])
+        elif count * 4 <= end - pos:
+            flat = _two_byte_table(count).unpack_from(frame, pos)
+            low, high = flat[0::3], flat[1::3]
+            # Every length in two bytes (a first byte with its high bit, a
+            # second without): 4 x count bytes of table.
+            if min(low) >= 0x80 and max(high) < 0x80:
+                lengths = [(a & 0x7F) | b << 7 for a, b in zip(low, high)]
+                if sum(lengths) == end - pos - 4 * count:
+                    return pos + 4 * count, lengths, list(flat[2::3])
+    return _table_by_entry(frame, pos, count)
+
+
+def _table_by_entry(frame: bytes, pos: int, count: int) -> tuple[int, list[int], list[int]]:
+    """batch_table's general case: count entries from pos, one at a time."""
+    end = len(frame)
     unpack = _ITEM_TYPE.unpack_from
     lengths, types = [], []
     view = memoryview(frame)
