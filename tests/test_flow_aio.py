@@ -399,3 +399,34 @@ def test_cancelled_receives_never_lose_or_reorder(daemon, loop_kind):
             assert cancelled > 0
 
     run(loop_kind, main())
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("max_batch_items", [1, None])
+def test_with_batching_off_messages_do_not_wait_for_our_own_deliveries(
+    spread_daemon_factory, loop_kind, max_batch_items
+):
+    # As the sync session's test: the in-flight bound is for coalescing,
+    # and with max_batch_items=1 there is nothing to coalesce.
+    daemon = spread_daemon_factory(slow_reader_budget=0)
+
+    async def main():
+        async with fa.connect(daemon.address, "atx") as tx:
+            options = {} if max_batch_items is None else {"max_batch_items": max_batch_items}
+            ch = await tx.channel("gai", window=64, **options)
+            await ch.send(b"warm-up", timeout=5)
+            await ch.wait_consumed(timeout=5)
+            daemon.pause_session("atx", requests=False, deliveries=True)
+            try:
+                for i in range(10):
+                    await ch.send(payload(i, 100), timeout=5)
+                if max_batch_items == 1:
+                    assert ch.pending == 0 and ch.stats["frames"] == 1 + 10
+                else:
+                    assert ch.pending == 8 and ch.stats["frames"] == 1 + 2
+            finally:
+                daemon.resume_session("atx")
+            await ch.wait_consumed(timeout=10)
+            assert ch.pending == 0
+
+    run(loop_kind, main())

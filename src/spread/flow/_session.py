@@ -322,6 +322,7 @@ class SessionChecks:
     _error: BaseException | None
     _outage: Any
     _channels: list[Any]
+    core: FlowCore
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -335,6 +336,20 @@ class SessionChecks:
         if self._closed or self._error is not None or self._outage is not None:
             return []
         return [ch for ch in self._channels if not ch._ch.closed and ch._ch.pending]
+
+    def _new_channel(self, group: str, now: float, drain: bool, options: dict[str, Any]) -> Any:
+        """The core's channel with the sessions' defaults: with a drain
+        thread (our own deliveries come back quickly) at most
+        DEFAULT_MAX_INFLIGHT frames of ours in flight before messages wait
+        to leave together, unless max_batch_items is 1 (nothing can join a
+        batch: the bound would only hold each message back a daemon round
+        trip); an accumulator of one batch."""
+        if drain and options.get("max_batch_items") != 1:
+            options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
+        ch = self.core.channel(group, now=now, **options)
+        if options.get("max_pending_bytes") is None:
+            ch.max_pending_bytes = ch._batch_bytes
+        return ch
 
     def _check_readable(self) -> None:
         # With nothing left to take: the failure, or the close.
@@ -461,14 +476,7 @@ class Session(SessionChecks):
         ``join_grace``, ``stream``. A bad one raises ValueError/TypeError."""
         with self.lock:
             self._check_usable()
-            now = time.monotonic()
-            if self._rx is not None and options.get("max_batch_items") != 1:
-                # (coalescing needs batches: with max_batch_items=1 the bound
-                # would only hold each message back a daemon round trip)
-                options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
-            ch = self.core.channel(group, now=now, **options)
-            if options.get("max_pending_bytes") is None:
-                ch.max_pending_bytes = ch._batch_bytes
+            ch = self._new_channel(group, time.monotonic(), self._rx is not None, options)
             self._perform()
             out = Channel(self, ch)
             self._channels.append(out)

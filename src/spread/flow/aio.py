@@ -43,7 +43,6 @@ from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
 from ._sender import check_group
 from ._session import (
     _CORE_OPTIONS,
-    DEFAULT_MAX_INFLIGHT,
     ChannelView,
     SessionChecks,
     SessionClosed,
@@ -269,10 +268,7 @@ class AsyncSession(SessionChecks):
         """A sending channel on group (joined if need be); the options
         are Session.channel()'s."""
         self._check_usable()
-        options.setdefault("max_inflight", DEFAULT_MAX_INFLIGHT)
-        ch = self.core.channel(group, now=_now(), **options)
-        if options.get("max_pending_bytes") is None:
-            ch.max_pending_bytes = ch._batch_bytes
+        ch = self._new_channel(group, _now(), True, options)
         self._perform()
         out = AsyncChannel(self, ch)
         self._channels.append(out)
