@@ -801,4 +801,5 @@ def version():
 
 include "_receiver.pxi"
 include "_aio_fast.pxi"
+include "_flow_fast.pxi"
 include "_bench.pxi"

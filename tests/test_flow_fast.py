@@ -1,0 +1,194 @@
+"""The sending side's hot path (spread/flow/_fast.py): the backend's offer()
+in C (Cython: spread/_flow_fast.pxi) and the same in Python, each against
+SenderChannel._offer(), the general path, as the reference.
+
+One script of offers (sizes around the batch, count and uvarint
+boundaries, valid and invalid types), own deliveries, reports and flushes
+drives three channels: on the backend's base, on the Python base, and one
+whose offer() is _offer() itself. After every step they must agree on what
+offer returned or raised, every frame sent (byte for byte), the stats, and
+what is pending."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spread.flow import _fast
+from spread.flow import _frame as fr
+from spread.flow._sender import SenderChannel
+
+ME, PEER = "#me#h", "#peer#h"
+
+
+def _on(base: type) -> type:
+    """SenderChannel's Python methods over another base."""
+    body = {k: v for k, v in vars(SenderChannel).items() if k not in ("__dict__", "__weakref__")}
+    return type(f"SenderChannelOn{base.__name__}", (base,), body)
+
+
+class _General(_fast.PySenderBase):
+    def offer(self, data, msg_type=0, now=0.0):  # type: ignore[no-untyped-def]
+        return self._offer(data, msg_type, now)
+
+
+KINDS = {
+    "backend": SenderChannel,
+    "python": _on(_fast.PySenderBase),
+    "general": _on(_General),
+}
+
+SIZES = [0, 0, 0, 1, 2, 100, 126, 127, 128, 129, 500, 1000, 2000, 4000, 9000, 16383, 16384]
+TYPES = [0, 0, 7, -1, 32767, -32768, 32768, -32769, True, 2**70, 1.0]
+
+offer_op = st.tuples(
+    st.just("offer"),
+    st.sampled_from(SIZES),
+    st.sampled_from(TYPES),
+    st.sampled_from(["bytes", "bytes", "bytes", "bytearray", "memoryview"]),
+    st.sampled_from([1, 1, 3, 40, 300]),  # that many offers in a row
+)
+ops = st.lists(
+    st.one_of(
+        offer_op,
+        offer_op,
+        offer_op,
+        st.tuples(st.just("self"), st.integers(1, 4)),
+        st.tuples(st.just("report"), st.integers(0, 6)),
+        st.tuples(st.just("flush")),
+    ),
+    max_size=120,
+)
+options = st.fixed_dictionaries(
+    {
+        "window": st.sampled_from([2, 8, 64]),
+        "window_bytes": st.sampled_from([1 << 12, 1 << 16, 1 << 20]),
+        "max_frame": st.sampled_from([200, 4096, 20000]),
+        "max_batch_items": st.sampled_from([1, 5, 200, 4096]),
+        "max_pending_bytes": st.sampled_from([3000, 1 << 16, 1 << 22]),
+        "max_inflight": st.sampled_from([None, 1, 2]),
+        "max_message_bytes": st.sampled_from([5000, 1 << 20]),
+    }
+)
+
+
+class Run:
+    """One channel of a kind, with its own deliveries and its peer's reports."""
+
+    def __init__(self, kind: type, opts: dict) -> None:
+        self.out: list = []
+        self.ch = kind("g", 1, ME, self.out, retention=False, **opts)
+        self.ch.on_view({ME, PEER}, 0.0, speakers={PEER})
+        self.sent: list[bytes] = []  # every frame, in order
+        self.back = 0  # frames delivered back to us
+        self.consumed = 0  # frames the peer consumed
+
+    def _collect(self) -> None:
+        self.sent.extend(a.data for a in self.out)
+        self.out.clear()
+
+    def step(self, op: tuple, now: float) -> object:
+        ch = self.ch
+        try:
+            if op[0] == "offer":
+                _, size, msg_type, kind, repeat = op
+                make = {"bytes": bytes, "bytearray": bytearray, "memoryview": memoryview}[kind]
+                result: object = []
+                for i in range(repeat):  # sizes and types vary along a run
+                    n = (size + 37 * i) % 300 if i else size
+                    data = make(b"%d" % (n % 10) * n)
+                    result.append(ch.offer(data, msg_type if i % 7 else i % 3 - 1, now))
+            elif op[0] == "self":
+                for _ in range(op[1]):
+                    if self.back < len(self.sent):
+                        frame = self.sent[self.back]
+                        hdr = fr.decode_header(frame)
+                        ch.on_self(hdr.seq, hdr.offset + len(frame), now)
+                        self.back += 1
+                result = None
+            elif op[0] == "report":
+                # The peer consumed up to a frame it has had (our own deliveries
+                # come back in the same order, so it has what came back to us).
+                k = min(self.back, self.consumed + op[1])
+                if k > self.consumed:
+                    frame = self.sent[k - 1]
+                    hdr = fr.decode_header(frame)
+                    ch.on_report(PEER, hdr.seq, hdr.offset + len(frame), now)
+                    self.consumed = k
+                result = None
+            else:
+                ch.flush(now)
+                result = None
+        except (TypeError, ValueError) as e:
+            result = (type(e), str(e))
+        self._collect()
+        return result
+
+    def state(self) -> tuple:
+        ch = self.ch
+        return (
+            self.sent,
+            dict(ch.stats),
+            ch.pending,
+            ch._queued_bytes,
+            ch._stuck,
+            ch._dirty,
+            ch.next_seq,
+            ch.sent_bytes,
+        )
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=400, deadline=None)
+@given(opts=options, script=ops)
+def test_the_fast_offers_do_what_the_general_path_does(opts: dict, script: list) -> None:
+    runs = {name: Run(kind, opts) for name, kind in KINDS.items()}
+    for i, op in enumerate(script):
+        now = i * 0.001
+        results = {name: r.step(op, now) for name, r in runs.items()}
+        ref = runs["general"].state()
+        for name, r in runs.items():
+            assert results[name] == results["general"], (name, i, op)
+            assert r.state() == ref, (name, i, op)
+
+
+def test_the_backend_base_is_used_where_the_backend_has_one() -> None:
+    from spread._backend import core
+
+    assert _fast.SenderBase is getattr(core, "FlowSenderBase", _fast.PySenderBase)
+    assert _fast.BatchBase is getattr(core, "FlowBatch", _fast.PyBatchBase)
+    assert issubclass(SenderChannel, _fast.SenderBase)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_messages_that_wait_for_credit_leave_in_one_batch(kind: str) -> None:
+    # The case the fast offer exists for: the peer holds the window, every
+    # message joins the open batch, and all of them leave in one frame.
+    calls = []
+
+    class Counted(KINDS[kind]):  # type: ignore[misc,valid-type]
+        def _offer(self, data, msg_type=0, now=0.0):  # type: ignore[no-untyped-def]
+            calls.append(len(data))
+            return super()._offer(data, msg_type, now)
+
+    r = Run(Counted, {"window": 1, "max_inflight": None})
+    assert r.ch.offer(b"abc") is True  # frame 1 takes the window
+    for i in range(300):
+        assert r.ch.offer(b"x" * (i % 200), i - 150) is True
+    r._collect()
+    assert r.ch.pending == 300 and len(r.sent) == 1
+    # The fast offers take all but three: the first (sent), the second (it
+    # opened the batch) and the 128th (the count's uvarint grows a byte).
+    # The general path takes every one.
+    assert calls == ([3, *(i % 200 for i in range(300))] if kind == "general" else [3, 0, 127])
+    r.step(("self", 1), 0.0)
+    r.step(("report", 1), 0.0)  # credit for one more frame: the batch
+    assert len(r.sent) == 2
+    hdr = fr.decode_header(r.sent[1])
+    assert hdr.kind == fr.BATCH
+    pos, lengths, types = fr.batch_table(r.sent[1])
+    assert list(lengths) == [i % 200 for i in range(300)]
+    assert list(types) == [i - 150 for i in range(300)]
+    assert r.ch.stats["offered"] == 301 and r.ch.pending == 0 and r.ch._queued_bytes == 0
