@@ -192,3 +192,118 @@ def test_messages_that_wait_for_credit_leave_in_one_batch(kind: str) -> None:
     assert list(lengths) == [i % 200 for i in range(300)]
     assert list(types) == [i - 150 for i in range(300)]
     assert r.ch.stats["offered"] == 301 and r.ch.pending == 0 and r.ch._queued_bytes == 0
+
+
+# ---- the receiving side ------------------------------------------------------------
+
+BATCHERS = {"python": _fast.py_batch_messages, "backend": _fast.batch_messages}
+CONSUMERS = {"python": _fast.py_consume, "backend": _fast.consume}
+
+
+class _Rec:
+    __slots__ = ("remaining", "name")
+
+    def __init__(self, name: str, remaining: int) -> None:
+        self.name, self.remaining = name, remaining
+
+
+def _frame_of(items: list[tuple[bytes, int]]) -> bytes:
+    return fr.header(fr.BATCH, 1, 1, 0) + fr.encode_batch_body(items)
+
+
+item = st.tuples(
+    st.one_of(st.binary(max_size=40), st.integers(0, 20000).map(lambda n: b"p" * n)),
+    st.integers(-32768, 32767),
+)
+
+
+def _mangled(draw_frame: bytes, how: int, at: int, byte: int) -> bytes:
+    f = bytearray(draw_frame)
+    if how == 1:  # cut short
+        return bytes(f[: max(fr.HEADER_SIZE, len(f) - 1 - at % max(1, len(f) - fr.HEADER_SIZE))])
+    if how == 2:  # a byte changed in the table or the payloads
+        i = fr.HEADER_SIZE + at % max(1, len(f) - fr.HEADER_SIZE)
+        if i < len(f):
+            f[i] = byte
+        return bytes(f)
+    if how == 3:  # bytes after the last item
+        return bytes(f) + bytes([byte]) * (1 + at % 5)
+    return bytes(f)
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=500, deadline=None)
+@given(
+    items=st.lists(item, min_size=1, max_size=300),
+    how=st.sampled_from([0, 0, 1, 2, 3]),
+    at=st.integers(0, 1 << 20),
+    byte=st.integers(0, 255),
+)
+def test_a_batch_frame_becomes_the_messages_the_wire_codec_reads(
+    items: list, how: int, at: int, byte: int
+) -> None:
+    from spread.flow import FlowMsg
+
+    frame = _mangled(_frame_of(items), how, at, byte)
+    try:
+        expected: object = [(x.msg_type, bytes(x.data)) for x in fr.decode_batch_body(frame[32:])]
+    except fr.FrameError as e:
+        expected = str(e)
+    rec = _Rec("r", 0)
+    for name, batch in BATCHERS.items():
+        try:
+            msgs = batch(FlowMsg, frame, rec)
+        except fr.FrameError as e:
+            assert expected == str(e), name
+            continue
+        assert [(m.msg_type, m.message) for m in msgs] == expected, name
+        assert all(type(m) is FlowMsg and type(m.message) is bytes for m in msgs)
+        assert [m.index for m in msgs] == list(range(len(msgs)))
+        assert all(m._record is rec and m._open is True for m in msgs), name
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=300, deadline=None)
+@given(
+    script=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=200),
+    take=st.lists(st.integers(0, 1 << 16), max_size=400),
+)
+def test_consuming_counts_each_open_message_once_per_record(script: list, take: list) -> None:
+    from spread.flow import FlowMsg
+
+    def world() -> tuple[list, list]:
+        recs = [_Rec(f"r{i}", 0) for i in range(4)]
+        msgs: list = []
+        for r, n in script:  # n messages of record r
+            for _ in range(n):
+                m = FlowMsg.__new__(FlowMsg)
+                m._record, m._open, m.message = recs[r], True, b""
+                recs[r].remaining += 1
+                msgs.append(m)
+        # What a receive hands out: messages (some twice, some closed
+        # already) among other items.
+        items: list = []
+        for k in take:
+            if msgs and k % 7:
+                items.append(msgs[k % len(msgs)])
+            else:
+                items.append(("event", k))
+        for m in msgs[::5]:
+            m._open = False
+            m._record.remaining -= 1
+        return recs, items
+
+    outcomes = {}
+    for name, consume in CONSUMERS.items():
+        recs, items = world()
+        done = consume(FlowMsg, items)
+        outcomes[name] = (
+            [r.name for r in done],
+            [r.remaining for r in recs],
+            [m._open for m in items if type(m) is FlowMsg],
+        )
+        # Every record that reached 0 is named once, and only those.
+        assert sorted(r.name for r in done) == sorted({r.name for r in done})
+        assert all(r.remaining == 0 for r in done)
+        assert all(r.remaining >= 0 for r in recs)
+    assert outcomes["backend"] == outcomes["python"]

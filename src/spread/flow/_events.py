@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .._errors import MessageTooLong, SpreadError
+from ._fast import FlowMsgBase
 
 # Client-side codes, outside sp.h's range (as spx.h's -1003, -1004 are).
 FLOW_SEND_TIMEOUT = -1101
@@ -36,7 +37,7 @@ class Multicast(NamedTuple):
 # ---- the logical message ------------------------------------------------------
 
 
-class FlowMsg:
+class FlowMsg(FlowMsgBase):
     """One logical message of a flow stream, with the classic RegularMsg
     attributes (``sender``, ``groups``, ``message``, ``msg_type``,
     ``service_type``, ``endian``) plus ``group``, ``stream``, ``seq`` (the
@@ -46,12 +47,9 @@ class FlowMsg:
     Only what differs between the messages of one frame is stored here; the
     rest is read from the frame's record (one per frame, shared)."""
 
-    __slots__ = ("message", "msg_type", "index", "_record", "_open")
-    message: bytes
-    msg_type: int
-    index: int
-    _record: Any  # the frame's _Record (sender, group, stream, seq, ...)
-    _open: bool  # not yet consumed
+    __slots__ = ()  # (the fields are FlowMsgBase's: message, msg_type, index,
+    # _record, the frame's _Record with sender, group, stream, seq ..., and
+    # _open, not yet consumed)
 
     @property
     def sender(self) -> str:

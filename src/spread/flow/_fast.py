@@ -1,11 +1,14 @@
-"""The sending side's per-message hot path: the backend's, in C, where it
-has one (Cython: spread/_flow_fast.pxi), else these, in Python (cffi, PyPy).
+"""spread.flow's per-message hot paths: the backend's, in C, where it has
+them (Cython: spread/_flow_fast.pxi), else these, in Python (cffi, PyPy).
 
-SenderChannel (``_sender.py``) takes its base from here, and _Batch its
-fields. The base's ``offer()`` takes the commonest case itself: a message
-that joins the open batch while the channel waits for credit. Everything
-else is SenderChannel._offer()'s, which also does that case the same way
-(tests/test_flow_fast.py checks the bases against each other).
+Sending: SenderChannel (``_sender.py``) takes its base from here, and
+_Batch its fields. The base's ``offer()`` takes the commonest case itself:
+a message that joins the open batch while the channel waits for credit.
+Everything else is SenderChannel._offer()'s, which also does that case the
+same way. Receiving: FlowMsg (``_events.py``) takes its fields from here;
+``batch_messages`` makes a BATCH frame's FlowMsgs and ``consume`` marks
+what a receive hands out consumed. tests/test_flow_fast.py checks each C
+form against the Python one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from .._backend import core
 from . import _frame as fr
 
-__all__ = ["BatchBase", "SenderBase", "entry"]
+__all__ = [
+    "BatchBase",
+    "FlowMsgBase",
+    "SenderBase",
+    "batch_messages",
+    "consume",
+    "entry",
+]
 
 
 class PyBatchBase:
@@ -102,9 +112,73 @@ def entry(length: int, msg_type: int) -> bytes:
     return e
 
 
+# ---- the receiving side ------------------------------------------------------------
+
+
+class PyFlowMsgBase:
+    """The fields of a FlowMsg (what FlowMsgBase holds in C)."""
+
+    __slots__ = ("message", "msg_type", "index", "_record", "_open")
+    message: bytes
+    msg_type: int
+    index: int
+    _record: Any  # the frame's _Record (sender, group, stream, seq, ...)
+    _open: bool  # not yet consumed
+
+
+def py_batch_messages(cls: Any, frame: bytes, rec: Any) -> list[Any]:
+    """The messages of a BATCH frame as cls instances (FlowMsg) of record
+    rec, in order; fr.FrameError if its table is malformed."""
+    pos, lengths, types = fr.batch_table(frame)
+    new = cls.__new__
+    out: list[Any] = []
+    append = out.append
+    i = 0
+    for n in lengths:
+        m = new(cls)
+        m.message = frame[pos : pos + n]
+        m.msg_type = types[i]
+        m.index = i
+        m._record = rec
+        m._open = True
+        append(m)
+        pos += n
+        i += 1
+    return out
+
+
+def py_consume(cls: Any, items: list[Any]) -> list[Any]:
+    """Marks the open cls messages (FlowMsg) among items consumed (each
+    record's remaining count drops by one a message). Returns the records
+    that reached 0, in order (their streams may advance)."""
+    done: list[Any] = []
+    for m in items:
+        if type(m) is cls and m._open:
+            m._open = False  # (taking twice counts once)
+            rec = m._record
+            rec.remaining -= 1
+            if rec.remaining == 0:
+                done.append(rec)
+    return done
+
+
+_c_batch = getattr(core, "flow_batch", None)
+
 if TYPE_CHECKING:
     BatchBase = PyBatchBase
     SenderBase = PySenderBase
+    FlowMsgBase = PyFlowMsgBase
+    batch_messages = py_batch_messages
+    consume = py_consume
 else:
     BatchBase = getattr(core, "FlowBatch", PyBatchBase)
     SenderBase = getattr(core, "FlowSenderBase", PySenderBase)
+    FlowMsgBase = getattr(core, "FlowMsgBase", PyFlowMsgBase)
+    consume = getattr(core, "flow_consume", py_consume)
+    if _c_batch is None:
+        batch_messages = py_batch_messages
+    else:
+
+        def batch_messages(cls, frame, rec, _c=_c_batch, _general=py_batch_messages):
+            """py_batch_messages in C (which leaves it what it does not read)."""
+            return _c(cls, frame, rec, _general)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 from . import _frame as fr
 from ._events import DataLoss, FlowEvent, FlowMsg, Multicast, ProtocolErrorEvent, StreamEnded
+from ._fast import batch_messages, consume
 from ._repair import Lost, StreamRepair
 
 
@@ -472,27 +474,16 @@ class Receiver:
         elif kind == fr.BATCH:
             data = frame.obj if type(frame.obj) is bytes else bytes(frame)
             try:
-                pos, lengths, types = fr.batch_table(data)
+                # The hot loop of the receive path (in C where the backend
+                # has it: _fast.py): one FlowMsg per item, and only what
+                # differs between items is stored in it.
+                msgs = batch_messages(FlowMsg, data, rec)
             except fr.FrameError as e:
                 out.extend(self.malformed(group, sender, str(e)))
             else:
-                # The hot loop of the receive path: one FlowMsg per item, and
-                # only what differs between items is stored in it.
-                new = FlowMsg.__new__
-                append = out.append
-                i = 0
-                for n in lengths:
-                    m = new(FlowMsg)
-                    m.message = data[pos : pos + n]
-                    m.msg_type = types[i]
-                    m.index = i
-                    m._record = rec
-                    m._open = True
-                    append(m)
-                    pos += n
-                    i += 1
-                rec.remaining = i
-                self.stats["messages"] += i
+                out.extend(msgs)
+                rec.remaining = len(msgs)
+                self.stats["messages"] += len(msgs)
         else:
             msg = self._chunk(st, rec, hdr, frame[fr.HEADER_SIZE :], out)
             if msg is not None:
@@ -576,15 +567,12 @@ class Receiver:
         if rec.remaining == 0 and not rec.stream.dropped:
             self._advance(rec.stream, now)
 
-    def consume_many(self, msgs: list[FlowMsg], now: float) -> None:
-        """consumed() for each of msgs (FlowMsgs), in one call."""
-        for msg in msgs:
-            if msg._open:
-                msg._open = False
-                rec = msg._record
-                rec.remaining -= 1
-                if rec.remaining == 0 and not rec.stream.dropped:
-                    self._advance(rec.stream, now)
+    def consume_many(self, items: list[Any], now: float) -> None:
+        """consumed() for each FlowMsg among items, in one call (each stream
+        advances once its records are all counted)."""
+        for rec in consume(FlowMsg, items):
+            if not rec.stream.dropped:
+                self._advance(rec.stream, now)
 
     def _advance(self, st: Stream, now: float) -> None:
         want = False

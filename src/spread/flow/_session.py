@@ -22,7 +22,7 @@ from typing import Any, Literal
 from .._errors import Empty, ReceiverClosed, SpreadError
 from .._receiver import ThreadedReceiver
 from ._core import FlowCore
-from ._events import DataLoss, FlowEvent, FlowMsg, Laggard, ProtocolErrorEvent
+from ._events import DataLoss, FlowEvent, Laggard, ProtocolErrorEvent
 from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
 from ._sender import SenderChannel, check_group
 
@@ -287,8 +287,7 @@ def take(
                     first = ready.popleft()
                     error = first if type(first) is DataLoss else first.error()
                 break
-    flow_msg = FlowMsg
-    core.receiver.consume_many([m for m in items if type(m) is flow_msg], _now())
+    core.receiver.consume_many(items, _now())
     if error is not None:
         raise error
     return items
