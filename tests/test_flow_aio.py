@@ -376,15 +376,25 @@ def test_cancelled_receives_never_lose_or_reorder(daemon, loop_kind):
 
     async def main():
         async with pair(daemon, "gr", "rx", window=32) as (tx, rx, ch):
+            got = []
+            target = 0  # what the sender waits to see received
+            drained = asyncio.Event()
 
             async def send():
+                nonlocal target
                 for i in range(n):
                     await ch.send(payload(i, 64), timeout=20)
-                    if i % 50 == 0:
-                        await asyncio.sleep(0.002)  # pacing: the receiver's waits time out
+                    if i % 50 == 49:
+                        # Pacing: once the receiver has all (however slow it
+                        # is: PyPy warming up), it finds nothing for 2 ms, and
+                        # its receives time out there.
+                        target = i + 1
+                        drained.clear()
+                        if len(got) < target:
+                            await asyncio.wait_for(drained.wait(), 20)
+                        await asyncio.sleep(0.002)
 
             sender = asyncio.get_running_loop().create_task(send())
-            got = []
             cancelled = 0
             while len(got) < n:
                 try:
@@ -394,6 +404,8 @@ def test_cancelled_receives_never_lose_or_reorder(daemon, loop_kind):
                     continue
                 if type(m) is flow.FlowMsg:
                     got.append(m.message)
+                    if len(got) >= target:
+                        drained.set()
             await asyncio.wait_for(sender, 20)
             assert got == [payload(i, 64) for i in range(n)]
             assert cancelled > 0
