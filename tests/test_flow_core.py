@@ -235,6 +235,23 @@ def test_reports_are_absolute_and_monotonic() -> None:
     assert ch.members[B].seq == 3 and ch.stats["bad_reports"] == 1
 
 
+def test_a_receive_of_many_frames_reports_once_at_its_end() -> None:
+    # consume_many counts every message first, then advances each stream
+    # once: a receive that takes several flagged frames at once sends one
+    # report, at the newest position (reports are absolute: it covers the
+    # rest), not one per flagged frame.
+    a, b, ch = pair(window=8, max_batch_items=1)
+    for _i in range(8):
+        assert ch.offer(b"z")
+    msgs = wire(a, b)
+    assert len(msgs) == 8
+    frames = [f for _seq, f in ch.store.read(1, 8)]
+    assert sum(bool(fr.decode_header(f).flags & fr.F_REPORT) for f in frames) >= 4
+    b.receiver.consume_many(msgs, 0.0)
+    reports = [fr.decode_header(r.data) for r in b.actions() if r.group == A]
+    assert [(h.kind, h.seq, h.offset) for h in reports] == [(fr.REPORT, 8, ch.sent_bytes)]
+
+
 # ---- stalls ------------------------------------------------------------------------
 
 

@@ -262,6 +262,36 @@ def test_a_batch_frame_becomes_the_messages_the_wire_codec_reads(
         assert all(m._record is rec and m._open is True for m in msgs), name
 
 
+@pytest.mark.timeout(60)
+def test_the_backend_decodes_a_well_formed_batch_itself() -> None:
+    # (A C decoder that handed every frame to the Python one would pass the
+    # comparison above, only slower.)
+    from spread._backend import core
+    from spread.flow import FlowMsg
+
+    frame = _frame_of([(b"x" * n, n - 300) for n in range(0, 3000, 7)])
+    c_batch = getattr(core, "flow_batch", None)
+    if c_batch is None:
+        assert _fast.batch_messages is _fast.py_batch_messages  # (cffi: Python's)
+        return
+    calls = []
+
+    def general(cls, f, rec):  # type: ignore[no-untyped-def]
+        calls.append(len(f))
+        return _fast.py_batch_messages(cls, f, rec)
+
+    msgs = c_batch(FlowMsg, frame, None, general)
+    assert len(msgs) == 429 and not calls
+    assert [m.message for m in msgs] == [b"x" * n for n in range(0, 3000, 7)]
+    with pytest.raises(fr.FrameError):
+        c_batch(FlowMsg, frame[:-1], None, general)  # malformed: the Python reader says why
+    assert calls == [len(frame) - 1]
+    with pytest.raises(TypeError):
+        c_batch(bytes, frame, None, general)  # only FlowMsgBase instances are made
+    with pytest.raises(TypeError):
+        core.flow_consume(int, [1])
+
+
 @pytest.mark.timeout(120)
 @settings(max_examples=300, deadline=None)
 @given(

@@ -62,6 +62,8 @@ cdef class FlowSenderBase:
             or not self._stuck
             or self._dirty
             or not isinstance(self._open, FlowBatch)
+            or (<FlowBatch>self._open).entries is None
+            or (<FlowBatch>self._open).payloads is None
         ):
             return self._offer(data, msg_type, now)
         mt = PyLong_AsLongAndOverflow(msg_type, &overflow)
@@ -136,11 +138,22 @@ cdef extern from *:
         }
         return -1;
     }
+
+    /* A new instance of t (FlowMsg) through its type's tp_new, as t() would
+     * make it with no arguments (a method lookup and call less a message). */
+    static PyObject *flow_no_args;
+
+    static PyObject *flow_new(PyTypeObject *t) {
+        if (flow_no_args == NULL && (flow_no_args = PyTuple_New(0)) == NULL)
+            return NULL;
+        return t->tp_new(t, flow_no_args, NULL);
+    }
     """
     Py_ssize_t flow_uvarint(const unsigned char *p, Py_ssize_t *pos, Py_ssize_t end)
+    object flow_new(type t)
 
 
-def flow_batch(type cls, bytes frame, object rec, object general):
+def flow_batch(type cls not None, bytes frame not None, object rec, object general):
     """The messages of a BATCH frame (its header is 32 bytes) as cls
     instances (FlowMsg) of record rec, in order: general(cls, frame, rec)
     (the Python reader) where the table is not one read here, or is
@@ -150,6 +163,8 @@ def flow_batch(type cls, bytes frame, object rec, object general):
     cdef Py_ssize_t pos = 32, count, i, n, at, total = 0
     cdef FlowMsgBase m
     cdef list out
+    if not issubclass(cls, FlowMsgBase):
+        raise TypeError(f"flow_batch makes FlowMsgBase instances, not {cls.__name__}")
     if end <= pos:
         return general(cls, frame, rec)
     count = flow_uvarint(p, &pos, end)
@@ -171,7 +186,7 @@ def flow_batch(type cls, bytes frame, object rec, object general):
     out = PyList_New(count)
     for i in range(count):
         n = flow_uvarint(p, &pos, end)
-        m = FlowMsgBase.__new__(cls)
+        m = <FlowMsgBase>flow_new(cls)
         m.msg_type = <short>(p[pos] | (p[pos + 1] << 8))
         pos += 2
         m.message = PyBytes_FromStringAndSize(<const char *>p + at, n)
@@ -184,7 +199,7 @@ def flow_batch(type cls, bytes frame, object rec, object general):
     return out
 
 
-def flow_consume(type cls, list items):
+def flow_consume(type cls not None, list items not None):
     """Marks the open cls messages (FlowMsg) among items consumed: each
     record's remaining count drops by its messages here. Returns the
     records that reached 0, in order (their streams may advance)."""
@@ -192,6 +207,8 @@ def flow_consume(type cls, list items):
     cdef object rec = None, item
     cdef Py_ssize_t run = 0
     cdef FlowMsgBase m
+    if not issubclass(cls, FlowMsgBase):
+        raise TypeError(f"flow_consume takes FlowMsgBase instances, not {cls.__name__}")
     for item in items:
         if type(item) is not cls:
             continue
