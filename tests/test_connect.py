@@ -81,6 +81,7 @@ def test_a_silent_peer_times_out_as_a_timeout(peer):
 
 
 @pytest.mark.parametrize("peer", ["silent"], indirect=True)
+@pytest.mark.slow  # (10 s of waiting, the default itself: once per backend in CI)
 @pytest.mark.timeout(40)
 def test_connect_has_a_default_handshake_timeout(peer):
     start = time.monotonic()

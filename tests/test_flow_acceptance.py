@@ -22,9 +22,9 @@ import pytest
 
 import spread
 import spread.flow as flow
+from sanitized import ASAN
 from test_flow_session import joined, payload, tight_daemon, wait_for
 
-ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 # The bounds (0.5 s past a kill or a stall_timeout); under ASan,
 # several times slower, a second more.
 SLACK = 1.5 if ASAN else 0.5

@@ -68,6 +68,7 @@ def pip_wheel(src: Path, out: Path, **env) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # (a pip build environment set up: 8-12 s; the same on every interpreter)
 @pytest.mark.timeout(BUILD_SECONDS + 20)
 def test_a_missing_compiler_fails_the_build_with_one_line(tmp_path):
     src = source_copy(tmp_path / "src")
