@@ -667,6 +667,44 @@ def test_a_consumer_that_keeps_finding_messages_lets_other_tasks_run(spread_daem
     assert taken_before_other_ran <= 2 * MAX_MESSAGES, taken_before_other_ran
 
 
+def test_a_full_inbox_stops_the_reader_and_loses_nothing(spread_daemon, loop_kind):
+    """The reader stays registered after a pump fills the inbox (the
+    consumer is about to make room: no epoll_ctl pair per refill), and the
+    loop's next call that finds it still full removes it: with nobody
+    taking, the level-triggered descriptor never makes the loop spin. Then
+    every message comes, in order."""
+    count, prefetch = 300, 16
+
+    async def main():
+        conn = await joined(spread_daemon.address, "full", prefetch=prefetch)
+        flood_in_thread(spread_daemon.address, "full", count).join(30)
+        deadline = time.monotonic() + 30
+        while conn._rx.stats["received"] < count:  # all in this process (C's queue)
+            assert time.monotonic() < deadline, conn._rx.stats
+            await asyncio.sleep(0.01)
+        reader = conn._reader
+        turns = 0
+        while reader.reading:  # (one turn to fill, the next to find it full)
+            turns += 1
+            assert turns < 100, "a full inbox left the reader registered"
+            await asyncio.sleep(0)
+        for _ in range(100):  # paused it stays, nobody taking
+            await asyncio.sleep(0)
+            assert not reader.reading
+        assert prefetch <= conn.pending <= prefetch + reader._batch
+        got = []
+        async for msg in conn:
+            got.append(msg.msg_type)
+            if len(got) == count:
+                break
+        await conn.aclose()
+        return turns, got
+
+    turns, got = run(loop_kind, main())
+    assert got == list(range(count))
+    print(f"paused {turns} turns after the inbox filled")
+
+
 def test_idle_cpu_with_idle_subscriptions(spread_daemon, loop_kind):
     """Ten subscriptions and the connection's own stream, each with a task
     waiting in `async for`, and nothing sent: under 1 % of a CPU."""

@@ -139,8 +139,11 @@ cdef extern from *:
     }
 
     /* deque.popleft's C function, called without a method call's
-     * dispatch (a message each), where the descriptor is the usual one. */
+     * dispatch (a message each), where the descriptor is the usual one;
+     * and the deque type, whose length is its Py_SIZE (CPython's deque
+     * keeps it there), read without a call. */
     static PyCFunction aio_popleft_fn;
+    static PyTypeObject *aio_deque_type;
 
     static PyObject *spread_aio_popleft(PyObject *deque) {
         if (aio_popleft_fn != NULL)
@@ -148,20 +151,42 @@ cdef extern from *:
         return PyObject_CallMethod(deque, "popleft", NULL);
     }
 
-    /* An inbox's next message when taking it is all there is to do (see
-     * spread/aio/fast.py's PyInboxBase), else None. */
-    static PyObject *aio_take(spread_aio_inbox *in) {
-        Py_ssize_t n = PyObject_Size(in->buf);
-        if (n > 0 && (in->plain || (n > in->limit && in->failures == 0)))
-            return spread_aio_popleft(in->buf);
+    static Py_ssize_t aio_len(PyObject *deque) {
+        return Py_IS_TYPE(deque, aio_deque_type) ? Py_SIZE(deque) : PyObject_Size(deque);
+    }
+
+    /* Taking the inbox's next message is all there is to do (see
+     * spread/aio/fast.py's PyInboxBase): 1, else 0, -1 with an exception. */
+    static int aio_takes(spread_aio_inbox *in) {
+        Py_ssize_t n = aio_len(in->buf);
         if (n < 0)
+            return -1;
+        return n > 0 && (in->plain || (n > in->limit && in->failures == 0));
+    }
+
+    /* An inbox's next message when taking it is all there is to do, else None. */
+    static PyObject *aio_take(spread_aio_inbox *in) {
+        int takes = aio_takes(in);
+        if (takes < 0)
             return NULL;
+        if (takes)
+            return spread_aio_popleft(in->buf);
         Py_RETURN_NONE;
     }
 
     static PySendResult aio_send(PyObject *self, PyObject *value, PyObject **result) {
         AioCall *c = (AioCall *)self;
         PySendResult r;
+        /* The commonest send of all (async for, receive() with a message
+         * waiting): the first, on an inbox that has it, taken here. */
+        if (c->state == AIO_FRESH && c->in != NULL && value == Py_None &&
+            aio_takes(c->in) > 0) {
+            *result = spread_aio_popleft(c->in->buf);
+            if (*result == NULL)
+                return PYGEN_ERROR;
+            c->state = Py_IS_TYPE(self, &AioIter_Type) ? AIO_IDLE : AIO_DONE;
+            return PYGEN_RETURN;
+        }
         *result = NULL;
         if (c->state == AIO_FRESH) {
             if (value != Py_None) {
@@ -374,6 +399,10 @@ cdef extern from *:
             (((PyMethodDescrObject *)d)->d_method->ml_flags & ~METH_COEXIST) == METH_NOARGS)
             aio_popleft_fn = ((PyMethodDescrObject *)d)->d_method->ml_meth;
         Py_DECREF(d);
+        if (PyType_Check(deque_type)) { /* (it is: collections.deque, kept) */
+            Py_INCREF(deque_type);
+            aio_deque_type = (PyTypeObject *)deque_type;
+        }
         spread_aio_now = now;
         spread_aio_later = later;
         if (PyType_Ready(&AioCall_Type) < 0 || PyType_Ready(&AioIter_Type) < 0)

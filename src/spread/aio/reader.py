@@ -3,8 +3,9 @@ level-triggered ready descriptor (readable exactly while messages are queued
 in C, or the receiver has ended: native/binding/receiver.md).
 
 - Registered only while there is demand: a task waits, or an inbox has room
-  for prefetched messages. Never while every inbox is full, where a
-  level-triggered descriptor would make the loop spin.
+  for prefetched messages. A callback that finds an inbox full removes it
+  (a level-triggered descriptor would make the loop spin); a pump that
+  fills one leaves it, for the consumer is about to make room.
 - Each callback is bounded, in messages and in time (MAX_MESSAGES,
   BUDGET_S, checked between get_batch calls of an adapted size), so that
   other tasks run while a flood arrives; the descriptor stays readable and
@@ -124,7 +125,15 @@ class Reader:
         self._took_this_turn = False
 
     def _on_readable(self) -> None:
-        self._pump()
+        # Paused lazily: a pump that fills the inboxes leaves the reader in
+        # place (the consumer, taking what was filled, would register it
+        # again at once: an epoll_ctl pair per refill, a third of what async
+        # for spends beyond the messages); a call that finds them still full
+        # removes it, so the loop does not spin on the descriptor.
+        if self._wanted():
+            self._pump()
+        else:
+            self._pause()
 
     def _pump(self) -> int:
         """Moves up to MAX_MESSAGES messages (for at most BUDGET_S) from the
@@ -163,14 +172,14 @@ class Reader:
             taken += len(batch)
             t = time.perf_counter()
             if len(batch) == n:  # a full batch: what it cost sizes the next
-                if t - now < BUDGET_S / 8 and n < BATCH_MAX:
+                if t - now < BUDGET_S / 4 and n < BATCH_MAX:
                     self._batch = n * 2
-                elif t - now > BUDGET_S / 4 and n > BATCH_MIN:
+                elif t - now > BUDGET_S / 2 and n > BATCH_MIN:
                     self._batch = n // 2
             now = t
             if taken >= MAX_MESSAGES or t >= deadline:
                 break
-        if self.end is not None or not self._wanted():
+        if self.end is not None:
             self._pause()
         self._wake(self.end is not None)
         return taken
