@@ -11,6 +11,9 @@ what is pending."""
 
 from __future__ import annotations
 
+import threading
+import types
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 from spread.flow import _fast
 from spread.flow import _frame as fr
 from spread.flow._sender import SenderChannel
+from spread.flow._session import Channel
 
 ME, PEER = "#me#h", "#peer#h"
 
@@ -159,6 +163,8 @@ def test_the_backend_base_is_used_where_the_backend_has_one() -> None:
     assert _fast.SenderBase is getattr(core, "FlowSenderBase", _fast.PySenderBase)
     assert _fast.BatchBase is getattr(core, "FlowBatch", _fast.PyBatchBase)
     assert issubclass(SenderChannel, _fast.SenderBase)
+    assert _fast.ChannelBase is getattr(core, "FlowChannelBase", _fast.PyChannelBase)
+    assert issubclass(Channel, _fast.ChannelBase)
 
 
 @pytest.mark.timeout(60)
@@ -192,6 +198,98 @@ def test_messages_that_wait_for_credit_leave_in_one_batch(kind: str) -> None:
     assert list(lengths) == [i % 200 for i in range(300)]
     assert list(types) == [i - 150 for i in range(300)]
     assert r.ch.stats["offered"] == 301 and r.ch.pending == 0 and r.ch._queued_bytes == 0
+
+
+class _Session:
+    """What Channel.send reads of its session."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.core = types.SimpleNamespace(_outbox=[])
+        self._closed = False
+        self._error: BaseException | None = None
+
+
+class _Recorded(Channel):
+    """A Channel whose general send records that it was asked, and offers
+    the message if told to (the lock and the engine are Session's)."""
+
+    general: list
+    offers = False
+
+    def _send(self, data, msg_type=0, timeout=None):  # type: ignore[no-untyped-def]
+        self.general.append((data, msg_type, timeout))
+        if self.offers:
+            assert self._ch.offer(data, msg_type)
+
+
+def _stuck_channel() -> tuple[_Recorded, Run]:
+    """A channel waiting for credit with a batch open (the fast case)."""
+    r = Run(SenderChannel, {"window": 1, "max_inflight": None})
+    assert r.ch.offer(b"first") and r.ch.offer(b"opens the batch")
+    ch = _Recorded(_Session(), r.ch)
+    ch.general = []
+    return ch, r
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "blocker",
+    ["none", "lock held", "closed", "error", "outbox", "bytearray", "bad msg_type"],
+)
+def test_send_joins_the_batch_itself_only_with_the_session_free(blocker: str) -> None:
+    # The C send takes the lock-free case only when the backend has it (a
+    # check of the lock and the append are one step only in C); everything
+    # else, and every send in Python, goes to Channel._send, which waits
+    # for the lock.
+    ch, r = _stuck_channel()
+    s = ch._session
+    data: object = b"payload"
+    msg_type = 3
+    other = threading.Thread(target=s.lock.acquire)  # held by another thread
+    if blocker == "lock held":
+        other.start()
+        other.join(5)
+        assert s.lock.locked()
+    elif blocker == "closed":
+        s._closed = True
+    elif blocker == "error":
+        s._error = RuntimeError("gone")
+    elif blocker == "outbox":
+        s.core._outbox.append("an action not yet performed")
+    elif blocker == "bytearray":
+        data = bytearray(b"payload")
+    elif blocker == "bad msg_type":
+        msg_type = 1 << 16
+    pending = r.ch.pending
+    assert ch.send(data, msg_type, 2.5) is None
+    fast = blocker == "none" and _fast.ChannelBase is not _fast.PyChannelBase
+    if fast:
+        assert ch.general == [] and r.ch.pending == pending + 1
+        assert r.ch.stats["offered"] == 3
+    else:
+        assert ch.general == [(data, msg_type, 2.5)] and r.ch.pending == pending
+
+
+@pytest.mark.timeout(60)
+def test_what_the_fast_send_joined_leaves_as_offer_would_send_it() -> None:
+    ch, r = _stuck_channel()
+    ch.offers = True
+    ref = Run(SenderChannel, {"window": 1, "max_inflight": None})
+    assert ref.ch.offer(b"first") and ref.ch.offer(b"opens the batch")
+    for i in range(300):
+        ch.send(b"m%d" % i * (i % 50), i - 150)
+        assert ref.ch.offer(b"m%d" % i * (i % 50), i - 150)
+    for run in (r, ref):
+        run._collect()
+        run.step(("self", 1), 0.0)
+        run.step(("report", 1), 0.0)
+    assert r.sent == ref.sent and len(r.sent) == 2
+    assert dict(r.ch.stats) == dict(ref.ch.stats) and r.ch.pending == ref.ch.pending == 0
+    # The general path took what the fast one left it: where the backend
+    # has one, the one send at which the count's uvarint grows a byte.
+    fast = _fast.ChannelBase is not _fast.PyChannelBase
+    assert len(ch.general) == (1 if fast else 300)
 
 
 # ---- the receiving side ------------------------------------------------------------

@@ -49,6 +49,13 @@ cdef class FlowSenderBase:
 
     def offer(self, data, msg_type=0, now=0.0):
         """Accept one logical message, or say False: see SenderChannel._offer()."""
+        if self._join(data, msg_type):
+            return True
+        return self._offer(data, msg_type, now)
+
+    cdef int _join(self, data, msg_type) except -1:
+        """1: data joined the open batch (the fast case); 0: nothing done,
+        the case is _offer()'s."""
         cdef FlowBatch b
         cdef Py_ssize_t size, cost, count, at
         cdef long mt
@@ -65,7 +72,7 @@ cdef class FlowSenderBase:
             or (<FlowBatch>self._open).entries is None
             or (<FlowBatch>self._open).payloads is None
         ):
-            return self._offer(data, msg_type, now)
+            return 0
         mt = PyLong_AsLongAndOverflow(msg_type, &overflow)
         size = PyBytes_GET_SIZE(data)
         if (
@@ -75,7 +82,7 @@ cdef class FlowSenderBase:
             or size > self.max_message_bytes
             or self._queued_bytes + size > self.max_pending_bytes
         ):
-            return self._offer(data, msg_type, now)
+            return 0
         b = <FlowBatch>self._open
         count = b.count
         cost = (1 if size < 0x80 else _uvarint_size(size)) + 2 + size
@@ -85,7 +92,7 @@ cdef class FlowSenderBase:
             or count >= self.max_batch_items
             or b.size + cost > self._batch_bytes
         ):
-            return self._offer(data, msg_type, now)
+            return 0
         # The table entry: uvarint length, i16 msg_type (little-endian).
         at = PyByteArray_GET_SIZE(b.entries)
         PyByteArray_Resize(b.entries, at + cost - size)
@@ -105,7 +112,40 @@ cdef class FlowSenderBase:
         self._queued_bytes += size
         self._items += 1
         self.stats["offered"] += 1
-        return True
+        return 1
+
+
+cdef class FlowChannelBase:
+    """spread.flow's Channel.send() for a message that joins the open batch
+    (FlowSenderBase._join) while no other thread is inside the session: the
+    whole send in one C call, without the session lock. That is safe under
+    the GIL: every change to a session's state is made holding its lock, so
+    with the lock free and the GIL held (nothing here gives it up or runs
+    Python code) no change is half done, and none can start until this
+    returns. Everything else is Channel._send()'s, under the lock."""
+    cdef public object _session, _ch
+    # The session's lock.locked and its core's outbox, for good once read:
+    # a session makes both once.
+    cdef object _locked, _outbox
+
+    def send(self, data, msg_type=0, timeout=None):
+        """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
+        there is no room; ``timeout`` (seconds) raises ``SendTimeout`` naming
+        the laggards, and nothing of this message was accepted."""
+        s = self._session
+        if self._locked is None:
+            self._locked = s.lock.locked
+            self._outbox = s.core._outbox
+        if (
+            isinstance(self._ch, FlowSenderBase)
+            and not self._outbox
+            and not s._closed
+            and s._error is None
+            and not self._locked()
+            and (<FlowSenderBase>self._ch)._join(data, msg_type)
+        ):
+            return None
+        return self._send(data, msg_type, timeout)
 
 
 # ---- the receiving side --------------------------------------------------------

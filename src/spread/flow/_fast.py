@@ -20,6 +20,7 @@ from . import _frame as fr
 
 __all__ = [
     "BatchBase",
+    "ChannelBase",
     "FlowMsgBase",
     "SenderBase",
     "batch_messages",
@@ -97,6 +98,21 @@ class PySenderBase:
         raise NotImplementedError  # SenderChannel's
 
 
+class PyChannelBase:
+    """FlowChannelBase in Python: no fast path (in Python, a check of the
+    session lock and the batch append would not be one atomic step), so
+    send() is Channel._send() itself."""
+
+    def send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
+        """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
+        there is no room; ``timeout`` (seconds) raises ``SendTimeout`` naming
+        the laggards, and nothing of this message was accepted."""
+        return self._send(data, msg_type, timeout)
+
+    def _send(self, data: Any, msg_type: int, timeout: float | None) -> None:
+        raise NotImplementedError  # Channel's
+
+
 _ENTRIES: dict[tuple[int, int], bytes] = {}  # (length, msg_type) -> table entry
 
 
@@ -167,12 +183,14 @@ _c_batch = getattr(core, "flow_batch", None)
 if TYPE_CHECKING:
     BatchBase = PyBatchBase
     SenderBase = PySenderBase
+    ChannelBase = PyChannelBase
     FlowMsgBase = PyFlowMsgBase
     batch_messages = py_batch_messages
     consume = py_consume
 else:
     BatchBase = getattr(core, "FlowBatch", PyBatchBase)
     SenderBase = getattr(core, "FlowSenderBase", PySenderBase)
+    ChannelBase = getattr(core, "FlowChannelBase", PyChannelBase)
     FlowMsgBase = getattr(core, "FlowMsgBase", PyFlowMsgBase)
     consume = getattr(core, "flow_consume", py_consume)
     if _c_batch is None:

@@ -23,6 +23,7 @@ from .._errors import Empty, ReceiverClosed, SpreadError
 from .._receiver import ThreadedReceiver
 from ._core import FlowCore
 from ._events import DataLoss, FlowEvent, Laggard, ProtocolErrorEvent
+from ._fast import ChannelBase
 from ._reconnect import Backoff, ReconnectFailed, Reconnecting, policy
 from ._sender import SenderChannel, check_group
 
@@ -127,7 +128,7 @@ class ChannelView:
         )
 
 
-class Channel(ChannelView):
+class Channel(ChannelView, ChannelBase):
     """One sending stream on one group (made by :meth:`Session.channel`).
 
     ``send()`` blocks while the slowest tethered member is ``window`` frames
@@ -138,10 +139,11 @@ class Channel(ChannelView):
 
     _session: Session
 
-    def send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
-        """Send one message (bytes-like; msg_type 16 bits signed). Blocks while
-        there is no room; ``timeout`` (seconds) raises ``SendTimeout`` naming
-        the laggards, and nothing of this message was accepted."""
+    # send(data, msg_type=0, timeout=None) is ChannelBase's: it takes a
+    # message that joins the open batch while no other thread is inside the
+    # session (in C, with the Cython backend), and leaves the rest to this.
+    def _send(self, data: Any, msg_type: int = 0, timeout: float | None = None) -> None:
+        """send() under the session lock: every case."""
         s = self._session
         ch = self._ch
         with s.lock:
