@@ -390,6 +390,43 @@ def test_the_backend_decodes_a_well_formed_batch_itself() -> None:
         core.flow_consume(int, [1])
 
 
+@pytest.mark.timeout(60)
+def test_the_messages_of_a_batch_are_left_out_of_the_garbage_collector() -> None:
+    # The collector walked every queued FlowMsg at each collection; they
+    # can never be part of a cycle (nothing they reach holds one), so the C
+    # decoder untracks them. A subclass that adds a __dict__ could make a
+    # cycle: its messages stay tracked. Either way they are freed at once.
+    import gc
+    import sys
+
+    from spread.flow import FlowMsg
+    from spread.flow._receiver import Stream, _Record
+
+    frame = _frame_of([(b"p%d" % i, i) for i in range(50)])
+    c_form = _fast.batch_messages is not _fast.py_batch_messages
+    rec = _Record(Stream("#s#h", "g", 1, 1, 0), 1, len(frame), 50, 0)
+    msgs = _fast.batch_messages(FlowMsg, frame, rec)
+    assert [gc.is_tracked(m) for m in msgs] == [not c_form] * 50
+    assert [m.message for m in msgs] == [b"p%d" % i for i in range(50)]
+    del msgs
+
+    class WithDict(FlowMsg):
+        pass
+
+    assert all(gc.is_tracked(m) for m in _fast.batch_messages(WithDict, frame, rec))
+    # Nothing a message reaches refers back to it: its count frees it (no
+    # collection runs here), and its record with it.
+    gc.disable()
+    try:
+        before = sys.getrefcount(rec)
+        msgs = _fast.batch_messages(FlowMsg, frame, rec)
+        assert sys.getrefcount(rec) == before + 50
+        del msgs
+        assert sys.getrefcount(rec) == before
+    finally:
+        gc.enable()
+
+
 @pytest.mark.timeout(120)
 @settings(max_examples=300, deadline=None)
 @given(
