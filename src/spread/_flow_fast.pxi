@@ -115,6 +115,22 @@ cdef class FlowSenderBase:
         return 1
 
 
+cdef extern from *:
+    """
+    /* The lock-free send needs the GIL: it makes the check of the session
+     * lock and the append one step. Not on a free-threaded build. */
+    #if defined(Py_GIL_DISABLED)
+    #define FLOW_SEND_WITHOUT_LOCK 0
+    #else
+    #define FLOW_SEND_WITHOUT_LOCK 1
+    #endif
+    """
+    bint FLOW_SEND_WITHOUT_LOCK
+
+# Whether FlowChannelBase.send ever sends without the session lock (tests).
+FLOW_SEND_LOCK_FREE = FLOW_SEND_WITHOUT_LOCK
+
+
 cdef class FlowChannelBase:
     """spread.flow's Channel.send() for a message that joins the open batch
     (FlowSenderBase._join) while no other thread is inside the session: the
@@ -137,7 +153,8 @@ cdef class FlowChannelBase:
             self._locked = s.lock.locked
             self._outbox = s.core._outbox
         if (
-            isinstance(self._ch, FlowSenderBase)
+            FLOW_SEND_WITHOUT_LOCK
+            and isinstance(self._ch, FlowSenderBase)
             and not self._outbox
             and not s._closed
             and s._error is None

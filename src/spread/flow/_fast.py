@@ -200,3 +200,8 @@ else:
         def batch_messages(cls, frame, rec, _c=_c_batch, _general=py_batch_messages):
             """py_batch_messages in C (which leaves it what it does not read)."""
             return _c(cls, frame, rec, _general)
+
+
+# Does ChannelBase.send take its fast case without the session lock? (The
+# backend's, with the GIL; never in Python, nor on a free-threaded build.)
+SEND_LOCK_FREE: bool = getattr(core, "FLOW_SEND_LOCK_FREE", False)
