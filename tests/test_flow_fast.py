@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spread._backend import core
 from spread.flow import _fast
 from spread.flow import _frame as fr
 from spread.flow._sender import SenderChannel
@@ -396,10 +397,10 @@ def test_the_backend_decodes_a_well_formed_batch_itself() -> None:
 
 @pytest.mark.timeout(60)
 def test_the_messages_of_a_batch_are_left_out_of_the_garbage_collector() -> None:
-    # The collector walked every queued FlowMsg at each collection; they
-    # can never be part of a cycle (nothing they reach holds one), so the C
-    # decoder untracks them. A subclass that adds a __dict__ could make a
-    # cycle: its messages stay tracked. Either way they are freed at once.
+    # The collector walked every queued FlowMsg at each collection; nothing
+    # they reach leads back to them, so the C decoder untracks spread.flow's
+    # FlowMsg (and no other class: one of the application's could hold its
+    # instances). Either way they are freed at once.
     import gc
 
     from spread.flow import FlowMsg
@@ -411,12 +412,17 @@ def test_the_messages_of_a_batch_are_left_out_of_the_garbage_collector() -> None
     msgs = _fast.batch_messages(FlowMsg, frame, rec)
     assert [gc.is_tracked(m) for m in msgs] == [not c_form] * 50
     assert [m.message for m in msgs] == [b"p%d" % i for i in range(50)]
+    assert [(m.msg_type, m.index, m._record) for m in msgs] == [(i, i, rec) for i in range(50)]
     del msgs
 
     class WithDict(FlowMsg):
         pass
 
-    assert all(gc.is_tracked(m) for m in _fast.batch_messages(WithDict, frame, rec))
+    class Slotted(FlowMsg):
+        __slots__ = ()
+
+    for cls in (WithDict, Slotted):
+        assert all(gc.is_tracked(m) for m in _fast.batch_messages(cls, frame, rec))
     # Nothing a message reaches refers back to it: its count frees it (no
     # collection runs here), and its record with it.
     gc.disable()
@@ -428,6 +434,36 @@ def test_the_messages_of_a_batch_are_left_out_of_the_garbage_collector() -> None
         assert sys.getrefcount(rec) == before
     finally:
         gc.enable()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("field", ["message", "msg_type", "index", "_record"])
+def test_a_field_set_by_the_application_tracks_the_message_again(field: str) -> None:
+    # What is set could lead back to the message: a cycle through an
+    # untracked object would never be collected.
+    import gc
+    import weakref
+
+    from spread.flow import FlowMsg
+    from spread.flow._receiver import Stream, _Record
+
+    class Box:
+        msg: object = None
+
+    frame = _frame_of([(b"p", 1)])
+    rec = _Record(Stream("#s#h", "g", 1, 1, 0), 1, len(frame), 1, 0)
+    m = _fast.batch_messages(FlowMsg, frame, rec)[0]
+    box = Box()
+    box.msg = m
+    setattr(m, field, box)  # a cycle: m -> box -> m
+    assert gc.is_tracked(m) and getattr(m, field) is box
+    probe = weakref.ref(box)
+    del m, box
+    gc.collect()
+    assert probe() is None
+    if hasattr(core, "flow_untrack_instances"):
+        with pytest.raises(TypeError):  # a class that adds a __dict__
+            core.flow_untrack_instances(type("WithDict", (FlowMsg,), {}))
 
 
 @pytest.mark.timeout(120)

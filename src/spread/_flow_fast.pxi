@@ -172,9 +172,48 @@ cdef class FlowChannelBase:
 # reference (a table this does not read is left to them).
 
 cdef class FlowMsgBase:
-    """The fields of spread.flow's FlowMsg (its properties are Python's)."""
-    cdef public object message, msg_type, index, _record
+    """The fields of spread.flow's FlowMsg (its properties are Python's).
+    flow_batch leaves the messages it makes out of the garbage collector
+    (see flow_untrackable); setting a field from Python tracks the message
+    again, since what is set could lead back to it."""
+    cdef object _message, _msg_type, _index, _rec
     cdef public bint _open
+
+    @property
+    def message(self):
+        return self._message
+
+    @message.setter
+    def message(self, value):
+        _flow_retrack(self)
+        self._message = value
+
+    @property
+    def msg_type(self):
+        return self._msg_type
+
+    @msg_type.setter
+    def msg_type(self, value):
+        _flow_retrack(self)
+        self._msg_type = value
+
+    @property
+    def index(self):
+        return self._index
+
+    @index.setter
+    def index(self, value):
+        _flow_retrack(self)
+        self._index = value
+
+    @property
+    def _record(self):
+        return self._rec
+
+    @_record.setter
+    def _record(self, value):
+        _flow_retrack(self)
+        self._rec = value
 
 
 cdef extern from *:
@@ -207,14 +246,16 @@ cdef extern from *:
     }
 
     /* Can t's instances leave the garbage collector's lists? A FlowMsg
-     * holds its payload (bytes), two ints and its frame's record, and
-     * nothing it reaches (the record, its stream) holds a FlowMsg, so it
-     * is never part of a cycle: freed by its count alone, it need not be
-     * tracked. The collector otherwise walks every queued message at each
-     * collection (a window of 1 KB frames is ~36,000 of them), ~550
-     * instructions a message in the flow row. Only a type that adds no
-     * fields, no __dict__ and no weak references to FlowMsgBase: a
-     * subclass with a __dict__ could make a cycle. */
+     * that flow_batch made holds its payload (bytes), two ints and its
+     * frame's record, and nothing those reach (the record, its stream)
+     * holds a FlowMsg; its class is spread.flow's, which lives as long as
+     * its module. So it is never part of a cycle that could become
+     * garbage: freed by its count alone, it need not be tracked (a field
+     * set from Python tracks it again). Tracked, the collector walks every
+     * queued message at each collection (a window of 1 KB frames is
+     * ~36,000 of them): ~550 instructions a message in the flow row. Only
+     * for a type that adds no fields, no __dict__ and no weak references
+     * to FlowMsgBase. */
     static int flow_untrackable(PyTypeObject *t, PyTypeObject *base) {
         return t->tp_basicsize == base->tp_basicsize && t->tp_dictoffset == 0 &&
                t->tp_weaklistoffset == base->tp_weaklistoffset && t->tp_itemsize == 0;
@@ -224,6 +265,29 @@ cdef extern from *:
     object flow_new(type t)
     int flow_untrackable(type t, type base)
     void PyObject_GC_UnTrack(object o)
+    void PyObject_GC_Track(object o)
+    bint PyObject_GC_IsTracked(object o)
+
+
+cdef inline void _flow_retrack(FlowMsgBase m):
+    if not PyObject_GC_IsTracked(m):
+        PyObject_GC_Track(m)
+
+
+# The one class whose instances flow_batch untracks: spread.flow's FlowMsg,
+# named by flow_untrack_instances (a class of the application's could hold
+# its instances, through a closure or a class attribute, and make a cycle).
+cdef object _flow_untracked = None
+
+
+def flow_untrack_instances(type cls not None):
+    """Makes flow_batch leave cls's instances (spread.flow's FlowMsg) out of
+    the garbage collector; TypeError for a class that adds fields, a
+    __dict__ or weak references to FlowMsgBase."""
+    global _flow_untracked
+    if not issubclass(cls, FlowMsgBase) or not flow_untrackable(cls, FlowMsgBase):
+        raise TypeError(f"{cls.__name__} adds to FlowMsgBase: its instances stay tracked")
+    _flow_untracked = cls
 
 
 def flow_batch(type cls not None, bytes frame not None, object rec, object general):
@@ -239,7 +303,7 @@ def flow_batch(type cls not None, bytes frame not None, object rec, object gener
     cdef bint untrack
     if not issubclass(cls, FlowMsgBase):
         raise TypeError(f"flow_batch makes FlowMsgBase instances, not {cls.__name__}")
-    untrack = flow_untrackable(cls, FlowMsgBase)
+    untrack = cls is _flow_untracked
     if end <= pos:
         return general(cls, frame, rec)
     count = flow_uvarint(p, &pos, end)
@@ -262,12 +326,12 @@ def flow_batch(type cls not None, bytes frame not None, object rec, object gener
     for i in range(count):
         n = flow_uvarint(p, &pos, end)
         m = <FlowMsgBase>flow_new(cls)
-        m.msg_type = <short>(p[pos] | (p[pos + 1] << 8))
+        m._msg_type = <short>(p[pos] | (p[pos + 1] << 8))
         pos += 2
-        m.message = PyBytes_FromStringAndSize(<const char *>p + at, n)
+        m._message = PyBytes_FromStringAndSize(<const char *>p + at, n)
         at += n
-        m.index = i
-        m._record = rec
+        m._index = i
+        m._rec = rec
         m._open = True
         if untrack:
             PyObject_GC_UnTrack(m)
@@ -293,10 +357,10 @@ def flow_consume(type cls not None, list items not None):
         if not m._open:
             continue  # taking twice counts once
         m._open = False
-        if m._record is not rec:
+        if m._rec is not rec:
             if run:
                 _flow_consumed(rec, run, done)
-            rec = m._record
+            rec = m._rec
             run = 0
         run += 1
     if run:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .._errors import MessageTooLong, SpreadError
-from ._fast import FlowMsgBase
+from ._fast import FlowMsgBase, untrack_instances
 
 # Client-side codes, outside sp.h's range (as spx.h's -1003, -1004 are).
 FLOW_SEND_TIMEOUT = -1101
@@ -84,6 +84,11 @@ class FlowMsg(FlowMsgBase):
             f"<FlowMsg sender={self.sender!r} group={self.group!r} stream={self.stream:#x} "
             f"seq={self.seq} index={self.index} msg_type={self.msg_type} len={len(self.message)}>"
         )
+
+
+# Messages the backend's C batch decoder makes stay out of the garbage
+# collector (nothing they reach leads back to them: _flow_fast.pxi).
+untrack_instances(FlowMsg)
 
 
 # ---- events (handed out in stream order, beside the messages) ---------------

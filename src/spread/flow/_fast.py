@@ -26,6 +26,7 @@ __all__ = [
     "batch_messages",
     "consume",
     "entry",
+    "untrack_instances",
 ]
 
 
@@ -178,6 +179,11 @@ def py_consume(cls: Any, items: list[Any]) -> list[Any]:
     return done
 
 
+def _untrack_nothing(cls: type) -> None:
+    """The backend's flow_untrack_instances where it has none (Python's
+    decoder makes tracked messages)."""
+
+
 _c_batch = getattr(core, "flow_batch", None)
 
 if TYPE_CHECKING:
@@ -187,12 +193,14 @@ if TYPE_CHECKING:
     FlowMsgBase = PyFlowMsgBase
     batch_messages = py_batch_messages
     consume = py_consume
+    untrack_instances = _untrack_nothing
 else:
     BatchBase = getattr(core, "FlowBatch", PyBatchBase)
     SenderBase = getattr(core, "FlowSenderBase", PySenderBase)
     ChannelBase = getattr(core, "FlowChannelBase", PyChannelBase)
     FlowMsgBase = getattr(core, "FlowMsgBase", PyFlowMsgBase)
     consume = getattr(core, "flow_consume", py_consume)
+    untrack_instances = getattr(core, "flow_untrack_instances", _untrack_nothing)
     if _c_batch is None:
         batch_messages = py_batch_messages
     else:
