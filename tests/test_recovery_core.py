@@ -465,6 +465,22 @@ def test_the_byte_window_counts_resent_frames_not_yet_consumed():
     assert seqs(rs2.due("r")) == [1] and rs2.waiting == 0
 
 
+def test_resent_frames_asked_for_again_later_no_longer_fill_the_byte_window():
+    # Resent frames lost on their way (a view change) are asked for again:
+    # counted as still held, they used to fill the byte window for good, and
+    # the member was never answered again (a flow_sim soak schedule).
+    rs = Resender(filled_ring(50, size=100), window=1000, window_bytes=350, repeat_after=0.1)
+    rs.request("r", 1, 50, consumed=0, now=1.0)
+    assert seqs(rs.due("r", 1.0)) == [1, 2, 3]
+    rs.request("r", 1, 50, consumed=0, now=1.05)  # at once: on their way
+    assert seqs(rs.due("r", 1.05)) == []
+    rs.request("r", 1, 50, consumed=0, now=2.0)  # later: they never came
+    assert seqs(rs.due("r", 2.0)) == [1, 2, 3]
+    rs.consumed("r", 1)  # what it consumed stays counted as consumed
+    rs.request("r", 3, 50, consumed=1, now=3.0)  # 2 arrived, 3 did not
+    assert seqs(rs.due("r", 3.0)) == [3, 4]
+
+
 def test_what_the_ring_lost_is_named_first():
     ring = filled_ring(100, max_frames=30)  # holds 71..100
     rs = Resender(ring, window=5, window_bytes=10_000)

@@ -83,6 +83,12 @@ class Resender:
         recent = self._recent.get(member)
         if now is not None and recent is not None and now - recent[1] < self.repeat_after:
             first = max(first, recent[0] + 1)  # (a repeated request: those are on their way)
+        else:
+            # Asked for again later: what was resent from first on did not
+            # arrive (lost with a view change), so it no longer counts as
+            # held against the member's window. (Kept, it blocked every
+            # further resend to it for good: the flow_sim soak found that.)
+            self._forget_sent(member, first)
         last = min(last, self.store.high())
         if first > last:
             self._wants.pop(member, None)
@@ -99,6 +105,16 @@ class Resender:
                 frames = sent[0]
                 while frames and frames[0][0] <= seq:
                     sent[1] -= frames.popleft()[1]
+
+    def _forget_sent(self, member: Any, first: int) -> None:
+        """Frames from first on no longer count as resent to member."""
+        sent = self._sent.get(member)
+        if sent is None or not sent[0]:
+            return
+        kept = deque(f for f in sent[0] if f[0] < first)
+        if len(kept) != len(sent[0]):
+            sent[0] = kept
+            sent[1] = sum(n for _, n in kept)
 
     def knows(self, member: Any) -> bool:
         """Whether member has asked for frames (since it was last dropped)."""
