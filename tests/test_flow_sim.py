@@ -143,3 +143,12 @@ TestFlowMachine.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestFlowMachine = pytest.mark.timeout(120)(TestFlowMachine)
+
+
+@pytest.mark.timeout(60)
+def test_a_soak_schedule_where_resent_frames_were_lost_recovers() -> None:
+    # Seed 1373 of a 1,000-schedule soak: frames resent to a member were
+    # lost with a view change, the sender kept counting them as held, and
+    # never answered that member again (no progress). Fixed in Resender.
+    figures = Sim(1373, **CONFIGS[2]).run(4000, p_membership=0.006)
+    assert figures["resent"] > 0 and figures["window_checks"] > 0
